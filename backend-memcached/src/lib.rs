@@ -1,0 +1,1 @@
+//! `MemcachedStore` (in progress).

@@ -1,0 +1,272 @@
+//! The one error type of session-core, shared by every [`Store`](crate::Store).
+//!
+//! Backends keep richer private errors and convert them into this enum with
+//! one `From`, so that callers match on one set of variants whatever the
+//! backend. Callers that only want a policy ("retry?", "tell the user?") use
+//! the classifiers ([`Error::kind`], [`Error::is_retryable`], ...) instead of
+//! matching on messages.
+
+use std::time::Duration;
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a session store.
+///
+/// Input errors (`InvalidKey`, `InvalidSessionId`, `ValueTooLarge`,
+/// `InvalidConfig`) are always raised before any I/O, so they never leave a
+/// half-written value behind.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A key broke the key rules (empty, longer than 250 bytes, whitespace or
+    /// control characters). Raised before any I/O.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The offending key, lossily printed.
+        key: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// A session id is not hex of an accepted length. Raised before any I/O.
+    #[error("invalid session id {id:?}: {reason}")]
+    InvalidSessionId {
+        /// The offending id (truncated to 80 characters).
+        id: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
+    /// A value is larger than the store accepts; nothing was written.
+    #[error("value of {size} bytes exceeds the store's limit of {limit} bytes")]
+    ValueTooLarge {
+        /// Size of the rejected value.
+        size: usize,
+        /// The store's item size limit.
+        limit: usize,
+    },
+
+    /// A stored value carries memcached flags that name no codec this build knows.
+    #[error("unknown codec for flags {flags:#x}{hint}")]
+    UnknownCodec {
+        /// The flags read from the store.
+        flags: u32,
+        /// Extra words for flags we know about but cannot decode yet.
+        hint: &'static str,
+    },
+
+    /// The value under a session key is not a session (for example the raw
+    /// string of a reverse-principal key, flags 0).
+    #[error("value under key {key:?} is not a session: {reason}")]
+    NotASession {
+        /// The key that was read.
+        key: String,
+        /// Why it is not a session.
+        reason: String,
+    },
+
+    /// A session could not be encoded.
+    #[error("cannot encode session with {codec}: {message}")]
+    Encode {
+        /// Codec name.
+        codec: &'static str,
+        /// What the encoder said.
+        message: String,
+    },
+
+    /// Stored bytes could not be decoded by the codec their flags name.
+    #[error("cannot decode value with {codec}: {message}")]
+    Decode {
+        /// Codec name.
+        codec: &'static str,
+        /// What the decoder said.
+        message: String,
+    },
+
+    /// A typed session field could not be converted to or from the caller's type.
+    #[error("session field {field:?}: {message}")]
+    Field {
+        /// The field name.
+        field: String,
+        /// What serde said.
+        message: String,
+    },
+
+    /// The store does not offer an optional capability (see [`crate::Capabilities`]).
+    #[error("this store does not support {capability}")]
+    Unsupported {
+        /// The capability, e.g. `"scan"`.
+        capability: &'static str,
+    },
+
+    /// An optimistic save kept losing races and gave up (bounded retries),
+    /// or the conflict policy is `Fail`. Nothing was written by the last attempt.
+    #[error("session {key:?} was changed concurrently; gave up after {attempts} attempt(s)")]
+    Conflict {
+        /// The session key.
+        key: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+
+    /// The session was deleted or expired while this handle held it; the save
+    /// was refused so a logged-out session cannot be resurrected.
+    #[error("session {id:?} no longer exists in the store")]
+    SessionGone {
+        /// The session id.
+        id: String,
+    },
+
+    /// The handle was deleted already.
+    #[error("session {id:?} was deleted through this handle")]
+    Deleted {
+        /// The session id.
+        id: String,
+    },
+
+    /// The in-memory store is at its memory limit even after dropping expired items.
+    #[error("store is full: {needed} bytes needed, {used} of {limit} bytes in use")]
+    StoreFull {
+        /// Bytes this write needs.
+        needed: usize,
+        /// Bytes in use.
+        used: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+
+    /// An operation did not finish within its deadline.
+    #[error("{operation} on {server} timed out after {after:?}")]
+    Timeout {
+        /// What was attempted (`"connect"`, `"get"`, ...).
+        operation: &'static str,
+        /// The server address.
+        server: String,
+        /// The deadline that ran out.
+        after: Duration,
+    },
+
+    /// A server cannot be reached (refused, reset, marked down).
+    #[error("server {server} unavailable: {message}")]
+    Unavailable {
+        /// The server address.
+        server: String,
+        /// What happened.
+        message: String,
+    },
+
+    /// A server answered something the protocol does not allow.
+    #[error("protocol error from {server}: {message}")]
+    Protocol {
+        /// The server address.
+        server: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A configuration value is invalid (raised by `validate()`).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// The coarse class of an [`Error`], for policy decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller's input was rejected before any I/O; retrying cannot help.
+    InvalidInput,
+    /// Stored data could not be understood (codec, not-a-session).
+    Data,
+    /// The store lacks a capability.
+    Unsupported,
+    /// A concurrent writer won (conflict, session gone).
+    Conflict,
+    /// The store is full.
+    Capacity,
+    /// A deadline ran out; the operation may or may not have been applied.
+    Timeout,
+    /// The server could not be reached or misbehaved.
+    Io,
+    /// Misconfiguration.
+    Config,
+}
+
+impl Error {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidKey { .. }
+            | Error::InvalidSessionId { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::Encode { .. }
+            | Error::Field { .. }
+            | Error::Deleted { .. } => ErrorKind::InvalidInput,
+            Error::UnknownCodec { .. } | Error::NotASession { .. } | Error::Decode { .. } => {
+                ErrorKind::Data
+            }
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Conflict { .. } | Error::SessionGone { .. } => ErrorKind::Conflict,
+            Error::StoreFull { .. } => ErrorKind::Capacity,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Unavailable { .. } | Error::Protocol { .. } => ErrorKind::Io,
+            Error::InvalidConfig(_) => ErrorKind::Config,
+        }
+    }
+
+    /// True when the same call may succeed later (timeouts, unreachable
+    /// servers, lost races). Input and data errors are never retryable.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout { .. } | Error::Unavailable { .. } | Error::Conflict { .. }
+        )
+    }
+
+    /// True for a deadline that ran out.
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// True when a concurrent writer won.
+    pub fn is_conflict(&self) -> bool {
+        self.kind() == ErrorKind::Conflict
+    }
+
+    /// True when the caller's input was at fault.
+    pub fn is_invalid_input(&self) -> bool {
+        self.kind() == ErrorKind::InvalidInput
+    }
+
+    /// True for a server that could not be reached or misbehaved.
+    pub fn is_io(&self) -> bool {
+        self.kind() == ErrorKind::Io
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifiers_follow_kind() {
+        let t = Error::Timeout {
+            operation: "get",
+            server: "127.0.0.1:1".into(),
+            after: Duration::from_millis(5),
+        };
+        assert!(t.is_timeout() && t.is_retryable() && !t.is_invalid_input());
+        let k = Error::InvalidKey {
+            key: "a b".into(),
+            reason: "contains whitespace",
+        };
+        assert!(k.is_invalid_input() && !k.is_retryable());
+        assert!(
+            Error::Conflict {
+                key: "k".into(),
+                attempts: 3
+            }
+            .is_conflict()
+        );
+    }
+}

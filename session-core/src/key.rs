@@ -1,0 +1,64 @@
+//! The key rules shared by every store.
+//!
+//! They are memcached's (the strictest backend): a key is 1 to 250 bytes with
+//! no whitespace and no control characters. Checking them in one place, before
+//! any I/O, means a bad key is the same typed error on every backend instead of
+//! a protocol error on one and silent success on another.
+
+use crate::error::{Error, Result};
+
+/// The longest key, in bytes, that any store accepts (memcached's limit).
+pub const MAX_KEY_LEN: usize = 250;
+
+/// Checks `key` against the rules above.
+///
+/// ```
+/// use session_core::key::validate_key;
+/// assert!(validate_key("session:abc").is_ok());
+/// assert!(validate_key("has space").is_err());
+/// assert!(validate_key(&"k".repeat(251)).is_err());
+/// ```
+pub fn validate_key(key: &str) -> Result<()> {
+    let reason = if key.is_empty() {
+        "empty"
+    } else if key.len() > MAX_KEY_LEN {
+        "longer than 250 bytes"
+    } else if key.chars().any(char::is_whitespace) {
+        "contains whitespace"
+    } else if key.chars().any(char::is_control) {
+        "contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidKey {
+        key: printable(key),
+        reason,
+    })
+}
+
+/// A bounded, printable copy of `s` for error messages.
+pub(crate) fn printable(s: &str) -> String {
+    const MAX: usize = 80;
+    let mut out: String = s.chars().take(MAX).collect();
+    if s.chars().nth(MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules() {
+        assert!(validate_key("a").is_ok());
+        assert!(validate_key(&"k".repeat(250)).is_ok());
+        assert!(validate_key("").is_err());
+        assert!(validate_key(&"k".repeat(251)).is_err());
+        for bad in ["a b", "a\tb", "a\nb", "a\rb", "a\u{0}b", "a\u{7f}b", "a\u{a0}b"] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_key("sessión:ü").is_ok());
+    }
+}

@@ -1,0 +1,48 @@
+//! Session semantics for memorycached, independent of any server.
+//!
+//! # Layout
+//!
+//! - [`store`]: the byte-level [`Store`] trait every backend implements
+//!   (get / add / set / cas / delete / touch with versions), and its value types.
+//! - [`key`]: the key rules every store enforces before any I/O.
+//! - [`error`]: the one [`Error`] enum of this crate and its classifiers.
+//! - [`id`]: [`SessionId`], random ids from the OS generator, and their parsing.
+//! - [`codec`]: how a session map becomes bytes, tagged by memcached flags.
+//! - [`session`]: [`Session`], the "tied hash" with deep change tracking.
+//! - [`sessions`]: [`Sessions`], the tie factory: create / load / save /
+//!   delete / touch / find_by_principal.
+//! - [`config`]: [`SessionsConfig`], the original's knobs (`timeout`,
+//!   `update_only`, `principal`, `IDLength`) and ours, with `validate()`.
+//! - `local`: the read-first `local` tier and its staleness rule ([`LocalPolicy`]).
+//! - [`principal`]: the reverse index `md5_hex(user) -> id`.
+//! - [`memory`]: [`MemoryStore`], the embedded in-process store.
+//! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
+//! - `conformance` (feature `conformance`): the checks every store must pass.
+//!
+//! This crate does no network I/O and starts no tasks: backends bring the
+//! I/O, binaries bring the runtime.
+
+pub mod codec;
+pub mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod error;
+pub mod id;
+pub mod key;
+mod local;
+pub mod memory;
+pub mod namespaced;
+pub mod principal;
+pub mod session;
+pub mod sessions;
+pub mod store;
+
+pub use codec::Codec;
+pub use config::{ConflictPolicy, LocalPolicy, SessionsConfig};
+pub use error::{Error, ErrorKind, Result};
+pub use id::SessionId;
+pub use memory::{MemoryStore, MemoryStoreConfig};
+pub use namespaced::Namespaced;
+pub use session::{Session, SessionData};
+pub use sessions::{SaveOutcome, Sessions};
+pub use store::{Capabilities, Entry, Outcome, Store, Ttl, Version};

@@ -1,0 +1,396 @@
+//! [`MemoryStore`]: the embedded, in-process store.
+//!
+//! It is the default of every binary (so the SOAP bridge runs with no server
+//! at all) and a real store: thread safe, with TTL expiry, versions for CAS,
+//! and a memory limit. It is not a stand-in for memcached in tests; the
+//! memcached backend is tested against real memcached servers.
+//!
+//! Expiry is lazy, in the manner of mini-redis's `db.rs` but without a
+//! background task: an ordered set of `(deadline, key)` lets every call drop
+//! the items whose deadline has passed in O(expired · log n), and reads also
+//! check the deadline of the item they return. With no task to start, the
+//! store needs no runtime and works in any executor.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::key::validate_key;
+use crate::store::{Capabilities, Entry, Outcome, Store, Ttl, Version, check_write};
+
+/// Bytes counted per item on top of its key and value (bookkeeping).
+const ITEM_OVERHEAD: usize = 64;
+
+/// Limits of a [`MemoryStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryStoreConfig {
+    /// Total bytes (keys + values + bookkeeping) the store may hold.
+    /// A write past it, once expired items are dropped, fails with
+    /// [`Error::StoreFull`] instead of evicting live sessions. Default 64 MiB.
+    pub max_bytes: usize,
+    /// The largest value a write accepts. Default 1 MiB, memcached's default.
+    pub max_value_size: usize,
+}
+
+impl Default for MemoryStoreConfig {
+    fn default() -> Self {
+        MemoryStoreConfig {
+            max_bytes: 64 * 1024 * 1024,
+            max_value_size: 1024 * 1024,
+        }
+    }
+}
+
+impl MemoryStoreConfig {
+    /// Checks that the limits make sense together.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_value_size == 0 {
+            return Err(Error::InvalidConfig("max_value_size must be > 0".into()));
+        }
+        if self.max_bytes < self.max_value_size + ITEM_OVERHEAD {
+            return Err(Error::InvalidConfig(format!(
+                "max_bytes ({}) must hold at least one item of max_value_size ({})",
+                self.max_bytes, self.max_value_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A thread-safe in-memory [`Store`] with expiry, versions and a memory limit.
+///
+/// Clone-free sharing: wrap it in an `Arc` (which is itself a `Store`).
+#[derive(Debug)]
+pub struct MemoryStore {
+    config: MemoryStoreConfig,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    items: HashMap<String, Item>,
+    /// Deadlines of the items that expire, for cheap purging.
+    deadlines: BTreeSet<(Instant, String)>,
+    /// Bytes accounted to live items.
+    used: usize,
+    /// The last version handed out; versions are never reused.
+    last_version: u64,
+}
+
+#[derive(Debug)]
+struct Item {
+    value: Vec<u8>,
+    flags: u32,
+    version: u64,
+    deadline: Option<Instant>,
+}
+
+impl Item {
+    fn cost(key: &str, value: &[u8]) -> usize {
+        key.len() + value.len() + ITEM_OVERHEAD
+    }
+
+    fn entry(&self, now: Instant) -> Entry {
+        let ttl = match self.deadline {
+            None => Ttl::NEVER,
+            // Round up, so an item that is still alive never reports "never".
+            Some(d) => Ttl::from_duration(d.saturating_duration_since(now)).max(Ttl::seconds(1)),
+        };
+        Entry {
+            value: self.value.clone(),
+            flags: self.flags,
+            version: Version::new(self.version),
+            ttl: Some(ttl),
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore {
+            config: MemoryStoreConfig::default(),
+            inner: Mutex::default(),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store with the default limits (64 MiB, 1 MiB values).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store with the given limits; [`Error::InvalidConfig`] if they are inconsistent.
+    pub fn with_config(config: MemoryStoreConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(MemoryStore {
+            config,
+            inner: Mutex::default(),
+        })
+    }
+
+    /// Bytes currently accounted to live (and not yet purged) items.
+    pub fn used_bytes(&self) -> usize {
+        self.lock().used
+    }
+
+    /// Number of items, expired ones dropped first.
+    pub fn len(&self) -> usize {
+        let mut inner = self.lock();
+        inner.purge(Instant::now());
+        inner.items.len()
+    }
+
+    /// True when the store holds no live item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Locks the state. No code path panics while holding the lock, but if a
+    /// panic ever did, the map is still consistent item by item, so we keep
+    /// serving instead of propagating the poison.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `key` under the lock, after the caller decided it may.
+    fn write_locked(
+        &self,
+        inner: &mut Inner,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        now: Instant,
+    ) -> Result<Version> {
+        let old_cost = inner
+            .items
+            .get(key)
+            .map_or(0, |item| Item::cost(key, &item.value));
+        let new_cost = Item::cost(key, value);
+        let used_after = inner.used - old_cost + new_cost;
+        if used_after > self.config.max_bytes {
+            return Err(Error::StoreFull {
+                needed: new_cost,
+                used: inner.used,
+                limit: self.config.max_bytes,
+            });
+        }
+        inner.remove(key);
+        inner.last_version += 1;
+        let version = inner.last_version;
+        let deadline = ttl.as_duration().map(|d| now + d);
+        if let Some(d) = deadline {
+            inner.deadlines.insert((d, key.to_owned()));
+        }
+        inner.used += new_cost;
+        inner.items.insert(
+            key.to_owned(),
+            Item {
+                value: value.to_vec(),
+                flags,
+                version,
+                deadline,
+            },
+        );
+        Ok(Version::new(version))
+    }
+}
+
+impl Inner {
+    /// Drops every item whose deadline is at or before `now`.
+    fn purge(&mut self, now: Instant) {
+        while let Some((deadline, _)) = self.deadlines.first() {
+            if *deadline > now {
+                break;
+            }
+            if let Some((_, key)) = self.deadlines.pop_first() {
+                self.remove(&key);
+            }
+        }
+    }
+
+    /// Removes an item and its bookkeeping; returns whether it existed.
+    fn remove(&mut self, key: &str) -> bool {
+        match self.items.remove(key) {
+            Some(item) => {
+                self.used -= Item::cost(key, &item.value);
+                if let Some(d) = item.deadline {
+                    self.deadlines.remove(&(d, key.to_owned()));
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn live(&self, key: &str) -> Option<&Item> {
+        self.items.get(key)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        validate_key(key)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        Ok(inner.live(key).map(|item| item.entry(now)))
+    }
+
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome> {
+        check_write(key, value, self.config.max_value_size)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        if inner.live(key).is_some() {
+            return Ok(Outcome::Exists);
+        }
+        let v = self.write_locked(&mut inner, key, value, flags, ttl, now)?;
+        Ok(Outcome::Stored(Some(v)))
+    }
+
+    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
+        check_write(key, value, self.config.max_value_size)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        self.write_locked(&mut inner, key, value, flags, ttl, now)
+            .map(Some)
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+    ) -> Result<Outcome> {
+        check_write(key, value, self.config.max_value_size)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        match inner.live(key) {
+            None => Ok(Outcome::NotFound),
+            Some(item) if item.version != expected.get() => Ok(Outcome::Conflict),
+            Some(_) => {
+                let v = self.write_locked(&mut inner, key, value, flags, ttl, now)?;
+                Ok(Outcome::Stored(Some(v)))
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        validate_key(key)?;
+        let mut inner = self.lock();
+        inner.purge(Instant::now());
+        Ok(inner.remove(key))
+    }
+
+    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
+        validate_key(key)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        let inner = &mut *inner;
+        let Some(item) = inner.items.get_mut(key) else {
+            return Ok(false);
+        };
+        if let Some(old) = item.deadline.take() {
+            inner.deadlines.remove(&(old, key.to_owned()));
+        }
+        item.deadline = ttl.as_duration().map(|d| now + d);
+        if let Some(d) = item.deadline {
+            inner.deadlines.insert((d, key.to_owned()));
+        }
+        Ok(true)
+    }
+
+    fn max_value_size(&self) -> usize {
+        self.config.max_value_size
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    async fn version(&self, key: &str) -> Result<Option<Version>> {
+        validate_key(key)?;
+        let mut inner = self.lock();
+        inner.purge(Instant::now());
+        Ok(inner.live(key).map(|item| Version::new(item.version)))
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        Ok(keys
+            .iter()
+            .map(|k| inner.live(k).map(|item| item.entry(now)))
+            .collect())
+    }
+
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut inner = self.lock();
+        inner.purge(Instant::now());
+        Ok(inner
+            .items
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn memory_limit_rejects_without_losing_anything() {
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_bytes: 1000,
+            max_value_size: 500,
+        })
+        .unwrap();
+        block_on(async {
+            store.set("a", &[1; 400], 0, Ttl::NEVER).await.unwrap();
+            let err = store.set("b", &[2; 500], 0, Ttl::NEVER).await.unwrap_err();
+            assert!(matches!(err, Error::StoreFull { .. }), "{err}");
+            assert_eq!(store.get("a").await.unwrap().unwrap().value, vec![1; 400]);
+            assert!(store.get("b").await.unwrap().is_none());
+            // Replacing an item counts its old size as freed.
+            store.set("a", &[3; 450], 0, Ttl::NEVER).await.unwrap();
+            assert!(store.delete("a").await.unwrap());
+            assert_eq!(store.used_bytes(), 0);
+        });
+    }
+
+    #[test]
+    fn inconsistent_limits_are_config_errors() {
+        assert!(
+            MemoryStore::with_config(MemoryStoreConfig {
+                max_bytes: 10,
+                max_value_size: 100
+            })
+            .is_err()
+        );
+    }
+}

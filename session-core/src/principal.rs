@@ -1,0 +1,54 @@
+//! The principal (reverse) index of the original: `md5_hex(user) -> id`.
+//!
+//! With `principal => 'uid'`, every save of the original writes the raw
+//! string key `md5_hex($session{uid})` (flags 0) holding the session id, and
+//! stores the same digest in the session as `uid_MD5`. We write exactly that,
+//! so Perl tools that look sessions up by user keep working, with two fixes:
+//! no key is written when the field is absent (the original wrote
+//! `md5_hex(undef)`, the digest of the empty string, for every such
+//! session), and a lookup checks that the session it finds still belongs to
+//! that user (the index holds one id per user, and ids go stale).
+
+use md5::{Digest, Md5};
+use serde_json::Value;
+
+/// Lowercase hex MD5 of `bytes`, as Perl's `Digest::MD5::md5_hex`.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    hex::encode(Md5::digest(bytes))
+}
+
+/// The name of the field holding the digest: `<principal>_MD5`.
+pub(crate) fn digest_field(principal: &str) -> String {
+    format!("{principal}_MD5")
+}
+
+/// The string Perl would hash for a field value, for the values Perl
+/// stringifies meaningfully (strings and numbers). Other values (maps,
+/// lists, booleans, null) get no reverse key.
+pub(crate) fn principal_string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_matches_perl() {
+        // perl -MDigest::MD5=md5_hex -e 'print md5_hex("jdoe")'
+        assert_eq!(md5_hex(b"jdoe"), "a31405d272b94e5d12e9a52a665d3bfe");
+        assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn only_strings_and_numbers_are_principals() {
+        assert_eq!(principal_string(&Value::from("x")).as_deref(), Some("x"));
+        assert_eq!(principal_string(&Value::from(42)).as_deref(), Some("42"));
+        assert_eq!(principal_string(&Value::Null), None);
+        assert_eq!(principal_string(&Value::Bool(true)), None);
+    }
+}

@@ -1,0 +1,253 @@
+//! [`Session`]: one session's data, the Rust form of the original's tied hash.
+//!
+//! Change tracking works by comparison, not by intercepting writes: the
+//! handle keeps a snapshot of what the store held and `save` compares the
+//! current map with it. So a change deep inside a nested value
+//! (`session.get_mut("cart")` then pushing into a list) is seen and saved.
+//! **This differs from the original**, whose MODIFIED bit is only set by
+//! writes to the top-level hash: `push @{$s{list}}, 2` was silently never
+//! saved there.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::store::Version;
+
+/// The data of a session: a map of field names to JSON-like values
+/// (strings, numbers, booleans, null, nested lists and maps).
+pub type SessionData = serde_json::Map<String, Value>;
+
+/// The field that always holds the session's own id, as in the original.
+pub const ID_FIELD: &str = "_session_id";
+
+/// Where a handle stands with respect to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Created with `update_only`: nothing written yet.
+    Unwritten,
+    /// The store holds this session (as of the snapshot).
+    Stored,
+    /// Deleted through this handle.
+    Deleted,
+}
+
+/// One session: its id, its data, and what is needed to save it safely.
+///
+/// Obtained from [`crate::Sessions::create`] or [`crate::Sessions::load`],
+/// and written back with [`crate::Sessions::save`]. `_session_id` is always
+/// present and cannot be changed or removed through this handle.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub(crate) id: SessionId,
+    pub(crate) data: SessionData,
+    /// What the store held when this handle last read or wrote it.
+    pub(crate) snapshot: SessionData,
+    /// The principal store's version of `snapshot`, when known.
+    pub(crate) version: Option<Version>,
+    pub(crate) state: State,
+}
+
+/// The top-level fields a handle changed since its snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Fields added or changed (at any depth inside them).
+    pub set: Vec<String>,
+    /// Fields removed.
+    pub removed: Vec<String>,
+}
+
+impl Changes {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.removed.is_empty()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: SessionId,
+        data: SessionData,
+        version: Option<Version>,
+        state: State,
+    ) -> Self {
+        Session {
+            id,
+            snapshot: data.clone(),
+            data,
+            version,
+            state,
+        }
+    }
+
+    /// A fresh map holding only `_session_id`.
+    pub(crate) fn initial_data(id: &SessionId) -> SessionData {
+        let mut data = SessionData::new();
+        data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+        data
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// Reads a field as `T`; `Ok(None)` when absent, [`Error::Field`] when it
+    /// does not convert.
+    pub fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>> {
+        self.data
+            .get(field)
+            .map(|v| {
+                T::deserialize(v).map_err(|e| Error::Field {
+                    field: field.to_owned(),
+                    message: e.to_string(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Reads a field as a JSON-like value.
+    pub fn get_value(&self, field: &str) -> Option<&Value> {
+        self.data.get(field)
+    }
+
+    /// Borrows a field mutably, to change it in place (changes at any depth
+    /// are saved). `None` for absent fields and for `_session_id`.
+    pub fn get_mut(&mut self, field: &str) -> Option<&mut Value> {
+        if field == ID_FIELD {
+            return None;
+        }
+        self.data.get_mut(field)
+    }
+
+    /// Sets a field from any serializable value; returns the previous value.
+    ///
+    /// [`Error::Field`] when `field` is `_session_id` or `value` does not
+    /// serialize to a JSON-like value (e.g. a map with non-string keys).
+    pub fn insert<T: Serialize>(
+        &mut self,
+        field: impl Into<String>,
+        value: T,
+    ) -> Result<Option<Value>> {
+        let field = field.into();
+        reject_id_field(&field)?;
+        let value = serde_json::to_value(value).map_err(|e| Error::Field {
+            field: field.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(self.data.insert(field, value))
+    }
+
+    /// Removes a field; returns its value. `_session_id` cannot be removed.
+    pub fn remove(&mut self, field: &str) -> Option<Value> {
+        if field == ID_FIELD {
+            return None;
+        }
+        self.data.remove(field)
+    }
+
+    /// True when the field is present.
+    pub fn contains(&self, field: &str) -> bool {
+        self.data.contains_key(field)
+    }
+
+    /// The fields and their values, in field-name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.data.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// Number of fields, `_session_id` included.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Always false: `_session_id` is always present. Provided for symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The whole map, read-only.
+    pub fn data(&self) -> &SessionData {
+        &self.data
+    }
+
+    /// True when the data differs from what the store held (deep comparison).
+    pub fn is_modified(&self) -> bool {
+        self.data != self.snapshot
+    }
+
+    /// True until the first write of a session created with `update_only`.
+    pub fn is_unwritten(&self) -> bool {
+        self.state == State::Unwritten
+    }
+
+    /// True after [`crate::Sessions::delete`] on this handle.
+    pub fn is_deleted(&self) -> bool {
+        self.state == State::Deleted
+    }
+
+    /// The principal store's version this handle last saw, when known.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The top-level fields changed since the snapshot.
+    pub fn changes(&self) -> Changes {
+        let mut changes = Changes::default();
+        for (k, v) in &self.data {
+            if self.snapshot.get(k) != Some(v) {
+                changes.set.push(k.clone());
+            }
+        }
+        for k in self.snapshot.keys() {
+            if !self.data.contains_key(k) {
+                changes.removed.push(k.clone());
+            }
+        }
+        changes
+    }
+
+    /// Re-applies this handle's changes on top of `fresh` (what another
+    /// writer stored), field by field: the fields this handle set or
+    /// removed win, every other field comes from `fresh`. Afterwards the
+    /// snapshot is `fresh`, so `changes()` still names exactly this
+    /// handle's own changes and a further conflict can rebase again.
+    pub(crate) fn rebase(&mut self, fresh: SessionData, version: Option<Version>) {
+        let changes = self.changes();
+        let mut merged = fresh.clone();
+        for field in changes.set {
+            if let Some(v) = self.data.get(&field) {
+                merged.insert(field, v.clone());
+            }
+        }
+        for field in &changes.removed {
+            merged.remove(field);
+        }
+        merged.insert(
+            ID_FIELD.to_owned(),
+            Value::String(self.id.as_str().to_owned()),
+        );
+        self.snapshot = fresh;
+        self.data = merged;
+        self.version = version;
+    }
+
+    /// Marks the current data as what the store holds.
+    pub(crate) fn mark_synced(&mut self, version: Option<Version>) {
+        self.snapshot = self.data.clone();
+        self.version = version;
+        self.state = State::Stored;
+    }
+}
+
+fn reject_id_field(field: &str) -> Result<()> {
+    if field == ID_FIELD {
+        return Err(Error::Field {
+            field: field.to_owned(),
+            message: "_session_id is set by the store and cannot be changed".into(),
+        });
+    }
+    Ok(())
+}

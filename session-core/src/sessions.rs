@@ -1,0 +1,413 @@
+//! [`Sessions`]: the tie factory. Creates, loads, saves and deletes sessions
+//! on a principal store, with an optional read-first `local` store.
+//!
+//! What happens on the wire, per operation (principal = `servers`):
+//!
+//! | operation | principal | local |
+//! |---|---|---|
+//! | `create` | `add <id>` (unless `update_only`) | copy written |
+//! | `load` | `get <id>` on a local miss; `version <id>` on a local hit under `Validate` | read first; filled on a miss |
+//! | `save` | reverse key `set` (with `principal`), then `cas <id>` (`add` for a first `update_only` write) | copy written |
+//! | `delete` | `delete <id>`, reverse key deleted if it still names this id | copy dropped |
+//! | `touch` | `touch <id>` (and the reverse key) | copy touched |
+//!
+//! Saves are optimistic: a save carries the version it read, and a
+//! concurrent change makes the store refuse it instead of silently losing
+//! the other writer's update (the original's top complaint). See
+//! [`ConflictPolicy`] for what happens then.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::codec::{Codec, FLAGS_RAW};
+use crate::config::{ConflictPolicy, SessionsConfig};
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::local::LocalTier;
+use crate::principal::{digest_field, md5_hex, principal_string};
+use crate::session::{ID_FIELD, Session, SessionData, State};
+use crate::store::{Entry, Outcome, Store};
+
+/// Attempts at finding an unused id in `create` (a collision of 128 random
+/// bits will not happen; a broken random source might, and must not
+/// overwrite anyone's session).
+const CREATE_ATTEMPTS: u32 = 3;
+
+/// What [`Sessions::save`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// Nothing changed since the last read or write; nothing was written.
+    Unchanged,
+    /// The session was written.
+    Written {
+        /// Write attempts made (1 unless a concurrent change was merged).
+        attempts: u32,
+    },
+}
+
+/// Creates, loads, saves and deletes sessions. Cheap to clone; share it.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    servers: Arc<dyn Store>,
+    local: Option<LocalTier>,
+    config: Arc<SessionsConfig>,
+}
+
+impl Sessions {
+    /// Sessions on the principal store `servers`.
+    /// [`Error::InvalidConfig`] if `config` does not validate.
+    pub fn new(servers: Arc<dyn Store>, config: SessionsConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Sessions {
+            servers,
+            local: None,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Adds the read-first `local` store (the original's `local` argument).
+    pub fn with_local(mut self, local: Arc<dyn Store>) -> Self {
+        self.local = Some(LocalTier::new(
+            local,
+            self.config.local_policy,
+            self.config.timeout,
+        ));
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionsConfig {
+        &self.config
+    }
+
+    /// The principal store.
+    pub fn servers(&self) -> &Arc<dyn Store> {
+        &self.servers
+    }
+
+    /// The store key of a session id: `key_prefix` + id.
+    pub fn key_of(&self, id: &SessionId) -> String {
+        format!("{}{}", self.config.key_prefix, id)
+    }
+
+    /// Starts a new session with a fresh random id.
+    ///
+    /// Writes it at once with `add` (never overwriting an existing key, unlike
+    /// the original's `set`), unless `update_only` is set: then nothing is
+    /// written until the first save that changes something.
+    pub async fn create(&self) -> Result<Session> {
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate(self.config.id_length)?;
+            let data = Session::initial_data(&id);
+            if self.config.update_only {
+                return Ok(Session::new(id, data, None, State::Unwritten));
+            }
+            let key = self.key_of(&id);
+            let bytes = self.codec().encode(&data)?;
+            match self
+                .servers
+                .add(&key, &bytes, self.codec().flags(), self.config.timeout)
+                .await?
+            {
+                Outcome::Stored(version) => {
+                    if let Some(local) = &self.local {
+                        local
+                            .write(&key, &bytes, self.codec().flags(), version)
+                            .await;
+                    }
+                    return Ok(Session::new(id, data, version, State::Stored));
+                }
+                other => tracing::warn!(%id, ?other, "generated session id already in use"),
+            }
+        }
+        Err(Error::Conflict {
+            key: "new session id".into(),
+            attempts: CREATE_ATTEMPTS,
+        })
+    }
+
+    /// Loads a session by its id as text. The id is validated first
+    /// ([`Error::InvalidSessionId`], no I/O). A missing or expired session
+    /// is `Ok(None)` (the original returned an empty session instead).
+    pub async fn load(&self, id: &str) -> Result<Option<Session>> {
+        let id = SessionId::parse(id)?;
+        self.load_id(&id).await
+    }
+
+    /// Loads a session by a parsed id; see [`Sessions::load`].
+    pub async fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
+        let key = self.key_of(id);
+        if let Some(local) = &self.local {
+            if let Some(hit) = local.read(&key, self.servers.as_ref()).await? {
+                match self.decode(&hit.entry, &key, id) {
+                    Ok(data) => {
+                        return Ok(Some(Session::new(
+                            id.clone(),
+                            data,
+                            hit.principal_version,
+                            State::Stored,
+                        )));
+                    }
+                    Err(e) => tracing::warn!(%id, error = %e, "undecodable local copy ignored"),
+                }
+            }
+        }
+        let Some(entry) = self.servers.get(&key).await? else {
+            if let Some(local) = &self.local {
+                local.forget(&key).await;
+            }
+            return Ok(None);
+        };
+        let data = self.decode(&entry, &key, id)?;
+        if let Some(local) = &self.local {
+            local
+                .write(&key, &entry.value, entry.flags, Some(entry.version))
+                .await;
+        }
+        Ok(Some(Session::new(
+            id.clone(),
+            data,
+            Some(entry.version),
+            State::Stored,
+        )))
+    }
+
+    /// Writes the session's changes, if any.
+    ///
+    /// - No change since the last read or write: nothing is written
+    ///   ([`SaveOutcome::Unchanged`]), as in the original.
+    /// - The write is conditional on the version read. If another writer got
+    ///   there first, [`ConflictPolicy`] decides: merge field by field and
+    ///   retry (bounded by `max_save_attempts`), or fail with
+    ///   [`Error::Conflict`].
+    /// - The session was deleted or expired meanwhile: [`Error::SessionGone`];
+    ///   it is not resurrected.
+    /// - With `principal` set, the reverse key and `<principal>_MD5` are
+    ///   written first, as in the original.
+    ///
+    /// On success the handle holds what was written (including another
+    /// writer's merged fields).
+    pub async fn save(&self, session: &mut Session) -> Result<SaveOutcome> {
+        if session.state == State::Deleted {
+            return Err(Error::Deleted {
+                id: session.id.to_string(),
+            });
+        }
+        self.stamp_principal(&mut session.data);
+        if !session.is_modified() {
+            return Ok(SaveOutcome::Unchanged);
+        }
+        let key = self.key_of(&session.id);
+        let flags = self.codec().flags();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let bytes = self.codec().encode(&session.data)?;
+            self.write_reverse_key(session).await?;
+            let outcome = match (session.state, session.version) {
+                (State::Unwritten, _) => {
+                    self.servers
+                        .add(&key, &bytes, flags, self.config.timeout)
+                        .await?
+                }
+                (_, Some(version)) => {
+                    self.servers
+                        .cas(&key, &bytes, flags, self.config.timeout, version)
+                        .await?
+                }
+                // The version is unknown (a `MaxAge` local copy, or a store
+                // that did not report it): rebase on the current value first.
+                (_, None) => Outcome::Conflict,
+            };
+            let real_conflict = session.version.is_some() || session.state == State::Unwritten;
+            match outcome {
+                Outcome::Stored(version) => {
+                    session.mark_synced(version);
+                    if let Some(local) = &self.local {
+                        local.write(&key, &bytes, flags, version).await;
+                    }
+                    return Ok(SaveOutcome::Written { attempts });
+                }
+                Outcome::NotFound => {
+                    return Err(Error::SessionGone {
+                        id: session.id.to_string(),
+                    });
+                }
+                Outcome::Exists | Outcome::Conflict => {
+                    let give_up = attempts >= self.config.max_save_attempts
+                        || (real_conflict && self.config.conflict == ConflictPolicy::Fail);
+                    if give_up {
+                        return Err(Error::Conflict { key, attempts });
+                    }
+                    tracing::debug!(id = %session.id, attempts, "concurrent change, merging");
+                    match self.servers.get(&key).await? {
+                        Some(fresh) => {
+                            let data = self.decode(&fresh, &key, &session.id)?;
+                            session.rebase(data, Some(fresh.version));
+                            session.state = State::Stored;
+                            self.stamp_principal(&mut session.data);
+                        }
+                        // An unwritten session's key vanished again: just retry the add.
+                        None if session.state == State::Unwritten => {}
+                        None => {
+                            return Err(Error::SessionGone {
+                                id: session.id.to_string(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes the session (and its reverse key, if it still names this
+    /// session). Returns whether the principal store held it. A session that
+    /// was never written is only marked deleted.
+    pub async fn delete(&self, session: &mut Session) -> Result<bool> {
+        match session.state {
+            State::Deleted => return Ok(false),
+            State::Unwritten => {
+                session.state = State::Deleted;
+                return Ok(false);
+            }
+            State::Stored => {}
+        }
+        let key = self.key_of(&session.id);
+        let existed = self.servers.delete(&key).await?;
+        self.delete_reverse_key(session).await?;
+        if let Some(local) = &self.local {
+            local.forget(&key).await;
+        }
+        session.state = State::Deleted;
+        Ok(existed)
+    }
+
+    /// Loads and deletes a session by id; `Ok(false)` if it did not exist.
+    pub async fn delete_id(&self, id: &str) -> Result<bool> {
+        match self.load(id).await? {
+            Some(mut session) => self.delete(&mut session).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Re-sets the session's expiry to `timeout` without rewriting it (the
+    /// original only extended a session by writing it). Returns whether the
+    /// principal store still held it.
+    pub async fn touch(&self, session: &Session) -> Result<bool> {
+        let key = self.key_of(&session.id);
+        if !self.servers.touch(&key, self.config.timeout).await? {
+            return Ok(false);
+        }
+        if let Some(reverse) = self.reverse_key_of(&session.data) {
+            self.servers.touch(&reverse, self.config.timeout).await?;
+        }
+        if let Some(local) = &self.local {
+            local.touch(&key).await;
+        }
+        Ok(true)
+    }
+
+    /// The live session of a user, through the reverse key `md5_hex(value)`.
+    ///
+    /// `Ok(None)` when there is no reverse key, when the session it names is
+    /// gone, or when that session no longer has `principal == value` (the
+    /// index keeps one id per user: the last one saved).
+    /// [`Error::InvalidConfig`] when no `principal` field is configured.
+    pub async fn find_by_principal(&self, value: &str) -> Result<Option<Session>> {
+        let Some(field) = &self.config.principal else {
+            return Err(Error::InvalidConfig(
+                "find_by_principal needs the `principal` field configured".into(),
+            ));
+        };
+        let reverse = format!("{}{}", self.config.key_prefix, md5_hex(value.as_bytes()));
+        let Some(entry) = self.servers.get(&reverse).await? else {
+            return Ok(None);
+        };
+        let id = std::str::from_utf8(&entry.value)
+            .ok()
+            .and_then(|s| SessionId::parse(s).ok())
+            .ok_or_else(|| Error::Decode {
+                codec: "reverse key",
+                message: format!("{reverse:?} does not hold a session id"),
+            })?;
+        let Some(session) = self.load_id(&id).await? else {
+            return Ok(None);
+        };
+        let owner = session.get_value(field).and_then(principal_string);
+        Ok((owner.as_deref() == Some(value)).then_some(session))
+    }
+
+    fn codec(&self) -> Codec {
+        self.config.codec
+    }
+
+    /// Decodes a stored session, whatever codec its flags name. The store key
+    /// is the truth about the id: `_session_id` is (re)set from it.
+    fn decode(&self, entry: &Entry, key: &str, id: &SessionId) -> Result<SessionData> {
+        let mut data = Codec::from_flags(entry.flags, key)?.decode(&entry.value, key)?;
+        data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+        Ok(data)
+    }
+
+    /// Sets `<principal>_MD5` from the principal field (or removes it when
+    /// the field is gone), as the original's update does before writing.
+    fn stamp_principal(&self, data: &mut SessionData) {
+        let Some(field) = &self.config.principal else {
+            return;
+        };
+        let digest = data
+            .get(field)
+            .and_then(principal_string)
+            .map(|p| md5_hex(p.as_bytes()));
+        match digest {
+            Some(d) => {
+                data.insert(digest_field(field), Value::String(d));
+            }
+            None => {
+                data.remove(&digest_field(field));
+            }
+        }
+    }
+
+    /// The reverse key named by a session's `<principal>_MD5` field.
+    fn reverse_key_of(&self, data: &SessionData) -> Option<String> {
+        let field = self.config.principal.as_ref()?;
+        let digest = data.get(&digest_field(field))?.as_str()?;
+        let is_md5 = digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+        is_md5.then(|| format!("{}{}", self.config.key_prefix, digest))
+    }
+
+    async fn write_reverse_key(&self, session: &Session) -> Result<()> {
+        if let Some(reverse) = self.reverse_key_of(&session.data) {
+            let _ = self
+                .servers
+                .set(
+                    &reverse,
+                    session.id.as_str().as_bytes(),
+                    FLAGS_RAW,
+                    self.config.timeout,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the reverse key if it still names this session (another
+    /// session of the same user may own it by now).
+    async fn delete_reverse_key(&self, session: &Session) -> Result<()> {
+        let Some(reverse) = self
+            .reverse_key_of(&session.snapshot)
+            .or_else(|| self.reverse_key_of(&session.data))
+        else {
+            return Ok(());
+        };
+        if let Some(entry) = self.servers.get(&reverse).await? {
+            if entry.value == session.id.as_str().as_bytes() {
+                self.servers.delete(&reverse).await?;
+            }
+        }
+        Ok(())
+    }
+}

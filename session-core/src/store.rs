@@ -1,0 +1,302 @@
+//! The byte-level [`Store`] contract that every backend implements.
+//!
+//! The contract is deliberately small and close to memcached's own commands
+//! (get / add / set / cas / delete / touch) so that every session rule lives
+//! once, in [`crate::Sessions`], and a backend is a thin translation. Each
+//! entry carries a [`Version`] (memcached's CAS unique, a counter in
+//! [`crate::MemoryStore`]) so that saves can be optimistic instead of
+//! last-writer-wins.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::key::validate_key;
+
+/// An opaque version token: equal tokens mean "unchanged since read".
+///
+/// Tokens of different stores are not comparable with each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(u64);
+
+impl Version {
+    /// Wraps a backend's raw token (memcached's CAS unique, a counter, ...).
+    pub const fn new(raw: u64) -> Self {
+        Version(raw)
+    }
+
+    /// The backend's raw token.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// A time to live in whole seconds, always relative to now; zero means the
+/// item never expires.
+///
+/// memcached reads an exptime above 30 days as an absolute unix time; a
+/// `Ttl` never means that, and backends translate it when they must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Ttl(u32);
+
+impl Ttl {
+    /// Never expires.
+    pub const NEVER: Ttl = Ttl(0);
+
+    /// Expires after `secs` seconds (`0` means never).
+    pub const fn seconds(secs: u32) -> Self {
+        Ttl(secs)
+    }
+
+    /// Expires after `d`, rounded up to whole seconds (so a sub-second
+    /// duration does not become "never"); saturates at `u32::MAX` seconds.
+    pub fn from_duration(d: Duration) -> Self {
+        let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        Ttl(u32::try_from(secs).unwrap_or(u32::MAX))
+    }
+
+    /// Whole seconds; `0` means never.
+    pub const fn as_secs(self) -> u32 {
+        self.0
+    }
+
+    /// True for [`Ttl::NEVER`].
+    pub const fn is_never(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The duration, or `None` for "never expires".
+    pub fn as_duration(self) -> Option<Duration> {
+        (self.0 != 0).then(|| Duration::from_secs(u64::from(self.0)))
+    }
+}
+
+/// One stored item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The value bytes, exactly as written.
+    pub value: Vec<u8>,
+    /// The 32-bit client flags written with the value (memcached's flags;
+    /// [`crate::Codec`] uses them to tag the encoding).
+    pub flags: u32,
+    /// The version of this item, for [`Store::cas`].
+    pub version: Version,
+    /// The time left before the item expires, when the store can tell
+    /// (`Some(Ttl::NEVER)` for an item without expiry, `None` when unknown).
+    pub ttl: Option<Ttl>,
+}
+
+/// The result of a conditional write ([`Store::add`], [`Store::cas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Outcome {
+    /// Written. Carries the new version when the store reports it cheaply
+    /// (`None` means "written, version unknown": read it back if needed).
+    Stored(Option<Version>),
+    /// `add` only: the key already exists; nothing was written.
+    Exists,
+    /// `cas` only: the item changed since the given version; nothing was written.
+    Conflict,
+    /// `cas` only: the item does not exist (deleted or expired); nothing was written.
+    NotFound,
+}
+
+impl Outcome {
+    /// True for [`Outcome::Stored`].
+    pub fn is_stored(self) -> bool {
+        matches!(self, Outcome::Stored(_))
+    }
+}
+
+/// The optional capabilities of a store, so callers can ask before calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Store::get_many`] is implemented.
+    pub get_many: bool,
+    /// [`Store::scan`] is implemented.
+    pub scan: bool,
+    /// [`Entry::ttl`] is filled in by [`Store::get`].
+    pub ttl_read: bool,
+}
+
+impl Capabilities {
+    /// No optional capability.
+    pub const NONE: Capabilities = Capabilities {
+        get_many: false,
+        scan: false,
+        ttl_read: false,
+    };
+
+    /// Every optional capability.
+    pub const ALL: Capabilities = Capabilities {
+        get_many: true,
+        scan: true,
+        ttl_read: true,
+    };
+}
+
+/// A byte-level key/value store with versions and expiry.
+///
+/// Contract, checked by the conformance kit (`session_core::conformance`):
+/// - Every method validates its key with [`crate::key::validate_key`] and every
+///   write checks its value against [`Store::max_value_size`] *before any I/O*,
+///   returning [`Error::InvalidKey`] / [`Error::ValueTooLarge`]; nothing is
+///   half-written.
+/// - An absent and an expired item are the same thing: `get` gives `Ok(None)`.
+/// - Every successful write gives the item a new version different from every
+///   version the key had before.
+/// - `ttl` is relative; [`Ttl::NEVER`] means no expiry.
+///
+/// The trait is object safe: [`crate::Sessions`] holds `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Debug + Send + Sync + 'static {
+    /// Reads an item; `Ok(None)` when it is absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<Entry>>;
+
+    /// Writes only if the key is absent: [`Outcome::Stored`] or [`Outcome::Exists`].
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome>;
+
+    /// Writes unconditionally; returns the new version when the store reports it.
+    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>>;
+
+    /// Writes only if the item still has version `expected`:
+    /// [`Outcome::Stored`], [`Outcome::Conflict`] or [`Outcome::NotFound`].
+    async fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+    ) -> Result<Outcome>;
+
+    /// Removes an item; `Ok(true)` if it existed.
+    async fn delete(&self, key: &str) -> Result<bool>;
+
+    /// Sets a new expiry without rewriting the value (the version may stay the
+    /// same); `Ok(true)` if the item existed.
+    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool>;
+
+    /// The largest value, in bytes, that a write accepts.
+    fn max_value_size(&self) -> usize;
+
+    /// Which optional methods this store implements.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+
+    /// The current version of an item without its value (`None` if absent).
+    ///
+    /// The default reads the whole item, which is correct; backends that can
+    /// ask for the version alone (memcached's `mg <key> c`) override it.
+    async fn version(&self, key: &str) -> Result<Option<Version>> {
+        Ok(self.get(key).await?.map(|e| e.version))
+    }
+
+    /// Reads several items in one round trip, in the order of `keys`.
+    ///
+    /// Optional: stores without it return [`Error::Unsupported`].
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
+        let _ = keys;
+        Err(Error::Unsupported {
+            capability: "get_many",
+        })
+    }
+
+    /// Lists the live keys that start with `prefix`, in no particular order.
+    ///
+    /// Optional: stores without it return [`Error::Unsupported`].
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        let _ = prefix;
+        Err(Error::Unsupported { capability: "scan" })
+    }
+}
+
+/// Checks a write's key and value size, as every store must before any I/O.
+pub fn check_write(key: &str, value: &[u8], max_value_size: usize) -> Result<()> {
+    validate_key(key)?;
+    if value.len() > max_value_size {
+        return Err(Error::ValueTooLarge {
+            size: value.len(),
+            limit: max_value_size,
+        });
+    }
+    Ok(())
+}
+
+/// A shared store is a store, so `Arc<MemcachedStore>` and `Arc<dyn Store>`
+/// can be handed to anything that takes a `Store`.
+#[async_trait]
+impl<S: Store + ?Sized> Store for Arc<S> {
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        (**self).get(key).await
+    }
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome> {
+        (**self).add(key, value, flags, ttl).await
+    }
+    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
+        (**self).set(key, value, flags, ttl).await
+    }
+    async fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+    ) -> Result<Outcome> {
+        (**self).cas(key, value, flags, ttl, expected).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        (**self).delete(key).await
+    }
+    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
+        (**self).touch(key, ttl).await
+    }
+    fn max_value_size(&self) -> usize {
+        (**self).max_value_size()
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    async fn version(&self, key: &str) -> Result<Option<Version>> {
+        (**self).version(key).await
+    }
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
+        (**self).get_many(keys).await
+    }
+    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+        (**self).scan(prefix).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_rounds_up_and_never_is_zero() {
+        assert_eq!(Ttl::from_duration(Duration::from_millis(1)).as_secs(), 1);
+        assert_eq!(Ttl::from_duration(Duration::from_secs(5)).as_secs(), 5);
+        assert!(Ttl::from_duration(Duration::ZERO).is_never());
+        assert_eq!(Ttl::seconds(3).as_duration(), Some(Duration::from_secs(3)));
+        assert_eq!(Ttl::NEVER.as_duration(), None);
+    }
+
+    #[test]
+    fn check_write_rejects_before_io() {
+        assert!(matches!(
+            check_write("k", &[0; 11], 10),
+            Err(Error::ValueTooLarge {
+                size: 11,
+                limit: 10
+            })
+        ));
+        assert!(check_write("k", &[0; 10], 10).is_ok());
+        assert!(check_write("a b", b"", 10).is_err());
+    }
+}
