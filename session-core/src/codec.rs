@@ -186,10 +186,22 @@ pub(crate) mod tests {
     #[test]
     fn flags_pick_the_codec_and_unknown_flags_are_typed() {
         assert_eq!(Codec::from_flags(FLAGS_JSON, "k").unwrap(), Codec::Json);
-        assert_eq!(Codec::from_flags(FLAGS_MSGPACK, "k").unwrap(), Codec::MessagePack);
-        assert!(matches!(Codec::from_flags(0, "k"), Err(Error::NotASession { .. })));
-        assert!(matches!(Codec::from_flags(1, "k"), Err(Error::UnknownCodec { flags: 1, .. })));
-        assert!(matches!(Codec::from_flags(0x7777, "k"), Err(Error::UnknownCodec { .. })));
+        assert_eq!(
+            Codec::from_flags(FLAGS_MSGPACK, "k").unwrap(),
+            Codec::MessagePack
+        );
+        assert!(matches!(
+            Codec::from_flags(0, "k"),
+            Err(Error::NotASession { .. })
+        ));
+        assert!(matches!(
+            Codec::from_flags(1, "k"),
+            Err(Error::UnknownCodec { flags: 1, .. })
+        ));
+        assert!(matches!(
+            Codec::from_flags(0x7777, "k"),
+            Err(Error::UnknownCodec { .. })
+        ));
         assert!(Codec::from_name("yaml").is_err());
         assert_eq!(Codec::from_name("msgpack").unwrap(), Codec::MessagePack);
     }

@@ -124,10 +124,10 @@ impl SessionsConfig {
                 self.key_prefix.len()
             ));
         }
-        if let Some(p) = &self.principal {
-            if p.is_empty() || p == crate::session::ID_FIELD {
-                return bad(format!("principal field {p:?} is not usable"));
-            }
+        if let Some(p) = &self.principal
+            && (p.is_empty() || p == crate::session::ID_FIELD)
+        {
+            return bad(format!("principal field {p:?} is not usable"));
         }
         if !(1..=100).contains(&self.max_save_attempts) {
             return bad(format!(
@@ -135,10 +135,10 @@ impl SessionsConfig {
                 self.max_save_attempts
             ));
         }
-        if let LocalPolicy::MaxAge(d) = self.local_policy {
-            if d.is_zero() {
-                return bad("LocalPolicy::MaxAge must be longer than zero".into());
-            }
+        if let LocalPolicy::MaxAge(d) = self.local_policy
+            && d.is_zero()
+        {
+            return bad("LocalPolicy::MaxAge must be longer than zero".into());
         }
         Ok(())
     }
@@ -178,7 +178,10 @@ mod tests {
             },
         ];
         for c in cases {
-            assert!(matches!(c.validate(), Err(Error::InvalidConfig(_))), "{c:?}");
+            assert!(
+                matches!(c.validate(), Err(Error::InvalidConfig(_))),
+                "{c:?}"
+            );
         }
     }
 }

@@ -126,19 +126,37 @@ mod tests {
             );
             assert_eq!(SessionId::parse(id.as_str()).unwrap(), id);
         }
-        assert_ne!(SessionId::generate(32).unwrap(), SessionId::generate(32).unwrap());
+        assert_ne!(
+            SessionId::generate(32).unwrap(),
+            SessionId::generate(32).unwrap()
+        );
     }
 
     #[test]
     fn bad_lengths_are_config_errors() {
-        assert!(matches!(SessionId::generate(15), Err(Error::InvalidConfig(_))));
-        assert!(matches!(SessionId::generate(129), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            SessionId::generate(15),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            SessionId::generate(129),
+            Err(Error::InvalidConfig(_))
+        ));
     }
 
     #[test]
     fn parse_rejects_the_obvious() {
-        for bad in ["", "not-hex!", "0123456789abcdeg0123456789abcdef", "abc", "../etc/passwd"] {
-            assert!(matches!(SessionId::parse(bad), Err(Error::InvalidSessionId { .. })), "{bad}");
+        for bad in [
+            "",
+            "not-hex!",
+            "0123456789abcdeg0123456789abcdef",
+            "abc",
+            "../etc/passwd",
+        ] {
+            assert!(
+                matches!(SessionId::parse(bad), Err(Error::InvalidSessionId { .. })),
+                "{bad}"
+            );
         }
         assert!(SessionId::parse("0123456789ABCDEF0123456789abcdef").is_ok());
         assert!(SessionId::parse_with_length("0123456789abcdef", 32..=32).is_err());

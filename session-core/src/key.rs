@@ -56,7 +56,9 @@ mod tests {
         assert!(validate_key(&"k".repeat(250)).is_ok());
         assert!(validate_key("").is_err());
         assert!(validate_key(&"k".repeat(251)).is_err());
-        for bad in ["a b", "a\tb", "a\nb", "a\rb", "a\u{0}b", "a\u{7f}b", "a\u{a0}b"] {
+        for bad in [
+            "a b", "a\tb", "a\nb", "a\rb", "a\u{0}b", "a\u{7f}b", "a\u{a0}b",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
         assert!(validate_key("sessión:ü").is_ok());

@@ -67,18 +67,15 @@ impl LocalTier {
     /// answers the version question under `Validate`. Errors of the
     /// principal propagate (the caller would hit them next anyway); errors
     /// of the local store are misses.
-    pub async fn read(
-        &self,
-        key: &str,
-        principal: &dyn Store,
-    ) -> crate::Result<Option<LocalHit>> {
+    pub async fn read(&self, key: &str, principal: &dyn Store) -> crate::Result<Option<LocalHit>> {
         match self.policy {
-            LocalPolicy::MaxAge(_) => Ok(self.quietly(key, self.store.get(key).await).flatten().map(
-                |entry| LocalHit {
+            LocalPolicy::MaxAge(_) => Ok(self
+                .quietly(key, self.store.get(key).await)
+                .flatten()
+                .map(|entry| LocalHit {
                     entry,
                     principal_version: None,
-                },
-            )),
+                })),
             LocalPolicy::Validate => {
                 let companion_key = companion(key);
                 let (copy, companion) = self.read_pair(key, &companion_key).await;
@@ -208,8 +205,17 @@ mod tests {
     fn max_age_caps_the_local_expiry() {
         let store: Arc<dyn Store> = Arc::new(crate::MemoryStore::new());
         let cap = LocalPolicy::MaxAge(std::time::Duration::from_secs(5));
-        assert_eq!(LocalTier::new(store.clone(), cap, Ttl::NEVER).ttl(), Ttl::seconds(5));
-        assert_eq!(LocalTier::new(store.clone(), cap, Ttl::seconds(3)).ttl(), Ttl::seconds(3));
-        assert_eq!(LocalTier::new(store, LocalPolicy::Validate, Ttl::seconds(300)).ttl(), Ttl::seconds(300));
+        assert_eq!(
+            LocalTier::new(store.clone(), cap, Ttl::NEVER).ttl(),
+            Ttl::seconds(5)
+        );
+        assert_eq!(
+            LocalTier::new(store.clone(), cap, Ttl::seconds(3)).ttl(),
+            Ttl::seconds(3)
+        );
+        assert_eq!(
+            LocalTier::new(store, LocalPolicy::Validate, Ttl::seconds(300)).ttl(),
+            Ttl::seconds(300)
+        );
     }
 }

@@ -63,7 +63,7 @@ impl MemoryStoreConfig {
 /// A thread-safe in-memory [`Store`] with expiry, versions and a memory limit.
 ///
 /// Clone-free sharing: wrap it in an `Arc` (which is itself a `Store`).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct MemoryStore {
     config: MemoryStoreConfig,
     inner: Mutex<Inner>,
@@ -104,15 +104,6 @@ impl Item {
             flags: self.flags,
             version: Version::new(self.version),
             ttl: Some(ttl),
-        }
-    }
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        MemoryStore {
-            config: MemoryStoreConfig::default(),
-            inner: Mutex::default(),
         }
     }
 }

@@ -139,19 +139,19 @@ impl Sessions {
     /// Loads a session by a parsed id; see [`Sessions::load`].
     pub async fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
         let key = self.key_of(id);
-        if let Some(local) = &self.local {
-            if let Some(hit) = local.read(&key, self.servers.as_ref()).await? {
-                match self.decode(&hit.entry, &key, id) {
-                    Ok(data) => {
-                        return Ok(Some(Session::new(
-                            id.clone(),
-                            data,
-                            hit.principal_version,
-                            State::Stored,
-                        )));
-                    }
-                    Err(e) => tracing::warn!(%id, error = %e, "undecodable local copy ignored"),
+        if let Some(local) = &self.local
+            && let Some(hit) = local.read(&key, self.servers.as_ref()).await?
+        {
+            match self.decode(&hit.entry, &key, id) {
+                Ok(data) => {
+                    return Ok(Some(Session::new(
+                        id.clone(),
+                        data,
+                        hit.principal_version,
+                        State::Stored,
+                    )));
                 }
+                Err(e) => tracing::warn!(%id, error = %e, "undecodable local copy ignored"),
             }
         }
         let Some(entry) = self.servers.get(&key).await? else {
@@ -403,10 +403,10 @@ impl Sessions {
         else {
             return Ok(());
         };
-        if let Some(entry) = self.servers.get(&reverse).await? {
-            if entry.value == session.id.as_str().as_bytes() {
-                self.servers.delete(&reverse).await?;
-            }
+        if let Some(entry) = self.servers.get(&reverse).await?
+            && entry.value == session.id.as_str().as_bytes()
+        {
+            self.servers.delete(&reverse).await?;
         }
         Ok(())
     }
