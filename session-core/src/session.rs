@@ -251,3 +251,99 @@ fn reject_id_field(field: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::codec::tests::{arb_data, arb_value};
+
+    fn stored(data: SessionData) -> Session {
+        let id = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
+        let mut data = data;
+        data.insert(ID_FIELD.into(), Value::String(id.to_string()));
+        Session::new(id, data, Some(Version::new(1)), State::Stored)
+    }
+
+    #[test]
+    fn session_id_field_is_read_only() {
+        let mut s = stored(SessionData::new());
+        assert!(matches!(s.insert(ID_FIELD, "x"), Err(Error::Field { .. })));
+        assert!(s.remove(ID_FIELD).is_none());
+        assert!(s.get_mut(ID_FIELD).is_none());
+        assert_eq!(s.get::<String>(ID_FIELD).unwrap().unwrap(), s.id().as_str());
+        assert!(!s.is_modified());
+    }
+
+    #[test]
+    fn typed_reads_report_the_field() {
+        let mut s = stored(SessionData::new());
+        s.insert("n", "not a number").unwrap();
+        let err = s.get::<u32>("n").unwrap_err();
+        assert!(
+            matches!(err, Error::Field { ref field, .. } if field == "n"),
+            "{err}"
+        );
+        assert_eq!(s.get::<u32>("absent").unwrap(), None);
+    }
+
+    proptest! {
+        /// Any edit, however deep, is seen; undoing it is not a change.
+        #[test]
+        fn changes_are_seen_at_any_depth(data in arb_data(), field in "[a-z]{1,6}", value in arb_value()) {
+            let mut s = stored(data);
+            let before = s.data().clone();
+            let old = s.insert(field.clone(), value.clone()).unwrap();
+            let changed = old.as_ref() != Some(&value);
+            prop_assert_eq!(s.is_modified(), changed);
+            prop_assert_eq!(s.changes().set.contains(&field), changed);
+            match old {
+                Some(v) => { s.insert(field.clone(), v).unwrap(); }
+                None => { s.remove(&field); }
+            }
+            prop_assert!(!s.is_modified());
+            prop_assert_eq!(s.data(), &before);
+        }
+
+        #[test]
+        fn nested_edits_are_changes(data in arb_data()) {
+            let mut s = stored(data);
+            s.insert("deep", json!({"a": {"b": [1, 2]}})).unwrap();
+            s.mark_synced(None);
+            prop_assert!(!s.is_modified());
+            if let Some(list) = s.get_mut("deep").and_then(|v| v.pointer_mut("/a/b")).and_then(Value::as_array_mut) {
+                list.push(json!(3));
+            }
+            prop_assert!(s.is_modified());
+            prop_assert_eq!(s.changes().set, vec!["deep".to_owned()]);
+        }
+
+        /// A rebase keeps exactly our own changes on top of the other writer's data.
+        #[test]
+        fn rebase_keeps_own_changes_and_theirs(
+            base in arb_data(),
+            ours in prop::collection::btree_map("[a-z]{1,4}", arb_value(), 0..4),
+            removed in prop::collection::vec("[a-z]{1,4}", 0..3),
+            theirs in arb_data(),
+        ) {
+            let mut s = stored(base);
+            for (k, v) in &ours { s.insert(k.clone(), v.clone()).unwrap(); }
+            for k in &removed { s.remove(k); }
+            let own = s.changes();
+            let mine = s.data().clone();
+            let mut fresh = theirs.clone();
+            fresh.insert(ID_FIELD.into(), Value::String(s.id().to_string()));
+            s.rebase(fresh.clone(), Some(Version::new(2)));
+            for k in &own.set { prop_assert_eq!(s.data().get(k), mine.get(k)); }
+            for k in &own.removed { prop_assert!(!s.data().contains_key(k)); }
+            for (k, v) in &fresh {
+                if !own.set.contains(k) && !own.removed.contains(k) {
+                    prop_assert_eq!(s.data().get(k), Some(v));
+                }
+            }
+            prop_assert_eq!(s.version(), Some(Version::new(2)));
+        }
+    }
+}
