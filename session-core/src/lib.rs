@@ -1,5 +1,21 @@
 //! Session semantics for memorycached, independent of any server.
 //!
+//! ```
+//! # async fn demo() -> Result<(), session_core::Error> {
+//! use std::sync::Arc;
+//! use session_core::{MemoryStore, Sessions, SessionsConfig, Ttl};
+//!
+//! let config = SessionsConfig { timeout: Ttl::seconds(300), ..Default::default() };
+//! let sessions = Sessions::new(Arc::new(MemoryStore::new()), config)?;
+//! let mut session = sessions.create().await?;            // 32 random hex digits
+//! session.insert("uid", "jdoe")?;
+//! sessions.save(&mut session).await?;                    // CAS: concurrent saves merge
+//! let loaded = sessions.load(session.id().as_str()).await?.expect("just saved");
+//! assert_eq!(loaded.get::<String>("uid")?.as_deref(), Some("jdoe"));
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
 //! # Layout
 //!
 //! - [`store`]: the byte-level [`Store`] trait every backend implements
