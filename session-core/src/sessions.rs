@@ -201,27 +201,31 @@ impl Sessions {
         }
         let key = self.key_of(&session.id);
         let flags = self.codec().flags();
+        // A version-less handle (a `MaxAge` local copy, or a store that does
+        // not report versions) cannot make a conditional write: rebase it on
+        // the principal's current value first. Not a conflict, not an attempt.
+        if session.state == State::Stored && session.version.is_none() {
+            self.rebase_on_principal(session, &key).await?;
+        }
         let mut attempts = 0;
         loop {
             attempts += 1;
             let bytes = self.codec().encode(&session.data)?;
             self.write_reverse_key(session).await?;
             let outcome = match (session.state, session.version) {
-                (State::Unwritten, _) => {
-                    self.servers
-                        .add(&key, &bytes, flags, self.config.timeout)
-                        .await?
-                }
-                (_, Some(version)) => {
+                (State::Stored, Some(version)) => {
                     self.servers
                         .cas(&key, &bytes, flags, self.config.timeout, version)
                         .await?
                 }
-                // The version is unknown (a `MaxAge` local copy, or a store
-                // that did not report it): rebase on the current value first.
-                (_, None) => Outcome::Conflict,
+                // Unwritten (`update_only`), or still version-less because the
+                // store does not report versions: create only if absent.
+                _ => {
+                    self.servers
+                        .add(&key, &bytes, flags, self.config.timeout)
+                        .await?
+                }
             };
-            let real_conflict = session.version.is_some() || session.state == State::Unwritten;
             match outcome {
                 Outcome::Stored(version) => {
                     session.mark_synced(version);
@@ -236,29 +240,34 @@ impl Sessions {
                     });
                 }
                 Outcome::Exists | Outcome::Conflict => {
-                    let give_up = attempts >= self.config.max_save_attempts
-                        || (real_conflict && self.config.conflict == ConflictPolicy::Fail);
-                    if give_up {
+                    if attempts >= self.config.max_save_attempts
+                        || self.config.conflict == ConflictPolicy::Fail
+                    {
                         return Err(Error::Conflict { key, attempts });
                     }
                     tracing::debug!(id = %session.id, attempts, "concurrent change, merging");
-                    match self.servers.get(&key).await? {
-                        Some(fresh) => {
-                            let data = self.decode(&fresh, &key, &session.id)?;
-                            session.rebase(data, Some(fresh.version));
-                            session.state = State::Stored;
-                            self.stamp_principal(&mut session.data);
-                        }
-                        // An unwritten session's key vanished again: just retry the add.
-                        None if session.state == State::Unwritten => {}
-                        None => {
-                            return Err(Error::SessionGone {
-                                id: session.id.to_string(),
-                            });
-                        }
-                    }
+                    self.rebase_on_principal(session, &key).await?;
                 }
             }
+        }
+    }
+
+    /// Re-reads the principal's value and re-applies the handle's own changes
+    /// on it. A vanished session is [`Error::SessionGone`], except for one
+    /// never written (`update_only`), which simply stays unwritten.
+    async fn rebase_on_principal(&self, session: &mut Session, key: &str) -> Result<()> {
+        match self.servers.get(key).await? {
+            Some(fresh) => {
+                let data = self.decode(&fresh, key, &session.id)?;
+                session.rebase(data, Some(fresh.version));
+                session.state = State::Stored;
+                self.stamp_principal(&mut session.data);
+                Ok(())
+            }
+            None if session.state == State::Unwritten => Ok(()),
+            None => Err(Error::SessionGone {
+                id: session.id.to_string(),
+            }),
         }
     }
 
