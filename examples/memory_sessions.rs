@@ -25,8 +25,14 @@ async fn main() -> anyhow::Result<()> {
 
     // Two requests load the same session and change different fields.
     let id = session.id().to_string();
-    let mut first = sessions.load(&id).await?.ok_or_else(|| anyhow::anyhow!("gone"))?;
-    let mut second = sessions.load(&id).await?.ok_or_else(|| anyhow::anyhow!("gone"))?;
+    let mut first = sessions
+        .load(&id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
+    let mut second = sessions
+        .load(&id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("gone"))?;
     first.insert("theme", "dark")?;
     second.insert("lang", "fr")?;
     sessions.save(&mut first).await?;
@@ -42,6 +48,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut doomed = found;
     sessions.delete(&mut doomed).await?;
-    println!("after delete, load gives {:?}", sessions.load(&id).await?.map(|s| s.len()));
+    println!(
+        "after delete, load gives {:?}",
+        sessions.load(&id).await?.map(|s| s.len())
+    );
     Ok(())
 }

@@ -1,1 +1,57 @@
-//! `MemcachedStore` (in progress).
+//! [`MemcachedStore`]: the memorycached [`Store`](session_core::Store) on one
+//! or more memcached servers, with a small client of our own on tokio.
+//!
+//! # Why our own client
+//!
+//! The existing crates each miss something we need (see
+//! `shared/reference/dependencies.md`, section 1): the classic `memcache`
+//! client is blocking, has no connect timeout and silently drops
+//! `NOT_STORED` on an ASCII `add`; its async client is experimental and
+//! meta-only; `async-memcached` has no pool, no multi-server and no classic
+//! `gets`/`cas`/`touch`; none routes keys like Perl Cache::Memcached or
+//! rehashes like it. We need both the meta protocol and a classic mode (to
+//! run behind mcrouter/twemproxy), Perl-exact routing with its rehash, and a
+//! failure policy of our own (typed errors within a deadline, down-marking
+//! with backoff). That is a few hundred lines over tokio, small enough to own.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`MemcachedConfig`] from code or a `memcached://` URL, with
+//!   `validate()`.
+//! - [`router`]: Perl Cache::Memcached CRC32 buckets with its rehash
+//!   sequence, and ketama.
+//! - `protocol`: request encoding and answer parsing, `meta` and `classic`
+//!   dialects behind one op/reply shape.
+//! - `connection`: one TCP connection with a connect deadline.
+//! - `pool`: a bounded per-server pool that never reuses a connection whose
+//!   answer was not read completely (so a cancelled request cannot leak a
+//!   stale answer to the next caller).
+//! - `server`: per-server health (down-marking, exponential backoff), the
+//!   request deadline and counters ([`ServerStats`]).
+//! - `store`: [`MemcachedStore`] and its `Store` impl, with the
+//!   [`FailurePolicy`].
+//! - [`error`]: this crate's [`Error`] and its one conversion into
+//!   [`session_core::Error`].
+//!
+//! # Invariants
+//!
+//! - Keys and value sizes are checked before any I/O.
+//! - Every request finishes within its deadlines (pool wait and I/O
+//!   timeout, plus connect timeout when a connection is opened): a dead or
+//!   hung server gives [`session_core::Error::Timeout`] or
+//!   [`session_core::Error::Unavailable`], never a hang.
+
+pub mod config;
+mod connection;
+pub mod error;
+mod pool;
+mod protocol;
+pub mod router;
+mod server;
+mod store;
+
+pub use config::{FailurePolicy, MemcachedConfig, Protocol, Routing, ServerSpec};
+pub use error::{Error, Result};
+pub use router::Router;
+pub use server::{ServerState, ServerStats};
+pub use store::MemcachedStore;

@@ -1,0 +1,508 @@
+//! [`MemcachedConfig`]: the knobs of a [`MemcachedStore`](crate::MemcachedStore),
+//! from code or from a URL-ish string usable on a command line.
+//!
+//! # URL form
+//!
+//! ```text
+//! memcached://host1:11211,host2:11211:2,[::1]:11212?timeout_ms=500&protocol=classic
+//! ```
+//!
+//! - Servers are comma separated, each `host[:port[:weight]]`; the port
+//!   defaults to 11211 and the weight to 1. IPv6 hosts need brackets. The
+//!   weight is a third colon field rather than a `?weight=` query so that a
+//!   query key always means the same thing for the whole store.
+//! - The order of servers matters: it is the bucket order of Cache::Memcached,
+//!   so it must match the Perl side's `servers` list for keys to land on the
+//!   same server.
+//!
+//! | query key | meaning | default |
+//! |---|---|---|
+//! | `timeout_ms` | I/O timeout of one request (write + full answer) | 1000 |
+//! | `connect_timeout_ms` | TCP connect timeout | 1000 |
+//! | `protocol` | `meta` or `classic` | `meta` |
+//! | `routing` | `perl` or `ketama` | `perl` |
+//! | `failure` | `fail` or `rehash` | `fail` |
+//! | `max_value_size` | largest value in bytes a write accepts | 1048267 |
+//! | `pool_size` | most open connections per server | 16 |
+//! | `backoff_initial_ms` | first retry delay after a server is marked down | 100 |
+//! | `backoff_max_ms` | the retry delay doubles up to this | 30000 |
+//!
+//! An unknown or repeated query key is an error, never ignored: a typo must
+//! not silently fall back to a default.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The default memcached port.
+pub const DEFAULT_PORT: u16 = 11211;
+
+/// The URL scheme [`MemcachedConfig::from_url`] accepts.
+pub const URL_SCHEME: &str = "memcached://";
+
+/// The default `max_value_size`: the largest value a memcached started with
+/// the default item size (`-I 1m`) stores under any valid key. Measured on
+/// 1.6.18: an item costs 59 bytes of header plus the key plus the value, so
+/// `1 MiB - 59 - 250` always fits, and our limit is then exact instead of
+/// letting the server refuse the last few hundred bytes.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024 - 59 - 250;
+
+/// The largest item memcached can be configured for (`-I 1024m`); a larger
+/// `max_value_size` can never be stored and is rejected by `validate()`.
+pub const MAX_VALUE_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// The most buckets the weights may add up to. Cache::Memcached has no limit,
+/// but the bucket list is expanded in memory, so a typo such as weight
+/// `1000000000` must not allocate gigabytes.
+pub const MAX_TOTAL_WEIGHT: u32 = 10_000;
+
+/// Which memcached text protocol dialect to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// The meta protocol (`mg`, `ms`, `md`; memcached 1.6+): every write
+    /// returns the new CAS, and reads report the remaining TTL.
+    #[default]
+    Meta,
+    /// Only the classic commands `get`, `gets`, `set`, `add`, `cas`,
+    /// `delete` and `touch`, so the store also works behind proxies such as
+    /// mcrouter or twemproxy. Writes report no version and reads no TTL.
+    Classic,
+}
+
+/// How a key picks its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Routing {
+    /// Exactly Perl Cache::Memcached 1.30: bucket
+    /// `((crc32(key) >> 16) & 0x7fff) % total_weight` over the server list
+    /// expanded by weight. Keys land where the Perl original put them.
+    #[default]
+    Perl,
+    /// Consistent hashing, libketama (last.fm) layout: see
+    /// [`crate::router`] for the point layout. Adding or removing a server
+    /// moves only about 1/n of the keys, but it does not match Perl.
+    Ketama,
+}
+
+/// What to do with a key whose server is down.
+///
+/// The default is [`FailurePolicy::Fail`]: for sessions, moving a key to
+/// another server while its home is down is worse than an error. The user
+/// gets a fresh session on the fallback server, and when the home server
+/// comes back the old copy (possibly logged out meanwhile) is visible again.
+/// An explicit, retryable error lets the caller decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// Return a typed error ([`session_core::Error::Unavailable`] or
+    /// [`session_core::Error::Timeout`]) and do not touch other servers.
+    #[default]
+    Fail,
+    /// Cache::Memcached's behaviour: when the key's server is down (marked
+    /// down or refusing connects), try the next bucket, up to 20 tries, with
+    /// Perl's exact rehash sequence. Only failures before the request was
+    /// sent are rehashed; a request that broke mid-flight reports its error,
+    /// since it may have been applied.
+    Rehash,
+}
+
+/// One server of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// How many buckets (Perl routing) or what share of the ring (ketama)
+    /// the server gets; at least 1.
+    pub weight: u32,
+}
+
+impl ServerSpec {
+    /// A server with weight 1.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        ServerSpec {
+            host: host.into(),
+            port,
+            weight: 1,
+        }
+    }
+
+    /// The same server with another weight.
+    pub fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// `host:port`, with brackets around an IPv6 host: what we connect to,
+    /// print in errors and hash for ketama.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for ServerSpec {
+    type Err = Error;
+
+    /// Parses `host[:port[:weight]]` or `[v6addr][:port[:weight]]`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| Error::InvalidConfig(format!("server {s:?}: {why}"));
+        let (host, rest) = if let Some(after) = s.strip_prefix('[') {
+            let end = after
+                .find(']')
+                .ok_or_else(|| bad("missing ']' after IPv6 address"))?;
+            let rest = &after[end + 1..];
+            let rest = match rest.strip_prefix(':') {
+                Some(r) => r,
+                None if rest.is_empty() => "",
+                None => return Err(bad("expected ':' after ']'")),
+            };
+            (&after[..end], rest)
+        } else {
+            match s.split_once(':') {
+                Some((h, r)) => (h, r),
+                None => (s, ""),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let mut fields = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split(':').collect()
+        };
+        if fields.len() > 2 {
+            return Err(bad(
+                "too many ':' fields (IPv6 addresses need brackets: [::1]:11211)",
+            ));
+        }
+        let weight = match fields.len() {
+            2 => fields
+                .pop()
+                .and_then(|w| w.parse::<u32>().ok())
+                .ok_or_else(|| bad("weight is not a whole number"))?,
+            _ => 1,
+        };
+        let port = match fields.pop() {
+            Some(p) => p
+                .parse::<u16>()
+                .map_err(|_| bad("port is not a number 1..65535"))?,
+            None => DEFAULT_PORT,
+        };
+        Ok(ServerSpec {
+            host: host.to_owned(),
+            port,
+            weight,
+        })
+    }
+}
+
+/// The configuration of a [`MemcachedStore`](crate::MemcachedStore).
+///
+/// Build it with [`Default`] and field assignment, or parse it with
+/// [`MemcachedConfig::from_url`]; either way [`MemcachedConfig::validate`]
+/// runs before a store is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemcachedConfig {
+    /// The servers, in bucket order (see [`Routing::Perl`]).
+    pub servers: Vec<ServerSpec>,
+    /// Protocol dialect.
+    pub protocol: Protocol,
+    /// Key-to-server routing.
+    pub routing: Routing,
+    /// What to do when a key's server is down.
+    pub failure: FailurePolicy,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Deadline for one request: writing it and reading its whole answer
+    /// (also bounds waiting for a free pooled connection).
+    pub io_timeout: Duration,
+    /// The largest value in bytes a write accepts; larger ones are refused
+    /// before any I/O. memcached's own limit (`-I`, 1 MiB by default)
+    /// covers the whole item: measured on 1.6.18 with `-I 1m`, the largest
+    /// storable value is `1048576 - 59 - key length` bytes, hence the
+    /// default [`DEFAULT_MAX_VALUE_SIZE`]. Raise it together with the
+    /// servers' `-I`; should a server still refuse a value, that answer is
+    /// reported as [`session_core::Error::ValueTooLarge`] too.
+    pub max_value_size: usize,
+    /// The most connections open to one server at a time.
+    pub pool_size: usize,
+    /// How long a server stays marked down after its first failure.
+    pub backoff_initial: Duration,
+    /// The retry delay doubles after each failed retry, up to this.
+    pub backoff_max: Duration,
+}
+
+impl Default for MemcachedConfig {
+    fn default() -> Self {
+        MemcachedConfig {
+            servers: vec![ServerSpec::new("127.0.0.1", DEFAULT_PORT)],
+            protocol: Protocol::Meta,
+            routing: Routing::Perl,
+            failure: FailurePolicy::Fail,
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            pool_size: 16,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl MemcachedConfig {
+    /// A default configuration for the given servers.
+    pub fn with_servers(servers: Vec<ServerSpec>) -> Self {
+        MemcachedConfig {
+            servers,
+            ..MemcachedConfig::default()
+        }
+    }
+
+    /// Parses the URL form described in the [module docs](self) and validates it.
+    ///
+    /// ```
+    /// use backend_memcached::{MemcachedConfig, Protocol};
+    /// let c = MemcachedConfig::from_url("memcached://a:11211,b:11212:2?protocol=classic").unwrap();
+    /// assert_eq!(c.servers[1].weight, 2);
+    /// assert_eq!(c.protocol, Protocol::Classic);
+    /// assert!(MemcachedConfig::from_url("memcached://a?timeuot_ms=5").is_err());
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self> {
+        let rest = url.strip_prefix(URL_SCHEME).ok_or_else(|| {
+            Error::InvalidConfig(format!("{url:?} does not start with {URL_SCHEME:?}"))
+        })?;
+        let (servers, query) = match rest.split_once('?') {
+            Some((s, q)) => (s, Some(q)),
+            None => (rest, None),
+        };
+        let mut config = MemcachedConfig {
+            servers: servers
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<ServerSpec>>>()?,
+            ..MemcachedConfig::default()
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for pair in query.into_iter().flat_map(|q| q.split('&')) {
+            if pair.is_empty() {
+                continue;
+            }
+            let (key, value) = pair.split_once('=').ok_or_else(|| {
+                Error::InvalidConfig(format!("query item {pair:?} is not key=value"))
+            })?;
+            if seen.contains(&key) {
+                return Err(Error::InvalidConfig(format!(
+                    "query key {key:?} given twice"
+                )));
+            }
+            seen.push(key);
+            config.set_option(key, value)?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
+        let bad =
+            |expected: &str| Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"));
+        let millis = || {
+            value
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| bad("milliseconds"))
+        };
+        match key {
+            "timeout_ms" => self.io_timeout = millis()?,
+            "connect_timeout_ms" => self.connect_timeout = millis()?,
+            "backoff_initial_ms" => self.backoff_initial = millis()?,
+            "backoff_max_ms" => self.backoff_max = millis()?,
+            "max_value_size" => {
+                self.max_value_size = value.parse().map_err(|_| bad("a byte count"))?;
+            }
+            "pool_size" => self.pool_size = value.parse().map_err(|_| bad("a count"))?,
+            "protocol" => {
+                self.protocol = match value {
+                    "meta" => Protocol::Meta,
+                    "classic" => Protocol::Classic,
+                    _ => return Err(bad("meta or classic")),
+                }
+            }
+            "routing" => {
+                self.routing = match value {
+                    "perl" => Routing::Perl,
+                    "ketama" => Routing::Ketama,
+                    _ => return Err(bad("perl or ketama")),
+                }
+            }
+            "failure" => {
+                self.failure = match value {
+                    "fail" => FailurePolicy::Fail,
+                    "rehash" => FailurePolicy::Rehash,
+                    _ => return Err(bad("fail or rehash")),
+                }
+            }
+            _ => {
+                return Err(Error::InvalidConfig(format!(
+                    "unknown query key {key:?} (known: timeout_ms, connect_timeout_ms, \
+                     protocol, routing, failure, max_value_size, pool_size, \
+                     backoff_initial_ms, backoff_max_ms)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every field; the error names the offending one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.servers.is_empty() {
+            return bad("no servers".into());
+        }
+        let mut total: u32 = 0;
+        for (i, s) in self.servers.iter().enumerate() {
+            if s.host.is_empty() || s.host.chars().any(|c| c.is_whitespace() || c == '/') {
+                return bad(format!("server {i}: invalid host {:?}", s.host));
+            }
+            if s.port == 0 {
+                return bad(format!("server {}: port 0", s.addr()));
+            }
+            if s.weight == 0 {
+                return bad(format!("server {}: weight must be at least 1", s.addr()));
+            }
+            if self.servers[..i].iter().any(|o| o.addr() == s.addr()) {
+                return bad(format!(
+                    "server {} listed twice (give it a weight instead)",
+                    s.addr()
+                ));
+            }
+            total = total.saturating_add(s.weight);
+        }
+        if total > MAX_TOTAL_WEIGHT {
+            return bad(format!(
+                "weights add up to {total}, more than {MAX_TOTAL_WEIGHT}"
+            ));
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("io_timeout", self.io_timeout),
+            ("backoff_initial", self.backoff_initial),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be more than zero"));
+            }
+        }
+        if self.backoff_max < self.backoff_initial {
+            return bad("backoff_max is shorter than backoff_initial".into());
+        }
+        if self.max_value_size == 0 || self.max_value_size > MAX_VALUE_SIZE_LIMIT {
+            return bad(format!(
+                "max_value_size {} is not in 1..={MAX_VALUE_SIZE_LIMIT}",
+                self.max_value_size
+            ));
+        }
+        if self.pool_size == 0 || self.pool_size > 1024 {
+            return bad(format!("pool_size {} is not in 1..=1024", self.pool_size));
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for MemcachedConfig {
+    type Err = Error;
+
+    /// Same as [`MemcachedConfig::from_url`].
+    fn from_str(s: &str) -> Result<Self> {
+        MemcachedConfig::from_url(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_url() {
+        let c = MemcachedConfig::from_url(
+            "memcached://h1:11211,h2:1234:3,[::1]:5,h4?timeout_ms=500&connect_timeout_ms=250\
+             &protocol=classic&routing=ketama&failure=rehash&max_value_size=1000&pool_size=4\
+             &backoff_initial_ms=10&backoff_max_ms=20",
+        )
+        .unwrap();
+        assert_eq!(
+            c.servers,
+            vec![
+                ServerSpec::new("h1", 11211),
+                ServerSpec::new("h2", 1234).with_weight(3),
+                ServerSpec::new("::1", 5),
+                ServerSpec::new("h4", 11211),
+            ]
+        );
+        assert_eq!(c.servers[2].addr(), "[::1]:5");
+        assert_eq!(c.io_timeout, Duration::from_millis(500));
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.protocol, Protocol::Classic);
+        assert_eq!(c.routing, Routing::Ketama);
+        assert_eq!(c.failure, FailurePolicy::Rehash);
+        assert_eq!(c.max_value_size, 1000);
+        assert_eq!(c.pool_size, 4);
+        assert_eq!(c.backoff_initial, Duration::from_millis(10));
+        assert_eq!(c.backoff_max, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn defaults() {
+        let c = MemcachedConfig::from_url("memcached://localhost").unwrap();
+        assert_eq!(c.servers, vec![ServerSpec::new("localhost", 11211)]);
+        assert_eq!(
+            c,
+            MemcachedConfig::with_servers(vec![ServerSpec::new("localhost", 11211)])
+        );
+        assert_eq!(c.failure, FailurePolicy::Fail);
+        assert_eq!(c.protocol, Protocol::Meta);
+        MemcachedConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for url in [
+            "http://h:1",
+            "memcached://",
+            "memcached://h:1?bogus=1",
+            "memcached://h:1?timeout_ms=1&timeout_ms=2",
+            "memcached://h:1?timeout_ms=abc",
+            "memcached://h:1?timeout_ms=0",
+            "memcached://h:1?protocol=binary",
+            "memcached://h:1?routing=modulo",
+            "memcached://h:1?failure=ignore",
+            "memcached://h:1?pool_size=0",
+            "memcached://h:1?max_value_size=0",
+            "memcached://h:1?noequals",
+            "memcached://h:0",
+            "memcached://h:99999",
+            "memcached://h:1:0",
+            "memcached://h:1:x",
+            "memcached://h:1:2:3",
+            "memcached://::1",
+            "memcached://[::1",
+            "memcached://h:1,h:1",
+            "memcached://h:1,,h:2",
+            "memcached://h:1:20000",
+            "memcached://h:1?backoff_initial_ms=100&backoff_max_ms=10",
+        ] {
+            let err = MemcachedConfig::from_url(url).unwrap_err();
+            assert!(matches!(err, Error::InvalidConfig(_)), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_key_error_names_it() {
+        let err = MemcachedConfig::from_url("memcached://h?timeuot_ms=5").unwrap_err();
+        assert!(err.to_string().contains("timeuot_ms"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! The crate's own error enum, richer than [`session_core::Error`].
+//!
+//! Inside the crate we need to tell apart failures that look the same to a
+//! caller but not to the failure policy: a refused connect (the request was
+//! never sent, so rehashing to another server is safe) versus a connection
+//! that broke after the request went out (it may have been applied). Callers
+//! of the [`Store`](session_core::Store) trait see one
+//! [`session_core::Error`] through the single `From` impl at the bottom.
+
+use std::io;
+use std::time::Duration;
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to memcached.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration (struct or URL) is invalid.
+    #[error("invalid memcached configuration: {0}")]
+    InvalidConfig(String),
+
+    /// A key or value was rejected before any I/O (from
+    /// [`session_core::store::check_write`] or
+    /// [`session_core::key::validate_key`]).
+    #[error(transparent)]
+    Input(#[from] session_core::Error),
+
+    /// The TCP connect failed (refused, unreachable, DNS). The request was
+    /// never sent.
+    #[error("connect to {server} failed: {source}")]
+    Connect {
+        /// The server address.
+        server: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The TCP connect did not finish within the connect timeout. The
+    /// request was never sent.
+    #[error("connect to {server} timed out after {after:?}")]
+    ConnectTimeout {
+        /// The server address.
+        server: String,
+        /// The connect timeout.
+        after: Duration,
+    },
+
+    /// Reading or writing an open connection failed, or the server closed it.
+    #[error("{operation} on {server} failed: {source}")]
+    Io {
+        /// The request (`"get"`, `"set"`, ...).
+        operation: &'static str,
+        /// The server address.
+        server: String,
+        /// The OS error (`UnexpectedEof` when the server closed the connection).
+        #[source]
+        source: io::Error,
+    },
+
+    /// A request did not get its full answer within the I/O timeout.
+    #[error("{operation} on {server} timed out after {after:?}")]
+    Timeout {
+        /// The request (`"get"`, `"set"`, `"pool checkout"`, ...).
+        operation: &'static str,
+        /// The server address.
+        server: String,
+        /// The deadline that ran out.
+        after: Duration,
+    },
+
+    /// No pooled connection became free within the I/O timeout (every
+    /// connection of the pool was busy). Says nothing about the server's
+    /// health, so it does not mark the server down.
+    #[error("no free connection to {server} within {after:?}")]
+    PoolTimeout {
+        /// The server address.
+        server: String,
+        /// How long we waited.
+        after: Duration,
+    },
+
+    /// The server is marked down after a failure and its retry time has not
+    /// come yet; the call failed fast without I/O.
+    #[error("server {server} is marked down (next retry in {retry_in:?})")]
+    MarkedDown {
+        /// The server address.
+        server: String,
+        /// Time left until the next attempt is allowed.
+        retry_in: Duration,
+    },
+
+    /// With [`FailurePolicy::Rehash`](crate::FailurePolicy::Rehash), every
+    /// candidate server for a key was down.
+    #[error("no live server for key {key:?} after {tries} rehash tries")]
+    NoLiveServer {
+        /// The key (lossily printed).
+        key: String,
+        /// How many buckets were tried.
+        tries: usize,
+    },
+
+    /// The server refused a value as too large (`SERVER_ERROR object too
+    /// large for cache`): its item limit includes per-item overhead, so it
+    /// can be slightly below the configured `max_value_size`.
+    #[error("server {server} rejected a value of {size} bytes as too large")]
+    ServerTooLarge {
+        /// The server address.
+        server: String,
+        /// Size of the rejected value.
+        size: usize,
+    },
+
+    /// The server answered `SERVER_ERROR`, `CLIENT_ERROR` or `ERROR`.
+    #[error("server {server} answered an error: {message}")]
+    ServerError {
+        /// The server address.
+        server: String,
+        /// The error line, without the line ending.
+        message: String,
+    },
+
+    /// The server answered something the protocol does not allow.
+    #[error("protocol error from {server}: {message}")]
+    Protocol {
+        /// The server address.
+        server: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl Error {
+    /// True when the request was certainly never sent, so trying another
+    /// server (Cache::Memcached's rehash) cannot apply it twice.
+    pub(crate) fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::MarkedDown { .. }
+        )
+    }
+
+    /// True when the failure says the server itself is unhealthy, so it
+    /// should be marked down. A server that answered with an error line is
+    /// alive and stays up.
+    pub(crate) fn marks_down(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::Io { .. }
+                | Error::Timeout { .. }
+                | Error::Protocol { .. }
+        )
+    }
+}
+
+impl From<Error> for session_core::Error {
+    fn from(e: Error) -> Self {
+        use session_core::Error as Core;
+        match e {
+            Error::InvalidConfig(message) => Core::InvalidConfig(message),
+            Error::Input(inner) => inner,
+            Error::Connect { server, source } => Core::Unavailable {
+                server,
+                message: format!("connect failed: {source}"),
+            },
+            Error::ConnectTimeout { server, after } => Core::Timeout {
+                operation: "connect",
+                server,
+                after,
+            },
+            Error::Io {
+                operation,
+                server,
+                source,
+            } => Core::Unavailable {
+                server,
+                message: format!("{operation} failed: {source}"),
+            },
+            Error::Timeout {
+                operation,
+                server,
+                after,
+            } => Core::Timeout {
+                operation,
+                server,
+                after,
+            },
+            Error::PoolTimeout { server, after } => Core::Timeout {
+                operation: "pool checkout",
+                server,
+                after,
+            },
+            Error::MarkedDown { server, retry_in } => Core::Unavailable {
+                server,
+                message: format!("marked down, next retry in {retry_in:?}"),
+            },
+            Error::NoLiveServer { key, tries } => Core::Unavailable {
+                server: "(all candidates)".to_owned(),
+                message: format!("no live server for key {key:?} after {tries} tries"),
+            },
+            Error::ServerTooLarge { size, .. } => Core::ValueTooLarge {
+                size,
+                // The server's real limit is not reported; the value itself is
+                // the best upper bound we know.
+                limit: size.saturating_sub(1),
+            },
+            Error::ServerError { server, message } | Error::Protocol { server, message } => {
+                Core::Protocol { server, message }
+            }
+        }
+    }
+}

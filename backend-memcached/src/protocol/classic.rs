@@ -1,0 +1,242 @@
+//! The classic text protocol, limited to `gets`, `set`, `add`, `cas`,
+//! `delete` and `touch`: the commands that proxies (mcrouter, twemproxy)
+//! route, so the store works behind them.
+//!
+//! What the classic protocol cannot tell: a write's new CAS (so `set`, `add`
+//! and `cas` report `Stored(None)`) and an item's remaining TTL (so
+//! [`Entry::ttl`] is `None`). Versions come from `gets`.
+
+use std::collections::HashMap;
+
+use session_core::{Entry, Outcome, Version};
+
+use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected};
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+
+/// A parsed `VALUE <key> <flags> <bytes> [<cas>]` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ValueLine {
+    pub(crate) key: Vec<u8>,
+    pub(crate) flags: u32,
+    pub(crate) len: usize,
+    pub(crate) cas: Option<u64>,
+}
+
+/// Parses a `VALUE` line (without CRLF); `None` if it is not one.
+pub(crate) fn parse_value_line(line: &[u8]) -> Option<ValueLine> {
+    let mut f = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+    if f.next()? != b"VALUE" {
+        return None;
+    }
+    let key = f.next()?.to_vec();
+    let flags = parse_num(f.next()?)?;
+    let len = parse_num(f.next()?)?;
+    let cas = match f.next() {
+        Some(c) => Some(parse_num(c)?),
+        None => None,
+    };
+    if f.next().is_some() {
+        return None;
+    }
+    Some(ValueLine {
+        key,
+        flags,
+        len,
+        cas,
+    })
+}
+
+/// Appends the request for `op` to `buf`.
+pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
+    let line = match *op {
+        Op::Get(key) | Op::Version(key) => format!("gets {key}\r\n"),
+        Op::Store {
+            mode,
+            key,
+            value,
+            flags,
+            exptime,
+        } => {
+            let len = value.len();
+            let line = match mode {
+                StoreMode::Set => format!("set {key} {flags} {exptime} {len}\r\n"),
+                StoreMode::Add => format!("add {key} {flags} {exptime} {len}\r\n"),
+                StoreMode::Cas(cas) => format!("cas {key} {flags} {exptime} {len} {cas}\r\n"),
+            };
+            buf.extend_from_slice(line.as_bytes());
+            buf.extend_from_slice(value);
+            buf.extend_from_slice(b"\r\n");
+            return;
+        }
+        Op::Delete(key) => format!("delete {key}\r\n"),
+        Op::Touch(key, exptime) => format!("touch {key} {exptime}\r\n"),
+        Op::GetMany(keys) => {
+            buf.extend_from_slice(b"gets");
+            for key in keys {
+                buf.push(b' ');
+                buf.extend_from_slice(key.as_bytes());
+            }
+            buf.extend_from_slice(b"\r\n");
+            return;
+        }
+    };
+    buf.extend_from_slice(line.as_bytes());
+}
+
+/// Reads `VALUE` blocks up to `END`, keyed by key.
+async fn read_values(conn: &mut Connection, op: &Op<'_>) -> Result<HashMap<Vec<u8>, Entry>> {
+    let mut found = HashMap::new();
+    loop {
+        let line = conn.read_line(op.name()).await?;
+        if line == b"END" {
+            return Ok(found);
+        }
+        let Some(v) = parse_value_line(&line) else {
+            return Err(error_line(conn.server(), &line, 0)
+                .unwrap_or_else(|| unexpected(conn.server(), op, &line)));
+        };
+        let value = conn.read_block(op.name(), v.len).await?;
+        let cas = v.cas.ok_or_else(|| Error::Protocol {
+            server: conn.server().to_owned(),
+            message: "VALUE line of gets lacks the CAS unique".into(),
+        })?;
+        found.insert(
+            v.key,
+            Entry {
+                value,
+                flags: v.flags,
+                version: Version::new(cas),
+                ttl: None,
+            },
+        );
+    }
+}
+
+/// Sends `op` and reads its answer.
+pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply> {
+    let value_len = match op {
+        Op::Store { value, .. } => value.len(),
+        _ => 0,
+    };
+    match op {
+        Op::GetMany(keys) => {
+            let mut out = Vec::with_capacity(keys.len());
+            for batch in keys.chunks(GET_BATCH) {
+                let mut buf = Vec::with_capacity(8 + batch.len() * 32);
+                encode(&mut buf, &Op::GetMany(batch));
+                conn.send(op.name(), &buf).await?;
+                let mut found = read_values(conn, op).await?;
+                for key in batch {
+                    // A key asked twice is answered twice; either copy will do.
+                    out.push(found.get(key.as_bytes()).cloned());
+                }
+                found.clear();
+            }
+            return Ok(Reply::Entries(out));
+        }
+        Op::Get(key) | Op::Version(key) => {
+            let mut buf = Vec::with_capacity(8 + key.len());
+            encode(&mut buf, op);
+            conn.send(op.name(), &buf).await?;
+            let entry = read_values(conn, op).await?.remove(key.as_bytes());
+            return Ok(match op {
+                Op::Version(_) => Reply::Version(entry.map(|e| e.version)),
+                _ => Reply::Entry(entry),
+            });
+        }
+        _ => {}
+    }
+
+    let mut buf = Vec::with_capacity(64 + value_len);
+    encode(&mut buf, op);
+    conn.send(op.name(), &buf).await?;
+    let line = conn.read_line(op.name()).await?;
+    let reply = match (op, line.as_slice()) {
+        (Op::Store { .. }, b"STORED") => Reply::Stored(Outcome::Stored(None)),
+        (
+            Op::Store {
+                mode: StoreMode::Add,
+                ..
+            },
+            b"NOT_STORED",
+        ) => Reply::Stored(Outcome::Exists),
+        (
+            Op::Store {
+                mode: StoreMode::Cas(_),
+                ..
+            },
+            b"EXISTS",
+        ) => Reply::Stored(Outcome::Conflict),
+        (
+            Op::Store {
+                mode: StoreMode::Cas(_),
+                ..
+            },
+            b"NOT_FOUND",
+        ) => Reply::Stored(Outcome::NotFound),
+        (Op::Delete(_), b"DELETED") | (Op::Touch(..), b"TOUCHED") => Reply::Existed(true),
+        (Op::Delete(_) | Op::Touch(..), b"NOT_FOUND") => Reply::Existed(false),
+        _ => {
+            return Err(error_line(conn.server(), &line, value_len)
+                .unwrap_or_else(|| unexpected(conn.server(), op, &line)));
+        }
+    };
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_value_lines() {
+        assert_eq!(
+            parse_value_line(b"VALUE k 5 3 99"),
+            Some(ValueLine {
+                key: b"k".to_vec(),
+                flags: 5,
+                len: 3,
+                cas: Some(99)
+            })
+        );
+        assert_eq!(parse_value_line(b"VALUE k 0 0").unwrap().cas, None);
+        assert!(parse_value_line(b"VALUE k x 3").is_none());
+        assert!(parse_value_line(b"VALUE k 0 3 1 2").is_none());
+        assert!(parse_value_line(b"END").is_none());
+    }
+
+    #[test]
+    fn encodes_requests() {
+        let mut b = Vec::new();
+        encode(
+            &mut b,
+            &Op::Store {
+                mode: StoreMode::Cas(7),
+                key: "k",
+                value: b"v\0",
+                flags: 1,
+                exptime: 30,
+            },
+        );
+        encode(
+            &mut b,
+            &Op::Store {
+                mode: StoreMode::Add,
+                key: "k",
+                value: b"",
+                flags: 0,
+                exptime: 0,
+            },
+        );
+        encode(&mut b, &Op::Touch("k", 9));
+        encode(&mut b, &Op::Delete("k"));
+        encode(&mut b, &Op::Get("k"));
+        encode(&mut b, &Op::GetMany(&["a", "b"]));
+        assert_eq!(
+            b,
+            b"cas k 1 30 2 7\r\nv\0\r\nadd k 0 0 0\r\n\r\ntouch k 9\r\ndelete k\r\ngets k\r\ngets a b\r\n"
+                .to_vec()
+        );
+    }
+}

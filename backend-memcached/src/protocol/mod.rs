@@ -1,0 +1,217 @@
+//! The two text protocol dialects behind one request/answer shape.
+//!
+//! The store turns each [`Store`](session_core::Store) call into an [`Op`],
+//! and the dialect module ([`meta`] or [`classic`]) encodes it, sends it on
+//! a [`Connection`] and reads its [`Reply`]. Keeping the op set closed lets
+//! `server.rs` own pooling, deadlines and health once for both dialects.
+
+pub(crate) mod classic;
+pub(crate) mod meta;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use session_core::{Entry, Outcome, Ttl, Version};
+
+use crate::config::Protocol;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+
+/// Keys per pipelined batch of a multi-get. A batch's request (at most
+/// 64 x ~260 bytes) fits in the socket buffers, so writing it can never block
+/// on a server that is itself blocked writing answers we have not read yet.
+pub(crate) const GET_BATCH: usize = 64;
+
+/// memcached reads an exptime above this many seconds (30 days) as an
+/// absolute unix time.
+pub(crate) const MAX_RELATIVE_EXPTIME: u32 = 60 * 60 * 24 * 30;
+
+/// How a storage command decides whether to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreMode {
+    /// Unconditional.
+    Set,
+    /// Only if absent.
+    Add,
+    /// Only if the CAS unique still equals this.
+    Cas(u64),
+}
+
+/// One request, in store terms.
+#[derive(Debug)]
+pub(crate) enum Op<'a> {
+    /// Read one item with its version (and TTL in meta mode).
+    Get(&'a str),
+    /// Read only the version of one item.
+    Version(&'a str),
+    /// Write one item.
+    Store {
+        mode: StoreMode,
+        key: &'a str,
+        value: &'a [u8],
+        flags: u32,
+        exptime: i64,
+    },
+    /// Remove one item.
+    Delete(&'a str),
+    /// Set a new exptime.
+    Touch(&'a str, i64),
+    /// Read several items on one server, pipelined.
+    GetMany(&'a [&'a str]),
+}
+
+impl Op<'_> {
+    /// The operation's name, for errors and logs.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Get(_) => "get",
+            Op::Version(_) => "version",
+            Op::Store {
+                mode: StoreMode::Set,
+                ..
+            } => "set",
+            Op::Store {
+                mode: StoreMode::Add,
+                ..
+            } => "add",
+            Op::Store {
+                mode: StoreMode::Cas(_),
+                ..
+            } => "cas",
+            Op::Delete(_) => "delete",
+            Op::Touch(..) => "touch",
+            Op::GetMany(_) => "get_many",
+        }
+    }
+}
+
+/// The answer to an [`Op`], variant by variant.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// For [`Op::Get`].
+    Entry(Option<Entry>),
+    /// For [`Op::Version`].
+    Version(Option<Version>),
+    /// For [`Op::Store`].
+    Stored(Outcome),
+    /// For [`Op::Delete`] and [`Op::Touch`]: whether the item existed.
+    Existed(bool),
+    /// For [`Op::GetMany`], in the order of the keys.
+    Entries(Vec<Option<Entry>>),
+}
+
+/// Sends `op` on `conn` in `protocol` and reads its whole answer.
+pub(crate) async fn execute(
+    protocol: Protocol,
+    conn: &mut Connection,
+    op: &Op<'_>,
+) -> Result<Reply> {
+    match protocol {
+        Protocol::Meta => meta::execute(conn, op).await,
+        Protocol::Classic => classic::execute(conn, op).await,
+    }
+}
+
+/// The exptime memcached needs for `ttl`, given the current unix time.
+///
+/// Up to 30 days it is the relative seconds; beyond, memcached would read
+/// the number as a unix time, so we send `now + ttl` instead. memcached
+/// parses exptime as a signed 32-bit number, so the absolute time saturates
+/// at `i32::MAX` (2038-01-19).
+pub(crate) fn exptime_at(ttl: Ttl, now_unix: u64) -> i64 {
+    let secs = ttl.as_secs();
+    if secs <= MAX_RELATIVE_EXPTIME {
+        i64::from(secs)
+    } else {
+        let abs = now_unix.saturating_add(u64::from(secs));
+        i64::try_from(abs.min(i32::MAX as u64)).unwrap_or(i64::from(i32::MAX))
+    }
+}
+
+/// [`exptime_at`] with the system clock.
+pub(crate) fn exptime(ttl: Ttl) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    exptime_at(ttl, now)
+}
+
+/// Recognises the error lines both dialects share (`ERROR`,
+/// `CLIENT_ERROR ...`, `SERVER_ERROR ...`). `value_len` is the size of the
+/// value being written, to report `object too large` as such.
+pub(crate) fn error_line(server: &str, line: &[u8], value_len: usize) -> Option<Error> {
+    let text = String::from_utf8_lossy(line);
+    if line.starts_with(b"SERVER_ERROR") && text.contains("too large") {
+        return Some(Error::ServerTooLarge {
+            server: server.to_owned(),
+            size: value_len,
+        });
+    }
+    if line == b"ERROR" || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR") {
+        return Some(Error::ServerError {
+            server: server.to_owned(),
+            message: text.into_owned(),
+        });
+    }
+    None
+}
+
+/// The error for an answer the protocol does not allow here.
+pub(crate) fn unexpected(server: &str, op: &Op<'_>, line: &[u8]) -> Error {
+    Error::Protocol {
+        server: server.to_owned(),
+        message: format!(
+            "unexpected answer to {}: {:?}",
+            op.name(),
+            String::from_utf8_lossy(&line[..line.len().min(100)])
+        ),
+    }
+}
+
+/// Parses an ASCII decimal number field.
+pub(crate) fn parse_num<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exptime_conversion() {
+        let now = 1_800_000_000;
+        assert_eq!(exptime_at(Ttl::NEVER, now), 0);
+        assert_eq!(exptime_at(Ttl::seconds(1), now), 1);
+        assert_eq!(
+            exptime_at(Ttl::seconds(MAX_RELATIVE_EXPTIME), now),
+            2_592_000
+        );
+        assert_eq!(
+            exptime_at(Ttl::seconds(MAX_RELATIVE_EXPTIME + 1), now),
+            1_800_000_000 + 2_592_001
+        );
+        assert_eq!(exptime_at(Ttl::seconds(u32::MAX), now), i64::from(i32::MAX));
+    }
+
+    #[test]
+    fn error_lines() {
+        assert!(matches!(
+            error_line("s", b"SERVER_ERROR object too large for cache", 5),
+            Some(Error::ServerTooLarge { size: 5, .. })
+        ));
+        assert!(matches!(
+            error_line("s", b"SERVER_ERROR out of memory storing object", 5),
+            Some(Error::ServerError { .. })
+        ));
+        assert!(matches!(
+            error_line("s", b"ERROR", 0),
+            Some(Error::ServerError { .. })
+        ));
+        assert!(matches!(
+            error_line("s", b"CLIENT_ERROR bad data chunk", 0),
+            Some(Error::ServerError { .. })
+        ));
+        assert!(error_line("s", b"STORED", 0).is_none());
+        assert!(error_line("s", b"HD c1", 0).is_none());
+    }
+}

@@ -1,0 +1,347 @@
+//! [`MemcachedStore`]: the [`Store`] implementation, routing each key to a
+//! server and applying the failure policy.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use session_core::key::validate_key;
+use session_core::store::check_write;
+use session_core::{Capabilities, Entry, Outcome, Store, Ttl, Version};
+
+use crate::config::{FailurePolicy, MemcachedConfig, Protocol};
+use crate::error::{Error, Result};
+use crate::protocol::{self, Op, Reply, StoreMode};
+use crate::router::Router;
+use crate::server::{Server, ServerStats};
+
+/// A [`Store`] on one or more memcached servers.
+///
+/// Cheap to clone (one `Arc`); clones share pools, health and counters.
+///
+/// Multi-key reads ([`Store::get_many`]) send one pipelined request per
+/// server, all servers at once; under [`FailurePolicy::Fail`] one failing
+/// server fails the whole call.
+///
+/// One server-side behaviour to know: when memcached refuses a `set` as too
+/// large (reported as [`session_core::Error::ValueTooLarge`]), it also drops
+/// the key's old value.
+/// Connections are opened lazily, on first use: making a store does no I/O,
+/// so a server that is down at start-up is handled like one that goes down
+/// later.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), session_core::Error> {
+/// use backend_memcached::MemcachedStore;
+/// use session_core::{Store, Ttl};
+///
+/// let store = MemcachedStore::from_url("memcached://127.0.0.1:11211?timeout_ms=500")?;
+/// store.set("greeting", b"hello", 0, Ttl::seconds(60)).await?;
+/// assert_eq!(store.get("greeting").await?.unwrap().value, b"hello");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MemcachedStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: MemcachedConfig,
+    router: Router,
+    servers: Vec<Server>,
+}
+
+impl fmt::Debug for MemcachedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemcachedStore")
+            .field(
+                "servers",
+                &self
+                    .inner
+                    .servers
+                    .iter()
+                    .map(Server::addr)
+                    .collect::<Vec<_>>(),
+            )
+            .field("protocol", &self.inner.config.protocol)
+            .field("routing", &self.inner.config.routing)
+            .field("failure", &self.inner.config.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MemcachedStore {
+    /// Validates `config` and makes a store (no I/O; see the type docs).
+    pub fn connect(config: MemcachedConfig) -> Result<Self> {
+        config.validate()?;
+        let router = Router::new(&config.servers, config.routing);
+        let servers = config
+            .servers
+            .iter()
+            .map(|s| Server::new(s.addr(), &config))
+            .collect();
+        Ok(MemcachedStore {
+            inner: Arc::new(Inner {
+                config,
+                router,
+                servers,
+            }),
+        })
+    }
+
+    /// Parses a `memcached://` URL (see [`crate::config`]) and makes a store.
+    pub fn from_url(url: &str) -> Result<Self> {
+        MemcachedStore::connect(MemcachedConfig::from_url(url)?)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MemcachedConfig {
+        &self.inner.config
+    }
+
+    /// The address of `key`'s home server (where it goes while every server
+    /// is up), from the configured routing.
+    pub fn server_for(&self, key: &str) -> &str {
+        self.inner.servers[self.inner.router.server_for(key)].addr()
+    }
+
+    /// One counter snapshot per server, in configuration order.
+    pub fn stats(&self) -> Vec<ServerStats> {
+        self.inner.servers.iter().map(Server::stats).collect()
+    }
+
+    /// Runs a single-key op on the key's server, applying the failure policy.
+    async fn call(&self, key: &str, op: &Op<'_>) -> Result<Reply> {
+        let inner = &*self.inner;
+        match inner.config.failure {
+            FailurePolicy::Fail => inner.servers[inner.router.server_for(key)].call(op).await,
+            FailurePolicy::Rehash => {
+                let mut tried = vec![false; inner.servers.len()];
+                let mut tries = 0;
+                for idx in inner.router.candidates(key) {
+                    tries += 1;
+                    // Perl may name a dead server again; it would be skipped
+                    // again, so asking it once per call gives the same result.
+                    if std::mem::replace(&mut tried[idx], true) {
+                        continue;
+                    }
+                    match inner.servers[idx].call(op).await {
+                        // Never sent: another server cannot apply it twice.
+                        Err(e) if e.is_connect_failure() => continue,
+                        other => return other,
+                    }
+                }
+                Err(Error::NoLiveServer {
+                    key: key.chars().take(80).collect(),
+                    tries,
+                })
+            }
+        }
+    }
+
+    /// The server a multi-get sends `key` to now: its home under `Fail`,
+    /// the first available candidate under `Rehash`.
+    fn pick_for_many(&self, key: &str) -> Result<usize> {
+        let inner = &*self.inner;
+        match inner.config.failure {
+            FailurePolicy::Fail => Ok(inner.router.server_for(key)),
+            FailurePolicy::Rehash => inner
+                .router
+                .candidates(key)
+                .find(|&i| inner.servers[i].is_available())
+                .ok_or_else(|| Error::NoLiveServer {
+                    key: key.chars().take(80).collect(),
+                    tries: crate::router::PERL_REHASH_TRIES,
+                }),
+        }
+    }
+
+    async fn get_many_inner(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
+        let mut results: Vec<Option<Entry>> = vec![None; keys.len()];
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        // Each round sends every pending key to its server, one pipelined
+        // request per server, all servers at once. Under `Rehash`, keys of
+        // a server that refused the connect (now marked down) go round
+        // again to their next candidate; a server can fail only once per
+        // round, so the number of rounds is bounded by the server count.
+        for _round in 0..=self.inner.servers.len() {
+            if pending.is_empty() {
+                break;
+            }
+            let mut groups: Vec<Vec<usize>> = vec![Vec::new(); self.inner.servers.len()];
+            for &i in &pending {
+                groups[self.pick_for_many(keys[i])?].push(i);
+            }
+            pending.clear();
+            let mut tasks = tokio::task::JoinSet::new();
+            for (server, idxs) in groups.into_iter().enumerate() {
+                if idxs.is_empty() {
+                    continue;
+                }
+                let inner = Arc::clone(&self.inner);
+                let owned: Vec<String> = idxs.iter().map(|&i| keys[i].to_owned()).collect();
+                // Dropping the JoinSet (caller cancelled) aborts these tasks,
+                // and an aborted task drops its connection, never pools it.
+                tasks.spawn(async move {
+                    let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+                    let result = inner.servers[server].call(&Op::GetMany(&refs)).await;
+                    (idxs, result)
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let (idxs, result) = joined.map_err(|e| Error::Protocol {
+                    server: "(local task)".into(),
+                    message: format!("multi-get task failed: {e}"),
+                })?;
+                match result {
+                    Ok(Reply::Entries(entries)) if entries.len() == idxs.len() => {
+                        for (i, e) in idxs.into_iter().zip(entries) {
+                            results[i] = e;
+                        }
+                    }
+                    Ok(_) => return Err(mismatch()),
+                    Err(e)
+                        if self.inner.config.failure == FailurePolicy::Rehash
+                            && e.is_connect_failure() =>
+                    {
+                        pending.extend(idxs);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if let Some(&i) = pending.first() {
+            return Err(Error::NoLiveServer {
+                key: keys[i].chars().take(80).collect(),
+                tries: self.inner.servers.len(),
+            });
+        }
+        Ok(results)
+    }
+
+    async fn write(
+        &self,
+        mode: StoreMode,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+    ) -> Result<Outcome> {
+        check_write(key, value, self.inner.config.max_value_size)?;
+        let op = Op::Store {
+            mode,
+            key,
+            value,
+            flags,
+            exptime: protocol::exptime(ttl),
+        };
+        match self.call(key, &op).await? {
+            Reply::Stored(outcome) => Ok(outcome),
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// A dialect module answered an op with the wrong reply variant: a bug here,
+/// reported as a protocol error rather than a panic.
+fn mismatch() -> Error {
+    Error::Protocol {
+        server: "(client)".into(),
+        message: "internal error: reply does not match request".into(),
+    }
+}
+
+#[async_trait]
+impl Store for MemcachedStore {
+    async fn get(&self, key: &str) -> session_core::Result<Option<Entry>> {
+        validate_key(key)?;
+        match self.call(key, &Op::Get(key)).await? {
+            Reply::Entry(e) => Ok(e),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    async fn add(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+    ) -> session_core::Result<Outcome> {
+        Ok(self.write(StoreMode::Add, key, value, flags, ttl).await?)
+    }
+
+    async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+    ) -> session_core::Result<Option<Version>> {
+        match self.write(StoreMode::Set, key, value, flags, ttl).await? {
+            Outcome::Stored(v) => Ok(v),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+    ) -> session_core::Result<Outcome> {
+        Ok(self
+            .write(StoreMode::Cas(expected.get()), key, value, flags, ttl)
+            .await?)
+    }
+
+    async fn delete(&self, key: &str) -> session_core::Result<bool> {
+        validate_key(key)?;
+        match self.call(key, &Op::Delete(key)).await? {
+            Reply::Existed(b) => Ok(b),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    async fn touch(&self, key: &str, ttl: Ttl) -> session_core::Result<bool> {
+        validate_key(key)?;
+        match self
+            .call(key, &Op::Touch(key, protocol::exptime(ttl)))
+            .await?
+        {
+            Reply::Existed(b) => Ok(b),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    fn max_value_size(&self) -> usize {
+        self.inner.config.max_value_size
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::NONE;
+        caps.get_many = true;
+        caps.ttl_read = self.inner.config.protocol == Protocol::Meta;
+        caps
+    }
+
+    async fn version(&self, key: &str) -> session_core::Result<Option<Version>> {
+        validate_key(key)?;
+        match self.call(key, &Op::Version(key)).await? {
+            Reply::Version(v) => Ok(v),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    async fn get_many(&self, keys: &[&str]) -> session_core::Result<Vec<Option<Entry>>> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.get_many_inner(keys).await?)
+    }
+}

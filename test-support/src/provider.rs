@@ -1,0 +1,162 @@
+//! [`Provider`]: where servers come from, chosen once per test process.
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use crate::{
+    Error, MemcachedOptions, Server, ServerKind,
+    docker::{self, DockerContext, DockerServer},
+    process::ProcessServer,
+    runtime,
+    server::{self, Backend},
+};
+
+/// Which provider to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Docker when a daemon answers, processes otherwise.
+    Auto,
+    /// Containers through testcontainers.
+    Docker,
+    /// Local binaries.
+    Process,
+}
+
+impl ProviderKind {
+    /// `auto`, `docker` or `process`, as `MEMORYCACHED_PROVIDER` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Auto => "auto",
+            ProviderKind::Docker => "docker",
+            ProviderKind::Process => "process",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ProviderKind, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(ProviderKind::Auto),
+            "docker" => Ok(ProviderKind::Docker),
+            "process" => Ok(ProviderKind::Process),
+            _ => Err(Error::UnknownProvider(s.to_owned())),
+        }
+    }
+}
+
+/// The environment variable [`Provider::from_env`] reads.
+pub const PROVIDER_ENV: &str = "MEMORYCACHED_PROVIDER";
+
+/// A source of real servers: local processes or Docker containers.
+///
+/// Cheap to clone; every clone shares the same private Docker network, which
+/// is removed when the last clone and the last of its servers are dropped.
+#[derive(Clone)]
+pub struct Provider {
+    kind: ProviderKind,
+    description: Arc<str>,
+    docker: Option<Arc<DockerContext>>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+impl Provider {
+    /// Resolves `kind` and prepares it: for Docker, connects to the daemon,
+    /// removes stale resources of dead test processes and creates a private
+    /// network. `Auto` says on stderr which provider it picked and why.
+    pub async fn new(kind: ProviderKind) -> Result<Provider, Error> {
+        match kind {
+            ProviderKind::Process => Ok(Provider::process("process (asked for)".to_owned())),
+            ProviderKind::Docker => Provider::docker("docker (asked for)").await,
+            ProviderKind::Auto => {
+                let probe = runtime::run(async { docker::connect().await.map(drop) }).await;
+                let provider = match probe {
+                    Ok(()) => Provider::docker("docker (auto: a Docker daemon answered)").await?,
+                    Err(e) => Provider::process(format!("process (auto: {e})")),
+                };
+                eprintln!("test-support: provider {}", provider.description);
+                Ok(provider)
+            }
+        }
+    }
+
+    /// [`Provider::new`] with the kind named by `MEMORYCACHED_PROVIDER`
+    /// (`docker`, `process` or `auto`; `auto` when unset).
+    pub async fn from_env() -> Result<Provider, Error> {
+        let kind = match std::env::var(PROVIDER_ENV) {
+            Ok(value) => value.parse()?,
+            Err(_) => ProviderKind::Auto,
+        };
+        Provider::new(kind).await
+    }
+
+    fn process(description: String) -> Provider {
+        Provider {
+            kind: ProviderKind::Process,
+            description: description.into(),
+            docker: None,
+        }
+    }
+
+    async fn docker(why: &str) -> Result<Provider, Error> {
+        let ctx = DockerContext::create().await?;
+        Ok(Provider {
+            kind: ProviderKind::Docker,
+            description: format!("{why}; network {}", ctx.network()).into(),
+            docker: Some(ctx),
+        })
+    }
+
+    /// The resolved kind: [`ProviderKind::Docker`] or [`ProviderKind::Process`].
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    /// One line saying which provider this is and why it was picked.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// A memcached with the default options (64 MB, 1 MiB items), started and ready.
+    pub async fn memcached(&self) -> Result<Server, Error> {
+        self.memcached_with(MemcachedOptions::default()).await
+    }
+
+    /// A memcached with `opts`, started and ready.
+    pub async fn memcached_with(&self, opts: MemcachedOptions) -> Result<Server, Error> {
+        self.launch(ServerKind::Memcached, opts.args()).await
+    }
+
+    /// A Redis without persistence, started and ready.
+    pub async fn redis(&self) -> Result<Server, Error> {
+        self.launch(ServerKind::Redis, server::redis_args()).await
+    }
+
+    async fn launch(&self, kind: ServerKind, args: Vec<String>) -> Result<Server, Error> {
+        let (backend, upstream) = match &self.docker {
+            Some(ctx) => {
+                let (server, addr) = DockerServer::launch(Arc::clone(ctx), kind, args).await?;
+                (Backend::Docker(server), addr)
+            }
+            None => {
+                let (server, addr) = runtime::run(ProcessServer::launch(kind, args)).await?;
+                (Backend::Process(server), addr)
+            }
+        };
+        Server::new(kind, backend, upstream)
+    }
+}

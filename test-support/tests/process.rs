@@ -1,0 +1,5 @@
+//! The process provider against the local `memcached` and `redis-server` binaries.
+
+mod common;
+
+provider_tests!(ProviderKind::Process);

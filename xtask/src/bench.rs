@@ -1,0 +1,135 @@
+//! `cargo xtask bench`: runs the criterion benchmarks against a real memcached
+//! started for the run, then prints each measurement as a ratio to the
+//! baseline measured in the same run (absolute times on shared, noisy
+//! machines are not comparable across runs; ratios are).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::project_root;
+
+/// What `--quick` changes: criterion's own options for a shorter run.
+const QUICK_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2"];
+
+/// The session benchmarks and their baseline, per concurrency level.
+const BASELINE: &str = "raw_pair";
+const SUBJECTS: &[&str] = &["session_update_only", "session_full"];
+const CONCURRENCY: &[&str] = &["1", "64"];
+/// The target of the memcached backend issue: session ops at >= 0.9x of raw pairs.
+const TARGET: f64 = 0.9;
+
+/// A memcached process that is killed when dropped.
+struct Memcached(Child);
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_memcached() -> Result<(Memcached, String)> {
+    // Bind-probe a free port; memcached has no "any port" option.
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "256",
+            "-c",
+            "1024",
+            "-u",
+            "root",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start `memcached`: install it with `apt-get install memcached`")?;
+    let server = Memcached(child);
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if Instant::now() > deadline {
+            bail!("memcached did not listen on {addr} within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((server, addr))
+}
+
+/// Runs the benchmarks and prints the ratio table.
+pub fn run(quick: bool) -> Result<()> {
+    let root = project_root();
+    let (_server, addr) = start_memcached()?;
+    println!("==> [1/2] cargo bench -p backend-memcached (memcached on {addr})");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args([
+            "bench",
+            "-p",
+            "backend-memcached",
+            "--bench",
+            "sessions",
+            "--",
+        ])
+        .env("MEMORYCACHED_BENCH_MEMCACHED", &addr);
+    if quick {
+        cmd.args(QUICK_ARGS);
+    }
+    let status = cmd.status().context("running cargo bench")?;
+    if !status.success() {
+        bail!("cargo bench failed ({status})");
+    }
+    println!("==> [2/2] ratios to the raw client's set+get pairs, same server, same run");
+    let criterion = root.join("target/criterion/memcached");
+    println!(
+        "{:<22} {:>6} {:>12} {:>12} {:>8}",
+        "benchmark", "tasks", "ns/op", "raw ns/op", "ratio"
+    );
+    let mut below = Vec::new();
+    for tasks in CONCURRENCY {
+        let raw = mean_ns(&criterion, BASELINE, tasks)?;
+        println!(
+            "{BASELINE:<22} {tasks:>6} {raw:>12.0} {raw:>12.0} {:>8.2}",
+            1.0
+        );
+        for subject in SUBJECTS {
+            let t = mean_ns(&criterion, subject, tasks)?;
+            // Throughput ratio: how many session ops per raw pair's time.
+            let ratio = raw / t;
+            println!("{subject:<22} {tasks:>6} {t:>12.0} {raw:>12.0} {ratio:>8.2}");
+            if *subject == "session_update_only" && ratio < TARGET {
+                below.push(format!("{subject}/{tasks}: {ratio:.2}"));
+            }
+        }
+    }
+    println!(
+        "(ratio = raw pair time / session op time; session_update_only makes the same two round trips as a raw pair, session_full three)"
+    );
+    if below.is_empty() {
+        println!("target {TARGET}x met by session_update_only at every concurrency");
+    } else {
+        println!("below the {TARGET}x target: {}", below.join(", "));
+    }
+    Ok(())
+}
+
+/// criterion's mean estimate, in nanoseconds per iteration (= per operation).
+fn mean_ns(dir: &Path, bench: &str, tasks: &str) -> Result<f64> {
+    let path = dir.join(bench).join(tasks).join("new/estimates.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {} (did the benchmark run?)", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    json.pointer("/mean/point_estimate")
+        .and_then(serde_json::Value::as_f64)
+        .with_context(|| format!("{} has no mean estimate", path.display()))
+}

@@ -1,0 +1,381 @@
+//! `cargo xtask test`: the one test command of the README and of CI.
+//!
+//! Steps, each announced as `==> [n/N] <step>` and timed:
+//! fmt and clippy (skipped with `--quick`), three memcached and one Redis
+//! started through test-support, the workspace's tests with the servers'
+//! addresses in the environment (nextest when installed, then the doc tests;
+//! `cargo test` otherwise), and the servers stopped again, also after a
+//! failure or Ctrl-C. Every step runs even when an earlier one failed, so one
+//! run reports everything; the last line is `xtask: N passed, M failed`.
+
+use std::{
+    ffi::OsString,
+    process::{ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use test_support::{MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_ENV, Server};
+use tokio::{process::Command, sync::watch};
+
+use crate::project_root;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Where servers come from; default: $MEMORYCACHED_PROVIDER, else auto
+    /// (docker when a daemon answers, local processes otherwise).
+    #[arg(long, value_enum)]
+    provider: Option<ProviderArg>,
+    /// Skip fmt and clippy (for a second pass that only re-runs the tests).
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProviderArg {
+    Auto,
+    Docker,
+    Process,
+}
+
+/// How many shared memcached servers the tests get.
+const MEMCACHED_SERVERS: usize = 3;
+/// How long a child gets to exit after it was interrupted before it is killed.
+const CHILD_GRACE: Duration = Duration::from_secs(15);
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // This command handles signals itself: it still has servers to stop and
+    // a summary to print.
+    test_support::disable_signal_cleanup();
+    let runtime = crate::runtime()?;
+    runtime.block_on(run_steps(args))
+}
+
+enum Outcome {
+    Passed,
+    Failed(String),
+}
+
+struct Step {
+    name: String,
+    outcome: Outcome,
+    elapsed: Duration,
+}
+
+/// Numbers, times and records the steps; knows whether Ctrl-C was pressed.
+struct Runner {
+    total: usize,
+    steps: Vec<Step>,
+    interrupted: watch::Receiver<Option<i32>>,
+}
+
+impl Runner {
+    fn begin(&self, name: &str) -> Instant {
+        println!("==> [{}/{}] {name}", self.steps.len() + 1, self.total);
+        Instant::now()
+    }
+
+    fn finish(&mut self, name: &str, started: Instant, outcome: Outcome) {
+        let elapsed = started.elapsed();
+        match &outcome {
+            Outcome::Passed => println!("    ok ({elapsed:.1?})"),
+            Outcome::Failed(why) => println!("    FAILED: {why} ({elapsed:.1?})"),
+        }
+        self.steps.push(Step {
+            name: name.to_owned(),
+            outcome,
+            elapsed,
+        });
+    }
+
+    fn signal(&self) -> Option<i32> {
+        *self.interrupted.borrow()
+    }
+
+    /// Records a step that was not run, without running anything.
+    fn skip(&mut self, name: &str, why: &str) {
+        let started = self.begin(name);
+        self.finish(name, started, Outcome::Failed(format!("not run: {why}")));
+    }
+
+    /// Runs `cargo <args>` in the workspace root with `envs`, as one step.
+    async fn cargo(&mut self, args: &[&str], envs: &[(&str, String)]) {
+        let name = format!("cargo {}", args.join(" "));
+        if let Some(signal) = self.signal() {
+            return self.skip(&name, &format!("interrupted by signal {signal}"));
+        }
+        let started = self.begin(&name);
+        let mut cmd = Command::new(cargo());
+        cmd.args(args)
+            .current_dir(project_root())
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for (key, value) in envs {
+            cmd.env(key, value);
+        }
+        let outcome = match cmd.spawn() {
+            Ok(child) => self.wait(child).await,
+            Err(e) => Outcome::Failed(format!("could not start cargo: {e}")),
+        };
+        self.finish(&name, started, outcome);
+    }
+
+    /// Waits for `child`; on a signal, passes SIGINT on, waits a grace
+    /// period, then kills it.
+    async fn wait(&self, mut child: tokio::process::Child) -> Outcome {
+        let mut interrupted = self.interrupted.clone();
+        tokio::select! {
+            status = child.wait() => match status {
+                Ok(status) if status.success() => Outcome::Passed,
+                Ok(status) => {
+                    // Ctrl-C reaches the child too, and it may exit before our
+                    // own handler has run: give the handler a moment, so the
+                    // next steps see the interruption.
+                    if std::os::unix::process::ExitStatusExt::signal(&status).is_some() {
+                        let mut late = self.interrupted.clone();
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            late.wait_for(Option::is_some),
+                        )
+                        .await;
+                    }
+                    Outcome::Failed(status.to_string())
+                }
+                Err(e) => Outcome::Failed(format!("waiting for cargo: {e}")),
+            },
+            _ = interrupted.wait_for(Option::is_some) => {
+                let pid = child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .and_then(rustix::process::Pid::from_raw);
+                if let Some(pid) = pid {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+                }
+                if tokio::time::timeout(CHILD_GRACE, child.wait()).await.is_err() {
+                    let _ = child.kill().await;
+                }
+                Outcome::Failed("interrupted".to_owned())
+            }
+        }
+    }
+}
+
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+async fn has_nextest() -> bool {
+    Command::new(cargo())
+        .args(["nextest", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// Sets the receiver to `Some(signal number)` on SIGINT or SIGTERM.
+fn watch_signals() -> anyhow::Result<watch::Receiver<Option<i32>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = watch::channel(None);
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    tokio::spawn(async move {
+        let number = tokio::select! {
+            _ = int.recv() => 2,
+            _ = term.recv() => 15,
+        };
+        eprintln!("xtask: signal {number}: stopping the current step, then the servers");
+        let _ = tx.send(Some(number));
+    });
+    Ok(rx)
+}
+
+/// The shared servers and the environment that tells tests about them.
+struct Shared {
+    kind: ProviderKind,
+    servers: Vec<Server>,
+    env: Vec<(&'static str, String)>,
+}
+
+async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
+    let stale = test_support::cleanup_stale().await?;
+    if stale.containers + stale.networks > 0 {
+        println!(
+            "    removed {} stale container(s) and {} stale network(s) of interrupted runs",
+            stale.containers, stale.networks
+        );
+    }
+    let provider = Provider::new(kind).await?;
+    println!("    provider: {}", provider.description());
+    let (a, b, c, redis) = tokio::join!(
+        provider.memcached(),
+        provider.memcached(),
+        provider.memcached(),
+        provider.redis()
+    );
+    let memcached: [Server; MEMCACHED_SERVERS] = [a?, b?, c?];
+    let redis = redis?;
+    let list = |servers: &[Server]| {
+        servers
+            .iter()
+            .map(Server::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let image = |server: &Server| {
+        server
+            .image()
+            .map(|i| format!(" (image {i})"))
+            .unwrap_or_default()
+    };
+    println!(
+        "    {MEMCACHED_ENV}={}{}",
+        list(&memcached),
+        image(&memcached[0])
+    );
+    println!("    {REDIS_ENV}={}{}", redis.addr(), image(&redis));
+    let env = vec![
+        (MEMCACHED_ENV, list(&memcached)),
+        (REDIS_ENV, redis.addr()),
+        (PROVIDER_ENV, provider.kind().as_str().to_owned()),
+    ];
+    let mut servers = Vec::from(memcached);
+    servers.push(redis);
+    Ok(Shared {
+        kind: provider.kind(),
+        servers,
+        env,
+    })
+}
+
+async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
+    let kind = match args.provider {
+        Some(ProviderArg::Auto) => ProviderKind::Auto,
+        Some(ProviderArg::Docker) => ProviderKind::Docker,
+        Some(ProviderArg::Process) => ProviderKind::Process,
+        None => match std::env::var(PROVIDER_ENV) {
+            Ok(value) => value.parse()?,
+            Err(_) => ProviderKind::Auto,
+        },
+    };
+    let nextest = has_nextest().await;
+    let mut total = 3 + usize::from(nextest);
+    if !args.quick {
+        total += 2;
+    }
+    let mut runner = Runner {
+        total,
+        steps: Vec::new(),
+        interrupted: watch_signals()?,
+    };
+
+    if args.quick {
+        println!("xtask: --quick: skipping fmt and clippy");
+    } else {
+        runner.cargo(&["fmt", "--all", "--", "--check"], &[]).await;
+        runner
+            .cargo(
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )
+            .await;
+    }
+
+    let name =
+        format!("start shared servers ({MEMCACHED_SERVERS} memcached + 1 redis, provider {kind})");
+    let shared = if let Some(signal) = runner.signal() {
+        runner.skip(&name, &format!("interrupted by signal {signal}"));
+        None
+    } else {
+        let started = runner.begin(&name);
+        let mut interrupted = runner.interrupted.clone();
+        let result = tokio::select! {
+            result = start_servers(kind) => result,
+            _ = interrupted.wait_for(Option::is_some) => Err(anyhow::anyhow!("interrupted")),
+        };
+        match result {
+            Ok(shared) => {
+                runner.finish(&name, started, Outcome::Passed);
+                Some(shared)
+            }
+            Err(e) => {
+                runner.finish(&name, started, Outcome::Failed(format!("{e:#}")));
+                None
+            }
+        }
+    };
+
+    let test_args: &[&str] = if nextest {
+        println!(
+            "xtask: cargo-nextest found: tests run with nextest, doc tests with cargo test --doc"
+        );
+        &[
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]
+    } else {
+        println!("xtask: cargo-nextest not found: tests (doc tests included) run with cargo test");
+        &["test", "--workspace", "--all-features", "--no-fail-fast"]
+    };
+    let doc_args: &[&str] = &["test", "--workspace", "--all-features", "--doc"];
+    let mut test_steps = vec![test_args];
+    if nextest {
+        test_steps.push(doc_args);
+    }
+    for step in test_steps {
+        match &shared {
+            Some(shared) => runner.cargo(step, &shared.env).await,
+            None => runner.skip(
+                &format!("cargo {}", step.join(" ")),
+                "the shared servers did not start",
+            ),
+        }
+    }
+
+    let name = "stop shared servers";
+    let started = runner.begin(name);
+    if let Some(shared) = shared {
+        println!(
+            "    stopping {} {} server(s)",
+            shared.servers.len(),
+            shared.kind
+        );
+        // Dropping a server blocks until its process is reaped or its
+        // container removed; tell the runtime this worker is busy.
+        tokio::task::block_in_place(move || drop(shared.servers));
+    }
+    runner.finish(name, started, Outcome::Passed);
+
+    println!();
+    let mut failed = 0;
+    for step in &runner.steps {
+        let status = match &step.outcome {
+            Outcome::Passed => "ok",
+            Outcome::Failed(_) => {
+                failed += 1;
+                "FAILED"
+            }
+        };
+        println!("    {status:<6} {:>8.1?}  {}", step.elapsed, step.name);
+    }
+    let passed = runner.steps.len() - failed;
+    println!("xtask: {passed} passed, {failed} failed");
+    Ok(match runner.signal() {
+        Some(signal) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(130)),
+        None if failed > 0 => ExitCode::FAILURE,
+        None => ExitCode::SUCCESS,
+    })
+}

@@ -1,0 +1,340 @@
+//! Tidy checks, run as a `#[test]` so that every test run enforces them.
+//!
+//! Each failure names `path:line` and says how to fix it. The checks:
+//! - every `.rs` file outside `target/` starts with a `//!` module doc;
+//! - no debugging leftovers or placeholders (the `dbg`, `todo` and `ignore`
+//!   spellings listed in `FORBIDDEN`);
+//! - every member's `Cargo.toml` inherits the workspace version and lints;
+//! - dependencies point one way: only the binaries and xtask depend on a
+//!   backend (normal dependencies; tests may use anything through
+//!   dev-dependencies), and session-core depends on no workspace crate.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::project_root;
+
+/// Crates allowed a normal dependency on a backend.
+const BACKEND_USERS: &[&str] = &["xtask", "soap-bridge", "replicator", "session-cli"];
+const BACKENDS: &[&str] = &["backend-memcached", "backend-redis"];
+
+/// Forbidden text and the fix to suggest. Spelled in pieces so that this
+/// file does not trip its own check.
+fn forbidden() -> [(String, &'static str); 3] {
+    [
+        (
+            format!("{}!(", "dbg"),
+            "remove the debugging macro (use tracing, or an assertion in a test)",
+        ),
+        (
+            format!("{}!(", "todo"),
+            "implement it, or return a typed error saying what is unsupported",
+        ),
+        (
+            format!("#[{}", "ignore"),
+            "make the test pass, or assert the current (wrong) behaviour with a FIXME comment",
+        ),
+    ]
+}
+
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn add(&mut self, path: &Path, line: usize, problem: &str, fix: &str) {
+        let root = project_root();
+        let shown = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        self.0
+            .push(format!("{shown}:{line}: {problem}\n    fix: {fix}"));
+    }
+
+    fn check(self, what: &str) {
+        if !self.0.is_empty() {
+            let mut message = format!("tidy: {} problem(s) with {what}:\n", self.0.len());
+            for failure in &self.0 {
+                let _ = writeln!(message, "{failure}");
+            }
+            panic!("{message}");
+        }
+    }
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                rust_files(&path, out);
+            }
+        } else if name.ends_with(".rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn rust_files_start_with_a_module_doc() {
+    let mut files = Vec::new();
+    rust_files(&project_root(), &mut files);
+    assert!(
+        !files.is_empty(),
+        "tidy found no .rs files under {}",
+        project_root().display()
+    );
+    let mut failures = Failures::default();
+    for path in files {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let first = text.lines().position(|l| !l.trim().is_empty());
+        let starts_with_doc =
+            first.is_some_and(|i| text.lines().nth(i).is_some_and(|l| l.starts_with("//!")));
+        if !starts_with_doc {
+            failures.add(
+                &path,
+                first.map_or(1, |i| i + 1),
+                "the file does not start with a `//!` module doc",
+                "begin the file with `//! <what this module is for>` (tests and examples too)",
+            );
+        }
+    }
+    failures.check("module docs");
+}
+
+#[test]
+fn no_debugging_leftovers() {
+    let mut files = Vec::new();
+    rust_files(&project_root(), &mut files);
+    let forbidden = forbidden();
+    let mut failures = Failures::default();
+    for path in files {
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        for (number, line) in text.lines().enumerate() {
+            for (needle, fix) in &forbidden {
+                if line.contains(needle.as_str()) {
+                    failures.add(&path, number + 1, &format!("`{needle}` found"), fix);
+                }
+            }
+        }
+    }
+    failures.check("debugging leftovers");
+}
+
+/// One workspace member: its directory, package name and manifest text.
+struct Member {
+    manifest: PathBuf,
+    name: String,
+    text: String,
+}
+
+fn members() -> Vec<Member> {
+    let root = project_root();
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let Some(start) = manifest.find("members") else {
+        return Vec::new();
+    };
+    let list = &manifest[start..];
+    let (Some(open), Some(close)) = (list.find('['), list.find(']')) else {
+        return Vec::new();
+    };
+    list[open + 1..close]
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default())
+        .flat_map(|line| line.split(','))
+        .map(|m| m.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|m| !m.is_empty())
+        .map(|dir| {
+            let manifest = root.join(dir).join("Cargo.toml");
+            let text = fs::read_to_string(&manifest).unwrap_or_default();
+            let name = package_name(&text).unwrap_or_else(|| dir.to_owned());
+            Member {
+                manifest,
+                name,
+                text,
+            }
+        })
+        .collect()
+}
+
+fn package_name(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+        } else if in_package && let Some(value) = line.strip_prefix("name") {
+            let value = value.trim_start().strip_prefix('=')?.trim();
+            return Some(value.trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// (line number, section, key) of every `key = ...` or `[section.key]` line.
+fn keys(manifest: &str) -> Vec<(usize, String, String)> {
+    let mut section = String::new();
+    let mut out = Vec::new();
+    for (number, line) in manifest.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header
+                .trim_end_matches(']')
+                .trim_matches(|c| c == '[' || c == ']');
+            // `[dependencies.foo]` is the key `foo` of `dependencies`.
+            match header.rsplit_once('.') {
+                Some((table, key)) if is_dependency_table(table) => {
+                    out.push((
+                        number + 1,
+                        table.to_owned(),
+                        key.trim_matches('"').to_owned(),
+                    ));
+                    section = format!("{table}.{key}");
+                }
+                _ => section = header.to_owned(),
+            }
+            continue;
+        }
+        if let Some((key, _)) = line.split_once('=') {
+            out.push((
+                number + 1,
+                section.clone(),
+                key.trim().trim_matches('"').to_owned(),
+            ));
+        }
+    }
+    out
+}
+
+fn is_dependency_table(table: &str) -> bool {
+    table == "dependencies"
+        || table == "build-dependencies"
+        || table == "dev-dependencies"
+        || (table.starts_with("target.") && table.ends_with("dependencies"))
+}
+
+/// Normal (or build) dependencies: what the crate's library or binary links.
+fn is_normal_dependency_table(table: &str) -> bool {
+    is_dependency_table(table) && !table.ends_with("dev-dependencies")
+}
+
+/// The dependency a key names: `foo.workspace` and `foo` both name `foo`.
+fn dependency_name(key: &str) -> &str {
+    key.split('.').next().unwrap_or(key)
+}
+
+#[test]
+fn manifests_inherit_version_and_lints() {
+    let mut failures = Failures::default();
+    for member in members() {
+        let keys = keys(&member.text);
+        let has = |section: &str, key: &str| keys.iter().any(|(_, s, k)| s == section && k == key);
+        let value_of = |section: &str, key: &str| {
+            keys.iter()
+                .find(|(_, s, k)| s == section && k == key)
+                .map(|(line, ..)| {
+                    member
+                        .text
+                        .lines()
+                        .nth(line - 1)
+                        .unwrap_or_default()
+                        .split_once('=')
+                        .map(|(_, v)| v.trim().to_owned())
+                        .unwrap_or_default()
+                })
+        };
+        if value_of("package", "version.workspace").as_deref() != Some("true") {
+            failures.add(
+                &member.manifest,
+                1,
+                &format!("{} does not inherit the workspace version", member.name),
+                "write `version.workspace = true` under [package]",
+            );
+        }
+        if !has("lints", "workspace") || value_of("lints", "workspace").as_deref() != Some("true") {
+            failures.add(
+                &member.manifest,
+                member.text.lines().count().max(1),
+                &format!("{} does not inherit the workspace lints", member.name),
+                "add `[lints]` with `workspace = true`",
+            );
+        }
+    }
+    failures.check("manifests");
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let members = members();
+    let workspace: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    let mut failures = Failures::default();
+    for member in &members {
+        for (line, table, key) in keys(&member.text) {
+            if !is_normal_dependency_table(&table) {
+                continue;
+            }
+            let dependency = dependency_name(&key);
+            if BACKENDS.contains(&dependency) && !BACKEND_USERS.contains(&member.name.as_str()) {
+                failures.add(
+                    &member.manifest,
+                    line,
+                    &format!("{} depends on {dependency}", member.name),
+                    "depend on session-core's `Store` trait instead; only the binaries \
+                     (soap-bridge, replicator, session-cli) and xtask pick a backend; \
+                     tests and examples may use one through [dev-dependencies]",
+                );
+            }
+            if member.name == "session-core"
+                && dependency != "session-core"
+                && workspace.contains(&dependency)
+            {
+                failures.add(
+                    &member.manifest,
+                    line,
+                    &format!("session-core depends on the workspace crate {dependency}"),
+                    "session-core is the root of the dependency graph: move the code that \
+                     needs it out of session-core",
+                );
+            }
+        }
+    }
+    failures.check("dependency direction");
+}
+
+#[test]
+fn manifest_parsing_finds_dependencies() {
+    let manifest = "[package]\nname = \"demo\"\nversion.workspace = true\n\n\
+                    [dependencies]\nbackend-redis.workspace = true\n\
+                    [dev-dependencies]\nbackend-memcached = { workspace = true }\n\
+                    [target.'cfg(unix)'.dependencies]\nsession-core = \"1\"\n\
+                    [dependencies.backend-memcached]\nworkspace = true\n\n[lints]\nworkspace = true\n";
+    assert_eq!(package_name(manifest).as_deref(), Some("demo"));
+    let normal: Vec<String> = keys(manifest)
+        .into_iter()
+        .filter(|(_, table, _)| is_normal_dependency_table(table))
+        .map(|(_, _, key)| dependency_name(&key).to_owned())
+        .collect();
+    assert_eq!(
+        normal,
+        ["backend-redis", "session-core", "backend-memcached"]
+    );
+    assert!(
+        keys(manifest)
+            .iter()
+            .any(|(_, s, k)| s == "lints" && k == "workspace")
+    );
+}
