@@ -29,6 +29,11 @@ pub(crate) struct Args {
     /// Skip fmt and clippy (for a second pass that only re-runs the tests).
     #[arg(long)]
     quick: bool,
+    /// Run only this package's tests against the shared servers (e.g. your own
+    /// backend crate, whose tests call `session_core::conformance_tests!`)
+    /// instead of the whole workspace's. Repeatable.
+    #[arg(long = "backend", value_name = "PACKAGE")]
+    backends: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -315,27 +320,35 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let test_args: &[&str] = if nextest {
+    // `--workspace`, or `-p <backend>` for each `--backend`.
+    let scope: Vec<&str> = if args.backends.is_empty() {
+        vec!["--workspace"]
+    } else {
+        println!("xtask: tests restricted to {}", args.backends.join(", "));
+        args.backends
+            .iter()
+            .flat_map(|b| ["-p", b.as_str()])
+            .collect()
+    };
+    let mut test_steps: Vec<Vec<&str>> = Vec::new();
+    if nextest {
         println!(
             "xtask: cargo-nextest found: tests run with nextest, doc tests with cargo test --doc"
         );
-        &[
-            "nextest",
-            "run",
-            "--workspace",
-            "--all-features",
-            "--no-fail-fast",
-        ]
+        test_steps.push(
+            [
+                &["nextest", "run"][..],
+                &scope,
+                &["--all-features", "--no-fail-fast"],
+            ]
+            .concat(),
+        );
+        test_steps.push([&["test"][..], &scope, &["--all-features", "--doc"]].concat());
     } else {
         println!("xtask: cargo-nextest not found: tests (doc tests included) run with cargo test");
-        &["test", "--workspace", "--all-features", "--no-fail-fast"]
-    };
-    let doc_args: &[&str] = &["test", "--workspace", "--all-features", "--doc"];
-    let mut test_steps = vec![test_args];
-    if nextest {
-        test_steps.push(doc_args);
+        test_steps.push([&["test"][..], &scope, &["--all-features", "--no-fail-fast"]].concat());
     }
-    for step in test_steps {
+    for step in &test_steps {
         match &shared {
             Some(shared) => runner.cargo(step, &shared.env).await,
             None => runner.skip(
