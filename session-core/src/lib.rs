@@ -31,6 +31,7 @@
 //!   `update_only`, `principal`, `IDLength`) and ours, with `validate()`.
 //! - `local`: the read-first `local` tier and its staleness rule ([`LocalPolicy`]).
 //! - [`principal`]: the reverse index `md5_hex(user) -> id`.
+//! - [`stats`]: [`SessionStats`], the counters of a `Sessions`.
 //! - [`memory`]: [`MemoryStore`], the embedded in-process store.
 //! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
 //! - `conformance` (feature `conformance`): the checks every store must pass.
@@ -51,6 +52,7 @@ pub mod namespaced;
 pub mod principal;
 pub mod session;
 pub mod sessions;
+pub mod stats;
 pub mod store;
 
 pub use codec::Codec;
@@ -61,4 +63,5 @@ pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use namespaced::Namespaced;
 pub use session::{Session, SessionData};
 pub use sessions::{SaveOutcome, Sessions};
+pub use stats::SessionStats;
 pub use store::{Capabilities, Entry, Outcome, Store, Ttl, Version};

@@ -27,6 +27,7 @@ use crate::id::SessionId;
 use crate::local::LocalTier;
 use crate::principal::{digest_field, md5_hex, principal_string};
 use crate::session::{ID_FIELD, Session, SessionData, State};
+use crate::stats::{Counters, SessionStats};
 use crate::store::{Entry, Outcome, Store};
 
 /// Attempts at finding an unused id in `create` (a collision of 128 random
@@ -53,6 +54,7 @@ pub struct Sessions {
     servers: Arc<dyn Store>,
     local: Option<LocalTier>,
     config: Arc<SessionsConfig>,
+    counters: Arc<Counters>,
 }
 
 impl Sessions {
@@ -64,6 +66,7 @@ impl Sessions {
             servers,
             local: None,
             config: Arc::new(config),
+            counters: Arc::default(),
         })
     }
 
@@ -80,6 +83,11 @@ impl Sessions {
     /// The configuration in force.
     pub fn config(&self) -> &SessionsConfig {
         &self.config
+    }
+
+    /// The counters since this `Sessions` (or the one it was cloned from) was made.
+    pub fn stats(&self) -> SessionStats {
+        self.counters.snapshot()
     }
 
     /// The principal store.
@@ -102,6 +110,7 @@ impl Sessions {
             let id = SessionId::generate(self.config.id_length)?;
             let data = Session::initial_data(&id);
             if self.config.update_only {
+                Counters::bump(&self.counters.created);
                 return Ok(Session::new(id, data, None, State::Unwritten));
             }
             let key = self.key_of(&id);
@@ -117,6 +126,7 @@ impl Sessions {
                             .write(&key, &bytes, self.codec().flags(), version)
                             .await;
                     }
+                    Counters::bump(&self.counters.created);
                     return Ok(Session::new(id, data, version, State::Stored));
                 }
                 other => tracing::warn!(%id, ?other, "generated session id already in use"),
@@ -139,11 +149,13 @@ impl Sessions {
     /// Loads a session by a parsed id; see [`Sessions::load`].
     pub async fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
         let key = self.key_of(id);
+        Counters::bump(&self.counters.loads);
         if let Some(local) = &self.local
             && let Some(hit) = local.read(&key, self.servers.as_ref()).await?
         {
             match self.decode(&hit.entry, &key, id) {
                 Ok(data) => {
+                    Counters::bump(&self.counters.local_hits);
                     return Ok(Some(Session::new(
                         id.clone(),
                         data,
@@ -155,6 +167,7 @@ impl Sessions {
             }
         }
         let Some(entry) = self.servers.get(&key).await? else {
+            Counters::bump(&self.counters.not_found);
             if let Some(local) = &self.local {
                 local.forget(&key).await;
             }
@@ -197,6 +210,7 @@ impl Sessions {
         }
         self.stamp_principal(&mut session.data);
         if !session.is_modified() {
+            Counters::bump(&self.counters.saves_unchanged);
             return Ok(SaveOutcome::Unchanged);
         }
         let key = self.key_of(&session.id);
@@ -232,6 +246,7 @@ impl Sessions {
                     if let Some(local) = &self.local {
                         local.write(&key, &bytes, flags, version).await;
                     }
+                    Counters::bump(&self.counters.saves_written);
                     return Ok(SaveOutcome::Written { attempts });
                 }
                 Outcome::NotFound => {
@@ -243,9 +258,11 @@ impl Sessions {
                     if attempts >= self.config.max_save_attempts
                         || self.config.conflict == ConflictPolicy::Fail
                     {
+                        Counters::bump(&self.counters.conflicts);
                         return Err(Error::Conflict { key, attempts });
                     }
                     tracing::debug!(id = %session.id, attempts, "concurrent change, merging");
+                    Counters::bump(&self.counters.merges);
                     self.rebase_on_principal(session, &key).await?;
                 }
             }
@@ -290,6 +307,7 @@ impl Sessions {
             local.forget(&key).await;
         }
         session.state = State::Deleted;
+        Counters::bump(&self.counters.deletes);
         Ok(existed)
     }
 

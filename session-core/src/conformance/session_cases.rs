@@ -293,6 +293,11 @@ pub(super) async fn concurrent_saves_merge_or_conflict(make: MakeStore) -> CaseR
         b.data() == merged.data(),
         "the saving handle does not hold what was stored"
     );
+    check!(
+        merge.stats().merges == 1,
+        "merges counted: {}",
+        merge.stats().merges
+    );
 
     let fail = sessions(
         &store,
@@ -310,6 +315,11 @@ pub(super) async fn concurrent_saves_merge_or_conflict(make: MakeStore) -> CaseR
     check!(
         matches!(r, Err(Error::Conflict { .. })),
         "Fail policy save gave {r:?}"
+    );
+    check!(
+        fail.stats().conflicts == 1,
+        "conflicts counted: {}",
+        fail.stats().conflicts
     );
     let now = must_load(&fail, &id).await?;
     check!(
@@ -409,6 +419,24 @@ pub(super) async fn local_tier_is_filled_on_a_miss(make: MakeStore) -> CaseResul
     check!(
         loaded.version().is_some(),
         "a validated load has no principal version"
+    );
+    check!(
+        reader.stats().local_hits == 0,
+        "a miss was counted as a local hit"
+    );
+    let again = must_load(&reader, session.id()).await?;
+    check!(
+        reader.stats().local_hits == 1,
+        "a current local copy was not used (local hits: {})",
+        reader.stats().local_hits
+    );
+    check!(
+        again.data() == loaded.data(),
+        "the local hit differs from the principal"
+    );
+    check!(
+        again.version() == loaded.version(),
+        "a local hit lost the principal version"
     );
 
     // Writes through the tiered Sessions go to both.

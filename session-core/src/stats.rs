@@ -1,0 +1,65 @@
+//! Counters of a [`Sessions`](crate::Sessions), for logs and metrics endpoints.
+//!
+//! Plain relaxed atomics: each counter is exact, but a snapshot taken while
+//! other tasks work is not a consistent cut across counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters, shared by every clone of one `Sessions`.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub created: AtomicU64,
+    pub loads: AtomicU64,
+    pub local_hits: AtomicU64,
+    pub not_found: AtomicU64,
+    pub saves_written: AtomicU64,
+    pub saves_unchanged: AtomicU64,
+    pub merges: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub deletes: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> SessionStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SessionStats {
+            created: get(&self.created),
+            loads: get(&self.loads),
+            local_hits: get(&self.local_hits),
+            not_found: get(&self.not_found),
+            saves_written: get(&self.saves_written),
+            saves_unchanged: get(&self.saves_unchanged),
+            merges: get(&self.merges),
+            conflicts: get(&self.conflicts),
+            deletes: get(&self.deletes),
+        }
+    }
+}
+
+/// A snapshot of a `Sessions`' counters since it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Sessions created.
+    pub created: u64,
+    /// Loads attempted (valid ids only).
+    pub loads: u64,
+    /// Loads answered by a trusted local copy.
+    pub local_hits: u64,
+    /// Loads that found no session.
+    pub not_found: u64,
+    /// Saves that wrote.
+    pub saves_written: u64,
+    /// Saves with nothing to write.
+    pub saves_unchanged: u64,
+    /// Concurrent changes merged into a save (one per extra attempt).
+    pub merges: u64,
+    /// Saves that gave up with `Error::Conflict`.
+    pub conflicts: u64,
+    /// Sessions deleted.
+    pub deletes: u64,
+}
