@@ -31,6 +31,12 @@ pub const FLAGS_JSON: u32 = 0x100;
 /// Flags of MessagePack values.
 pub const FLAGS_MSGPACK: u32 = 0x200;
 
+/// The deepest nesting of lists and maps a session may have, on write and
+/// on read. serde_json refuses to read beyond 128 levels, so without a
+/// write-side check a session could be saved and then never loaded again;
+/// the same limit on MessagePack keeps decoding's recursion shallow.
+pub const MAX_DEPTH: usize = 100;
+
 /// A session encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -89,8 +95,19 @@ impl Codec {
         }
     }
 
-    /// Encodes a session map.
+    /// Encodes a session map; [`Error::Encode`] when it nests deeper than
+    /// [`MAX_DEPTH`].
     pub fn encode(self, data: &SessionData) -> Result<Vec<u8>> {
+        if let Some(field) = data
+            .iter()
+            .find(|(_, v)| depth(v) >= MAX_DEPTH)
+            .map(|(k, _)| k)
+        {
+            return Err(Error::Encode {
+                codec: self.name(),
+                message: format!("field {field:?} nests deeper than {MAX_DEPTH} levels"),
+            });
+        }
         let encoded = match self {
             Codec::Json => serde_json::to_vec(data).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::to_vec_named(data).map_err(|e| e.to_string()),
@@ -105,7 +122,11 @@ impl Codec {
     pub fn decode(self, bytes: &[u8], key: &str) -> Result<SessionData> {
         let value: Value = match self {
             Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
-            Codec::MessagePack => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::MessagePack => {
+                let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+                de.set_max_depth(MAX_DEPTH + 1);
+                serde::Deserialize::deserialize(&mut de).map_err(|e| e.to_string())
+            }
         }
         .map_err(|message| Error::Decode {
             codec: self.name(),
@@ -119,6 +140,22 @@ impl Codec {
             }),
         }
     }
+}
+
+/// Nesting depth of a value: 0 for a scalar, 1 for a flat list or map.
+/// Iterative, so a hostile value cannot overflow the stack here.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -204,6 +241,37 @@ pub(crate) mod tests {
         ));
         assert!(Codec::from_name("yaml").is_err());
         assert_eq!(Codec::from_name("msgpack").unwrap(), Codec::MessagePack);
+    }
+
+    #[test]
+    fn too_deep_sessions_are_refused_on_write_and_read() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = json!([deep]);
+        }
+        let mut data = SessionData::new();
+        data.insert("deep".into(), deep.clone());
+        for codec in [Codec::Json, Codec::MessagePack] {
+            assert!(
+                matches!(codec.encode(&data), Err(Error::Encode { .. })),
+                "{codec:?}"
+            );
+        }
+        // Written by someone else, deeper than we write: a typed error, no crash.
+        let bytes = rmp_serde::to_vec_named(&json!({ "deep": [deep] })).unwrap();
+        assert!(matches!(
+            Codec::MessagePack.decode(&bytes, "k"),
+            Err(Error::Decode { .. })
+        ));
+        // One level less is fine both ways.
+        let Value::Array(mut inner) = deep else {
+            unreachable!()
+        };
+        data.insert("deep".into(), inner.remove(0));
+        for codec in [Codec::Json, Codec::MessagePack] {
+            let bytes = codec.encode(&data).unwrap();
+            assert_eq!(codec.decode(&bytes, "k").unwrap(), data);
+        }
     }
 
     #[test]

@@ -159,14 +159,19 @@ impl LocalTier {
         }
     }
 
-    /// Re-sets the expiry of a local copy. Best effort.
+    /// Re-sets the expiry of a local copy under `Validate`. Best effort.
+    ///
+    /// Under `MaxAge` the copy is left to expire: touching it would restart
+    /// its age, and a host that touches on every request would keep a stale
+    /// copy alive forever, breaking the bound the policy promises.
     pub async fn touch(&self, key: &str) {
+        if self.policy != LocalPolicy::Validate {
+            return;
+        }
         let r = self.store.touch(key, self.ttl).await;
         self.quietly(key, r);
-        if self.policy == LocalPolicy::Validate {
-            let r = self.store.touch(&companion(key), self.ttl).await;
-            self.quietly(key, r);
-        }
+        let r = self.store.touch(&companion(key), self.ttl).await;
+        self.quietly(key, r);
     }
 
     /// Turns a local-store error into a logged miss.

@@ -50,9 +50,12 @@ impl MemoryStoreConfig {
         if self.max_value_size == 0 {
             return Err(Error::InvalidConfig("max_value_size must be > 0".into()));
         }
-        if self.max_bytes < self.max_value_size + ITEM_OVERHEAD {
+        let one_item = self
+            .max_value_size
+            .saturating_add(ITEM_OVERHEAD + crate::key::MAX_KEY_LEN);
+        if self.max_bytes < one_item {
             return Err(Error::InvalidConfig(format!(
-                "max_bytes ({}) must hold at least one item of max_value_size ({})",
+                "max_bytes ({}) must hold at least one item of max_value_size ({}) under the longest key",
                 self.max_bytes, self.max_value_size
             )));
         }

@@ -25,10 +25,19 @@ pub(crate) fn digest_field(principal: &str) -> String {
 /// The string Perl would hash for a field value, for the values Perl
 /// stringifies meaningfully (strings and numbers). Other values (maps,
 /// lists, booleans, null) get no reverse key.
+///
+/// Integers print as Perl prints them. A float with no fractional part
+/// below 1e15 prints as an integer, as Perl's `%.15g` does (`1.0` is `"1"`);
+/// other floats use Rust's shortest round-trip form, which can differ from
+/// Perl's 15 significant digits — user ids are strings or integers in
+/// practice, and a float id gets a reverse key that only we can find.
 pub(crate) fn principal_string(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => Some(format!("{f:.0}")),
+            _ => Some(n.to_string()),
+        },
         _ => None,
     }
 }
@@ -48,6 +57,9 @@ mod tests {
     fn only_strings_and_numbers_are_principals() {
         assert_eq!(principal_string(&Value::from("x")).as_deref(), Some("x"));
         assert_eq!(principal_string(&Value::from(42)).as_deref(), Some("42"));
+        assert_eq!(principal_string(&Value::from(-7)).as_deref(), Some("-7"));
+        assert_eq!(principal_string(&Value::from(1.0)).as_deref(), Some("1"));
+        assert_eq!(principal_string(&Value::from(2.5)).as_deref(), Some("2.5"));
         assert_eq!(principal_string(&Value::Null), None);
         assert_eq!(principal_string(&Value::Bool(true)), None);
     }

@@ -48,6 +48,9 @@ pub struct Session {
     /// The principal store's version of `snapshot`, when known.
     pub(crate) version: Option<Version>,
     pub(crate) state: State,
+    /// The session was written but its reverse key could not be: the next
+    /// save writes it even if nothing else changed.
+    pub(crate) reverse_key_pending: bool,
 }
 
 /// The top-level fields a handle changed since its snapshot.
@@ -79,6 +82,7 @@ impl Session {
             data,
             version,
             state,
+            reverse_key_pending: false,
         }
     }
 

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `create` | `add <id>` (unless `update_only`) | copy written |
 //! | `load` | `get <id>` on a local miss; `version <id>` on a local hit under `Validate` | read first; filled on a miss |
-//! | `save` | reverse key `set` (with `principal`), then `cas <id>` (`add` for a first `update_only` write) | copy written |
+//! | `save` | `cas <id>` (`add` for a first `update_only` write), then the reverse key `set` (with `principal`) | copy written |
 //! | `delete` | `delete <id>`, reverse key deleted if it still names this id | copy dropped |
 //! | `touch` | `touch <id>` (and the reverse key) | copy touched |
 //!
@@ -197,8 +197,11 @@ impl Sessions {
     ///   [`Error::Conflict`].
     /// - The session was deleted or expired meanwhile: [`Error::SessionGone`];
     ///   it is not resurrected.
-    /// - With `principal` set, the reverse key and `<principal>_MD5` are
-    ///   written first, as in the original.
+    /// - With `principal` set, `<principal>_MD5` is stamped into the data and
+    ///   the reverse key is written *after* the session (the original wrote
+    ///   it first, so a refused save still moved the user's index to it). If
+    ///   that second write fails, the error is returned and the next save of
+    ///   this handle writes the reverse key again, changed or not.
     ///
     /// On success the handle holds what was written (including another
     /// writer's merged fields).
@@ -210,6 +213,9 @@ impl Sessions {
         }
         self.stamp_principal(&mut session.data);
         if !session.is_modified() {
+            if session.reverse_key_pending {
+                self.write_reverse_key(session).await?;
+            }
             Counters::bump(&self.counters.saves_unchanged);
             return Ok(SaveOutcome::Unchanged);
         }
@@ -225,15 +231,14 @@ impl Sessions {
         loop {
             attempts += 1;
             let bytes = self.codec().encode(&session.data)?;
-            self.write_reverse_key(session).await?;
-            let outcome = match (session.state, session.version) {
-                (State::Stored, Some(version)) => {
+            // Stored handles have a version here (they were rebased above if
+            // not); only a never-written `update_only` session has none.
+            let outcome = match session.version {
+                Some(version) if session.state == State::Stored => {
                     self.servers
                         .cas(&key, &bytes, flags, self.config.timeout, version)
                         .await?
                 }
-                // Unwritten (`update_only`), or still version-less because the
-                // store does not report versions: create only if absent.
                 _ => {
                     self.servers
                         .add(&key, &bytes, flags, self.config.timeout)
@@ -247,6 +252,7 @@ impl Sessions {
                         local.write(&key, &bytes, flags, version).await;
                     }
                     Counters::bump(&self.counters.saves_written);
+                    self.write_reverse_key(session).await?;
                     return Ok(SaveOutcome::Written { attempts });
                 }
                 Outcome::NotFound => {
@@ -254,7 +260,13 @@ impl Sessions {
                         id: session.id.to_string(),
                     });
                 }
-                Outcome::Exists | Outcome::Conflict => {
+                // A never-written session's id is taken: someone else's
+                // session. Never merge into it.
+                Outcome::Exists => {
+                    Counters::bump(&self.counters.conflicts);
+                    return Err(Error::Conflict { key, attempts });
+                }
+                Outcome::Conflict => {
                     if attempts >= self.config.max_save_attempts
                         || self.config.conflict == ConflictPolicy::Fail
                     {
@@ -302,12 +314,15 @@ impl Sessions {
         }
         let key = self.key_of(&session.id);
         let existed = self.servers.delete(&key).await?;
-        self.delete_reverse_key(session).await?;
+        // The session is gone from here on: drop the local copy and mark the
+        // handle before the reverse key, which may live on another server and
+        // fail on its own without leaving a logged-out session servable.
         if let Some(local) = &self.local {
             local.forget(&key).await;
         }
         session.state = State::Deleted;
         Counters::bump(&self.counters.deletes);
+        self.delete_reverse_key(session).await?;
         Ok(existed)
     }
 
@@ -406,8 +421,11 @@ impl Sessions {
         is_md5.then(|| format!("{}{}", self.config.key_prefix, digest))
     }
 
-    async fn write_reverse_key(&self, session: &Session) -> Result<()> {
+    /// Writes the reverse key of a just-written session; on failure it stays
+    /// pending for the next save.
+    async fn write_reverse_key(&self, session: &mut Session) -> Result<()> {
         if let Some(reverse) = self.reverse_key_of(&session.data) {
+            session.reverse_key_pending = true;
             let _ = self
                 .servers
                 .set(
@@ -418,11 +436,15 @@ impl Sessions {
                 )
                 .await?;
         }
+        session.reverse_key_pending = false;
         Ok(())
     }
 
     /// Deletes the reverse key if it still names this session (another
-    /// session of the same user may own it by now).
+    /// session of the same user may own it by now). The read and the delete
+    /// are two calls, so a login saving the same user's new session between
+    /// them loses its reverse key until its next save; `find_by_principal`
+    /// then answers `None` rather than a wrong session.
     async fn delete_reverse_key(&self, session: &Session) -> Result<()> {
         let Some(reverse) = self
             .reverse_key_of(&session.snapshot)

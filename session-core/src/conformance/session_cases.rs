@@ -239,6 +239,23 @@ pub(super) async fn principal_reverse_key_is_written_and_cleaned(make: MakeStore
         "find_by_principal gave {found:?}"
     );
 
+    // A save the store refuses leaves the index alone.
+    let mut refused = s.create().await.ctx("create")?;
+    refused.insert("uid", user.as_str()).ctx("insert")?;
+    refused
+        .insert("blob", "x".repeat(store.max_value_size()))
+        .ctx("insert")?;
+    let r = s.save(&mut refused).await;
+    check!(
+        matches!(r, Err(Error::ValueTooLarge { .. })),
+        "oversized save gave {r:?}"
+    );
+    let found = s.find_by_principal(&user).await.ctx("find")?;
+    check!(
+        found.as_ref().map(Session::id) == Some(first.id()),
+        "a refused save moved the reverse key: find gave {found:?}"
+    );
+
     // The index keeps the last login; deleting the older session keeps it.
     let mut second = s.create().await.ctx("create")?;
     second.insert("uid", user.as_str()).ctx("insert")?;
@@ -533,6 +550,8 @@ pub(super) async fn max_age_local_copy_expires_and_merges(make: MakeStore) -> Ca
         if seen.get_value("v") == Some(&json!(4)) {
             break;
         }
+        // Touching on every request must not keep a stale copy young.
+        host_a.touch(&seen).await.ctx("touch")?;
         check!(
             Instant::now() < deadline,
             "a 1 s MaxAge copy was still served after 4 s"
