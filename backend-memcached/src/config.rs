@@ -22,10 +22,13 @@
 //! | `protocol` | `meta` or `classic` | `meta` |
 //! | `routing` | `perl` or `ketama` | `perl` |
 //! | `failure` | `fail` or `rehash` | `fail` |
-//! | `max_value_size` | largest value in bytes a write accepts | 1048267 |
+//! | `max_value_size` | largest value in bytes a write accepts | 1048263 |
 //! | `pool_size` | most open connections per server | 16 |
 //! | `backoff_initial_ms` | first retry delay after a server is marked down | 100 |
 //! | `backoff_max_ms` | the retry delay doubles up to this | 30000 |
+//!
+//! Every duration must be more than zero and at most [`MAX_DURATION`] (one
+//! hour).
 //!
 //! An unknown or repeated query key is an error, never ignored: a typo must
 //! not silently fall back to a default.
@@ -41,16 +44,35 @@ pub const DEFAULT_PORT: u16 = 11211;
 /// The URL scheme [`MemcachedConfig::from_url`] accepts.
 pub const URL_SCHEME: &str = "memcached://";
 
+/// memcached's per-item overhead, measured on 1.6.18 (CAS enabled): an item
+/// of key `k` and value `v` fits in `item_size_max` exactly when
+/// `ITEM_OVERHEAD + k.len() + v.len() (+ ITEM_FLAGS_OVERHEAD if flags != 0)
+/// <= item_size_max`. The 59 bytes are the 48-byte item header, the 8-byte
+/// CAS unique, the key's NUL and the value's CRLF.
+pub const ITEM_OVERHEAD: usize = 59;
+
+/// The extra bytes memcached 1.6 spends on an item whose client flags are
+/// not zero (it stores them only then); measured on 1.6.18 with flags 1 and
+/// 16, in both protocols.
+pub const ITEM_FLAGS_OVERHEAD: usize = 4;
+
 /// The default `max_value_size`: the largest value a memcached started with
-/// the default item size (`-I 1m`) stores under any valid key. Measured on
-/// 1.6.18: an item costs 59 bytes of header plus the key plus the value, so
-/// `1 MiB - 59 - 250` always fits, and our limit is then exact instead of
-/// letting the server refuse the last few hundred bytes.
-pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024 - 59 - 250;
+/// the default item size (`-I 1m`) stores under any valid key and any flags:
+/// `1 MiB - ITEM_OVERHEAD - ITEM_FLAGS_OVERHEAD - 250` always fits, so our
+/// limit is exact instead of letting the server refuse the last few hundred
+/// bytes. (It used to leave out the 4 bytes of non-zero flags, which every
+/// session value has.)
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024 - ITEM_OVERHEAD - ITEM_FLAGS_OVERHEAD - 250;
 
 /// The largest item memcached can be configured for (`-I 1024m`); a larger
 /// `max_value_size` can never be stored and is rejected by `validate()`.
 pub const MAX_VALUE_SIZE_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// The longest duration `validate()` accepts for a timeout or backoff.
+/// Longer ones are typos or sentinels such as `Duration::MAX`, which would
+/// overflow `Instant + backoff` (a panic) and make a hung server hold callers
+/// practically forever.
+pub const MAX_DURATION: Duration = Duration::from_secs(60 * 60);
 
 /// The most buckets the weights may add up to. Cache::Memcached has no limit,
 /// but the bucket list is expanded in memory, so a typo such as weight
@@ -225,16 +247,20 @@ pub struct MemcachedConfig {
     /// The largest value in bytes a write accepts; larger ones are refused
     /// before any I/O. memcached's own limit (`-I`, 1 MiB by default)
     /// covers the whole item: measured on 1.6.18 with `-I 1m`, the largest
-    /// storable value is `1048576 - 59 - key length` bytes, hence the
-    /// default [`DEFAULT_MAX_VALUE_SIZE`]. Raise it together with the
-    /// servers' `-I`; should a server still refuse a value, that answer is
-    /// reported as [`session_core::Error::ValueTooLarge`] too.
+    /// storable value is `1048576 - 59 - key length` bytes (4 fewer with
+    /// non-zero flags; see [`ITEM_OVERHEAD`]), hence the default
+    /// [`DEFAULT_MAX_VALUE_SIZE`]. Raise it together with the servers' `-I`.
+    /// Each server's own `item_size_max` is also read once (`stats
+    /// settings`) and a write it would refuse is refused before I/O, as
+    /// [`session_core::Error::ValueTooLarge`] (memcached would otherwise
+    /// drop the key's old value along with the refused one).
     pub max_value_size: usize,
     /// The most connections open to one server at a time.
     pub pool_size: usize,
     /// How long a server stays marked down after its first failure.
     pub backoff_initial: Duration,
-    /// The retry delay doubles after each failed retry, up to this.
+    /// The retry delay doubles after each failed retry, up to this (at
+    /// most [`MAX_DURATION`], as every duration here).
     pub backoff_max: Duration,
 }
 
@@ -392,9 +418,17 @@ impl MemcachedConfig {
             ("connect_timeout", self.connect_timeout),
             ("io_timeout", self.io_timeout),
             ("backoff_initial", self.backoff_initial),
+            ("backoff_max", self.backoff_max),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be more than zero"));
+            }
+            // An upper bound keeps `Instant + d` and the backoff doubling
+            // far from overflow (`Duration::MAX` used to panic there).
+            if d > MAX_DURATION {
+                return bad(format!(
+                    "{name} of {d:?} is longer than the maximum {MAX_DURATION:?}"
+                ));
             }
         }
         if self.backoff_max < self.backoff_initial {
@@ -494,10 +528,50 @@ mod tests {
             "memcached://h:1,,h:2",
             "memcached://h:1:20000",
             "memcached://h:1?backoff_initial_ms=100&backoff_max_ms=10",
+            "memcached://h:1?backoff_max_ms=18446744073709551615",
+            "memcached://h:1?backoff_max_ms=3600001",
+            "memcached://h:1?timeout_ms=3600001",
+            "memcached://h:1?connect_timeout_ms=18446744073709551615",
         ] {
             let err = MemcachedConfig::from_url(url).unwrap_err();
             assert!(matches!(err, Error::InvalidConfig(_)), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn durations_are_capped() {
+        // Regression: `backoff_max = Duration::MAX` passed validate() and
+        // then overflowed `Instant + backoff` in the server's down-marking.
+        for set in [
+            (|c: &mut MemcachedConfig| c.backoff_max = Duration::MAX) as fn(&mut MemcachedConfig),
+            |c| c.io_timeout = Duration::MAX,
+            |c| c.connect_timeout = MAX_DURATION + Duration::from_nanos(1),
+            |c| {
+                c.backoff_initial = Duration::MAX;
+                c.backoff_max = Duration::MAX;
+            },
+        ] {
+            let mut c = MemcachedConfig::default();
+            set(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidConfig(ref m) if m.contains("longer than")),
+                "{err}"
+            );
+        }
+        let c = MemcachedConfig {
+            backoff_max: MAX_DURATION,
+            io_timeout: MAX_DURATION,
+            ..MemcachedConfig::default()
+        };
+        c.validate().unwrap();
+        assert!(MemcachedConfig::from_url("memcached://h?backoff_max_ms=3600000").is_ok());
+    }
+
+    #[test]
+    fn default_value_size_fits_any_key_and_flags() {
+        // 1 MiB minus the item overhead, the flags and the longest key.
+        assert_eq!(DEFAULT_MAX_VALUE_SIZE, 1_048_576 - 59 - 4 - 250);
     }
 
     #[test]

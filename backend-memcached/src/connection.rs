@@ -19,9 +19,26 @@ use crate::error::{Error, Result};
 /// 250-byte key plus a few flags); a longer one means a confused stream.
 const MAX_LINE: u64 = 8 * 1024;
 
-/// The largest data block we accept, memcached's own ceiling (`-I 1024m`),
-/// so a corrupt length cannot make us allocate without bound.
-const MAX_BLOCK: usize = 1024 * 1024 * 1024;
+/// The largest data block a new connection accepts until its server sets a
+/// limit ([`Connection::set_max_block`]): memcached's default item size.
+const DEFAULT_MAX_BLOCK: usize = 1024 * 1024;
+
+/// How much of a data block is allocated before its bytes arrive. The
+/// buffer grows as they do, so a lying length costs at most what the server
+/// really sends, not what it announces.
+const BLOCK_PREALLOC: usize = 64 * 1024;
+
+/// What a pooled connection holds before it is reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleState {
+    /// Nothing to read: safe to send the next request on.
+    Clean,
+    /// The server closed it meanwhile (restart, idle timeout).
+    Closed,
+    /// Bytes no request asked for: reading them would take them for the
+    /// next answer.
+    Unsolicited,
+}
 
 /// An open connection.
 #[derive(Debug)]
@@ -31,6 +48,11 @@ pub(crate) struct Connection {
     /// Bytes read since the last request was written: zero after a failure
     /// means the server sent nothing back, so the request was not answered.
     read_since_request: usize,
+    /// Bytes of the last request handed to the socket: zero after a failed
+    /// [`Connection::send`] means none of it can have reached the server.
+    written_since_request: usize,
+    /// The longest data block accepted (see [`Connection::set_max_block`]).
+    max_block: usize,
 }
 
 impl Connection {
@@ -61,6 +83,8 @@ impl Connection {
             stream: BufReader::with_capacity(16 * 1024, stream),
             server: server.to_owned(),
             read_since_request: 0,
+            written_since_request: 0,
+            max_block: DEFAULT_MAX_BLOCK,
         })
     }
 
@@ -74,6 +98,39 @@ impl Connection {
         self.read_since_request == 0
     }
 
+    /// True when no byte of the last request was handed to the socket.
+    pub(crate) fn nothing_written(&self) -> bool {
+        self.written_since_request == 0
+    }
+
+    /// Sets the longest data block [`Connection::read_block`] accepts. The
+    /// server knows its limits (the store's `max_value_size`, the server's
+    /// `item_size_max`); a longer length is a confused or hostile stream.
+    pub(crate) fn set_max_block(&mut self, max_block: usize) {
+        self.max_block = max_block;
+    }
+
+    /// True when bytes were read from the socket but not consumed by the
+    /// parser: after a complete answer, the server sent more than was asked.
+    pub(crate) fn has_unread(&self) -> bool {
+        !self.stream.buffer().is_empty()
+    }
+
+    /// Whether an idle connection can take a request: nothing buffered and
+    /// nothing (data or end of stream) waiting in the socket. Does not
+    /// block; readiness the runtime has not seen yet reads as clean.
+    pub(crate) fn idle_state(&self) -> IdleState {
+        if self.has_unread() {
+            return IdleState::Unsolicited;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.get_ref().try_read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Clean,
+            Ok(0) | Err(_) => IdleState::Closed,
+            Ok(_) => IdleState::Unsolicited,
+        }
+    }
+
     fn io_error(&self, operation: &'static str, source: io::Error) -> Error {
         Error::Io {
             operation,
@@ -85,8 +142,19 @@ impl Connection {
     /// Writes a whole request.
     pub(crate) async fn send(&mut self, operation: &'static str, request: &[u8]) -> Result<()> {
         self.read_since_request = 0;
+        self.written_since_request = 0;
         let result = async {
-            self.stream.get_mut().write_all(request).await?;
+            // `write_all` by hand, counting, so a failure can tell whether
+            // any byte may have reached the server.
+            let mut rest = request;
+            while !rest.is_empty() {
+                let n = self.stream.get_mut().write(rest).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                self.written_since_request += n;
+                rest = &rest[n..];
+            }
             self.stream.get_mut().flush().await
         }
         .await;
@@ -127,18 +195,36 @@ impl Connection {
         operation: &'static str,
         len: usize,
     ) -> Result<Vec<u8>> {
-        if len > MAX_BLOCK {
+        // A length beyond what this server can hold is a corrupt stream:
+        // refused before reading (the caller drops the connection), so it
+        // cannot make us allocate or wait for a gigabyte.
+        if len > self.max_block {
             return Err(Error::Protocol {
                 server: self.server.clone(),
-                message: format!("data block of {len} bytes is beyond memcached's limits"),
+                message: format!(
+                    "data block of {len} bytes is longer than the {} bytes this server can hold",
+                    self.max_block
+                ),
             });
         }
-        let mut data = vec![0u8; len + 2];
-        self.stream
-            .read_exact(&mut data)
+        let want = len + 2;
+        // Grown as bytes arrive rather than allocated up front.
+        let mut data = Vec::with_capacity(want.min(BLOCK_PREALLOC));
+        let n = (&mut self.stream)
+            .take(want as u64)
+            .read_to_end(&mut data)
             .await
             .map_err(|e| self.io_error(operation, e))?;
-        self.read_since_request += data.len();
+        self.read_since_request += n;
+        if n < want {
+            return Err(self.io_error(
+                operation,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection inside a data block",
+                ),
+            ));
+        }
         if !data.ends_with(b"\r\n") {
             return Err(Error::Protocol {
                 server: self.server.clone(),
@@ -147,5 +233,66 @@ impl Connection {
         }
         data.truncate(len);
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connection to a listener that writes `chunks`, pausing between
+    /// them, then closes.
+    async fn serving(chunks: Vec<&'static [u8]>) -> Connection {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            for chunk in chunks {
+                socket.write_all(chunk).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Connection::connect(&addr, Duration::from_secs(1))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn blocks_are_read_as_they_arrive() {
+        let mut conn = serving(vec![b"ab", b"c\r", b"\nrest"]).await;
+        assert_eq!(conn.read_block("get", 3).await.unwrap(), b"abc");
+        assert!(!conn.nothing_read());
+    }
+
+    #[tokio::test]
+    async fn block_lengths_are_bounded_by_the_server_limit() {
+        // Regression: any length up to 1 GiB was accepted and allocated
+        // before a byte arrived.
+        let mut conn = serving(vec![b"xxxx\r\n"]).await;
+        conn.set_max_block(3);
+        let err = conn.read_block("get", 4).await.unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        assert!(conn.nothing_read(), "refused before reading");
+        conn.set_max_block(4);
+        assert_eq!(conn.read_block("get", 4).await.unwrap(), b"xxxx");
+    }
+
+    #[tokio::test]
+    async fn a_short_or_unterminated_block_is_an_error() {
+        let mut conn = serving(vec![b"abcXY"]).await;
+        assert!(matches!(
+            conn.read_block("get", 3).await,
+            Err(Error::Protocol { .. })
+        ));
+        let mut conn = serving(vec![b"ab"]).await;
+        assert!(matches!(
+            conn.read_block("get", 3).await,
+            Err(Error::Io { .. })
+        ));
     }
 }

@@ -22,8 +22,9 @@ pub enum Error {
     InvalidConfig(String),
 
     /// A key or value was rejected before any I/O (from
-    /// [`session_core::store::check_write`] or
-    /// [`session_core::key::validate_key`]).
+    /// [`session_core::store::check_write`],
+    /// [`session_core::key::validate_key`], or a value over the server's
+    /// own `item_size_max`).
     #[error(transparent)]
     Input(#[from] session_core::Error),
 
@@ -111,6 +112,17 @@ pub enum Error {
         server: String,
         /// Size of the rejected value.
         size: usize,
+        /// The largest value the server stores under that key and flags,
+        /// when its `item_size_max` is known (`stats settings`).
+        limit: Option<usize>,
+    },
+
+    /// The server runs with `-C`: it reports CAS unique 0 for every item,
+    /// so no version can be read and no save can be conditional.
+    #[error("memcached at {server} runs with -C (CAS disabled); memorycached needs CAS")]
+    CasDisabled {
+        /// The server address.
+        server: String,
     },
 
     /// The server answered `SERVER_ERROR`, `CLIENT_ERROR` or `ERROR`.
@@ -202,12 +214,18 @@ impl From<Error> for session_core::Error {
                 server: "(all candidates)".to_owned(),
                 message: format!("no live server for key {key:?} after {tries} tries"),
             },
-            Error::ServerTooLarge { size, .. } => Core::ValueTooLarge {
+            Error::ServerTooLarge { size, limit, .. } => Core::ValueTooLarge {
                 size,
-                // The server's real limit is not reported; the value itself is
-                // the best upper bound we know.
-                limit: size.saturating_sub(1),
+                // The limit comes from the server's `item_size_max`, learned
+                // when its first connection opened. Only an endpoint that
+                // does not answer `stats settings` (a proxy) leaves it
+                // unknown; then the one thing we know is that the limit is
+                // below this value's size.
+                limit: limit.unwrap_or(size.saturating_sub(1)),
             },
+            // A deployment fault, not a transient one: retrying cannot help,
+            // so it is reported as configuration (kind `Config`).
+            e @ Error::CasDisabled { .. } => Core::InvalidConfig(e.to_string()),
             Error::ServerError { server, message } | Error::Protocol { server, message } => {
                 Core::Protocol { server, message }
             }

@@ -24,10 +24,12 @@
 //!   dialects behind one op/reply shape.
 //! - `connection`: one TCP connection with a connect deadline.
 //! - `pool`: a bounded per-server pool that never reuses a connection whose
-//!   answer was not read completely (so a cancelled request cannot leak a
-//!   stale answer to the next caller).
+//!   answer was not read completely, or that holds bytes no request asked
+//!   for (so neither a cancelled request nor a misbehaving server can leak
+//!   a stale answer to the next caller).
 //! - `server`: per-server health (down-marking, exponential backoff), the
-//!   request deadline and counters ([`ServerStats`]).
+//!   request deadline and counters ([`ServerStats`]), and the server's
+//!   settings (`item_size_max`, CAS) read when its first connection opens.
 //! - `store`: [`MemcachedStore`] and its `Store` impl, with the
 //!   [`FailurePolicy`].
 //! - [`error`]: this crate's [`Error`] and its one conversion into

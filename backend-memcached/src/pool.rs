@@ -6,7 +6,12 @@
 //! answer was read completely ([`Pool::put_idle`] is called by the code that
 //! finished reading). Anything else — an error, a timeout, or the caller's
 //! future being dropped mid-request — drops the connection, which closes it,
-//! so no later request can read a stale answer meant for another.
+//! so no later request can read a stale answer meant for another. The
+//! caller also drops, rather than returns, a connection with bytes left
+//! unread after a complete answer, or with bytes waiting when it is taken
+//! for reuse: a misbehaving server's unsolicited bytes would otherwise be
+//! read as the next request's answer (`Server::release`,
+//! `Server::take_idle`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -54,7 +59,8 @@ impl Pool {
         self.idle.lock().ok()?.pop()
     }
 
-    /// Returns a connection whose last answer was read completely.
+    /// Returns a connection whose last answer was read completely and that
+    /// holds no unread bytes (checked by the caller).
     pub(crate) fn put_idle(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.size

@@ -23,9 +23,16 @@ use crate::server::{Server, ServerStats};
 /// server, all servers at once; under [`FailurePolicy::Fail`] one failing
 /// server fails the whole call.
 ///
-/// One server-side behaviour to know: when memcached refuses a `set` as too
-/// large (reported as [`session_core::Error::ValueTooLarge`]), it also drops
-/// the key's old value.
+/// One server-side behaviour to know: when memcached refuses a value as too
+/// large, it also drops the key's old value (meta `ms` in every mode,
+/// classic `set`), so a failed save would delete the session. Each server's
+/// `item_size_max` is therefore read (`stats settings`) when its first
+/// connection opens, and a write it would refuse is refused before any I/O
+/// with [`session_core::Error::ValueTooLarge`]. Only an endpoint that does
+/// not answer `stats settings` (a proxy) leaves the server to refuse it.
+/// A server started with `-C` (CAS disabled) is refused with
+/// [`session_core::Error::InvalidConfig`]: sessions need versions.
+///
 /// Connections are opened lazily, on first use: making a store does no I/O,
 /// so a server that is down at start-up is handled like one that goes down
 /// later.

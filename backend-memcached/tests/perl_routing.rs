@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use backend_memcached::{
     FailurePolicy, MemcachedConfig, MemcachedStore, Protocol, Router, Routing, ServerSpec,
 };
-use common::{run_perl, start_memcached, test_keys};
+use common::{Server, dead_port, memcacheds, run_perl, spec, test_keys};
 use session_core::{Store, Ttl};
 
 /// Reads `host[:port[:weight]]` specs from @ARGV (weight as Perl's
@@ -159,11 +159,8 @@ if ($mode eq 'write') {
 }
 "#;
 
-fn two_server_specs(a: &common::Server, b: &common::Server) -> Vec<ServerSpec> {
-    vec![
-        ServerSpec::new("127.0.0.1", a.port),
-        ServerSpec::new("127.0.0.1", b.port).with_weight(2),
-    ]
+fn two_server_specs(servers: &[Server]) -> Vec<ServerSpec> {
+    vec![spec(&servers[0]), spec(&servers[1]).with_weight(2)]
 }
 
 fn perl_args(servers: &[ServerSpec], mode: &str) -> Vec<String> {
@@ -177,8 +174,8 @@ fn perl_args(servers: &[ServerSpec], mode: &str) -> Vec<String> {
 }
 
 async fn perl_writes_we_read(protocol: Protocol) {
-    let (a, b) = (start_memcached(), start_memcached());
-    let servers = two_server_specs(&a, &b);
+    let running = memcacheds(2).await;
+    let servers = two_server_specs(&running);
     let keys = test_keys(60);
     let args = perl_args(&servers, "write");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -237,8 +234,8 @@ async fn perl_writes_we_read_classic() {
 
 #[tokio::test]
 async fn we_write_perl_reads() {
-    let (a, b) = (start_memcached(), start_memcached());
-    let servers = two_server_specs(&a, &b);
+    let running = memcacheds(2).await;
+    let servers = two_server_specs(&running);
     let keys = test_keys(60);
     let store = MemcachedStore::connect(MemcachedConfig::with_servers(servers.clone())).unwrap();
     for key in &keys {
@@ -264,12 +261,16 @@ async fn rehash_agrees_with_perl_on_real_servers() {
     // Perl writes with the middle server dead (its connect is refused, so
     // Cache::Memcached rehashes); we read with the same list and
     // FailurePolicy::Rehash: every key must be found where Perl put it.
-    let (a, mut dead, c) = (start_memcached(), start_memcached(), start_memcached());
-    dead.kill();
+    // The dead server is a refused port, not a stopped test-support server:
+    // that one's proxy accepts the connect and then resets it, and
+    // Cache::Memcached fails the first writes it sends there (until it marks
+    // the host dead) instead of rehashing them.
+    let live = memcacheds(2).await;
+    let dead = dead_port();
     let servers = vec![
-        ServerSpec::new("127.0.0.1", a.port),
+        spec(&live[0]),
         ServerSpec::new("127.0.0.1", dead.port).with_weight(2),
-        ServerSpec::new("127.0.0.1", c.port),
+        spec(&live[1]),
     ];
     let keys = test_keys(80);
     let args = perl_args(&servers, "write");

@@ -1,6 +1,8 @@
 //! The `Store` contract against a real memcached, in both protocol modes.
 //! Every check is a function of the protocol; the macro at the bottom
-//! instantiates one `#[tokio::test]` per check and mode.
+//! instantiates one `#[tokio::test]` per check and mode. Each check gets its
+//! own server(s) from test-support's provider (containers or processes), so
+//! checks that pause a server or need a special item size disturb no other.
 
 // Test code: a panic is the failure report. clippy's allow-unwrap-in-tests
 // covers `#[test]` functions only, not the shared check functions here.
@@ -12,41 +14,34 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend_memcached::{MemcachedConfig, MemcachedStore, Protocol, ServerSpec};
-use common::{Server, start_memcached};
+use common::{DeadPort, Server, dead_port, memcached, memcached_with, memcacheds, spec};
 use session_core::{Error, Outcome, Store, Ttl, Version};
+use test_support::MemcachedOptions;
 
 fn store_on(
     servers: &[&Server],
     protocol: Protocol,
     tweak: impl FnOnce(&mut MemcachedConfig),
 ) -> MemcachedStore {
-    let mut config = MemcachedConfig::with_servers(
-        servers
-            .iter()
-            .map(|s| ServerSpec::new("127.0.0.1", s.port))
-            .collect(),
-    );
+    let mut config = MemcachedConfig::with_servers(servers.iter().map(|s| spec(s)).collect());
     config.protocol = protocol;
     tweak(&mut config);
     MemcachedStore::connect(config).unwrap()
 }
 
-/// A store on a port nothing listens on: any I/O would fail, so a typed
-/// input error from it proves the check ran before any I/O.
-fn dead_store(protocol: Protocol, max_value_size: usize) -> MemcachedStore {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = MemcachedConfig::with_servers(vec![ServerSpec::new("127.0.0.1", port)]);
+/// A store on a port that refuses connections (for as long as the returned
+/// [`DeadPort`] lives): any I/O would fail, so a typed input error from it
+/// proves the check ran before any I/O.
+fn dead_store(protocol: Protocol, max_value_size: usize) -> (MemcachedStore, DeadPort) {
+    let dead = dead_port();
+    let mut config = MemcachedConfig::with_servers(vec![ServerSpec::new("127.0.0.1", dead.port)]);
     config.protocol = protocol;
     config.max_value_size = max_value_size;
-    MemcachedStore::connect(config).unwrap()
+    (MemcachedStore::connect(config).unwrap(), dead)
 }
 
 async fn add_reports_existing_key(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     let first = store.add("k", b"one", 7, Ttl::NEVER).await.unwrap();
     assert!(first.is_stored());
@@ -68,7 +63,7 @@ async fn add_reports_existing_key(p: Protocol) {
 }
 
 async fn set_get_versions_and_flags(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     assert!(store.get("absent").await.unwrap().is_none());
     assert!(store.version("absent").await.unwrap().is_none());
@@ -89,7 +84,7 @@ async fn set_get_versions_and_flags(p: Protocol) {
 }
 
 async fn cas_conflict_and_not_found(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     assert_eq!(
         store
@@ -125,7 +120,7 @@ async fn cas_conflict_and_not_found(p: Protocol) {
 }
 
 async fn delete_reports_existence(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     assert!(!store.delete("k").await.unwrap());
     store.set("k", b"v", 0, Ttl::NEVER).await.unwrap();
@@ -135,7 +130,7 @@ async fn delete_reports_existence(p: Protocol) {
 }
 
 async fn touch_and_ttl(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     assert!(!store.touch("absent", Ttl::seconds(10)).await.unwrap());
     store.set("k", b"v", 0, Ttl::NEVER).await.unwrap();
@@ -162,8 +157,10 @@ async fn touch_and_ttl(p: Protocol) {
                 .ttl
                 .unwrap()
                 .as_secs();
+            // memcached's clock ticks once a second and may lag the wall
+            // clock the absolute time was computed from: one second over.
             assert!(
-                (long - 3..=long).contains(&t),
+                (long - 3..=long + 1).contains(&t),
                 "40-day ttl read back as {t}"
             );
             assert!(store.touch("long", Ttl::NEVER).await.unwrap());
@@ -191,7 +188,7 @@ async fn touch_and_ttl(p: Protocol) {
 }
 
 async fn expired_is_absent(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     store.set("short", b"v", 0, Ttl::seconds(1)).await.unwrap();
     store.set("touched", b"v", 0, Ttl::NEVER).await.unwrap();
@@ -211,7 +208,7 @@ async fn expired_is_absent(p: Protocol) {
 }
 
 async fn binary_values(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = store_on(&[&s], p, |_| {});
     let nasty: Vec<u8> = b"\r\nEND\r\nVALUE x 0 1\r\n\0\xff\r\n"
         .iter()
@@ -235,8 +232,16 @@ async fn binary_values(p: Protocol) {
     assert_eq!(store.get("after").await.unwrap().unwrap().value, b"ok");
 }
 
+/// memcached's default item size limit, made explicit: the checks below
+/// depend on it.
+const ONE_MIB: u64 = 1024 * 1024;
+
 async fn value_size_limits(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached_with(MemcachedOptions {
+        item_size_max: Some(ONE_MIB),
+        ..MemcachedOptions::default()
+    })
+    .await;
     let limit = 1_000_000;
     let store = store_on(&[&s], p, |c| c.max_value_size = limit);
     assert_eq!(store.max_value_size(), limit);
@@ -266,7 +271,7 @@ async fn value_size_limits(p: Protocol) {
     assert_eq!(store.get("big").await.unwrap().unwrap().value.len(), limit);
 
     // Before I/O, provably: a store on a dead port still says ValueTooLarge.
-    let dead = dead_store(p, 10);
+    let (dead, _port) = dead_store(p, 10);
     assert!(matches!(
         dead.set("k", &[0; 11], 0, Ttl::NEVER).await,
         Err(Error::ValueTooLarge {
@@ -275,7 +280,7 @@ async fn value_size_limits(p: Protocol) {
         })
     ));
 
-    // The server's own limit (1 MiB including item overhead) is below ours.
+    // The server's own limit (`-I 1m`, item overhead included) is below ours.
     let lax = store_on(&[&s], p, |c| c.max_value_size = 2 * 1024 * 1024);
     let too_big = vec![b'y'; 1024 * 1024];
     let err = lax.set("huge", &too_big, 0, Ttl::NEVER).await.unwrap_err();
@@ -285,21 +290,53 @@ async fn value_size_limits(p: Protocol) {
     );
     let err = lax.add("huge2", &too_big, 0, Ttl::NEVER).await.unwrap_err();
     assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
-    // memcached unlinks the old item when it refuses an oversized *set*
-    // (so stale data cannot outlive a failed overwrite): pinned here because
-    // callers should know the old value is gone.
+    // memcached unlinks the old item when it refuses an oversized write;
+    // the store knows the server's limit (`stats settings`) and refuses such
+    // a write before I/O, so a failed overwrite keeps the old value.
     lax.set("huge", b"old", 0, Ttl::NEVER).await.unwrap();
     let err = lax.set("huge", &too_big, 0, Ttl::NEVER).await.unwrap_err();
     assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
-    assert!(lax.get("huge").await.unwrap().is_none());
+    assert_eq!(lax.get("huge").await.unwrap().unwrap().value, b"old");
     // The server is not marked down for it, and the store keeps working.
     assert_eq!(lax.stats()[0].marked_down, 0);
     lax.set("small", b"fine", 0, Ttl::NEVER).await.unwrap();
     assert_eq!(lax.get("small").await.unwrap().unwrap().value, b"fine");
 }
 
+async fn raised_server_item_size(p: Protocol) {
+    // A server started with `-I 2m` stores what a default one refuses,
+    // once the store's own limit is raised with it.
+    let s = memcached_with(MemcachedOptions {
+        item_size_max: Some(2 * ONE_MIB),
+        ..MemcachedOptions::default()
+    })
+    .await;
+    let store = store_on(&[&s], p, |c| c.max_value_size = 2 * 1024 * 1024);
+    let big = vec![b'z'; 1536 * 1024];
+    store.set("big", &big, 5, Ttl::NEVER).await.unwrap();
+    let e = store.get("big").await.unwrap().unwrap();
+    assert_eq!((e.value.len(), e.flags), (big.len(), 5));
+    assert!(e.value == big);
+    // Still bounded: the full 2 MiB plus item overhead does not fit; it is
+    // refused typed, the old value stays and the server stays up.
+    let too_big = vec![b'z'; 2 * 1024 * 1024];
+    let err = store
+        .set("huge", &too_big, 0, Ttl::NEVER)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ValueTooLarge { size, .. } if size == too_big.len()),
+        "{err:?}"
+    );
+    assert_eq!(store.stats()[0].marked_down, 0);
+    assert_eq!(
+        store.get("big").await.unwrap().unwrap().value.len(),
+        big.len()
+    );
+}
+
 async fn key_validation_before_io(p: Protocol) {
-    let store = dead_store(p, 1024);
+    let (store, _port) = dead_store(p, 1024);
     let long = "k".repeat(251);
     for key in ["", "a b", "a\nb", "a\u{0}b", long.as_str()] {
         let invalid = |r: &session_core::Result<()>| matches!(r, Err(Error::InvalidKey { .. }));
@@ -323,7 +360,7 @@ async fn key_validation_before_io(p: Protocol) {
     }
     assert_eq!(store.stats()[0].requests, 0, "nothing reached the server");
     // A 250-byte key is fine, and so is UTF-8 without spaces.
-    let s = start_memcached();
+    let s = memcached().await;
     let live = store_on(&[&s], p, |_| {});
     let k250 = "k".repeat(250);
     for key in [k250.as_str(), "sessión:ü"] {
@@ -333,7 +370,7 @@ async fn key_validation_before_io(p: Protocol) {
 }
 
 async fn concurrent_cas_increments(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     let store = Arc::new(store_on(&[&s], p, |c| c.pool_size = 8));
     store.set("counter", b"0", 0, Ttl::NEVER).await.unwrap();
     let per_task = 5;
@@ -381,8 +418,8 @@ async fn concurrent_cas_increments(p: Protocol) {
 }
 
 async fn get_many_across_servers(p: Protocol) {
-    let (a, b, c) = (start_memcached(), start_memcached(), start_memcached());
-    let store = store_on(&[&a, &b, &c], p, |_| {});
+    let servers = memcacheds(3).await;
+    let store = store_on(&servers.iter().collect::<Vec<_>>(), p, |_| {});
     let keys: Vec<String> = (0..300).map(|i| format!("many:{i}")).collect();
     for (i, k) in keys.iter().enumerate() {
         if i % 3 != 0 {
@@ -410,7 +447,7 @@ async fn get_many_across_servers(p: Protocol) {
 }
 
 async fn cancelled_request_does_not_poison_pool(p: Protocol) {
-    let s = start_memcached();
+    let s = memcached().await;
     // One connection, long I/O timeout: the caller's own timeout drops the
     // future while the request is in flight.
     let store = store_on(&[&s], p, |c| {
@@ -418,7 +455,7 @@ async fn cancelled_request_does_not_poison_pool(p: Protocol) {
         c.io_timeout = Duration::from_secs(10);
     });
     store.set("k", b"old", 0, Ttl::NEVER).await.unwrap();
-    s.pause();
+    s.pause().await.unwrap();
     let r = tokio::time::timeout(Duration::from_millis(200), store.get("k")).await;
     assert!(
         r.is_err(),
@@ -426,7 +463,7 @@ async fn cancelled_request_does_not_poison_pool(p: Protocol) {
     );
     let r = tokio::time::timeout(Duration::from_millis(200), store.get_many(&["k", "x"])).await;
     assert!(r.is_err());
-    s.resume();
+    s.unpause().await.unwrap();
     // The server now answers the cancelled gets; had their connection gone
     // back to the pool, these reads would see the stale "old" answers.
     store.set("k", b"new", 0, Ttl::NEVER).await.unwrap();
@@ -471,6 +508,7 @@ both_protocols!(
     expired_is_absent,
     binary_values,
     value_size_limits,
+    raised_server_item_size,
     key_validation_before_io,
     concurrent_cas_increments,
     get_many_across_servers,

@@ -144,17 +144,35 @@ impl ProcessServer {
     }
 
     pub(crate) async fn pause(&self, pause: bool) -> Result<(), Error> {
-        let running = self.inner.lock();
-        let Some(running) = running.as_ref() else {
-            return Ok(());
+        let pid = {
+            let running = self.inner.lock();
+            let Some(running) = running.as_ref() else {
+                return Ok(());
+            };
+            Pid::from_child(&running.child)
         };
         let signal = if pause { Signal::STOP } else { Signal::CONT };
-        rustix::process::kill_process(Pid::from_child(&running.child), signal).map_err(|e| {
-            Error::Io {
-                context: format!("sending {signal:?} to {}", self.inner.binary.display()),
-                source: e.into(),
+        rustix::process::kill_process(pid, signal).map_err(|e| Error::Io {
+            context: format!("sending {signal:?} to {}", self.inner.binary.display()),
+            source: e.into(),
+        })?;
+        if pause {
+            // SIGSTOP is asynchronous: the server's threads stop a few
+            // milliseconds later (far more under CPU load) and keep answering
+            // meanwhile. "Paused" must mean "answers nothing", so wait until
+            // every thread reports the stopped state.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !all_threads_stopped(pid.as_raw_nonzero().get()) {
+                if std::time::Instant::now() > deadline {
+                    return Err(Error::Io {
+                        context: format!("pausing {}", self.inner.binary.display()),
+                        source: std::io::Error::other("threads still running 5 s after SIGSTOP"),
+                    });
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
-        })
+        }
+        Ok(())
     }
 
     /// Kills the process (SIGKILL: no chance to save anything) and reaps it.
@@ -365,4 +383,24 @@ fn spawn_from_spawner(cmd: Command) -> std::io::Result<Child> {
         // The spawner thread could not be started: spawn from this thread.
         Err(mpsc::SendError((mut cmd, _))) => cmd.spawn(),
     }
+}
+
+/// True when every thread of `pid` is in the stopped state (`T`), read from
+/// `/proc/<pid>/task/*/stat`. A process that cannot be read counts as stopped
+/// only if it is gone.
+fn all_threads_stopped(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            // The state follows the command name, which is in parentheses and
+            // may itself contain spaces or parentheses: split at the last ')'.
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().to_owned())
+            })
+            .is_none_or(|rest| rest.starts_with('T') || rest.starts_with('t'))
+    })
 }

@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use session_core::{Entry, Outcome, Version};
+use session_core::{Entry, Outcome};
 
-use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected};
+use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
@@ -101,12 +101,14 @@ async fn read_values(conn: &mut Connection, op: &Op<'_>) -> Result<HashMap<Vec<u
             server: conn.server().to_owned(),
             message: "VALUE line of gets lacks the CAS unique".into(),
         })?;
+        // A `-C` server answers `gets` with CAS 0: an error, not a version.
+        let version = version_of(conn.server(), cas)?;
         found.insert(
             v.key,
             Entry {
                 value,
                 flags: v.flags,
-                version: Version::new(cas),
+                version,
                 ttl: None,
             },
         );

@@ -18,7 +18,7 @@
 
 use session_core::{Entry, Outcome, Ttl, Version};
 
-use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected};
+use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
@@ -148,11 +148,14 @@ async fn read_answer(
     Ok((header, data))
 }
 
-fn require_cas(conn: &Connection, op: &Op<'_>, header: &Header) -> Result<u64> {
-    header.cas.ok_or_else(|| Error::Protocol {
+/// The version in an answer that must carry one (we asked for `c`).
+fn require_cas(conn: &Connection, op: &Op<'_>, header: &Header) -> Result<Version> {
+    let cas = header.cas.ok_or_else(|| Error::Protocol {
         server: conn.server().to_owned(),
         message: format!("answer to {} lacks the requested CAS", op.name()),
-    })
+    })?;
+    // `c0` from a server started with `-C` is an error, not a version.
+    version_of(conn.server(), cas)
 }
 
 fn entry(conn: &Connection, op: &Op<'_>, header: Header, value: Vec<u8>) -> Result<Option<Entry>> {
@@ -160,7 +163,7 @@ fn entry(conn: &Connection, op: &Op<'_>, header: Header, value: Vec<u8>) -> Resu
         Status::Value(_) => Ok(Some(Entry {
             value,
             flags: header.flags.unwrap_or(0),
-            version: Version::new(require_cas(conn, op, &header)?),
+            version: require_cas(conn, op, &header)?,
             ttl: header.ttl.map(ttl_from_flag),
         })),
         Status::Miss => Ok(None),
@@ -205,16 +208,14 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
     match op {
         Op::Get(_) => Ok(Reply::Entry(entry(conn, op, header, data)?)),
         Op::Version(_) => match header.status {
-            Status::Done => Ok(Reply::Version(Some(Version::new(require_cas(
-                conn, op, &header,
-            )?)))),
+            Status::Done => Ok(Reply::Version(Some(require_cas(conn, op, &header)?))),
             Status::Miss => Ok(Reply::Version(None)),
             _ => bad(conn),
         },
         Op::Store { mode, .. } => match (header.status, mode) {
-            (Status::Done, _) => Ok(Reply::Stored(Outcome::Stored(Some(Version::new(
-                require_cas(conn, op, &header)?,
-            ))))),
+            (Status::Done, _) => Ok(Reply::Stored(Outcome::Stored(Some(require_cas(
+                conn, op, &header,
+            )?)))),
             (Status::NotStored, StoreMode::Add) => Ok(Reply::Stored(Outcome::Exists)),
             (Status::Exists, StoreMode::Cas(_)) => Ok(Reply::Stored(Outcome::Conflict)),
             (Status::NotFound, StoreMode::Cas(_)) => Ok(Reply::Stored(Outcome::NotFound)),

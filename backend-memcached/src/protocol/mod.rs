@@ -82,6 +82,99 @@ impl Op<'_> {
             Op::GetMany(_) => "get_many",
         }
     }
+
+    /// True when sending the op twice leaves the server as sending it once
+    /// did, so it may be resent after a connection broke once the request
+    /// was (maybe) delivered. `add` and `cas` are not: a repeat of an
+    /// applied one answers `Exists`/`Conflict` against our own write. A
+    /// repeated `delete` leaves the same state but answers "not found".
+    pub(crate) fn is_idempotent(&self) -> bool {
+        match self {
+            Op::Get(_)
+            | Op::Version(_)
+            | Op::GetMany(_)
+            | Op::Delete(_)
+            | Op::Touch(..)
+            | Op::Store {
+                mode: StoreMode::Set,
+                ..
+            } => true,
+            Op::Store {
+                mode: StoreMode::Add | StoreMode::Cas(_),
+                ..
+            } => false,
+        }
+    }
+}
+
+/// What a server's `stats settings` says that matters here. Every field is
+/// `None` when the endpoint did not tell (a proxy answering `ERROR`, or
+/// closing the connection as twemproxy does for commands it does not route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Settings {
+    /// `STAT item_size_max N`: the largest item, per-item overhead included.
+    pub(crate) item_size_max: Option<usize>,
+    /// `STAT cas_enabled yes|no`: `no` for a server started with `-C`.
+    pub(crate) cas_enabled: Option<bool>,
+}
+
+impl Settings {
+    /// Reads one `STAT <name> <value>` line into `self`; false if `line` is
+    /// not a `STAT` line.
+    pub(crate) fn read_line(&mut self, line: &[u8]) -> bool {
+        let Some(rest) = line.strip_prefix(b"STAT ") else {
+            return false;
+        };
+        let mut fields = rest.splitn(2, |&b| b == b' ');
+        match (fields.next(), fields.next()) {
+            (Some(b"item_size_max"), Some(v)) => self.item_size_max = parse_num(v),
+            (Some(b"cas_enabled"), Some(v)) => self.cas_enabled = Some(v == b"yes"),
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Asks the server for its settings (`stats settings`, in both dialects).
+/// An error line (the command is not passed on by a proxy) gives
+/// [`Settings::default`] and leaves the stream in sync; a closed connection
+/// is an I/O error for the caller to judge.
+pub(crate) async fn read_settings(conn: &mut Connection) -> Result<Settings> {
+    const OP: &str = "stats settings";
+    conn.send(OP, b"stats settings\r\n").await?;
+    let mut settings = Settings::default();
+    loop {
+        let line = conn.read_line(OP).await?;
+        if line == b"END" {
+            return Ok(settings);
+        }
+        if settings.read_line(&line) {
+            continue;
+        }
+        if error_line(conn.server(), &line, 0).is_some() {
+            return Ok(Settings::default());
+        }
+        return Err(Error::Protocol {
+            server: conn.server().to_owned(),
+            message: format!(
+                "unexpected answer to stats settings: {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(100)])
+            ),
+        });
+    }
+}
+
+/// The [`Version`] of a CAS unique the server reported where one is
+/// required. memcached numbers CAS uniques from 1; it reports 0 only when
+/// started with `-C`, and a 0 taken as a version would make every save
+/// unconditional (or fail forever), so it is a typed error instead.
+pub(crate) fn version_of(server: &str, cas: u64) -> Result<Version> {
+    if cas == 0 {
+        return Err(Error::CasDisabled {
+            server: server.to_owned(),
+        });
+    }
+    Ok(Version::new(cas))
 }
 
 /// The answer to an [`Op`], variant by variant.
@@ -145,6 +238,8 @@ pub(crate) fn error_line(server: &str, line: &[u8], value_len: usize) -> Option<
         return Some(Error::ServerTooLarge {
             server: server.to_owned(),
             size: value_len,
+            // Filled in by `server.rs`, which knows the server's settings.
+            limit: None,
         });
     }
     if line == b"ERROR" || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR") {
@@ -213,5 +308,60 @@ mod tests {
         ));
         assert!(error_line("s", b"STORED", 0).is_none());
         assert!(error_line("s", b"HD c1", 0).is_none());
+    }
+
+    #[test]
+    fn settings_lines() {
+        let mut s = Settings::default();
+        assert!(s.read_line(b"STAT maxbytes 67108864"));
+        assert!(s.read_line(b"STAT item_size_max 1048576"));
+        assert!(s.read_line(b"STAT cas_enabled yes"));
+        assert!(!s.read_line(b"END"));
+        assert_eq!(
+            s,
+            Settings {
+                item_size_max: Some(1_048_576),
+                cas_enabled: Some(true)
+            }
+        );
+        assert!(s.read_line(b"STAT cas_enabled no"));
+        assert_eq!(s.cas_enabled, Some(false));
+    }
+
+    #[test]
+    fn cas_zero_is_cas_disabled() {
+        // Regression: a `-C` server's CAS 0 became `Version(0)`.
+        let err = version_of("h:1", 0).unwrap_err();
+        assert!(matches!(err, Error::CasDisabled { .. }), "{err:?}");
+        let core = session_core::Error::from(err);
+        assert!(
+            matches!(&core, session_core::Error::InvalidConfig(m)
+                if m.contains("memcached at h:1 runs with -C (CAS disabled); memorycached needs CAS")),
+            "{core:?}"
+        );
+        assert_eq!(version_of("h:1", 7).unwrap(), Version::new(7));
+    }
+
+    #[test]
+    fn only_safe_ops_are_idempotent() {
+        let store = |mode| Op::Store {
+            mode,
+            key: "k",
+            value: b"",
+            flags: 0,
+            exptime: 0,
+        };
+        assert!(store(StoreMode::Set).is_idempotent());
+        assert!(!store(StoreMode::Add).is_idempotent());
+        assert!(!store(StoreMode::Cas(1)).is_idempotent());
+        for op in [
+            Op::Get("k"),
+            Op::Version("k"),
+            Op::Delete("k"),
+            Op::Touch("k", 1),
+            Op::GetMany(&["k"]),
+        ] {
+            assert!(op.is_idempotent(), "{op:?}");
+        }
     }
 }

@@ -1,193 +1,96 @@
-//! Test helpers: real memcached processes on free loopback ports, and real
+//! Test helpers: memcached servers from `test-support` (containers or local
+//! processes, as `MEMORYCACHED_PROVIDER` says; `auto` when unset), and real
 //! Perl Cache::Memcached.
 //!
-//! Stand-in until the workspace's `test-support` crate can start servers;
-//! the surface is kept to `start_memcached() -> Server { addr, .. }`,
-//! `kill`, `pause`, `resume`, `restart` so the switch is mechanical.
-//! A missing binary or Perl module FAILS the test with the Debian package
-//! to install: these tests never skip themselves.
+//! Every server sits behind test-support's proxy, so [`Server::addr`] stays
+//! the same across `stop`/`start` and the network faults (`cut`,
+//! `blackhole`, `set_latency`) behave the same on both providers.
+//! A missing binary, image, Docker daemon or Perl module FAILS the test with
+//! what to install or set: these tests never skip themselves.
 
 // Each test binary uses a different subset of these helpers, and a helper
 // that cannot do its job panics: that panic is the test failure report.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::{Command, Stdio};
 
-/// A memcached child process on 127.0.0.1, killed on drop.
-#[derive(Debug)]
-pub struct Server {
-    /// `127.0.0.1:<port>`.
-    pub addr: String,
-    /// The port.
-    pub port: u16,
-    /// The running process, `None` after [`Server::kill`].
-    pub child: Option<Child>,
-}
+use backend_memcached::ServerSpec;
+pub use test_support::Server;
+use test_support::{MemcachedOptions, PROVIDER_ENV, Provider};
 
-/// Starts `memcached -l 127.0.0.1 -p <free port> -U 0 -m 64` and waits until
-/// it accepts connections.
-pub fn start_memcached() -> Server {
-    // The probe port can be taken between our probe and memcached's bind;
-    // then memcached exits and we try another port.
-    for _ in 0..20 {
-        let port = free_port();
-        if let Some(child) = spawn_on(port) {
-            return Server {
-                addr: format!("127.0.0.1:{port}"),
-                port,
-                child: Some(child),
-            };
-        }
-    }
-    panic!("could not start memcached on a free port after 20 attempts");
-}
-
-/// A random port below Linux's ephemeral range that is free right now.
+/// A provider as `MEMORYCACHED_PROVIDER` says.
 ///
-/// Not `bind(0)`: the kernel hands a just-released ephemeral port to the
-/// next `bind(0)`, so tests running in parallel would often probe the same
-/// port and end up sharing one server.
-fn free_port() -> u16 {
-    loop {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let port = 10_000 + (h.finish() % 22_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+/// One per call rather than one per test process: it is cheap (nothing for
+/// processes; a daemon ping and a private network, about 60 ms, for Docker),
+/// and a provider in a `static` would never be dropped, leaving its Docker
+/// network behind until the next run cleans it up. A provider's network
+/// lives as long as its servers, so callers may drop it at once.
+async fn provider() -> Provider {
+    Provider::from_env().await.unwrap_or_else(|e| {
+        panic!("no provider for test servers (set {PROVIDER_ENV}=docker|process): {e}")
+    })
 }
 
-/// True when the memcached answering on `port` is the process `pid`
-/// (`stats` reports its pid), so we never adopt another test's server.
-fn answers_as(port: u16, pid: u32) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"stats\r\n").is_err() {
-        return false;
-    }
-    let want = format!("STAT pid {pid}");
-    for line in BufReader::new(stream).lines() {
-        match line {
-            Ok(l) if l.trim_end() == want => return true,
-            Ok(l) if l.starts_with("END") => return false,
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
-    false
+/// A memcached with default options (64 MB, 1 MiB items), started and ready.
+pub async fn memcached() -> Server {
+    memcached_with(MemcachedOptions::default()).await
 }
 
-/// Spawns memcached on `port`; `None` if it exited (port taken).
-fn spawn_on(port: u16) -> Option<Child> {
-    let spawned = Command::new("memcached")
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-m",
-            "64",
-        ])
-        // memcached refuses to run as root without -u; as non-root it is ignored.
-        .args(["-u", "root"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "the `memcached` binary is not installed; install the Debian package \
-             `memcached` (apt-get install memcached)"
-        ),
-        Err(e) => panic!("cannot start memcached: {e}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return None;
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            if answers_as(port, child.id()) {
-                return Some(child);
-            }
-            // Another process owns the port; ours will exit, if it has not.
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("memcached on port {port} did not accept connections within 5 s");
+/// A memcached with `opts`, started and ready.
+pub async fn memcached_with(opts: MemcachedOptions) -> Server {
+    let provider = provider().await;
+    provider
+        .memcached_with(opts)
+        .await
+        .unwrap_or_else(|e| panic!("starting memcached ({}): {e}", provider.description()))
 }
 
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("server is not running").id()
+/// `n` memcached servers with default options, started concurrently, in a
+/// stable order.
+pub async fn memcacheds(n: usize) -> Vec<Server> {
+    let provider = provider().await;
+    let mut starts = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let provider = provider.clone();
+        starts.spawn(async move { (i, provider.memcached().await) });
     }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([sig, &self.pid().to_string()])
-            .status()
-            .expect("run kill(1)");
-        assert!(status.success(), "kill {sig} failed");
+    let mut servers: Vec<Option<Server>> = (0..n).map(|_| None).collect();
+    while let Some(joined) = starts.join_next().await {
+        let (i, started) = joined.expect("a server start task panicked");
+        let server = started
+            .unwrap_or_else(|e| panic!("starting memcached ({}): {e}", provider.description()));
+        servers[i] = Some(server);
     }
-
-    /// Kills the process (SIGKILL) and waits for it.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Freezes the process (SIGSTOP): connections stay open, nothing answers.
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Thaws a paused process (SIGCONT).
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    /// Kills the process if running and starts a fresh one on the same port.
-    pub fn restart(&mut self) {
-        self.kill();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(child) = spawn_on(self.port) {
-                self.child = Some(child);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "could not restart memcached on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    servers.into_iter().map(Option::unwrap).collect()
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SIGKILL works on a stopped process too.
-        self.kill();
-    }
+/// The [`ServerSpec`] a store uses to reach `server` (its stable proxy address).
+pub fn spec(server: &Server) -> ServerSpec {
+    let addr = server.socket_addr();
+    ServerSpec::new(addr.ip().to_string(), addr.port())
+}
+
+/// A loopback port that refuses connections for as long as this value lives:
+/// a socket is bound to it but never listens, so no other test or server
+/// can take the port meanwhile, and a connect gets an immediate RST.
+///
+/// This is a *dead host* as clients see it, which a stopped [`Server`] is
+/// not: its proxy still accepts connections and then resets them.
+pub struct DeadPort {
+    socket: tokio::net::TcpSocket,
+    /// The refused port.
+    pub port: u16,
+}
+
+/// Reserves a [`DeadPort`].
+pub fn dead_port() -> DeadPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("create a TCP socket");
+    socket
+        .bind(([127, 0, 0, 1], 0).into())
+        .expect("bind a loopback port");
+    let port = socket.local_addr().expect("bound address").port();
+    DeadPort { socket, port }
 }
 
 /// Fails unless perl with Cache::Memcached is installed.

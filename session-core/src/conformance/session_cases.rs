@@ -168,28 +168,39 @@ pub(super) async fn update_only_writes_nothing_until_a_change(make: MakeStore) -
 }
 
 pub(super) async fn timeout_is_reset_by_every_write(make: MakeStore) -> CaseResult {
-    // memcached expires an item between ttl-1 and ttl+1 seconds after the
-    // write, so the timings leave a second of slack on each side.
+    // memcached's clock ticks once a second, so an item written at time w
+    // with ttl T expires between w+T-1 and w+T+1. With T = 8 and the write at
+    // 4 s, "still there at 10 s" proves the write reset the expiry (the
+    // creation's expiry ends by 9 s, the write's cannot start before 11 s),
+    // with a second of slack on each side for a loaded machine.
+    const TTL: u64 = 8;
     let store = make().await;
     let config = SessionsConfig {
-        timeout: Ttl::seconds(4),
+        timeout: Ttl::seconds(TTL as u32),
         ..Default::default()
     };
     let s = sessions(&store, config)?;
-    let started = Instant::now();
     let mut session = s.create().await.ctx("create")?;
+    let created = Instant::now();
     let id = session.id().clone();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     session.insert("k", 1).ctx("insert")?;
+    let write_started = Instant::now();
     let _ = s.save(&mut session).await.ctx("save")?;
-    tokio::time::sleep(Duration::from_millis(5300).saturating_sub(started.elapsed())).await;
+    let check_at = write_started + Duration::from_secs(TTL - 2);
+    tokio::time::sleep(check_at.saturating_duration_since(Instant::now())).await;
     check!(
         s.load_id(&id).await.ctx("load")?.is_some(),
-        "a session written 2.5 s after creation expired 4 s after creation"
+        "a session written {:.1?} after creation expired {:.1?} after creation",
+        write_started - created,
+        created.elapsed()
     );
-    let deadline = started + Duration::from_secs(10);
+    let deadline = write_started + Duration::from_secs(TTL + 3);
     while s.load_id(&id).await.ctx("load")?.is_some() {
-        check!(Instant::now() < deadline, "a 4 s session did not expire");
+        check!(
+            Instant::now() < deadline,
+            "an {TTL} s session did not expire"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
