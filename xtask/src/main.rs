@@ -41,13 +41,16 @@ struct BenchArgs {
     /// Shorter warm-up and measurement (1 s + 2 s per benchmark instead of 1 s + 4 s).
     #[arg(long)]
     quick: bool,
+    /// How many times to run the whole suite; the median ratio is reported.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test::run(args),
-        Command::Bench(args) => bench::run(args.quick).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args.quick, args.runs).map(|()| ExitCode::SUCCESS),
         Command::Images(args) => images::run(args),
     };
     match result {
