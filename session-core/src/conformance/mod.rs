@@ -33,6 +33,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::store::Store;
 
@@ -244,6 +245,29 @@ pub(crate) trait Context<T> {
 impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
     fn ctx(self, what: &str) -> Result<T, String> {
         self.map_err(|e| format!("{what}: unexpected error: {e}"))
+    }
+}
+
+/// Polls `get` until the key is gone or `limit` passes; returns whether it went.
+pub(crate) async fn gone_within(
+    store: &dyn Store,
+    key: &str,
+    limit: Duration,
+) -> Result<bool, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if store
+            .get(key)
+            .await
+            .ctx("get while waiting for expiry")?
+            .is_none()
+        {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

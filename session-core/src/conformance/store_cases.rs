@@ -1,30 +1,11 @@
 //! Checks of the byte-level [`Store`] contract.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::{CaseResult, Context, MakeStore, check, unique_key};
+use super::{CaseResult, Context, MakeStore, check, gone_within, unique_key};
 use crate::error::Error;
 use crate::store::{Outcome, Store, Ttl, Version};
-
-/// Polls `get` until the key is gone or `limit` passes; returns whether it went.
-async fn gone_within(store: &dyn Store, key: &str, limit: Duration) -> Result<bool, String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if store
-            .get(key)
-            .await
-            .ctx("get while waiting for expiry")?
-            .is_none()
-        {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn version_of(store: &dyn Store, key: &str) -> Result<Version, String> {
     store
