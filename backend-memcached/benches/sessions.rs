@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend_memcached::MemcachedStore;
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use session_core::{Sessions, SessionsConfig, Store, Ttl};
 
 const CONCURRENCY: [u64; 2] = [1, 64];
@@ -84,9 +87,10 @@ fn prefill(rt: &tokio::runtime::Runtime, store: &Arc<MemcachedStore>, value: &[u
     let took = rt.block_on(spread(PREFILL, 64, move |n| {
         let (s, v) = (s.clone(), v.clone());
         async move {
-            if let Err(e) = s.set(&format!("bench:fill:{n}"), &v, 0, Ttl::NEVER).await {
-                fail("prefill set", e);
-            }
+            ok(
+                "prefill set",
+                s.set(&format!("bench:fill:{n}"), &v, 0, Ttl::NEVER).await,
+            );
         }
     }));
     println!("prefilled the server with {PREFILL} items in {took:.1?}");
@@ -111,16 +115,17 @@ fn benches(c: &mut Criterion) {
         ..Default::default()
     };
     let dyn_store: Arc<dyn Store> = store.clone();
-    let full =
-        Sessions::new(dyn_store.clone(), config.clone()).unwrap_or_else(|e| fail("config", e));
-    let update_only = Sessions::new(
-        dyn_store,
-        SessionsConfig {
-            update_only: true,
-            ..config
-        },
-    )
-    .unwrap_or_else(|e| fail("config", e));
+    let full = ok("config", Sessions::new(dyn_store.clone(), config.clone()));
+    let update_only = ok(
+        "config",
+        Sessions::new(
+            dyn_store,
+            SessionsConfig {
+                update_only: true,
+                ..config
+            },
+        ),
+    );
     let filler = "y".repeat(540);
     prefill(&rt, &store, &value);
 
@@ -128,89 +133,65 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for tasks in CONCURRENCY {
         let (s, v) = (store.clone(), Arc::new(value.clone()));
-        group.bench_with_input(BenchmarkId::new("raw_pair", tasks), &tasks, |b, &tasks| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let (s, v) = (s.clone(), v.clone());
-                spread(iters, tasks, move |n| {
-                    let (s, v) = (s.clone(), v.clone());
-                    async move {
-                        let key = format!("bench:raw:{n}");
-                        if let Err(e) = s.set(&key, &v, 0x100, Ttl::seconds(300)).await {
-                            fail("set", e);
-                        }
-                        if let Err(e) = s.get(&key).await {
-                            fail("get", e);
-                        }
-                    }
-                })
-            })
+        measure(&mut group, &rt, "raw_pair", tasks, move |n| {
+            let (s, v) = (s.clone(), v.clone());
+            async move {
+                let key = format!("bench:raw:{n}");
+                ok("set", s.set(&key, &v, 0x100, Ttl::seconds(300)).await);
+                ok("get", s.get(&key).await);
+            }
         });
-        let (sessions, filler) = (update_only.clone(), filler.clone());
-        group.bench_with_input(
-            BenchmarkId::new("session_update_only", tasks),
-            &tasks,
-            |b, &tasks| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let (sessions, filler) = (sessions.clone(), filler.clone());
-                    spread(iters, tasks, move |_| {
-                        let (sessions, filler) = (sessions.clone(), filler.clone());
-                        async move {
-                            let mut s = sessions
-                                .create()
-                                .await
-                                .unwrap_or_else(|e| fail("create", e));
-                            s.insert("profile", &filler)
-                                .unwrap_or_else(|e| fail("insert", e));
-                            sessions
-                                .save(&mut s)
-                                .await
-                                .unwrap_or_else(|e| fail("save", e));
-                            sessions
-                                .load_id(s.id())
-                                .await
-                                .unwrap_or_else(|e| fail("load", e));
-                        }
-                    })
-                })
-            },
-        );
-        let (sessions, filler) = (full.clone(), filler.clone());
-        group.bench_with_input(
-            BenchmarkId::new("session_full", tasks),
-            &tasks,
-            |b, &tasks| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let (sessions, filler) = (sessions.clone(), filler.clone());
-                    spread(iters, tasks, move |_| {
-                        let (sessions, filler) = (sessions.clone(), filler.clone());
-                        async move {
-                            let s = sessions
-                                .create()
-                                .await
-                                .unwrap_or_else(|e| fail("create", e));
-                            let mut s = match sessions.load_id(s.id()).await {
-                                Ok(Some(s)) => s,
-                                Ok(None) => fail(
-                                    "load",
-                                    session_core::Error::SessionGone {
-                                        id: s.id().to_string(),
-                                    },
-                                ),
-                                Err(e) => fail("load", e),
-                            };
-                            s.insert("profile", &filler)
-                                .unwrap_or_else(|e| fail("insert", e));
-                            sessions
-                                .save(&mut s)
-                                .await
-                                .unwrap_or_else(|e| fail("save", e));
-                        }
-                    })
-                })
-            },
-        );
+        let (sessions, profile) = (update_only.clone(), filler.clone());
+        measure(&mut group, &rt, "session_update_only", tasks, move |_| {
+            let (sessions, filler) = (sessions.clone(), profile.clone());
+            async move {
+                let mut s = ok("create", sessions.create().await);
+                ok("insert", s.insert("profile", &filler));
+                ok("save", sessions.save(&mut s).await);
+                ok("load", sessions.load_id(s.id()).await);
+            }
+        });
+        let (sessions, profile) = (full.clone(), filler.clone());
+        measure(&mut group, &rt, "session_full", tasks, move |_| {
+            let (sessions, filler) = (sessions.clone(), profile.clone());
+            async move {
+                let created = ok("create", sessions.create().await);
+                let Some(mut s) = ok("load", sessions.load_id(created.id()).await) else {
+                    fail(
+                        "load",
+                        session_core::Error::SessionGone {
+                            id: created.id().to_string(),
+                        },
+                    )
+                };
+                ok("insert", s.insert("profile", &filler));
+                ok("save", sessions.save(&mut s).await);
+            }
+        });
     }
     group.finish();
+}
+
+/// One benchmark: `op(n)` run `iters` times over `tasks` concurrent tasks.
+fn measure<F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    tasks: u64,
+    op: F,
+) where
+    F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    group.bench_with_input(BenchmarkId::new(name, tasks), &tasks, |b, &tasks| {
+        b.to_async(rt)
+            .iter_custom(|iters| spread(iters, tasks, op.clone()))
+    });
+}
+
+/// The value of a call that must succeed during a benchmark.
+fn ok<T>(what: &str, result: session_core::Result<T>) -> T {
+    result.unwrap_or_else(|e| fail(what, e))
 }
 
 criterion_group! {

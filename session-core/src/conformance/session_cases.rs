@@ -18,6 +18,12 @@ fn sessions(store: &Arc<dyn Store>, config: SessionsConfig) -> Result<Sessions, 
     Sessions::new(store.clone(), config).ctx("Sessions::new")
 }
 
+/// The id of the session `find_by_principal` returns for `user`.
+async fn owner_of(s: &Sessions, user: &str) -> Result<Option<SessionId>, String> {
+    let found = s.find_by_principal(user).await.ctx("find_by_principal")?;
+    Ok(found.map(|session| session.id().clone()))
+}
+
 async fn must_load(s: &Sessions, id: &SessionId) -> Result<Session, String> {
     s.load_id(id)
         .await
@@ -242,10 +248,10 @@ pub(super) async fn principal_reverse_key_is_written_and_cleaned(make: MakeStore
         stored.get_value("uid_MD5") == Some(&json!(reverse)),
         "uid_MD5 not stored"
     );
-    let found = s.find_by_principal(&user).await.ctx("find")?;
+    let owner = owner_of(&s, &user).await?;
     check!(
-        found.as_ref().map(Session::id) == Some(first.id()),
-        "find_by_principal gave {found:?}"
+        owner.as_ref() == Some(first.id()),
+        "find_by_principal gave {owner:?}"
     );
 
     // A save the store refuses leaves the index alone.
@@ -259,10 +265,10 @@ pub(super) async fn principal_reverse_key_is_written_and_cleaned(make: MakeStore
         matches!(r, Err(Error::ValueTooLarge { .. })),
         "oversized save gave {r:?}"
     );
-    let found = s.find_by_principal(&user).await.ctx("find")?;
+    let owner = owner_of(&s, &user).await?;
     check!(
-        found.as_ref().map(Session::id) == Some(first.id()),
-        "a refused save moved the reverse key: find gave {found:?}"
+        owner.as_ref() == Some(first.id()),
+        "a refused save moved the reverse key: find gave {owner:?}"
     );
 
     // The index keeps the last login; deleting the older session keeps it.
@@ -270,10 +276,10 @@ pub(super) async fn principal_reverse_key_is_written_and_cleaned(make: MakeStore
     second.insert("uid", user.as_str()).ctx("insert")?;
     let _ = s.save(&mut second).await.ctx("save")?;
     let _ = s.delete(&mut first).await.ctx("delete first")?;
-    let found = s.find_by_principal(&user).await.ctx("find")?;
+    let owner = owner_of(&s, &user).await?;
     check!(
-        found.as_ref().map(Session::id) == Some(second.id()),
-        "after deleting the older session, find gave {found:?}"
+        owner.as_ref() == Some(second.id()),
+        "after deleting the older session, find gave {owner:?}"
     );
     let _ = s.delete(&mut second).await.ctx("delete second")?;
     check!(
@@ -281,7 +287,7 @@ pub(super) async fn principal_reverse_key_is_written_and_cleaned(make: MakeStore
         "reverse key survived its session"
     );
     check!(
-        s.find_by_principal(&user).await.ctx("find")?.is_none(),
+        owner_of(&s, &user).await?.is_none(),
         "find found a deleted session"
     );
     Ok(())
