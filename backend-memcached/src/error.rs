@@ -171,18 +171,23 @@ impl Error {
 
 impl From<Error> for session_core::Error {
     fn from(e: Error) -> Self {
-        use session_core::Error as Core;
+        use session_core::{Delivery, Error as Core};
+        // Failures before the request was written are `NotSent`: a caller
+        // may retry anything. Failures after are `Unknown`: the server may
+        // have applied the request.
         match e {
             Error::InvalidConfig(message) => Core::InvalidConfig(message),
             Error::Input(inner) => inner,
             Error::Connect { server, source } => Core::Unavailable {
                 server,
                 message: format!("connect failed: {source}"),
+                delivery: Delivery::NotSent,
             },
             Error::ConnectTimeout { server, after } => Core::Timeout {
                 operation: "connect",
                 server,
                 after,
+                delivery: Delivery::NotSent,
             },
             Error::Io {
                 operation,
@@ -191,6 +196,7 @@ impl From<Error> for session_core::Error {
             } => Core::Unavailable {
                 server,
                 message: format!("{operation} failed: {source}"),
+                delivery: Delivery::Unknown,
             },
             Error::Timeout {
                 operation,
@@ -200,19 +206,23 @@ impl From<Error> for session_core::Error {
                 operation,
                 server,
                 after,
+                delivery: Delivery::Unknown,
             },
             Error::PoolTimeout { server, after } => Core::Timeout {
                 operation: "pool checkout",
                 server,
                 after,
+                delivery: Delivery::NotSent,
             },
             Error::MarkedDown { server, retry_in } => Core::Unavailable {
                 server,
                 message: format!("marked down, next retry in {retry_in:?}"),
+                delivery: Delivery::NotSent,
             },
             Error::NoLiveServer { key, tries } => Core::Unavailable {
                 server: "(all candidates)".to_owned(),
                 message: format!("no live server for key {key:?} after {tries} tries"),
+                delivery: Delivery::NotSent,
             },
             Error::ServerTooLarge { size, limit, .. } => Core::ValueTooLarge {
                 size,

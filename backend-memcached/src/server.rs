@@ -540,7 +540,9 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
 
-    use session_core::{Outcome, Version};
+    use session_core::Version;
+
+    use crate::protocol::StoreReply;
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
 
@@ -877,7 +879,7 @@ mod tests {
             server
                 .call(&store(StoreMode::Set, "key", &BIG[..limit], 1))
                 .await,
-            Ok(Reply::Stored(Outcome::Stored(Some(_))))
+            Ok(Reply::Stored(StoreReply::Stored(Some(_))))
         ));
         assert_eq!(requests(&log, "ms").len(), 1);
     }
@@ -990,7 +992,7 @@ mod tests {
         server.call(&Op::Version("k")).await.unwrap();
         assert!(matches!(
             server.call(&store(StoreMode::Set, "k", b"v", 1)).await,
-            Ok(Reply::Stored(Outcome::Stored(Some(_))))
+            Ok(Reply::Stored(StoreReply::Stored(Some(_))))
         ));
         assert_eq!(
             requests(&log, "ms")
@@ -1016,7 +1018,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(matches!(
             server.call(&store(StoreMode::Add, "k", b"v", 1)).await,
-            Ok(Reply::Stored(Outcome::Stored(Some(_))))
+            Ok(Reply::Stored(StoreReply::Stored(Some(_))))
         ));
         assert_eq!(
             requests(&log, "ms")

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use session_core::key::validate_key;
 use session_core::store::check_write;
-use session_core::{Capabilities, Entry, Outcome, Store, Ttl, Version};
+use session_core::{AddOutcome, Capabilities, CasOutcome, Entry, Store, Ttl, Version};
 
 use crate::config::{FailurePolicy, MemcachedConfig, Protocol};
 use crate::error::{Error, Result};
-use crate::protocol::{self, Op, Reply, StoreMode};
+use crate::protocol::{self, Op, Reply, StoreMode, StoreReply};
 use crate::router::Router;
 use crate::server::{Server, ServerStats};
 
@@ -233,7 +233,7 @@ impl MemcachedStore {
         value: &[u8],
         flags: u32,
         ttl: Ttl,
-    ) -> Result<Outcome> {
+    ) -> Result<StoreReply> {
         check_write(key, value, self.inner.config.max_value_size)?;
         let op = Op::Store {
             mode,
@@ -246,6 +246,15 @@ impl MemcachedStore {
             Reply::Stored(outcome) => Ok(outcome),
             _ => Err(mismatch()),
         }
+    }
+}
+
+/// A server answered a store command with a reply that command cannot get
+/// (e.g. `EXISTS` to an add).
+fn unexpected(command: &str, reply: StoreReply) -> Error {
+    Error::Protocol {
+        server: "(reply)".into(),
+        message: format!("{command} answered {reply:?}, which that command cannot get"),
     }
 }
 
@@ -274,8 +283,12 @@ impl Store for MemcachedStore {
         value: &[u8],
         flags: u32,
         ttl: Ttl,
-    ) -> session_core::Result<Outcome> {
-        Ok(self.write(StoreMode::Add, key, value, flags, ttl).await?)
+    ) -> session_core::Result<AddOutcome> {
+        match self.write(StoreMode::Add, key, value, flags, ttl).await? {
+            StoreReply::Stored(v) => Ok(AddOutcome::Stored(v)),
+            StoreReply::Exists => Ok(AddOutcome::Exists),
+            other => Err(unexpected("add", other).into()),
+        }
     }
 
     async fn set(
@@ -286,8 +299,8 @@ impl Store for MemcachedStore {
         ttl: Ttl,
     ) -> session_core::Result<Option<Version>> {
         match self.write(StoreMode::Set, key, value, flags, ttl).await? {
-            Outcome::Stored(v) => Ok(v),
-            _ => Err(mismatch().into()),
+            StoreReply::Stored(v) => Ok(v),
+            other => Err(unexpected("set", other).into()),
         }
     }
 
@@ -298,10 +311,16 @@ impl Store for MemcachedStore {
         flags: u32,
         ttl: Ttl,
         expected: Version,
-    ) -> session_core::Result<Outcome> {
-        Ok(self
+    ) -> session_core::Result<CasOutcome> {
+        match self
             .write(StoreMode::Cas(expected.get()), key, value, flags, ttl)
-            .await?)
+            .await?
+        {
+            StoreReply::Stored(v) => Ok(CasOutcome::Stored(v)),
+            StoreReply::Conflict => Ok(CasOutcome::Conflict),
+            StoreReply::NotFound => Ok(CasOutcome::NotFound),
+            other => Err(unexpected("cas", other).into()),
+        }
     }
 
     async fn delete(&self, key: &str) -> session_core::Result<bool> {

@@ -11,7 +11,7 @@ use std::error::Error as StdError;
 use std::time::{Duration, Instant};
 
 use backend_memcached::{MemcachedConfig, MemcachedStore, Protocol, ServerSpec, ServerState};
-use session_core::{Error, Outcome, Store, Ttl, Version};
+use session_core::{CasOutcome, Error, Store, Ttl, Version};
 use test_support::{MemcachedOptions, Provider, Server};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -146,7 +146,7 @@ async fn oversized_writes_keep_the_old_value(protocol: Protocol) -> TestResult {
     let at_limit = vec![b'y'; limit];
     assert!(matches!(
         store.cas(key, &at_limit, 1, Ttl::NEVER, version).await?,
-        Outcome::Stored(_)
+        CasOutcome::Stored(_)
     ));
     assert_eq!(store.get(key).await?.unwrap().value.len(), limit);
     assert_eq!(store.stats()[0].marked_down, 0);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use backend_memcached::{MemcachedConfig, MemcachedStore, Protocol, ServerSpec};
 use common::{DeadPort, Server, dead_port, memcached, memcached_with, memcacheds, spec};
-use session_core::{Error, Outcome, Store, Ttl, Version};
+use session_core::{AddOutcome, CasOutcome, Error, Store, Ttl, Version};
 use test_support::MemcachedOptions;
 
 fn store_on(
@@ -47,18 +47,18 @@ async fn add_reports_existing_key(p: Protocol) {
     assert!(first.is_stored());
     assert_eq!(
         store.add("k", b"two", 7, Ttl::NEVER).await.unwrap(),
-        Outcome::Exists
+        AddOutcome::Exists
     );
     let e = store.get("k").await.unwrap().unwrap();
     assert_eq!((e.value.as_slice(), e.flags), (&b"one"[..], 7));
     if p == Protocol::Meta {
         assert_eq!(
             first,
-            Outcome::Stored(Some(e.version)),
+            AddOutcome::Stored(Some(e.version)),
             "meta add reports the new CAS"
         );
     } else {
-        assert_eq!(first, Outcome::Stored(None));
+        assert_eq!(first, AddOutcome::Stored(None));
     }
 }
 
@@ -91,7 +91,7 @@ async fn cas_conflict_and_not_found(p: Protocol) {
             .cas("k", b"x", 0, Ttl::NEVER, Version::new(1))
             .await
             .unwrap(),
-        Outcome::NotFound
+        CasOutcome::NotFound
     );
     store.set("k", b"v1", 0, Ttl::NEVER).await.unwrap();
     let v1 = store.version("k").await.unwrap().unwrap();
@@ -101,12 +101,12 @@ async fn cas_conflict_and_not_found(p: Protocol) {
     assert_eq!((e.value.as_slice(), e.flags), (&b"v2"[..], 3));
     assert_ne!(e.version, v1);
     if p == Protocol::Meta {
-        assert_eq!(stored, Outcome::Stored(Some(e.version)));
+        assert_eq!(stored, CasOutcome::Stored(Some(e.version)));
     }
     // The old version no longer matches.
     assert_eq!(
         store.cas("k", b"v3", 0, Ttl::NEVER, v1).await.unwrap(),
-        Outcome::Conflict
+        CasOutcome::Conflict
     );
     assert_eq!(store.get("k").await.unwrap().unwrap().value, b"v2");
     store.delete("k").await.unwrap();
@@ -115,7 +115,7 @@ async fn cas_conflict_and_not_found(p: Protocol) {
             .cas("k", b"v4", 0, Ttl::NEVER, e.version)
             .await
             .unwrap(),
-        Outcome::NotFound
+        CasOutcome::NotFound
     );
 }
 
@@ -389,8 +389,8 @@ async fn concurrent_cas_increments(p: Protocol) {
                         .await
                         .unwrap()
                     {
-                        Outcome::Stored(_) => break,
-                        Outcome::Conflict => conflicts += 1,
+                        CasOutcome::Stored(_) => break,
+                        CasOutcome::Conflict => conflicts += 1,
                         other => panic!("unexpected {other:?}"),
                     }
                 }

@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use session_core::Result;
-use session_core::store::{Capabilities, Entry, Outcome, Store, Ttl, Version};
+use session_core::store::{
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
+    Version,
+};
 
 /// A [`Store`] that waits `delay` before every call to the store it wraps.
 #[derive(Debug, Clone)]
@@ -42,7 +45,7 @@ impl<S: Store> Store for SlowStore<S> {
         self.wait().await;
         self.inner.get(key).await
     }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome> {
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
         self.wait().await;
         self.inner.add(key, value, flags, ttl).await
     }
@@ -57,7 +60,7 @@ impl<S: Store> Store for SlowStore<S> {
         flags: u32,
         ttl: Ttl,
         expected: Version,
-    ) -> Result<Outcome> {
+    ) -> Result<CasOutcome> {
         self.wait().await;
         self.inner.cas(key, value, flags, ttl, expected).await
     }
@@ -83,8 +86,21 @@ impl<S: Store> Store for SlowStore<S> {
         self.wait().await;
         self.inner.get_many(keys).await
     }
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
         self.wait().await;
-        self.inner.scan(prefix).await
+        self.inner.scan(prefix, cursor, limit).await
+    }
+    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
+        self.wait().await;
+        self.inner.delete_if(key, expected).await
+    }
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
+        self.wait().await;
+        self.inner.get_and_touch(key, ttl).await
     }
 }

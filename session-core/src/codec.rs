@@ -1,19 +1,29 @@
 //! Codecs: how a session map becomes bytes, and how flags say which codec.
 //!
 //! Every stored value carries memcached's 32-bit client flags. We use them
-//! as a format tag so a reader never guesses:
+//! as a format tag so a reader never guesses. Some bits name the **format**,
+//! others are **modifiers** that say how the bytes were packed or who wrote
+//! them; a reader takes the format from the format bits alone, so a modifier
+//! never turns a session into an unknown format.
 //!
-//! | flags   | meaning                                                     |
-//! |---------|-------------------------------------------------------------|
-//! | `0`     | a raw string (e.g. the reverse-principal key); not a session |
-//! | `1`     | Perl Storable `nfreeze` (Cache::Memcached's `F_STORABLE`); reserved for the Storable codec |
-//! | `0x100` | JSON (the default: every language reads it)                  |
-//! | `0x200` | MessagePack (compact)                                        |
+//! | bits          | kind     | meaning                                                     |
+//! |---------------|----------|-------------------------------------------------------------|
+//! | none of the format bits (`0`) | format | a raw string (e.g. the reverse-principal key); not a session |
+//! | `0x0001`      | format   | Perl Storable `nfreeze` (Cache::Memcached's `F_STORABLE`)   |
+//! | `0x0100`      | format   | JSON (the default: every language reads it)                 |
+//! | `0x0200`      | format   | MessagePack (compact)                                       |
+//! | `0x0002`      | modifier | gzip- or zlib-compressed (Cache::Memcached's `F_COMPRESS`); inflated before decoding |
+//! | `0x0004`      | modifier | UTF-8 text (Cache::Memcached::Fast); the bytes are unchanged |
+//! | `0xFFFF_0000` | modifier | markers for tools (bit 30, `0x4000_0000`, is reserved for the replicator); ignored by readers |
 //!
-//! Our tags keep the low byte zero on purpose: Perl's Cache::Memcached only
-//! looks at bits 0 (Storable) and 1 (gzip), and Cache::Memcached::Fast also at
-//! bit 2 (UTF-8), so a Perl node reading one of our values gets the plain
-//! bytes instead of trying to thaw or gunzip them.
+//! The format bits are `0x0001` and `0xFF00` ([`FORMAT_MASK`]); any other
+//! value in them (bits `0x00F8` included) is [`Error::UnknownCodec`]. Our
+//! format tags keep the low byte zero on purpose: Perl's Cache::Memcached
+//! only looks at bits 0 (Storable) and 1 (gzip), and Cache::Memcached::Fast
+//! also at bit 2 (UTF-8), so a Perl node reading one of our values gets the
+//! plain bytes instead of trying to thaw or gunzip them.
+
+use std::io::Read;
 
 use serde_json::Value;
 
@@ -24,12 +34,69 @@ use crate::session::SessionData;
 pub const FLAGS_RAW: u32 = 0;
 /// Flags of Perl Storable `nfreeze` values (Cache::Memcached's `F_STORABLE`).
 pub const FLAGS_STORABLE: u32 = 1;
-/// Flags of Perl Cache::Memcached's gzip bit.
+/// Modifier: the bytes are gzip/zlib compressed (Cache::Memcached's `F_COMPRESS`).
 pub const FLAGS_PERL_COMPRESSED: u32 = 2;
+/// Modifier: the bytes are UTF-8 text (Cache::Memcached::Fast).
+pub const FLAGS_PERL_UTF8: u32 = 4;
 /// Flags of JSON values.
 pub const FLAGS_JSON: u32 = 0x100;
 /// Flags of MessagePack values.
 pub const FLAGS_MSGPACK: u32 = 0x200;
+/// Modifier reserved for the replicator: marks a value it copied.
+pub const FLAGS_REPLICATED: u32 = 0x4000_0000;
+/// The bits that name the format; every other bit is a modifier.
+pub const FORMAT_MASK: u32 = 0x0000_FF01;
+/// Bits in the low half that are neither format nor a known modifier.
+const UNKNOWN_LOW_BITS: u32 = 0x0000_00F8;
+/// The largest value an inflated (decompressed) item may grow to. Items are
+/// at most a few MiB; a "zip bomb" must not take the process's memory.
+pub const MAX_INFLATED_SIZE: usize = 64 * 1024 * 1024;
+
+/// The format part of a value's flags (modifiers cleared).
+pub const fn format_of(flags: u32) -> u32 {
+    flags & FORMAT_MASK
+}
+
+/// True when a value's flags say its bytes are compressed.
+pub const fn is_compressed(flags: u32) -> bool {
+    flags & FLAGS_PERL_COMPRESSED != 0
+}
+
+/// True when a value's flags name no format: a raw string such as a
+/// reverse-principal key, never a session.
+pub const fn is_raw(flags: u32) -> bool {
+    format_of(flags) == FLAGS_RAW
+}
+
+/// The stored bytes as the codec wrote them: inflated when the flags say
+/// they were compressed (Perl writes gzip, Cache::Memcached::Fast zlib).
+pub fn unpack(bytes: &[u8], flags: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
+    if !is_compressed(flags) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    let limit = u64::try_from(MAX_INFLATED_SIZE).unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    let read = if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(bytes)
+            .take(limit + 1)
+            .read_to_end(&mut out)
+    } else {
+        flate2::read::ZlibDecoder::new(bytes)
+            .take(limit + 1)
+            .read_to_end(&mut out)
+    };
+    let bad = |message: String| Error::Decode {
+        codec: "gzip",
+        message,
+    };
+    read.map_err(|e| bad(format!("cannot inflate a compressed value: {e}")))?;
+    if out.len() > MAX_INFLATED_SIZE {
+        return Err(bad(format!(
+            "a compressed value inflates beyond {MAX_INFLATED_SIZE} bytes"
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
 
 /// The deepest nesting of lists and maps a session may have, on write and
 /// on read. serde_json refuses to read beyond 128 levels, so without a
@@ -79,20 +146,33 @@ impl Codec {
     /// The codec that wrote a value with these flags.
     ///
     /// `key` is only used for the error of a raw (flags 0) value.
+    /// Only the format bits count (see the module docs): modifiers such as
+    /// compression or a replication marker do not change the answer.
     pub fn from_flags(flags: u32, key: &str) -> Result<Self> {
-        match flags {
+        if flags & UNKNOWN_LOW_BITS != 0 {
+            return Err(Error::UnknownCodec { flags, hint: "" });
+        }
+        match format_of(flags) {
             FLAGS_JSON => Ok(Codec::Json),
             FLAGS_MSGPACK => Ok(Codec::MessagePack),
             FLAGS_RAW => Err(Error::NotASession {
                 key: key.to_owned(),
-                reason: "raw string value (flags 0), such as a reverse-principal key".into(),
+                reason: "raw string value (no format flags), such as a reverse-principal key"
+                    .into(),
             }),
-            f if f & (FLAGS_STORABLE | FLAGS_PERL_COMPRESSED) != 0 => Err(Error::UnknownCodec {
+            FLAGS_STORABLE => Err(Error::UnknownCodec {
                 flags,
-                hint: " (Perl Storable/gzip; this build has no Storable codec)",
+                hint: " (Perl Storable; this build has no Storable codec)",
             }),
             _ => Err(Error::UnknownCodec { flags, hint: "" }),
         }
+    }
+
+    /// Decodes a stored value whatever codec its flags name, inflating it
+    /// first when they say it is compressed.
+    pub fn decode_stored(bytes: &[u8], flags: u32, key: &str) -> Result<SessionData> {
+        let codec = Codec::from_flags(flags, key)?;
+        codec.decode(&unpack(bytes, flags)?, key)
     }
 
     /// Encodes a session map; [`Error::Encode`] when it nests deeper than
@@ -232,15 +312,74 @@ pub(crate) mod tests {
             Err(Error::NotASession { .. })
         ));
         assert!(matches!(
-            Codec::from_flags(1, "k"),
-            Err(Error::UnknownCodec { flags: 1, .. })
+            Codec::from_flags(0x7777, "k"),
+            Err(Error::UnknownCodec { .. })
         ));
         assert!(matches!(
-            Codec::from_flags(0x7777, "k"),
+            Codec::from_flags(0x300, "k"),
             Err(Error::UnknownCodec { .. })
         ));
         assert!(Codec::from_name("yaml").is_err());
         assert_eq!(Codec::from_name("msgpack").unwrap(), Codec::MessagePack);
+    }
+
+    /// Modifier bits (compression, UTF-8, markers) never change the format.
+    #[test]
+    fn modifiers_do_not_change_the_format() {
+        for modifier in [
+            FLAGS_PERL_COMPRESSED,
+            FLAGS_PERL_UTF8,
+            FLAGS_REPLICATED,
+            0x0001_0000,
+        ] {
+            assert_eq!(
+                Codec::from_flags(FLAGS_JSON | modifier, "k").unwrap(),
+                Codec::Json
+            );
+            assert!(matches!(
+                Codec::from_flags(FLAGS_RAW | modifier, "k"),
+                Err(Error::NotASession { .. })
+            ));
+        }
+        assert!(is_raw(FLAGS_REPLICATED) && !is_raw(FLAGS_JSON | FLAGS_REPLICATED));
+    }
+
+    /// Values Perl compressed (gzip) or Cache::Memcached::Fast compressed
+    /// (zlib) are inflated; garbage and bombs are typed errors.
+    #[test]
+    fn compressed_values_are_inflated() {
+        use std::io::Write;
+        let data: SessionData = json!({"uid": "jdoe", "big": "x".repeat(5000)})
+            .as_object()
+            .unwrap()
+            .clone();
+        let plain = Codec::Json.encode(&data).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zl.write_all(&plain).unwrap();
+        let zl = zl.finish().unwrap();
+        for packed in [gz, zl] {
+            assert!(packed.len() < plain.len());
+            let back =
+                Codec::decode_stored(&packed, FLAGS_JSON | FLAGS_PERL_COMPRESSED, "k").unwrap();
+            assert_eq!(back, data);
+        }
+        assert!(matches!(
+            Codec::decode_stored(b"not gzip", FLAGS_JSON | FLAGS_PERL_COMPRESSED, "k"),
+            Err(Error::Decode { .. })
+        ));
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..(MAX_INFLATED_SIZE / zeros.len() + 1) {
+            bomb.write_all(&zeros).unwrap();
+        }
+        let bomb = bomb.finish().unwrap();
+        assert!(matches!(
+            unpack(&bomb, FLAGS_PERL_COMPRESSED),
+            Err(Error::Decode { .. })
+        ));
     }
 
     #[test]

@@ -5,8 +5,7 @@ use std::time::Duration;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::id::{DEFAULT_ID_LENGTH, MAX_ID_LENGTH, check_length_config};
-use crate::key::MAX_KEY_LEN;
-use crate::local::COMPANION_SUFFIX;
+use crate::key::{COMPANION_SUFFIX, MAX_KEY_LEN};
 use crate::store::Ttl;
 
 /// How far a copy in the `local` tier is trusted.

@@ -100,6 +100,15 @@ pub enum Error {
         capability: &'static str,
     },
 
+    /// A never-written (`update_only`) session's id was taken by another
+    /// writer before its first save. The id belongs to someone else now, so
+    /// retrying the save can only fail the same way: start a new session.
+    #[error("session id {id:?} was taken by another writer before this session's first save")]
+    IdTaken {
+        /// The session id.
+        id: String,
+    },
+
     /// An optimistic save kept losing races and gave up (bounded retries),
     /// or the conflict policy is `Fail`. Nothing was written by the last attempt.
     #[error("session {key:?} was changed concurrently; gave up after {attempts} attempt(s)")]
@@ -137,7 +146,7 @@ pub enum Error {
     },
 
     /// An operation did not finish within its deadline.
-    #[error("{operation} on {server} timed out after {after:?}")]
+    #[error("{operation} on {server} timed out after {after:?} ({delivery})")]
     Timeout {
         /// What was attempted (`"connect"`, `"get"`, ...).
         operation: &'static str,
@@ -145,15 +154,19 @@ pub enum Error {
         server: String,
         /// The deadline that ran out.
         after: Duration,
+        /// Whether the request may have reached the server.
+        delivery: Delivery,
     },
 
     /// A server cannot be reached (refused, reset, marked down).
-    #[error("server {server} unavailable: {message}")]
+    #[error("server {server} unavailable: {message} ({delivery})")]
     Unavailable {
         /// The server address.
         server: String,
         /// What happened.
         message: String,
+        /// Whether the request may have reached the server.
+        delivery: Delivery,
     },
 
     /// A server answered something the protocol does not allow.
@@ -168,6 +181,50 @@ pub enum Error {
     /// A configuration value is invalid (raised by `validate()`).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+}
+
+/// Whether a failed request may have been applied by the server.
+///
+/// A request that was never sent (refused connect, server marked down, no
+/// free connection) can be retried anywhere. One that went out and then
+/// timed out or lost its connection may have been applied: a retried `add`
+/// would find its own write and report `Exists`, so conditional writes must
+/// check what is stored before retrying (as [`crate::Sessions::create`] does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// The request certainly did not reach the server.
+    NotSent,
+    /// The request was sent; its outcome is unknown.
+    Unknown,
+}
+
+impl std::fmt::Display for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Delivery::NotSent => "request not sent",
+            Delivery::Unknown => "request sent, outcome unknown",
+        })
+    }
+}
+
+/// How a caller may retry after an [`Error`], in the manner of redis-rs's
+/// `RetryMethod`. From [`Error::retry_method`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryMethod {
+    /// Retrying the same call cannot succeed (bad input, bad data,
+    /// misconfiguration, an id owned by someone else).
+    NoRetry,
+    /// Nothing reached the server: the same call may be retried as it is,
+    /// after a backoff.
+    Retry,
+    /// The request may have been applied. Idempotent calls (`get`, `set`,
+    /// `delete`, `touch`) may be retried; a conditional write (`add`, `cas`,
+    /// `delete_if`) must first read what the store holds.
+    RetryIfIdempotent,
+    /// Another writer won: read the current state again, re-apply the
+    /// change, and write again.
+    Reload,
 }
 
 /// The coarse class of an [`Error`], for policy decisions.
@@ -206,7 +263,9 @@ impl Error {
                 ErrorKind::Data
             }
             Error::Unsupported { .. } => ErrorKind::Unsupported,
-            Error::Conflict { .. } | Error::SessionGone { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::SessionGone { .. } | Error::IdTaken { .. } => {
+                ErrorKind::Conflict
+            }
             Error::StoreFull { .. } => ErrorKind::Capacity,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Unavailable { .. } | Error::Protocol { .. } => ErrorKind::Io,
@@ -215,12 +274,35 @@ impl Error {
     }
 
     /// True when the same call may succeed later (timeouts, unreachable
-    /// servers, lost races). Input and data errors are never retryable.
+    /// servers, lost races). Input and data errors are never retryable, and
+    /// neither is [`Error::IdTaken`]. [`Error::retry_method`] says how.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Timeout { .. } | Error::Unavailable { .. } | Error::Conflict { .. }
-        )
+        self.retry_method() != RetryMethod::NoRetry
+    }
+
+    /// How the failed call may be retried, if at all.
+    pub fn retry_method(&self) -> RetryMethod {
+        match self {
+            Error::Timeout { delivery, .. } | Error::Unavailable { delivery, .. } => match delivery
+            {
+                Delivery::NotSent => RetryMethod::Retry,
+                Delivery::Unknown => RetryMethod::RetryIfIdempotent,
+            },
+            Error::Conflict { .. } => RetryMethod::Reload,
+            _ => RetryMethod::NoRetry,
+        }
+    }
+
+    /// Whether the failed request may have been applied: `Some(Delivery)`
+    /// for I/O failures, `None` for errors raised without I/O or answered
+    /// by the server.
+    pub fn delivery(&self) -> Option<Delivery> {
+        match self {
+            Error::Timeout { delivery, .. } | Error::Unavailable { delivery, .. } => {
+                Some(*delivery)
+            }
+            _ => None,
+        }
     }
 
     /// True for a deadline that ran out.
@@ -254,8 +336,18 @@ mod tests {
             operation: "get",
             server: "127.0.0.1:1".into(),
             after: Duration::from_millis(5),
+            delivery: Delivery::Unknown,
         };
         assert!(t.is_timeout() && t.is_retryable() && !t.is_invalid_input());
+        assert_eq!(t.retry_method(), RetryMethod::RetryIfIdempotent);
+        let u = Error::Unavailable {
+            server: "127.0.0.1:1".into(),
+            message: "refused".into(),
+            delivery: Delivery::NotSent,
+        };
+        assert_eq!(u.retry_method(), RetryMethod::Retry);
+        let taken = Error::IdTaken { id: "ab".into() };
+        assert!(taken.is_conflict() && !taken.is_retryable());
         let k = Error::InvalidKey {
             key: "a b".into(),
             reason: "contains whitespace",

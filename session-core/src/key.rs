@@ -10,6 +10,11 @@ use crate::error::{Error, Result};
 /// The longest key, in bytes, that any store accepts (memcached's limit).
 pub const MAX_KEY_LEN: usize = 250;
 
+/// Suffix of the companion key of a local copy (the `Validate` local policy
+/// keeps `<key>:lv` beside each copy). It lives here, with the key rules,
+/// because the configuration checks that the longest key it implies fits.
+pub(crate) const COMPANION_SUFFIX: &str = ":lv";
+
 /// Checks `key` against the rules above.
 ///
 /// ```

@@ -26,7 +26,8 @@
 //! - [`codec`]: how a session map becomes bytes, tagged by memcached flags.
 //! - [`session`]: [`Session`], the "tied hash" with deep change tracking.
 //! - [`sessions`]: [`Sessions`], the tie factory: create / load / save /
-//!   delete / touch / find_by_principal.
+//!   delete / touch / find_by_principal, and the by-id operations for
+//!   stateless callers (`create_with`, `patch`, `replace`, `touch_id`).
 //! - [`config`]: [`SessionsConfig`], the original's knobs (`timeout`,
 //!   `update_only`, `principal`, `IDLength`) and ours, with `validate()`.
 //! - `local`: the read-first `local` tier and its staleness rule ([`LocalPolicy`]).
@@ -57,11 +58,14 @@ pub mod store;
 
 pub use codec::Codec;
 pub use config::{ConflictPolicy, LocalPolicy, SessionsConfig};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Delivery, Error, ErrorKind, Result, RetryMethod};
 pub use id::SessionId;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use namespaced::Namespaced;
 pub use session::{Session, SessionData};
-pub use sessions::{SaveOutcome, Sessions};
+pub use sessions::{Patch, SaveOutcome, Sessions};
 pub use stats::SessionStats;
-pub use store::{Capabilities, Entry, Outcome, Store, Ttl, Version};
+pub use store::{
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
+    Version,
+};

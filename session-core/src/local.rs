@@ -23,8 +23,7 @@ use crate::config::LocalPolicy;
 use crate::principal::md5_hex;
 use crate::store::{Entry, Store, Ttl, Version};
 
-/// Suffix of the companion key of a local copy (`Validate` policy).
-pub(crate) const COMPANION_SUFFIX: &str = ":lv";
+use crate::key::COMPANION_SUFFIX;
 
 /// The local tier: a store, how far to trust it, and the expiry it writes with.
 #[derive(Debug, Clone)]

@@ -19,7 +19,10 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::key::validate_key;
-use crate::store::{Capabilities, Entry, Outcome, Store, Ttl, Version, check_write};
+use crate::store::{
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
+    Version, check_write,
+};
 
 /// Bytes counted per item on top of its key and value (bookkeeping).
 const ITEM_OVERHEAD: usize = 64;
@@ -224,6 +227,21 @@ impl Inner {
     fn live(&self, key: &str) -> Option<&Item> {
         self.items.get(key)
     }
+
+    /// Gives a live item a new deadline; returns whether it existed.
+    fn retime(&mut self, key: &str, ttl: Ttl, now: Instant) -> bool {
+        let Some(item) = self.items.get_mut(key) else {
+            return false;
+        };
+        if let Some(old) = item.deadline.take() {
+            self.deadlines.remove(&(old, key.to_owned()));
+        }
+        item.deadline = ttl.as_duration().map(|d| now + d);
+        if let Some(d) = item.deadline {
+            self.deadlines.insert((d, key.to_owned()));
+        }
+        true
+    }
 }
 
 #[async_trait]
@@ -236,16 +254,16 @@ impl Store for MemoryStore {
         Ok(inner.live(key).map(|item| item.entry(now)))
     }
 
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome> {
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
         check_write(key, value, self.config.max_value_size)?;
         let now = Instant::now();
         let mut inner = self.lock();
         inner.purge(now);
         if inner.live(key).is_some() {
-            return Ok(Outcome::Exists);
+            return Ok(AddOutcome::Exists);
         }
         let v = self.write_locked(&mut inner, key, value, flags, ttl, now)?;
-        Ok(Outcome::Stored(Some(v)))
+        Ok(AddOutcome::Stored(Some(v)))
     }
 
     async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
@@ -264,17 +282,17 @@ impl Store for MemoryStore {
         flags: u32,
         ttl: Ttl,
         expected: Version,
-    ) -> Result<Outcome> {
+    ) -> Result<CasOutcome> {
         check_write(key, value, self.config.max_value_size)?;
         let now = Instant::now();
         let mut inner = self.lock();
         inner.purge(now);
         match inner.live(key) {
-            None => Ok(Outcome::NotFound),
-            Some(item) if item.version != expected.get() => Ok(Outcome::Conflict),
+            None => Ok(CasOutcome::NotFound),
+            Some(item) if item.version != expected.get() => Ok(CasOutcome::Conflict),
             Some(_) => {
                 let v = self.write_locked(&mut inner, key, value, flags, ttl, now)?;
-                Ok(Outcome::Stored(Some(v)))
+                Ok(CasOutcome::Stored(Some(v)))
             }
         }
     }
@@ -291,18 +309,7 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.purge(now);
-        let inner = &mut *inner;
-        let Some(item) = inner.items.get_mut(key) else {
-            return Ok(false);
-        };
-        if let Some(old) = item.deadline.take() {
-            inner.deadlines.remove(&(old, key.to_owned()));
-        }
-        item.deadline = ttl.as_duration().map(|d| now + d);
-        if let Some(d) = item.deadline {
-            inner.deadlines.insert((d, key.to_owned()));
-        }
-        Ok(true)
+        Ok(inner.retime(key, ttl, now))
     }
 
     fn max_value_size(&self) -> usize {
@@ -333,15 +340,55 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
+    /// Pages in key order; the cursor is the last key of the previous page.
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let limit = limit.max(1);
+        let after = cursor.map(ScanCursor::as_str);
         let mut inner = self.lock();
         inner.purge(Instant::now());
-        Ok(inner
+        let mut keys: Vec<&String> = inner
             .items
             .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
+            .filter(|k| k.starts_with(prefix) && after.is_none_or(|a| k.as_str() > a))
+            .collect();
+        keys.sort_unstable();
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let keys: Vec<String> = keys.into_iter().cloned().collect();
+        let next = more
+            .then(|| keys.last().map(|k| ScanCursor::new(k.clone())))
+            .flatten();
+        Ok(ScanPage { keys, next })
+    }
+
+    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
+        validate_key(key)?;
+        let mut inner = self.lock();
+        inner.purge(Instant::now());
+        match inner.live(key) {
+            None => Ok(DeleteOutcome::NotFound),
+            Some(item) if item.version != expected.get() => Ok(DeleteOutcome::Conflict),
+            Some(_) => {
+                inner.remove(key);
+                Ok(DeleteOutcome::Deleted)
+            }
+        }
+    }
+
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
+        validate_key(key)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        if !inner.retime(key, ttl, now) {
+            return Ok(None);
+        }
+        Ok(inner.live(key).map(|item| item.entry(now)))
     }
 }
 

@@ -8,7 +8,10 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::key::validate_key;
-use crate::store::{Capabilities, Entry, Outcome, Store, Ttl, Version};
+use crate::store::{
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
+    Version,
+};
 
 /// A [`Store`] that prefixes every key with a fixed namespace.
 #[derive(Debug, Clone)]
@@ -51,7 +54,7 @@ impl<S: Store> Store for Namespaced<S> {
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         self.inner.get(&self.full(key)?).await
     }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome> {
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
         self.inner.add(&self.full(key)?, value, flags, ttl).await
     }
     async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
@@ -64,7 +67,7 @@ impl<S: Store> Store for Namespaced<S> {
         flags: u32,
         ttl: Ttl,
         expected: Version,
-    ) -> Result<Outcome> {
+    ) -> Result<CasOutcome> {
         self.inner
             .cas(&self.full(key)?, value, flags, ttl, expected)
             .await
@@ -92,14 +95,29 @@ impl<S: Store> Store for Namespaced<S> {
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();
         self.inner.get_many(&refs).await
     }
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
-        let keys = self
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let page = self
             .inner
-            .scan(&format!("{}{}", self.prefix, prefix))
+            .scan(&format!("{}{}", self.prefix, prefix), cursor, limit)
             .await?;
-        Ok(keys
-            .into_iter()
-            .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
-            .collect())
+        Ok(ScanPage {
+            keys: page
+                .keys
+                .into_iter()
+                .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
+                .collect(),
+            next: page.next,
+        })
+    }
+    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
+        self.inner.delete_if(&self.full(key)?, expected).await
+    }
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
+        self.inner.get_and_touch(&self.full(key)?, ttl).await
     }
 }

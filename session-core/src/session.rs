@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::store::Version;
+use crate::store::{Ttl, Version};
 
 /// The data of a session: a map of field names to JSON-like values
 /// (strings, numbers, booleans, null, nested lists and maps).
@@ -51,6 +51,11 @@ pub struct Session {
     /// The session was written but its reverse key could not be: the next
     /// save writes it even if nothing else changed.
     pub(crate) reverse_key_pending: bool,
+    /// This session's own expiry, used by its saves and touches instead of
+    /// the configured `timeout` (`None`: the configured one).
+    pub(crate) expiry: Option<Ttl>,
+    /// The lifetime it had left when it was read, where the store can tell.
+    pub(crate) remaining: Option<Ttl>,
 }
 
 /// The top-level fields a handle changed since its snapshot.
@@ -83,6 +88,8 @@ impl Session {
             version,
             state,
             reverse_key_pending: false,
+            expiry: None,
+            remaining: None,
         }
     }
 
@@ -195,6 +202,27 @@ impl Session {
     /// The principal store's version this handle last saw, when known.
     pub fn version(&self) -> Option<Version> {
         self.version
+    }
+
+    /// Gives this session its own expiry: its next saves and touches write
+    /// it with `ttl` instead of the configured `timeout`. Not stored with
+    /// the session: a handle loaded later uses the configured timeout again
+    /// unless its caller sets one (as a tower-sessions store does from its
+    /// record's expiry date on every save).
+    pub fn set_expiry(&mut self, ttl: Ttl) {
+        self.expiry = Some(ttl);
+    }
+
+    /// The expiry set with [`Session::set_expiry`], if any.
+    pub fn expiry(&self) -> Option<Ttl> {
+        self.expiry
+    }
+
+    /// The lifetime the session had left when this handle last read or
+    /// wrote it: `Some(Ttl::NEVER)` for a session that never expires, `None`
+    /// when the store cannot tell (see [`crate::Capabilities::ttl_read`]).
+    pub fn remaining(&self) -> Option<Ttl> {
+        self.remaining
     }
 
     /// The top-level fields changed since the snapshot.

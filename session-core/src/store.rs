@@ -39,6 +39,12 @@ impl Version {
 ///
 /// memcached reads an exptime above 30 days as an absolute unix time; a
 /// `Ttl` never means that, and backends translate it when they must.
+///
+/// **Resolution.** memcached's clock ticks in whole seconds and an item
+/// expires when the clock passes its deadline, so on memcached an item
+/// written with `Ttl::seconds(n)` lives between `n - 1` and `n` seconds.
+/// [`crate::MemoryStore`] counts from the instant of the write (exactly `n`).
+/// Choose session timeouts with that second of slack in mind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Ttl(u32);
 
@@ -89,26 +95,83 @@ pub struct Entry {
     pub ttl: Option<Ttl>,
 }
 
-/// The result of a conditional write ([`Store::add`], [`Store::cas`]).
+/// The result of [`Store::add`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
-pub enum Outcome {
+pub enum AddOutcome {
     /// Written. Carries the new version when the store reports it cheaply
     /// (`None` means "written, version unknown": read it back if needed).
     Stored(Option<Version>),
-    /// `add` only: the key already exists; nothing was written.
+    /// The key already exists; nothing was written.
     Exists,
-    /// `cas` only: the item changed since the given version; nothing was written.
+}
+
+impl AddOutcome {
+    /// True for [`AddOutcome::Stored`].
+    pub fn is_stored(self) -> bool {
+        matches!(self, AddOutcome::Stored(_))
+    }
+}
+
+/// The result of [`Store::cas`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum CasOutcome {
+    /// Written. Carries the new version when the store reports it cheaply.
+    Stored(Option<Version>),
+    /// The item changed since the given version; nothing was written.
     Conflict,
-    /// `cas` only: the item does not exist (deleted or expired); nothing was written.
+    /// The item does not exist (deleted or expired); nothing was written.
     NotFound,
 }
 
-impl Outcome {
-    /// True for [`Outcome::Stored`].
+impl CasOutcome {
+    /// True for [`CasOutcome::Stored`].
     pub fn is_stored(self) -> bool {
-        matches!(self, Outcome::Stored(_))
+        matches!(self, CasOutcome::Stored(_))
     }
+}
+
+/// The result of [`Store::delete_if`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum DeleteOutcome {
+    /// The item had the expected version and is gone.
+    Deleted,
+    /// The item changed since the given version; it was kept.
+    Conflict,
+    /// The item does not exist.
+    NotFound,
+}
+
+/// Where a [`Store::scan`] resumes: opaque, handed back by the previous page.
+///
+/// Its text is the backend's own (a Redis `SCAN` cursor, a position in a
+/// memcached key dump, the last key of a sorted map); callers only pass it
+/// back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScanCursor(String);
+
+impl ScanCursor {
+    /// Wraps a backend's resume token.
+    pub fn new(token: impl Into<String>) -> Self {
+        ScanCursor(token.into())
+    }
+
+    /// The backend's resume token.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of keys from [`Store::scan`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScanPage {
+    /// Live keys with the requested prefix, in no particular order. A page
+    /// may hold fewer keys than the limit (even none) before the end.
+    pub keys: Vec<String>,
+    /// Where the next page starts; `None` when the scan is complete.
+    pub next: Option<ScanCursor>,
 }
 
 /// The optional capabilities of a store, so callers can ask before calling.
@@ -121,6 +184,10 @@ pub struct Capabilities {
     pub scan: bool,
     /// [`Entry::ttl`] is filled in by [`Store::get`].
     pub ttl_read: bool,
+    /// [`Store::delete_if`] is implemented.
+    pub conditional_delete: bool,
+    /// [`Store::get_and_touch`] is implemented (one atomic call).
+    pub get_and_touch: bool,
 }
 
 impl Capabilities {
@@ -129,6 +196,8 @@ impl Capabilities {
         get_many: false,
         scan: false,
         ttl_read: false,
+        conditional_delete: false,
+        get_and_touch: false,
     };
 
     /// Every optional capability.
@@ -136,6 +205,8 @@ impl Capabilities {
         get_many: true,
         scan: true,
         ttl_read: true,
+        conditional_delete: true,
+        get_and_touch: true,
     };
 }
 
@@ -147,9 +218,20 @@ impl Capabilities {
 ///   returning [`Error::InvalidKey`] / [`Error::ValueTooLarge`]; nothing is
 ///   half-written.
 /// - An absent and an expired item are the same thing: `get` gives `Ok(None)`.
-/// - Every successful write gives the item a new version different from every
-///   version the key had before.
+/// - **Versions.** Every successful write gives the item a version that key
+///   has never had before — also across a delete and a new `add` of the same
+///   key. [`Store::cas`] and [`Store::delete_if`] carry the version to
+///   compare; the store applies them only while the item still has it.
+///   memcached's CAS unique satisfies this natively (one counter per server).
+///   A backend without native versions must not use a per-key counter (it
+///   restarts at 1 after a delete, so a stale handle could match a new
+///   item): use one store-wide counter that only grows, or 64 random bits per
+///   write.
 /// - `ttl` is relative; [`Ttl::NEVER`] means no expiry.
+/// - Optional methods ([`Store::get_many`], [`Store::scan`],
+///   [`Store::delete_if`], [`Store::get_and_touch`]) either work as
+///   documented or return [`Error::Unsupported`], as [`Store::capabilities`]
+///   says in advance.
 ///
 /// The trait is object safe: [`crate::Sessions`] holds `Arc<dyn Store>`.
 #[async_trait]
@@ -157,14 +239,14 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// Reads an item; `Ok(None)` when it is absent or expired.
     async fn get(&self, key: &str) -> Result<Option<Entry>>;
 
-    /// Writes only if the key is absent: [`Outcome::Stored`] or [`Outcome::Exists`].
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome>;
+    /// Writes only if the key is absent.
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome>;
 
     /// Writes unconditionally; returns the new version when the store reports it.
     async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>>;
 
-    /// Writes only if the item still has version `expected`:
-    /// [`Outcome::Stored`], [`Outcome::Conflict`] or [`Outcome::NotFound`].
+    /// Writes only if the item still has version `expected` (the conditional
+    /// write every save goes through).
     async fn cas(
         &self,
         key: &str,
@@ -172,7 +254,7 @@ pub trait Store: Debug + Send + Sync + 'static {
         flags: u32,
         ttl: Ttl,
         expected: Version,
-    ) -> Result<Outcome>;
+    ) -> Result<CasOutcome>;
 
     /// Removes an item; `Ok(true)` if it existed.
     async fn delete(&self, key: &str) -> Result<bool>;
@@ -207,12 +289,46 @@ pub trait Store: Debug + Send + Sync + 'static {
         })
     }
 
-    /// Lists the live keys that start with `prefix`, in no particular order.
+    /// Lists live keys that start with `prefix`, one page at a time: pass
+    /// `None` first, then each page's [`ScanPage::next`] until it is `None`.
+    /// `limit` bounds the keys of one page (a page may hold fewer).
+    ///
+    /// Keys written or deleted during a scan may or may not be listed; a key
+    /// that stays live from the first page to the last is listed at least once.
     ///
     /// Optional: stores without it return [`Error::Unsupported`].
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
-        let _ = prefix;
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let _ = (prefix, cursor, limit);
         Err(Error::Unsupported { capability: "scan" })
+    }
+
+    /// Removes an item only while it still has version `expected`
+    /// (memcached meta `md <key> C<cas>`): a cleanup that read an item cannot
+    /// remove a newer one written meanwhile.
+    ///
+    /// Optional: stores without it return [`Error::Unsupported`].
+    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
+        let _ = (key, expected);
+        Err(Error::Unsupported {
+            capability: "delete_if",
+        })
+    }
+
+    /// Reads an item and re-sets its expiry to `ttl` in one call (memcached
+    /// meta `mg <key> T<ttl>`, classic `gats`). The entry's `ttl`, where
+    /// filled in, is the new one.
+    ///
+    /// Optional: stores without it return [`Error::Unsupported`].
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
+        let _ = (key, ttl);
+        Err(Error::Unsupported {
+            capability: "get_and_touch",
+        })
     }
 }
 
@@ -235,7 +351,7 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         (**self).get(key).await
     }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Outcome> {
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
         (**self).add(key, value, flags, ttl).await
     }
     async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
@@ -248,7 +364,7 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         flags: u32,
         ttl: Ttl,
         expected: Version,
-    ) -> Result<Outcome> {
+    ) -> Result<CasOutcome> {
         (**self).cas(key, value, flags, ttl, expected).await
     }
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -269,8 +385,19 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
         (**self).get_many(keys).await
     }
-    async fn scan(&self, prefix: &str) -> Result<Vec<String>> {
-        (**self).scan(prefix).await
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        (**self).scan(prefix, cursor, limit).await
+    }
+    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
+        (**self).delete_if(key, expected).await
+    }
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
+        (**self).get_and_touch(key, ttl).await
     }
 }
 

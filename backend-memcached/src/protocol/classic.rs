@@ -8,7 +8,9 @@
 
 use std::collections::HashMap;
 
-use session_core::{Entry, Outcome};
+use session_core::Entry;
+
+use super::StoreReply;
 
 use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
 use crate::connection::Connection;
@@ -155,28 +157,28 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
     conn.send(op.name(), &buf).await?;
     let line = conn.read_line(op.name()).await?;
     let reply = match (op, line.as_slice()) {
-        (Op::Store { .. }, b"STORED") => Reply::Stored(Outcome::Stored(None)),
+        (Op::Store { .. }, b"STORED") => Reply::Stored(StoreReply::Stored(None)),
         (
             Op::Store {
                 mode: StoreMode::Add,
                 ..
             },
             b"NOT_STORED",
-        ) => Reply::Stored(Outcome::Exists),
+        ) => Reply::Stored(StoreReply::Exists),
         (
             Op::Store {
                 mode: StoreMode::Cas(_),
                 ..
             },
             b"EXISTS",
-        ) => Reply::Stored(Outcome::Conflict),
+        ) => Reply::Stored(StoreReply::Conflict),
         (
             Op::Store {
                 mode: StoreMode::Cas(_),
                 ..
             },
             b"NOT_FOUND",
-        ) => Reply::Stored(Outcome::NotFound),
+        ) => Reply::Stored(StoreReply::NotFound),
         (Op::Delete(_), b"DELETED") | (Op::Touch(..), b"TOUCHED") => Reply::Existed(true),
         (Op::Delete(_) | Op::Touch(..), b"NOT_FOUND") => Reply::Existed(false),
         _ => {

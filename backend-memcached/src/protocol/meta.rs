@@ -16,7 +16,9 @@
 //! answer, in order, so a pipelined multi-get needs no opaque tokens: it
 //! sends one `mg` per key and reads as many answers.
 
-use session_core::{Entry, Outcome, Ttl, Version};
+use session_core::{Entry, Ttl, Version};
+
+use super::StoreReply;
 
 use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
 use crate::connection::Connection;
@@ -213,12 +215,12 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
             _ => bad(conn),
         },
         Op::Store { mode, .. } => match (header.status, mode) {
-            (Status::Done, _) => Ok(Reply::Stored(Outcome::Stored(Some(require_cas(
+            (Status::Done, _) => Ok(Reply::Stored(StoreReply::Stored(Some(require_cas(
                 conn, op, &header,
             )?)))),
-            (Status::NotStored, StoreMode::Add) => Ok(Reply::Stored(Outcome::Exists)),
-            (Status::Exists, StoreMode::Cas(_)) => Ok(Reply::Stored(Outcome::Conflict)),
-            (Status::NotFound, StoreMode::Cas(_)) => Ok(Reply::Stored(Outcome::NotFound)),
+            (Status::NotStored, StoreMode::Add) => Ok(Reply::Stored(StoreReply::Exists)),
+            (Status::Exists, StoreMode::Cas(_)) => Ok(Reply::Stored(StoreReply::Conflict)),
+            (Status::NotFound, StoreMode::Cas(_)) => Ok(Reply::Stored(StoreReply::NotFound)),
             _ => bad(conn),
         },
         Op::Delete(_) => match header.status {

@@ -10,7 +10,7 @@ pub(crate) mod meta;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use session_core::{Entry, Outcome, Ttl, Version};
+use session_core::{Entry, Ttl, Version};
 
 use crate::config::Protocol;
 use crate::connection::Connection;
@@ -177,6 +177,23 @@ pub(crate) fn version_of(server: &str, cas: u64) -> Result<Version> {
     Ok(Version::new(cas))
 }
 
+/// What a server answered to a store command, as the wire says it. Which
+/// answers a command may get depends on its mode (`NOT_STORED` only for an
+/// add, `EXISTS` and `NOT_FOUND` only for a cas); `store.rs` turns them into
+/// the contract's per-command outcome types and reports any other as a
+/// protocol error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreReply {
+    /// `STORED` / `HD`, with the new CAS unique when the reply carries it.
+    Stored(Option<Version>),
+    /// `NOT_STORED` / `NS`: an add found the key present.
+    Exists,
+    /// `EXISTS` / `EX`: a cas found another version.
+    Conflict,
+    /// `NOT_FOUND` / `NF`: a cas found no item.
+    NotFound,
+}
+
 /// The answer to an [`Op`], variant by variant.
 #[derive(Debug)]
 pub(crate) enum Reply {
@@ -185,7 +202,7 @@ pub(crate) enum Reply {
     /// For [`Op::Version`].
     Version(Option<Version>),
     /// For [`Op::Store`].
-    Stored(Outcome),
+    Stored(StoreReply),
     /// For [`Op::Delete`] and [`Op::Touch`]: whether the item existed.
     Existed(bool),
     /// For [`Op::GetMany`], in the order of the keys.

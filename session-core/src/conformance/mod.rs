@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use crate::store::Store;
 
+mod capability_cases;
 mod session_cases;
+mod stateless_cases;
 mod store_cases;
 
 /// A fresh store, boxed.
@@ -98,7 +100,11 @@ cases! {
     store_cases::value_size_limit_is_enforced_before_io,
     store_cases::large_binary_values_round_trip,
     store_cases::concurrent_cas_loses_no_increment,
-    store_cases::optional_capabilities_work_or_say_unsupported,
+    capability_cases::get_many_reads_in_order,
+    capability_cases::scan_pages_through_every_key,
+    capability_cases::delete_if_removes_only_the_version_read,
+    capability_cases::get_and_touch_reads_and_extends,
+    capability_cases::optional_methods_reject_bad_keys,
     session_cases::create_load_save_delete,
     session_cases::load_missing_is_none_and_bad_ids_are_typed,
     session_cases::deep_changes_are_saved,
@@ -112,6 +118,14 @@ cases! {
     session_cases::stale_local_copy_is_not_trusted,
     session_cases::max_age_local_copy_expires_and_merges,
     session_cases::codecs_are_picked_by_flags,
+    stateless_cases::create_with_writes_data_in_one_call,
+    stateless_cases::patch_changes_only_named_fields,
+    stateless_cases::replace_swaps_fields_and_keeps_the_id,
+    stateless_cases::touch_id_and_per_session_expiry,
+    stateless_cases::answers_do_not_reveal_other_users,
+    stateless_cases::modifier_flags_do_not_hide_a_session,
+    stateless_cases::update_only_id_taken_is_not_retryable,
+    stateless_cases::logout_keeps_a_concurrent_logins_reverse_key,
 }
 
 /// Runs the named check.
@@ -181,7 +195,11 @@ macro_rules! conformance_tests {
             value_size_limit_is_enforced_before_io,
             large_binary_values_round_trip,
             concurrent_cas_loses_no_increment,
-            optional_capabilities_work_or_say_unsupported,
+            get_many_reads_in_order,
+            scan_pages_through_every_key,
+            delete_if_removes_only_the_version_read,
+            get_and_touch_reads_and_extends,
+            optional_methods_reject_bad_keys,
             create_load_save_delete,
             load_missing_is_none_and_bad_ids_are_typed,
             deep_changes_are_saved,
@@ -194,7 +212,15 @@ macro_rules! conformance_tests {
             local_tier_is_filled_on_a_miss,
             stale_local_copy_is_not_trusted,
             max_age_local_copy_expires_and_merges,
-            codecs_are_picked_by_flags
+            codecs_are_picked_by_flags,
+            create_with_writes_data_in_one_call,
+            patch_changes_only_named_fields,
+            replace_swaps_fields_and_keeps_the_id,
+            touch_id_and_per_session_expiry,
+            answers_do_not_reveal_other_users,
+            modifier_flags_do_not_hide_a_session,
+            update_only_id_taken_is_not_retryable,
+            logout_keeps_a_concurrent_logins_reverse_key
         );
     };
 }

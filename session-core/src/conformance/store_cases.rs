@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{CaseResult, Context, MakeStore, check, gone_within, unique_key};
 use crate::error::Error;
-use crate::store::{Outcome, Store, Ttl, Version};
+use crate::store::{AddOutcome, CasOutcome, Store, Ttl, Version};
 
 async fn version_of(store: &dyn Store, key: &str) -> Result<Version, String> {
     store
@@ -74,7 +74,7 @@ pub(super) async fn add_writes_only_if_absent(make: MakeStore) -> CaseResult {
         .await
         .ctx("second add")?;
     check!(
-        second == Outcome::Exists,
+        second == AddOutcome::Exists,
         "add of an existing key gave {second:?}, expected Exists"
     );
     let entry = store
@@ -99,7 +99,7 @@ pub(super) async fn cas_writes_only_if_unchanged(make: MakeStore) -> CaseResult 
         .await
         .ctx("cas on a missing key")?;
     check!(
-        missing == Outcome::NotFound,
+        missing == CasOutcome::NotFound,
         "cas on a missing key gave {missing:?}"
     );
     let _ = store.set(&key, b"v1", 0, Ttl::NEVER).await.ctx("set")?;
@@ -114,7 +114,7 @@ pub(super) async fn cas_writes_only_if_unchanged(make: MakeStore) -> CaseResult 
         .await
         .ctx("stale cas")?;
     check!(
-        stale == Outcome::Conflict,
+        stale == CasOutcome::Conflict,
         "cas with a stale version gave {stale:?}"
     );
     let entry = store.get(&key).await.ctx("get")?.ok_or("key vanished")?;
@@ -123,7 +123,7 @@ pub(super) async fn cas_writes_only_if_unchanged(make: MakeStore) -> CaseResult 
         "a refused cas changed the value to {:?}",
         entry.value
     );
-    if let Outcome::Stored(Some(v2)) = stored {
+    if let CasOutcome::Stored(Some(v2)) = stored {
         check!(
             v2 == entry.version,
             "cas reported {v2:?}, get reads {:?}",
@@ -446,8 +446,8 @@ pub(super) async fn concurrent_cas_loses_no_increment(make: MakeStore) -> CaseRe
                         .await
                         .ctx("cas")?
                     {
-                        Outcome::Stored(_) => break,
-                        Outcome::Conflict => continue,
+                        CasOutcome::Stored(_) => break,
+                        CasOutcome::Conflict => continue,
                         other => return Err(format!("cas gave {other:?}")),
                     }
                 }
@@ -468,56 +468,5 @@ pub(super) async fn concurrent_cas_loses_no_increment(make: MakeStore) -> CaseRe
         total == (TASKS * EACH).to_string(),
         "{TASKS}×{EACH} increments gave {total}"
     );
-    Ok(())
-}
-
-pub(super) async fn optional_capabilities_work_or_say_unsupported(make: MakeStore) -> CaseResult {
-    let store = make().await;
-    let caps = store.capabilities();
-    let a = unique_key("many-a");
-    let b = unique_key("many-b");
-    let missing = unique_key("many-missing");
-    let _ = store.set(&a, b"A", 1, Ttl::NEVER).await.ctx("set")?;
-    let _ = store.set(&b, b"B", 2, Ttl::NEVER).await.ctx("set")?;
-    let many = store.get_many(&[&b, &missing, &a]).await;
-    if caps.get_many {
-        let many = many.ctx("get_many")?;
-        let shape: Vec<Option<(Vec<u8>, u32)>> = many
-            .into_iter()
-            .map(|e| e.map(|e| (e.value, e.flags)))
-            .collect();
-        check!(
-            shape == vec![Some((b"B".to_vec(), 2)), None, Some((b"A".to_vec(), 1))],
-            "get_many gave {shape:?}"
-        );
-    } else {
-        check!(
-            matches!(many, Err(Error::Unsupported { .. })),
-            "get_many is not claimed but gave {many:?}"
-        );
-    }
-    let prefix = unique_key("scan");
-    let _ = store
-        .set(&format!("{prefix}:1"), b"1", 0, Ttl::NEVER)
-        .await
-        .ctx("set")?;
-    let _ = store
-        .set(&format!("{prefix}:2"), b"2", 0, Ttl::NEVER)
-        .await
-        .ctx("set")?;
-    let scanned = store.scan(&prefix).await;
-    if caps.scan {
-        let mut keys = scanned.ctx("scan")?;
-        keys.sort();
-        check!(
-            keys == vec![format!("{prefix}:1"), format!("{prefix}:2")],
-            "scan gave {keys:?}"
-        );
-    } else {
-        check!(
-            matches!(scanned, Err(Error::Unsupported { .. })),
-            "scan is not claimed but gave {scanned:?}"
-        );
-    }
     Ok(())
 }

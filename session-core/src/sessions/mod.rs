@@ -5,11 +5,17 @@
 //!
 //! | operation | principal | local |
 //! |---|---|---|
-//! | `create` | `add <id>` (unless `update_only`) | copy written |
+//! | `create`, `create_with` | `add <id>` (`create` writes nothing under `update_only`), then the reverse key `set` (with `principal`) | copy written |
 //! | `load` | `get <id>` on a local miss; `version <id>` on a local hit under `Validate` | read first; filled on a miss |
 //! | `save` | `cas <id>` (`add` for a first `update_only` write), then the reverse key `set` (with `principal`) | copy written |
-//! | `delete` | `delete <id>`, reverse key deleted if it still names this id | copy dropped |
-//! | `touch` | `touch <id>` (and the reverse key) | copy touched |
+//! | `patch`, `replace` | a `load`, then a `save` | as `load` and `save` |
+//! | `delete` | `delete <id>`, then the reverse key `delete_if` its version still names this id | copy dropped |
+//! | `touch`, `touch_id` | `touch <id>` (`get_and_touch <id>` for `touch_id`) and the reverse key | copy touched |
+//!
+//! Callers that keep no [`Session`] between requests (the SOAP bridge, a
+//! JSON API, the CLI, a tower-sessions store) use the by-id operations of
+//! [`stateless`]: `create_with`, `patch`, `replace`, `touch_id`,
+//! `delete_id`. They are the same conflict-safe writes, one call each.
 //!
 //! Saves are optimistic: a save carries the version it read, and a
 //! concurrent change makes the store refuse it instead of silently losing
@@ -20,15 +26,19 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::codec::{Codec, FLAGS_RAW};
-use crate::config::{ConflictPolicy, SessionsConfig};
-use crate::error::{Error, Result};
+use crate::codec::{Codec, FLAGS_RAW, is_raw};
+use crate::config::{ConflictPolicy, LocalPolicy, SessionsConfig};
+use crate::error::{Delivery, Error, Result};
 use crate::id::SessionId;
 use crate::local::LocalTier;
 use crate::principal::{digest_field, md5_hex, principal_string};
 use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
-use crate::store::{Entry, Outcome, Store};
+use crate::store::{AddOutcome, CasOutcome, DeleteOutcome, Entry, Store, Ttl};
+
+pub mod stateless;
+
+pub use stateless::Patch;
 
 /// Attempts at finding an unused id in `create` (a collision of 128 random
 /// bits will not happen; a broken random source might, and must not
@@ -106,36 +116,76 @@ impl Sessions {
     /// the original's `set`), unless `update_only` is set: then nothing is
     /// written until the first save that changes something.
     pub async fn create(&self) -> Result<Session> {
-        for _ in 0..CREATE_ATTEMPTS {
+        if self.config.update_only {
             let id = SessionId::generate(self.config.id_length)?;
             let data = Session::initial_data(&id);
-            if self.config.update_only {
-                Counters::bump(&self.counters.created);
-                return Ok(Session::new(id, data, None, State::Unwritten));
-            }
+            Counters::bump(&self.counters.created);
+            return Ok(Session::new(id, data, None, State::Unwritten));
+        }
+        self.create_written(SessionData::new(), None).await
+    }
+
+    /// Writes a new session holding `fields` under a fresh id, in one write
+    /// (a login that would otherwise cost `create` + `save`). Written even
+    /// under `update_only`, since it carries data. `expiry` gives the session
+    /// its own lifetime instead of the configured `timeout`.
+    ///
+    /// A `_session_id` in `fields` is ignored: the new id is the truth.
+    /// A session whose `add` was sent but not acknowledged (a timeout, a
+    /// broken connection) is looked up before anything else is tried, so a
+    /// write that did land is reported as created, never left as an orphan
+    /// while the caller retries under a new id.
+    async fn create_written(&self, fields: SessionData, expiry: Option<Ttl>) -> Result<Session> {
+        let ttl = expiry.unwrap_or(self.config.timeout);
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate(self.config.id_length)?;
+            let mut data = fields.clone();
+            data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+            self.stamp_principal(&mut data);
             let key = self.key_of(&id);
             let bytes = self.codec().encode(&data)?;
-            match self
-                .servers
-                .add(&key, &bytes, self.codec().flags(), self.config.timeout)
-                .await?
-            {
-                Outcome::Stored(version) => {
+            let flags = self.codec().flags();
+            match self.add_new(&key, &bytes, flags, ttl).await? {
+                AddOutcome::Stored(version) => {
                     if let Some(local) = &self.local {
-                        local
-                            .write(&key, &bytes, self.codec().flags(), version)
-                            .await;
+                        local.write(&key, &bytes, flags, version).await;
                     }
                     Counters::bump(&self.counters.created);
-                    return Ok(Session::new(id, data, version, State::Stored));
+                    let mut session = Session::new(id, data, version, State::Stored);
+                    session.expiry = expiry;
+                    session.remaining = Some(ttl);
+                    self.write_reverse_key(&mut session).await?;
+                    return Ok(session);
                 }
-                other => tracing::warn!(%id, ?other, "generated session id already in use"),
+                AddOutcome::Exists => {
+                    tracing::warn!(%id, "generated session id already in use");
+                }
             }
         }
         Err(Error::Conflict {
             key: "new session id".into(),
             attempts: CREATE_ATTEMPTS,
         })
+    }
+
+    /// `add` of a brand-new session. When the store cannot say whether the
+    /// `add` was applied ([`Delivery::Unknown`]), reads the key: our own
+    /// bytes there (they hold the fresh random id, so nobody else wrote
+    /// them) mean it was; someone else's bytes mean the id is taken.
+    async fn add_new(&self, key: &str, bytes: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
+        match self.servers.add(key, bytes, flags, ttl).await {
+            Err(e) if e.delivery() == Some(Delivery::Unknown) => {
+                match self.servers.get(key).await? {
+                    Some(found) if found.value == bytes && found.flags == flags => {
+                        tracing::info!(key, "unacknowledged add was applied; session kept");
+                        Ok(AddOutcome::Stored(Some(found.version)))
+                    }
+                    Some(_) => Ok(AddOutcome::Exists),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Loads a session by its id as text. The id is validated first
@@ -147,26 +197,35 @@ impl Sessions {
     }
 
     /// Loads a session by a parsed id; see [`Sessions::load`].
+    ///
+    /// An item under the session's key that is not a session at all (a raw
+    /// string, such as a reverse-principal key: `md5_hex(user)` is a valid
+    /// id) loads as `None`, exactly like a missing one, so an answer never
+    /// tells whether some user has a session.
     pub async fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
         let key = self.key_of(id);
         Counters::bump(&self.counters.loads);
         if let Some(local) = &self.local
             && let Some(hit) = local.read(&key, self.servers.as_ref()).await?
+            && !is_raw(hit.entry.flags)
         {
             match self.decode(&hit.entry, &key, id) {
                 Ok(data) => {
                     Counters::bump(&self.counters.local_hits);
-                    return Ok(Some(Session::new(
-                        id.clone(),
-                        data,
-                        hit.principal_version,
-                        State::Stored,
-                    )));
+                    let mut session =
+                        Session::new(id.clone(), data, hit.principal_version, State::Stored);
+                    // Under `Validate` the copy was written and touched with
+                    // the session's own expiry; a `MaxAge` copy's is capped.
+                    if self.config.local_policy == LocalPolicy::Validate {
+                        session.remaining = hit.entry.ttl;
+                    }
+                    return Ok(Some(session));
                 }
                 Err(e) => tracing::warn!(%id, error = %e, "undecodable local copy ignored"),
             }
         }
-        let Some(entry) = self.servers.get(&key).await? else {
+        let found = self.servers.get(&key).await?;
+        let Some(entry) = found.filter(|e| !is_raw(e.flags)) else {
             Counters::bump(&self.counters.not_found);
             if let Some(local) = &self.local {
                 local.forget(&key).await;
@@ -179,12 +238,9 @@ impl Sessions {
                 .write(&key, &entry.value, entry.flags, Some(entry.version))
                 .await;
         }
-        Ok(Some(Session::new(
-            id.clone(),
-            data,
-            Some(entry.version),
-            State::Stored,
-        )))
+        let mut session = Session::new(id.clone(), data, Some(entry.version), State::Stored);
+        session.remaining = entry.ttl;
+        Ok(Some(session))
     }
 
     /// Writes the session's changes, if any.
@@ -206,6 +262,15 @@ impl Sessions {
     /// On success the handle holds what was written (including another
     /// writer's merged fields).
     pub async fn save(&self, session: &mut Session) -> Result<SaveOutcome> {
+        self.save_with(session, self.config.conflict).await
+    }
+
+    /// [`Sessions::save`] with an explicit conflict policy.
+    pub(crate) async fn save_with(
+        &self,
+        session: &mut Session,
+        policy: ConflictPolicy,
+    ) -> Result<SaveOutcome> {
         if session.state == State::Deleted {
             return Err(Error::Deleted {
                 id: session.id.to_string(),
@@ -221,6 +286,7 @@ impl Sessions {
         }
         let key = self.key_of(&session.id);
         let flags = self.codec().flags();
+        let ttl = self.ttl_of(session);
         // A version-less handle (a `MaxAge` local copy, or a store that does
         // not report versions) cannot make a conditional write: rebase it on
         // the principal's current value first. Not a conflict, not an attempt.
@@ -235,19 +301,24 @@ impl Sessions {
             // not); only a never-written `update_only` session has none.
             let outcome = match session.version {
                 Some(version) if session.state == State::Stored => {
-                    self.servers
-                        .cas(&key, &bytes, flags, self.config.timeout, version)
-                        .await?
+                    self.servers.cas(&key, &bytes, flags, ttl, version).await?
                 }
-                _ => {
-                    self.servers
-                        .add(&key, &bytes, flags, self.config.timeout)
-                        .await?
-                }
+                _ => match self.add_new(&key, &bytes, flags, ttl).await? {
+                    AddOutcome::Stored(v) => CasOutcome::Stored(v),
+                    // A never-written session's id is taken: someone else's
+                    // session. Never merge into it, and never retry.
+                    AddOutcome::Exists => {
+                        Counters::bump(&self.counters.conflicts);
+                        return Err(Error::IdTaken {
+                            id: session.id.to_string(),
+                        });
+                    }
+                },
             };
             match outcome {
-                Outcome::Stored(version) => {
+                CasOutcome::Stored(version) => {
                     session.mark_synced(version);
+                    session.remaining = Some(ttl);
                     if let Some(local) = &self.local {
                         local.write(&key, &bytes, flags, version).await;
                     }
@@ -255,21 +326,13 @@ impl Sessions {
                     self.write_reverse_key(session).await?;
                     return Ok(SaveOutcome::Written { attempts });
                 }
-                Outcome::NotFound => {
+                CasOutcome::NotFound => {
                     return Err(Error::SessionGone {
                         id: session.id.to_string(),
                     });
                 }
-                // A never-written session's id is taken: someone else's
-                // session. Never merge into it.
-                Outcome::Exists => {
-                    Counters::bump(&self.counters.conflicts);
-                    return Err(Error::Conflict { key, attempts });
-                }
-                Outcome::Conflict => {
-                    if attempts >= self.config.max_save_attempts
-                        || self.config.conflict == ConflictPolicy::Fail
-                    {
+                CasOutcome::Conflict => {
+                    if attempts >= self.config.max_save_attempts || policy == ConflictPolicy::Fail {
                         Counters::bump(&self.counters.conflicts);
                         return Err(Error::Conflict { key, attempts });
                     }
@@ -339,16 +402,28 @@ impl Sessions {
     /// principal store still held it.
     pub async fn touch(&self, session: &Session) -> Result<bool> {
         let key = self.key_of(&session.id);
-        if !self.servers.touch(&key, self.config.timeout).await? {
+        let ttl = self.ttl_of(session);
+        if !self.servers.touch(&key, ttl).await? {
             return Ok(false);
         }
-        if let Some(reverse) = self.reverse_key_of(&session.data) {
-            self.servers.touch(&reverse, self.config.timeout).await?;
+        self.touch_rest(&key, &session.data, ttl).await?;
+        Ok(true)
+    }
+
+    /// After the session itself was touched: its reverse key and local copy.
+    async fn touch_rest(&self, key: &str, data: &SessionData, ttl: Ttl) -> Result<()> {
+        if let Some(reverse) = self.reverse_key_of(data) {
+            self.servers.touch(&reverse, ttl).await?;
         }
         if let Some(local) = &self.local {
-            local.touch(&key).await;
+            local.touch(key).await;
         }
-        Ok(true)
+        Ok(())
+    }
+
+    /// The expiry a write of this session uses.
+    fn ttl_of(&self, session: &Session) -> Ttl {
+        session.expiry.unwrap_or(self.config.timeout)
     }
 
     /// The live session of a user, through the reverse key `md5_hex(value)`.
@@ -388,7 +463,7 @@ impl Sessions {
     /// Decodes a stored session, whatever codec its flags name. The store key
     /// is the truth about the id: `_session_id` is (re)set from it.
     fn decode(&self, entry: &Entry, key: &str, id: &SessionId) -> Result<SessionData> {
-        let mut data = Codec::from_flags(entry.flags, key)?.decode(&entry.value, key)?;
+        let mut data = Codec::decode_stored(&entry.value, entry.flags, key)?;
         data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
         Ok(data)
     }
@@ -432,7 +507,7 @@ impl Sessions {
                     &reverse,
                     session.id.as_str().as_bytes(),
                     FLAGS_RAW,
-                    self.config.timeout,
+                    self.ttl_of(session),
                 )
                 .await?;
         }
@@ -441,10 +516,12 @@ impl Sessions {
     }
 
     /// Deletes the reverse key if it still names this session (another
-    /// session of the same user may own it by now). The read and the delete
-    /// are two calls, so a login saving the same user's new session between
-    /// them loses its reverse key until its next save; `find_by_principal`
-    /// then answers `None` rather than a wrong session.
+    /// session of the same user may own it by now). The delete is
+    /// conditional on the version read, so a login that saves the same
+    /// user's new session between the read and the delete keeps its key.
+    /// On a store without [`Store::delete_if`] the delete is plain and that
+    /// login loses its reverse key until its next save; `find_by_principal`
+    /// then answers `None`, never a wrong session.
     async fn delete_reverse_key(&self, session: &Session) -> Result<()> {
         let Some(reverse) = self
             .reverse_key_of(&session.snapshot)
@@ -452,9 +529,20 @@ impl Sessions {
         else {
             return Ok(());
         };
-        if let Some(entry) = self.servers.get(&reverse).await?
-            && entry.value == session.id.as_str().as_bytes()
-        {
+        let Some(entry) = self.servers.get(&reverse).await? else {
+            return Ok(());
+        };
+        if entry.value != session.id.as_str().as_bytes() {
+            return Ok(());
+        }
+        if self.servers.capabilities().conditional_delete {
+            match self.servers.delete_if(&reverse, entry.version).await? {
+                DeleteOutcome::Deleted | DeleteOutcome::NotFound => {}
+                DeleteOutcome::Conflict => {
+                    tracing::debug!(%reverse, "reverse key moved to a newer session; kept");
+                }
+            }
+        } else {
             self.servers.delete(&reverse).await?;
         }
         Ok(())
