@@ -6,7 +6,8 @@
 //! | flags   | meaning                                                     |
 //! |---------|-------------------------------------------------------------|
 //! | `0`     | a raw string (e.g. the reverse-principal key); not a session |
-//! | `1`     | Perl Storable `nfreeze` (Cache::Memcached's `F_STORABLE`); reserved for the Storable codec |
+//! | `1`     | Perl Storable `nfreeze` (Cache::Memcached's `F_STORABLE`): [`Codec::Storable`], see [`storable`](crate::storable) |
+//! | `2` bit | Perl Cache::Memcached's gzip (`F_COMPRESS`); [`storable::inflate_perl_compressed`](crate::storable::inflate_perl_compressed) undoes it |
 //! | `0x100` | JSON (the default: every language reads it)                  |
 //! | `0x200` | MessagePack (compact)                                        |
 //!
@@ -46,6 +47,9 @@ pub enum Codec {
     Json,
     /// MessagePack with field names (`rmp-serde`): about 10% smaller.
     MessagePack,
+    /// Perl Storable `nfreeze`, flags 1: what the Perl original writes, so
+    /// Perl nodes read our sessions; see [`storable`](crate::storable).
+    Storable,
 }
 
 impl Codec {
@@ -54,6 +58,7 @@ impl Codec {
         match self {
             Codec::Json => FLAGS_JSON,
             Codec::MessagePack => FLAGS_MSGPACK,
+            Codec::Storable => FLAGS_STORABLE,
         }
     }
 
@@ -62,16 +67,18 @@ impl Codec {
         match self {
             Codec::Json => "json",
             Codec::MessagePack => "msgpack",
+            Codec::Storable => "storable",
         }
     }
 
-    /// Parses a configuration name (`json`, `msgpack`).
+    /// Parses a configuration name (`json`, `msgpack`, `storable`).
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "json" => Ok(Codec::Json),
             "msgpack" | "messagepack" => Ok(Codec::MessagePack),
+            "storable" => Ok(Codec::Storable),
             other => Err(Error::InvalidConfig(format!(
-                "unknown codec {other:?} (expected \"json\" or \"msgpack\")"
+                "unknown codec {other:?} (expected \"json\", \"msgpack\" or \"storable\")"
             ))),
         }
     }
@@ -83,13 +90,14 @@ impl Codec {
         match flags {
             FLAGS_JSON => Ok(Codec::Json),
             FLAGS_MSGPACK => Ok(Codec::MessagePack),
+            FLAGS_STORABLE => Ok(Codec::Storable),
             FLAGS_RAW => Err(Error::NotASession {
                 key: key.to_owned(),
                 reason: "raw string value (flags 0), such as a reverse-principal key".into(),
             }),
             f if f & (FLAGS_STORABLE | FLAGS_PERL_COMPRESSED) != 0 => Err(Error::UnknownCodec {
                 flags,
-                hint: " (Perl Storable/gzip; this build has no Storable codec)",
+                hint: " (Perl Cache::Memcached gzip; not inflated here yet)",
             }),
             _ => Err(Error::UnknownCodec { flags, hint: "" }),
         }
@@ -111,6 +119,7 @@ impl Codec {
         let encoded = match self {
             Codec::Json => serde_json::to_vec(data).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::to_vec_named(data).map_err(|e| e.to_string()),
+            Codec::Storable => crate::storable::encode_map(data).map_err(|e| e.to_string()),
         };
         encoded.map_err(|message| Error::Encode {
             codec: self.name(),
@@ -127,6 +136,7 @@ impl Codec {
                 de.set_max_depth(MAX_DEPTH + 1);
                 serde::Deserialize::deserialize(&mut de).map_err(|e| e.to_string())
             }
+            Codec::Storable => crate::storable::decode(bytes).map_err(|e| e.to_string()),
         }
         .map_err(|message| Error::Decode {
             codec: self.name(),
@@ -231,9 +241,10 @@ pub(crate) mod tests {
             Codec::from_flags(0, "k"),
             Err(Error::NotASession { .. })
         ));
+        assert_eq!(Codec::from_flags(1, "k").unwrap(), Codec::Storable);
         assert!(matches!(
-            Codec::from_flags(1, "k"),
-            Err(Error::UnknownCodec { flags: 1, .. })
+            Codec::from_flags(3, "k"),
+            Err(Error::UnknownCodec { flags: 3, .. })
         ));
         assert!(matches!(
             Codec::from_flags(0x7777, "k"),
@@ -241,6 +252,8 @@ pub(crate) mod tests {
         ));
         assert!(Codec::from_name("yaml").is_err());
         assert_eq!(Codec::from_name("msgpack").unwrap(), Codec::MessagePack);
+        assert_eq!(Codec::from_name("storable").unwrap(), Codec::Storable);
+        assert_eq!(Codec::Storable.flags(), 1);
     }
 
     #[test]
@@ -251,7 +264,7 @@ pub(crate) mod tests {
         }
         let mut data = SessionData::new();
         data.insert("deep".into(), deep.clone());
-        for codec in [Codec::Json, Codec::MessagePack] {
+        for codec in [Codec::Json, Codec::MessagePack, Codec::Storable] {
             assert!(
                 matches!(codec.encode(&data), Err(Error::Encode { .. })),
                 "{codec:?}"
@@ -263,12 +276,21 @@ pub(crate) mod tests {
             Codec::MessagePack.decode(&bytes, "k"),
             Err(Error::Decode { .. })
         ));
+        let bytes = crate::storable::encode(&json!({ "deep": [deep] })).unwrap();
+        let Err(Error::Decode { codec, message }) = Codec::Storable.decode(&bytes, "k") else {
+            panic!("too deep Storable must be a decode error")
+        };
+        assert_eq!(codec, "storable");
+        assert!(
+            message.contains("offset") && message.contains("SX_ARRAY"),
+            "{message}"
+        );
         // One level less is fine both ways.
         let Value::Array(mut inner) = deep else {
             unreachable!()
         };
         data.insert("deep".into(), inner.remove(0));
-        for codec in [Codec::Json, Codec::MessagePack] {
+        for codec in [Codec::Json, Codec::MessagePack, Codec::Storable] {
             let bytes = codec.encode(&data).unwrap();
             assert_eq!(codec.decode(&bytes, "k").unwrap(), data);
         }
