@@ -276,7 +276,14 @@ pub(crate) mod tests {
             Codec::MessagePack.decode(&bytes, "k"),
             Err(Error::Decode { .. })
         ));
-        let bytes = crate::storable::encode(&json!({ "deep": [deep] })).unwrap();
+        // Our Storable writer refuses it too, so build the image by hand:
+        // {deep => [[...[1]...]]}, MAX_DEPTH + 1 lists deep.
+        let mut bytes = vec![5, 11, 3, 0, 0, 0, 1];
+        for _ in 0..=MAX_DEPTH {
+            bytes.extend_from_slice(&[4, 2, 0, 0, 0, 1]);
+        }
+        bytes.extend_from_slice(&[8, 129, 0, 0, 0, 4]);
+        bytes.extend_from_slice(b"deep");
         let Err(Error::Decode { codec, message }) = Codec::Storable.decode(&bytes, "k") else {
             panic!("too deep Storable must be a decode error")
         };

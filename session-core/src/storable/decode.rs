@@ -183,9 +183,17 @@ impl<'a> Reader<'a> {
                 // JSON has no references, and Perl session data holds
                 // nested lists and maps only through them.
                 let target_at = self.pos;
+                // Targets that are plain scalars or references are refused
+                // here; anything else (containers, and the constructs with
+                // an error of their own: blessed, tied, shared...) is read.
                 match self.bytes.get(target_at) {
-                    Some(&(SX_ARRAY | SX_HASH | SX_FLAG_HASH)) => self.value(depth),
-                    Some(_) => unsupported("reference to a scalar or to a reference"),
+                    Some(
+                        &(SX_LSCALAR | SX_REF | SX_UNDEF | SX_INTEGER | SX_DOUBLE | SX_BYTE
+                        | SX_NETINT | SX_SCALAR | SX_SV_UNDEF | SX_SV_YES | SX_SV_NO
+                        | SX_UTF8STR | SX_LUTF8STR | SX_SVUNDEF_ELEM | SX_BOOLEAN_TRUE
+                        | SX_BOOLEAN_FALSE),
+                    ) => unsupported("reference to a scalar or to a reference"),
+                    Some(_) => self.value(depth),
                     None => Err(StorableError::new(
                         Problem::Truncated { needed: 1 },
                         here,
