@@ -9,10 +9,10 @@
 #   {"flags": F, "error": OP}  the codec must refuse it, naming opcode OP
 # F is the memcached flags Cache::Memcached would use: 1 (Storable), or
 # 3 (Storable + gzip, as Cache::Memcached writes with compress_threshold).
-# Needs: perl (Storable, JSON::PP, Hash::Util, Scalar::Util: all core),
-# Compress::Zlib (Debian: libcompress-raw-zlib-perl, in perl's defaults),
-# Cache::Memcached (apt-get install libcache-memcached-perl) for its
-# compression constants.
+# Needs only Debian's perl (Storable, JSON::PP, Hash::Util, Scalar::Util,
+# Tie::Hash, Compress::Zlib): compressed vectors use Compress::Zlib's
+# memGzip, the call Cache::Memcached 1.30 makes, and compress, the one
+# older Cache::Memcached versions made.
 use strict;
 use warnings;
 use utf8;
@@ -25,7 +25,6 @@ use Hash::Util qw(lock_keys lock_keys_plus);
 use Scalar::Util qw(weaken);
 use Tie::Hash ();    # Tie::StdHash
 use Compress::Zlib ();
-use Cache::Memcached;
 
 $Storable::canonical = 1;    # stable files; the decoder does not care
 my $dir = File::Spec->catdir(dirname(File::Spec->rel2abs($0)), 'vectors');

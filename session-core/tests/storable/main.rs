@@ -35,11 +35,7 @@ fn require_perl(modules: &[(&str, &str)]) {
 
 /// Runs `script` (a file in this directory) with `stdin`; its stdout.
 fn run_perl_script(script: &str, stdin: &str) -> String {
-    require_perl(&[
-        ("Storable", "perl"),
-        ("JSON::PP", "perl"),
-        ("Compress::Zlib", "perl"),
-    ]);
+    require_perl(&[("Storable", "perl"), ("JSON::PP", "perl")]);
     let mut child = Command::new("perl")
         .arg(dir().join(script))
         .stdin(Stdio::piped())
