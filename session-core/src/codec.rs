@@ -9,7 +9,7 @@
 //! | bits          | kind     | meaning                                                     |
 //! |---------------|----------|-------------------------------------------------------------|
 //! | none of the format bits (`0`) | format | a raw string (e.g. the reverse-principal key); not a session |
-//! | `0x0001`      | format   | Perl Storable `nfreeze` (Cache::Memcached's `F_STORABLE`)   |
+//! | `0x0001`      | format   | Perl Storable `nfreeze` (Cache::Memcached's `F_STORABLE`): [`Codec::Storable`], see [`storable`](crate::storable) |
 //! | `0x0100`      | format   | JSON (the default: every language reads it)                 |
 //! | `0x0200`      | format   | MessagePack (compact)                                       |
 //! | `0x0002`      | modifier | gzip- or zlib-compressed (Cache::Memcached's `F_COMPRESS`); inflated before decoding |
@@ -113,6 +113,9 @@ pub enum Codec {
     Json,
     /// MessagePack with field names (`rmp-serde`): about 10% smaller.
     MessagePack,
+    /// Perl Storable `nfreeze`, flags 1: what the Perl original writes, so
+    /// Perl nodes read our sessions; see [`storable`](crate::storable).
+    Storable,
 }
 
 impl Codec {
@@ -121,6 +124,7 @@ impl Codec {
         match self {
             Codec::Json => FLAGS_JSON,
             Codec::MessagePack => FLAGS_MSGPACK,
+            Codec::Storable => FLAGS_STORABLE,
         }
     }
 
@@ -129,16 +133,18 @@ impl Codec {
         match self {
             Codec::Json => "json",
             Codec::MessagePack => "msgpack",
+            Codec::Storable => "storable",
         }
     }
 
-    /// Parses a configuration name (`json`, `msgpack`).
+    /// Parses a configuration name (`json`, `msgpack`, `storable`).
     pub fn from_name(name: &str) -> Result<Self> {
         match name {
             "json" => Ok(Codec::Json),
             "msgpack" | "messagepack" => Ok(Codec::MessagePack),
+            "storable" => Ok(Codec::Storable),
             other => Err(Error::InvalidConfig(format!(
-                "unknown codec {other:?} (expected \"json\" or \"msgpack\")"
+                "unknown codec {other:?} (expected \"json\", \"msgpack\" or \"storable\")"
             ))),
         }
     }
@@ -155,14 +161,11 @@ impl Codec {
         match format_of(flags) {
             FLAGS_JSON => Ok(Codec::Json),
             FLAGS_MSGPACK => Ok(Codec::MessagePack),
+            FLAGS_STORABLE => Ok(Codec::Storable),
             FLAGS_RAW => Err(Error::NotASession {
                 key: key.to_owned(),
                 reason: "raw string value (no format flags), such as a reverse-principal key"
                     .into(),
-            }),
-            FLAGS_STORABLE => Err(Error::UnknownCodec {
-                flags,
-                hint: " (Perl Storable; this build has no Storable codec)",
             }),
             _ => Err(Error::UnknownCodec { flags, hint: "" }),
         }
@@ -191,6 +194,7 @@ impl Codec {
         let encoded = match self {
             Codec::Json => serde_json::to_vec(data).map_err(|e| e.to_string()),
             Codec::MessagePack => rmp_serde::to_vec_named(data).map_err(|e| e.to_string()),
+            Codec::Storable => crate::storable::encode_map(data).map_err(|e| e.to_string()),
         };
         encoded.map_err(|message| Error::Encode {
             codec: self.name(),
@@ -207,6 +211,7 @@ impl Codec {
                 de.set_max_depth(MAX_DEPTH + 1);
                 serde::Deserialize::deserialize(&mut de).map_err(|e| e.to_string())
             }
+            Codec::Storable => crate::storable::decode(bytes).map_err(|e| e.to_string()),
         }
         .map_err(|message| Error::Decode {
             codec: self.name(),
@@ -311,6 +316,7 @@ pub(crate) mod tests {
             Codec::from_flags(0, "k"),
             Err(Error::NotASession { .. })
         ));
+        assert_eq!(Codec::from_flags(1, "k").unwrap(), Codec::Storable);
         assert!(matches!(
             Codec::from_flags(0x7777, "k"),
             Err(Error::UnknownCodec { .. })
@@ -321,6 +327,8 @@ pub(crate) mod tests {
         ));
         assert!(Codec::from_name("yaml").is_err());
         assert_eq!(Codec::from_name("msgpack").unwrap(), Codec::MessagePack);
+        assert_eq!(Codec::from_name("storable").unwrap(), Codec::Storable);
+        assert_eq!(Codec::Storable.flags(), 1);
     }
 
     /// Modifier bits (compression, UTF-8, markers) never change the format.
@@ -390,7 +398,7 @@ pub(crate) mod tests {
         }
         let mut data = SessionData::new();
         data.insert("deep".into(), deep.clone());
-        for codec in [Codec::Json, Codec::MessagePack] {
+        for codec in [Codec::Json, Codec::MessagePack, Codec::Storable] {
             assert!(
                 matches!(codec.encode(&data), Err(Error::Encode { .. })),
                 "{codec:?}"
@@ -402,12 +410,28 @@ pub(crate) mod tests {
             Codec::MessagePack.decode(&bytes, "k"),
             Err(Error::Decode { .. })
         ));
+        // Our Storable writer refuses it too, so build the image by hand:
+        // {deep => [[...[1]...]]}, MAX_DEPTH + 1 lists deep.
+        let mut bytes = vec![5, 11, 3, 0, 0, 0, 1];
+        for _ in 0..=MAX_DEPTH {
+            bytes.extend_from_slice(&[4, 2, 0, 0, 0, 1]);
+        }
+        bytes.extend_from_slice(&[8, 129, 0, 0, 0, 4]);
+        bytes.extend_from_slice(b"deep");
+        let Err(Error::Decode { codec, message }) = Codec::Storable.decode(&bytes, "k") else {
+            panic!("too deep Storable must be a decode error")
+        };
+        assert_eq!(codec, "storable");
+        assert!(
+            message.contains("offset") && message.contains("SX_ARRAY"),
+            "{message}"
+        );
         // One level less is fine both ways.
         let Value::Array(mut inner) = deep else {
             unreachable!()
         };
         data.insert("deep".into(), inner.remove(0));
-        for codec in [Codec::Json, Codec::MessagePack] {
+        for codec in [Codec::Json, Codec::MessagePack, Codec::Storable] {
             let bytes = codec.encode(&data).unwrap();
             assert_eq!(codec.decode(&bytes, "k").unwrap(), data);
         }

@@ -24,6 +24,7 @@
 //! - [`error`]: the one [`Error`] enum of this crate and its classifiers.
 //! - [`id`]: [`SessionId`], random ids from the OS generator, and their parsing.
 //! - [`codec`]: how a session map becomes bytes, tagged by memcached flags.
+//! - [`storable`]: Perl Storable `nfreeze`, the Perl original's format.
 //! - [`session`]: [`Session`], the "tied hash" with deep change tracking.
 //! - [`sessions`]: [`Sessions`], the tie factory: create / load / save /
 //!   delete / touch / find_by_principal, and the by-id operations for
@@ -54,6 +55,7 @@ pub mod principal;
 pub mod session;
 pub mod sessions;
 pub mod stats;
+pub mod storable;
 pub mod store;
 
 pub use codec::Codec;
