@@ -23,8 +23,8 @@ use backend_memcached::{MemcachedConfig, MemcachedStore, ServerSpec};
 use common::{Server, memcacheds, require_perl_cache_memcached, spec};
 use serde_json::{Value, json};
 use session_core::principal::md5_hex;
-use session_core::storable::{self, MAX_INFLATED};
 use session_core::{Codec, Sessions, SessionsConfig, Store};
+use session_core::{codec, storable};
 
 /// Runs the Perl node in `mode` against `servers`, one JSON request per
 /// line; returns one JSON answer per request.
@@ -261,7 +261,12 @@ async fn perl_compressed_sessions_inflate() {
     let id = written[0]["id"].as_str().unwrap();
     let entry = c.store.get(id).await.unwrap().unwrap();
     assert_eq!(entry.flags, 1 | 2, "Storable, gzipped by Cache::Memcached");
-    let image = storable::inflate_perl_compressed(&entry.value, MAX_INFLATED).unwrap();
+    let image = codec::unpack(&entry.value, entry.flags)
+        .unwrap()
+        .into_owned();
     assert!(image.len() > entry.value.len() * 4);
     assert_eq!(storable::decode(&image).unwrap(), written[0]["data"]);
+    // And through the session API, as any node reads it.
+    let loaded = c.sessions(Codec::Json).load(id).await.unwrap().unwrap();
+    assert_eq!(loaded.get_value("blob"), Some(&data["blob"]));
 }

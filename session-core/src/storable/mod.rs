@@ -7,8 +7,8 @@
 //! 2.x and 3.x write in network order, any header minor version;
 //! [`encode_map`] writes what Perl's `thaw` turns back into the same data.
 //! Cache::Memcached gzips a value (flags bit 1, value 2) when a
-//! `compress_threshold` is configured; [`inflate_perl_compressed`] undoes
-//! that before decoding.
+//! `compress_threshold` is configured; [`crate::codec::unpack`] undoes
+//! that before decoding, for every format.
 //!
 //! # The image
 //!
@@ -74,7 +74,6 @@ mod encode;
 pub mod ops;
 
 use std::fmt;
-use std::io::Read;
 
 pub use decode::decode;
 pub use encode::{encode, encode_map};
@@ -146,8 +145,6 @@ pub enum Problem {
     },
     /// A string or collection too long for Storable's 32-bit lengths.
     TooLong,
-    /// A compressed value that does not inflate, or inflates beyond the cap.
-    Compressed(String),
 }
 
 impl fmt::Display for Problem {
@@ -166,42 +163,8 @@ impl fmt::Display for Problem {
             Problem::TooDeep { limit } => write!(f, "nested deeper than {limit} levels"),
             Problem::TrailingBytes { count } => write!(f, "{count} byte(s) after the value"),
             Problem::TooLong => f.write_str("longer than Storable's 32-bit lengths"),
-            Problem::Compressed(why) => write!(f, "compressed value: {why}"),
         }
     }
-}
-
-/// The largest value [`inflate_perl_compressed`] produces: memcached's
-/// largest item setting (`-I 128m`) is the most a server can hold, and an
-/// inflated value is read into memory whole.
-pub const MAX_INFLATED: usize = 128 * 1024 * 1024;
-
-/// Inflates a value Perl's Cache::Memcached stored with flags bit 1
-/// (`F_COMPRESS`, value 2): gzip (`Compress::Zlib::memGzip`, 1.x versions
-/// since 2005) or, from older versions, zlib (`Compress::Zlib::compress`).
-///
-/// The output is capped at `max_output` bytes (use [`MAX_INFLATED`]): a
-/// small "zip bomb" is an error, not gigabytes of memory.
-pub fn inflate_perl_compressed(bytes: &[u8], max_output: usize) -> Result<Vec<u8>, StorableError> {
-    let fail = |why: String| StorableError::new(Problem::Compressed(why), None, 0);
-    let limit = u64::try_from(max_output)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let mut out = Vec::new();
-    let read = if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(bytes)
-            .take(limit)
-            .read_to_end(&mut out)
-    } else {
-        flate2::read::ZlibDecoder::new(bytes)
-            .take(limit)
-            .read_to_end(&mut out)
-    };
-    read.map_err(|e| fail(format!("does not inflate: {e}")))?;
-    if out.len() > max_output {
-        return Err(fail(format!("inflates beyond {max_output} bytes")));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

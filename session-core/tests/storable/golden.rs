@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use serde_json::Value;
-use session_core::storable::{self, MAX_INFLATED, ops};
+use session_core::codec;
+use session_core::storable::{self, ops};
 use session_core::{Codec, Error};
 
 use super::dir;
@@ -20,11 +21,7 @@ pub(crate) struct Vector {
 impl Vector {
     /// The Storable image: inflated when Cache::Memcached compressed it.
     pub fn image(&self) -> Vec<u8> {
-        if self.flags & 2 != 0 {
-            storable::inflate_perl_compressed(&self.bytes, MAX_INFLATED).unwrap()
-        } else {
-            self.bytes.clone()
-        }
+        codec::unpack(&self.bytes, self.flags).unwrap().into_owned()
     }
 }
 
