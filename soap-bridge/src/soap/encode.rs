@@ -2,8 +2,12 @@
 //! the same prefixes (`soap`, `soapenc`, `xsd`, `xsi`, and `apachens` only
 //! when a Map is present), `soap:encodingStyle` on the Envelope, attributes
 //! sorted by name, the result wrapped in `<{op}Response
-//! xmlns="urn:MemcachedSOAPClass">` as one `s-gensymN` element, no newline
-//! before or after the Envelope.
+//! xmlns="urn:MemcachedSOAPClass">`, no newline before or after the Envelope.
+//!
+//! One difference: the original named its result element `s-gensymN` (a
+//! counter); ours is `<result xmlns="">`, the part name our WSDL declares.
+//! SOAP::Lite (and other RPC clients) read the first child whatever its
+//! name; WSDL-driven clients such as zeep need the declared, unqualified name.
 //!
 //! Types of values (what a SOAP::Lite client decodes back to the same Perl
 //! data, and what typed clients such as zeep read naturally):
@@ -23,14 +27,9 @@
 //! | empty map | an empty element (SOAP::Lite decodes it to `''`, as the original's missing session) |
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
-
-/// Per-process counter for result element names, like SOAP::Lite's gensym
-/// (clients read the first child whatever its name).
-static GENSYM: AtomicU64 = AtomicU64::new(0);
 
 /// The XML declaration and Envelope around `body` (the content of
 /// `soap:Body`). `apachens` declares the Map namespace.
@@ -54,15 +53,16 @@ pub fn envelope(body: &str, apachens: bool) -> String {
     out
 }
 
-/// The response to `method`: `result` as the one `s-gensymN` element, or an
-/// empty wrapper for operations without a result.
+/// The response to `method`: `result` as the one `<result xmlns="">`
+/// element, or an empty wrapper for operations without a result.
 pub fn response(method: &str, result: Option<&Value>) -> String {
     let mut body = String::new();
     let mut apachens = false;
     let _ = write!(body, "<{method}Response xmlns=\"urn:MemcachedSOAPClass\">");
     if let Some(value) = result {
-        let n = GENSYM.fetch_add(3, Ordering::Relaxed) + 3;
-        write_value(&mut body, &format!("s-gensym{n}"), value, &mut apachens);
+        let start = body.len() + "<result".len();
+        write_value(&mut body, "result", value, &mut apachens);
+        body.insert_str(start, " xmlns=\"\"");
     }
     let _ = write!(body, "</{method}Response>");
     envelope(&body, apachens)
@@ -259,6 +259,7 @@ mod tests {
         assert_eq!(result_of(&ours), data());
         // Same envelope head as the original (Map namespace declared), same Map items.
         let head = &captured[..captured.find("<s-gensym").unwrap()];
+        assert!(ours.contains("<result xmlns=\"\" xsi:type=\"apachens:Map\"><item>"));
         assert_eq!(&ours[..head.len()], head);
         assert!(ours.contains("<item><key xsi:type=\"xsd:string\">uid</key><value xsi:type=\"xsd:base64Binary\">TGUgVmVuZ2V1ciBNYXNxdek=</value></item><item><key xsi:type=\"xsd:string\">xml</key><value xsi:type=\"xsd:string\">a&lt;b&gt;&amp;c\"d</value></item>"));
     }
@@ -287,13 +288,14 @@ mod tests {
     fn status_and_empty_results() {
         let ok = response("status", Some(&json!("...... MEMCACHED SOAP OK ......")));
         assert!(
-            ok.contains("<soap:Body><statusResponse xmlns=\"urn:MemcachedSOAPClass\"><s-gensym")
+            ok.contains("<soap:Body><statusResponse xmlns=\"urn:MemcachedSOAPClass\"><result xmlns=\"\"")
         );
-        assert!(ok.contains(" xsi:type=\"xsd:string\">...... MEMCACHED SOAP OK ......</s-gensym"));
+        assert!(ok.contains(" xsi:type=\"xsd:string\">...... MEMCACHED SOAP OK ......</result>"));
         assert!(ok.ends_with("</statusResponse></soap:Body></soap:Envelope>"));
         let empty = response("getSession", Some(&json!({})));
-        assert!(empty.contains("<getSessionResponse xmlns=\"urn:MemcachedSOAPClass\"><s-gensym"));
-        assert!(empty.contains(" /></getSessionResponse>"));
+        assert!(empty.contains(
+            "<getSessionResponse xmlns=\"urn:MemcachedSOAPClass\"><result xmlns=\"\" /></getSessionResponse>"
+        ));
     }
 
     #[test]
