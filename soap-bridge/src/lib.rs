@@ -15,7 +15,7 @@
 //! - [`http`]: routes, limits, auth, JSON mirror, `/metrics`, `/healthz`.
 //! - [`metrics`]: counters and histogram in Prometheus text format.
 //! - [`server`]: the accept loop with timeouts and graceful shutdown.
-//! - [`error`]: [`Error`].
+//! - [`error`]: the crate's [`Error`] enum.
 //!
 //! # Values
 //!

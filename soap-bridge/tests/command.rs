@@ -2,6 +2,9 @@
 //! it listens, serves, and exits cleanly on SIGTERM and SIGINT; bad settings
 //! are refused before it listens; `--help` explains every flag.
 
+// Test helpers panic on failure: that panic is the test report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -24,8 +27,13 @@ fn start() -> (Child, std::net::SocketAddr) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("soap-bridge listening on http://127.0.0.1:"), "{line}");
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("soap-bridge listening on http://127.0.0.1:"),
+        "{line}"
+    );
     let addr = line
         .trim_start_matches("soap-bridge listening on http://")
         .split('/')
@@ -38,7 +46,10 @@ fn start() -> (Child, std::net::SocketAddr) {
 
 /// Sends `signal` and waits (polling) for a clean exit.
 fn stops_on(mut child: Child, signal: &str) {
-    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -46,7 +57,10 @@ fn stops_on(mut child: Child, signal: &str) {
             assert!(status.success(), "exit status {status} after {signal}");
             return;
         }
-        assert!(Instant::now() < deadline, "still running 5 s after {signal}");
+        assert!(
+            Instant::now() < deadline,
+            "still running 5 s after {signal}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -58,7 +72,9 @@ async fn serves_and_stops_on_signals() {
         let r = soap(addr, "status", "").await;
         assert_eq!(r.status, 200);
         assert!(r.body.contains("OK"));
-        tokio::task::spawn_blocking(move || stops_on(child, signal)).await.unwrap();
+        tokio::task::spawn_blocking(move || stops_on(child, signal))
+            .await
+            .unwrap();
     }
 }
 
@@ -70,7 +86,10 @@ fn bad_settings_are_refused_before_listening() {
         (vec!["--store", "redis://127.0.0.1"], "not built yet"),
         (vec!["--store", "ftp://x"], "unknown store URL"),
         (vec!["--principal", "_session_id"], "principal"),
-        (vec!["--config", "/nonexistent/soap-bridge.toml"], "cannot read config file"),
+        (
+            vec!["--config", "/nonexistent/soap-bridge.toml"],
+            "cannot read config file",
+        ),
     ] {
         let out = bridge(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} was accepted");
@@ -84,7 +103,15 @@ fn help_explains_every_flag() {
     let out = bridge(&["--help"]).output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--store", "--local", "--timeout", "--principal", "--codec", "--config"] {
+    for flag in [
+        "--listen",
+        "--store",
+        "--local",
+        "--timeout",
+        "--principal",
+        "--codec",
+        "--config",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
 }
@@ -95,10 +122,14 @@ fn config_file_is_read() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bridge.toml");
     std::fs::write(&file, "codec = \"storable\"\n").unwrap();
-    let out = bridge(&["--config", file.to_str().unwrap()]).output().unwrap();
+    let out = bridge(&["--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("storable"));
     std::fs::write(&file, "unknown_key = 1\n").unwrap();
-    let out = bridge(&["--config", file.to_str().unwrap()]).output().unwrap();
+    let out = bridge(&["--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

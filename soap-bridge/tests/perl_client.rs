@@ -3,6 +3,9 @@
 //! against the bridge on the in-memory store and on a real memcached, at both
 //! endpoint paths and in both of SOAP::Lite's output modes.
 
+// Test helpers panic on failure: that panic is the test report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Bridge, blocking, memcached, perl, test_config};

@@ -2,6 +2,9 @@
 //! `GET /?wsdl` and calls every operation through it
 //! (tests/python/zeep_client.py).
 
+// Test helpers panic on failure: that panic is the test report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::{Bridge, blocking, python};

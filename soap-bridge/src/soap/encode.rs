@@ -287,9 +287,9 @@ mod tests {
     #[test]
     fn status_and_empty_results() {
         let ok = response("status", Some(&json!("...... MEMCACHED SOAP OK ......")));
-        assert!(
-            ok.contains("<soap:Body><statusResponse xmlns=\"urn:MemcachedSOAPClass\"><result xmlns=\"\"")
-        );
+        assert!(ok.contains(
+            "<soap:Body><statusResponse xmlns=\"urn:MemcachedSOAPClass\"><result xmlns=\"\""
+        ));
         assert!(ok.contains(" xsi:type=\"xsd:string\">...... MEMCACHED SOAP OK ......</result>"));
         assert!(ok.ends_with("</statusResponse></soap:Body></soap:Envelope>"));
         let empty = response("getSession", Some(&json!({})));

@@ -9,9 +9,15 @@
 //! parameter; SOAP::Lite clients keep sending the original's flat
 //! `key, value, key, value` list, which the bridge accepts too.
 
-/// The operations the WSDL describes: (name, parameters as (name, type),
-/// result type or `None`).
-pub const OPERATIONS: &[(&str, &[(&str, &str)], &str)] = &[
+/// One operation of the WSDL: name, parameters as (name, type), result type.
+pub type Operation = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+/// The operations the WSDL describes.
+pub const OPERATIONS: &[Operation] = &[
     ("status", &[], "xsd:string"),
     ("getSession", &[("id", "xsd:string")], "xsd:anyType"),
     ("setSession", &[("session", "apachens:Map")], "xsd:string"),

@@ -125,7 +125,13 @@ impl Reply {
 }
 
 /// Sends one request (with `Connection: close`) and reads the whole reply.
-pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -137,7 +143,9 @@ pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&st
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
-    read_reply(&mut stream).await.expect("connection closed without a reply")
+    read_reply(&mut stream)
+        .await
+        .expect("connection closed without a reply")
 }
 
 /// Reads a reply until the server closes; `None` if it closed without one.
@@ -164,8 +172,19 @@ pub async fn read_reply(stream: &mut TcpStream) -> Option<Reply> {
 
 /// A JSON request.
 pub async fn json(addr: SocketAddr, method: &str, path: &str, body: &serde_json::Value) -> Reply {
-    let bytes = if body.is_null() { Vec::new() } else { serde_json::to_vec(body).unwrap() };
-    request(addr, method, path, &[("Content-Type", "application/json")], &bytes).await
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body).unwrap()
+    };
+    request(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        &bytes,
+    )
+    .await
 }
 
 /// A SOAP request for `method` with `params` (already encoded elements).
@@ -178,7 +197,10 @@ pub async fn soap(addr: SocketAddr, method: &str, params: &str) -> Reply {
         addr,
         "POST",
         "/",
-        &[("Content-Type", "text/xml; charset=utf-8"), ("SOAPAction", &action)],
+        &[
+            ("Content-Type", "text/xml; charset=utf-8"),
+            ("SOAPAction", &action),
+        ],
         body.as_bytes(),
     )
     .await
@@ -187,7 +209,9 @@ pub async fn soap(addr: SocketAddr, method: &str, params: &str) -> Reply {
 /// Runs `perl` on a script of `tests/perl/` with `args`; returns stdout.
 /// Fails with what to install when SOAP::Lite is missing.
 pub fn perl(script: &str, args: &[&str]) -> String {
-    let check = Command::new("perl").args(["-MSOAP::Lite", "-e", "1"]).output();
+    let check = Command::new("perl")
+        .args(["-MSOAP::Lite", "-e", "1"])
+        .output();
     match check {
         Ok(o) if o.status.success() => {}
         _ => panic!("Perl's SOAP::Lite is needed for this test: apt-get install libsoap-lite-perl"),
@@ -213,7 +237,11 @@ pub fn python(script: &str, args: &[&str]) -> String {
         _ => panic!("Python's zeep is needed for this test: pip install zeep"),
     }
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("python3").arg(&path).args(args).output().unwrap();
+    let out = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
