@@ -87,29 +87,19 @@ impl Args {
     }
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed
+/// here, before the caller announces it listens, so a signal sent as soon as
+/// the address is printed is never lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
+    })
 }
 
 #[tokio::main]
@@ -128,12 +118,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listener address")?;
+    let shutdown = shutdown_signal()?;
     println!(
         "soap-bridge listening on http://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
          WSDL at /?wsdl, JSON at /sessions) with store {}",
         config.store
     );
     tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), "serving");
-    soap_bridge::serve_state(state, listener, shutdown_signal()).await?;
+    soap_bridge::serve_state(state, listener, shutdown).await?;
     Ok(())
 }

@@ -141,8 +141,11 @@ pub async fn request(
     }
     head.push_str("\r\n");
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
+    // The server may answer (413) and close before the whole body is sent:
+    // a failed write is fine, the reply is what the test checks.
+    if stream.write_all(head.as_bytes()).await.is_ok() {
+        let _ = stream.write_all(body).await;
+    }
     read_reply(&mut stream)
         .await
         .expect("connection closed without a reply")
