@@ -294,10 +294,21 @@ fn may_use_backend(name: &str) -> bool {
 
 #[test]
 fn only_binaries_xtask_and_store_url_may_use_backends() {
-    for allowed in ["soap-bridge", "replicator", "session-cli", "xtask", "store-url"] {
+    for allowed in [
+        "soap-bridge",
+        "replicator",
+        "session-cli",
+        "xtask",
+        "store-url",
+    ] {
         assert!(may_use_backend(allowed), "{allowed}");
     }
-    for refused in ["session-core", "test-support", "memorycached-examples", "backend-redis"] {
+    for refused in [
+        "session-core",
+        "test-support",
+        "memorycached-examples",
+        "backend-redis",
+    ] {
         assert!(!may_use_backend(refused), "{refused}");
     }
 }
