@@ -1,9 +1,54 @@
-//! The memorycached SOAP bridge: the original `MemcachedSOAPClass` service
-//! (`status`, `getSession`, `setSession`, namespace `urn:MemcachedSOAPClass`)
-//! over any [`session_core::Store`]. **Not built yet.**
+//! The memorycached SOAP bridge: sessions for every language, over SOAP
+//! (compatible with the original `MemcachedSOAPClass` and its SOAP::Lite
+//! clients) and over JSON, on any [`session_core::Store`].
 //!
-//! Planned by its own issue: axum + quick-xml, byte-compatible with the
-//! captured SOAP::Lite exchanges in `shared/reference/soap-wire.md`, plus
-//! update/delete/touch/find-by-principal, a WSDL, limits and `/metrics`,
-//! running on `MemoryStore` by default. Until then this crate deliberately
-//! exports nothing.
+//! `cargo run -p soap-bridge` serves it on the in-memory store at
+//! `127.0.0.1:8080`; [`serve`] runs it in-process (the tests bind
+//! `127.0.0.1:0`).
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Config`] from TOML and flags, with `validate()`.
+//! - [`soap`]: the SOAP 1.1 wire format (parse, encode, faults, WSDL), pure.
+//! - [`dispatch`]: SOAP operations onto the service.
+//! - [`service`]: the operations on `Sessions` (the only module calling it).
+//! - [`http`]: routes, limits, auth, JSON mirror, `/metrics`, `/healthz`.
+//! - [`metrics`]: counters and histogram in Prometheus text format.
+//! - [`server`]: the accept loop with timeouts and graceful shutdown.
+//! - [`error`]: the crate's [`Error`] enum.
+//!
+//! # Values
+//!
+//! Sessions are maps of JSON-like values (session-core). What a SOAP
+//! client sends keeps the meaning SOAP::Lite's autotyping gave it:
+//! `xsd:int` 77777 is stored as the number 77777 and comes back as
+//! `xsd:int`; the string "00000" stays a string; a number whose text would
+//! not survive (`+5`, `1.50`) is kept as its text. `xsd:base64Binary` bytes
+//! are stored as a string of the code points 0–255 (Latin-1), so a Perl byte
+//! string such as `"Masqu\xe9"` comes back as the same bytes (as
+//! base64Binary, like the original), and a JSON reader sees `"Masqué"`.
+//! The tables in [`soap::parse::to_value`] and [`soap::encode`] give every
+//! rule.
+//!
+//! # Differences from the original service, on purpose
+//!
+//! - An invalid id is a `soap:Client` fault (the original said
+//!   `soap:Server`): the caller must fix it.
+//! - `_session_id` in `setSession` must name an existing session, which is
+//!   updated; the original let any caller write any id (see
+//!   [`service::Service::set`]).
+//! - Writes are conditional saves with per-field merge; the original's
+//!   last writer won.
+
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod soap;
+
+pub use config::{Auth, Config};
+pub use error::Error;
+pub use server::{app_state, serve, serve_state};

@@ -5,9 +5,11 @@
 //! - no debugging leftovers or placeholders (the `dbg`, `todo` and `ignore`
 //!   spellings listed in `FORBIDDEN`);
 //! - every member's `Cargo.toml` inherits the workspace version and lints;
-//! - dependencies point one way: only the binaries and xtask depend on a
-//!   backend (normal dependencies; tests may use anything through
-//!   dev-dependencies), and session-core depends on no workspace crate.
+//! - dependencies point one way: only the binaries, xtask and `store-url`
+//!   (the one library that maps store URLs to backends, shared by every
+//!   binary) depend on a backend (normal dependencies; tests may use
+//!   anything through dev-dependencies), and session-core depends on no
+//!   workspace crate.
 
 use std::{
     fmt::Write as _,
@@ -17,8 +19,16 @@ use std::{
 
 use crate::project_root;
 
-/// Crates allowed a normal dependency on a backend.
-const BACKEND_USERS: &[&str] = &["xtask", "soap-bridge", "replicator", "session-cli"];
+/// Crates allowed a normal dependency on a backend: the binaries, xtask, and
+/// `store-url`, whose whole job is turning a URL into a backend's store (so a
+/// new backend reaches every binary through one crate).
+const BACKEND_USERS: &[&str] = &[
+    "xtask",
+    "soap-bridge",
+    "replicator",
+    "session-cli",
+    "store-url",
+];
 const BACKENDS: &[&str] = &["backend-memcached", "backend-redis"];
 
 /// Forbidden text and the fix to suggest. Spelled in pieces so that this
@@ -277,6 +287,32 @@ fn manifests_inherit_version_and_lints() {
     failures.check("manifests");
 }
 
+/// Whether the workspace member `name` may have a normal dependency on a backend.
+fn may_use_backend(name: &str) -> bool {
+    BACKEND_USERS.contains(&name)
+}
+
+#[test]
+fn only_binaries_xtask_and_store_url_may_use_backends() {
+    for allowed in [
+        "soap-bridge",
+        "replicator",
+        "session-cli",
+        "xtask",
+        "store-url",
+    ] {
+        assert!(may_use_backend(allowed), "{allowed}");
+    }
+    for refused in [
+        "session-core",
+        "test-support",
+        "memorycached-examples",
+        "backend-redis",
+    ] {
+        assert!(!may_use_backend(refused), "{refused}");
+    }
+}
+
 #[test]
 fn dependencies_point_one_way() {
     let members = members();
@@ -288,14 +324,14 @@ fn dependencies_point_one_way() {
                 continue;
             }
             let dependency = dependency_name(&key);
-            if BACKENDS.contains(&dependency) && !BACKEND_USERS.contains(&member.name.as_str()) {
+            if BACKENDS.contains(&dependency) && !may_use_backend(&member.name) {
                 failures.add(
                     &member.manifest,
                     line,
                     &format!("{} depends on {dependency}", member.name),
                     "depend on session-core's `Store` trait instead; only the binaries \
-                     (soap-bridge, replicator, session-cli) and xtask pick a backend; \
-                     tests and examples may use one through [dev-dependencies]",
+                     (soap-bridge, replicator, session-cli), xtask and store-url pick a \
+                     backend; tests and examples may use one through [dev-dependencies]",
                 );
             }
             if member.name == "session-core"

@@ -1,0 +1,259 @@
+//! [`Config`]: every setting of the bridge, from a TOML file and/or flags
+//! (flags win), checked by [`Config::validate`] before anything listens.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"
+//! store = "memcached://10.0.0.1:11211,10.0.0.2:11211?timeout_ms=500"
+//! local = "127.0.0.1:11211"        # optional read-first store
+//! timeout = 3600                   # session expiry in seconds, 0 = never
+//! principal = "uid"                # enables findByPrincipal
+//! codec = "json"                   # json | msgpack | storable (when built)
+//! body_limit = 1048576             # bytes
+//! header_timeout_ms = 5000
+//! body_timeout_ms = 10000
+//! shutdown_grace_ms = 10000
+//!
+//! [auth]                           # optional; /healthz, status and the WSDL stay open
+//! type = "bearer"                  # or "basic" with user = "..." and password = "..."
+//! token = "secret"
+//! ```
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use session_core::{Codec, SessionsConfig, Ttl};
+
+use crate::error::Error;
+
+/// Largest accepted `body_limit` (64 MiB): sessions are small, and a
+/// larger value would only widen what one request can make us buffer.
+pub const MAX_BODY_LIMIT: usize = 64 << 20;
+
+/// The bridge's settings. `Default` is what `cargo run -p soap-bridge` uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on (loopback by default).
+    pub listen: SocketAddr,
+    /// Principal store URL (`memory://`, `memcached://...`).
+    pub store: String,
+    /// Read-first local store: a URL, or `HOST:PORT` for memcached.
+    pub local: Option<String>,
+    /// Session expiry in seconds, re-set on every write; 0 = never.
+    pub timeout: u32,
+    /// The field naming a session's user; needed by `findByPrincipal`.
+    pub principal: Option<String>,
+    /// Encoding of new writes: `json`, `msgpack`, or `storable` once
+    /// session-core has it.
+    pub codec: String,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Time a client has to send a request's headers (and between requests
+    /// on a kept-alive connection).
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body.
+    pub body_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long requests in flight may still run.
+    pub shutdown_grace_ms: u64,
+    /// Optional authentication.
+    pub auth: Option<Auth>,
+}
+
+/// Authentication of requests (`Authorization` header).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`.
+    Bearer {
+        /// The token.
+        token: String,
+    },
+    /// `Authorization: Basic base64(user:password)`.
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Auth {
+    // Secrets never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Bearer { .. } => f.write_str("Bearer(<redacted>)"),
+            Auth::Basic { user, .. } => write!(f, "Basic({user:?}, <redacted>)"),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            store: "memory://".into(),
+            local: None,
+            timeout: 0,
+            principal: None,
+            codec: "json".into(),
+            body_limit: 1 << 20,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+            auth: None,
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (unknown keys are errors).
+    pub fn from_toml(text: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("config file: {e}")))
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &std::path::Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Checks every setting; the first problem is an [`Error::Config`].
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Config(m));
+        if !(1..=MAX_BODY_LIMIT).contains(&self.body_limit) {
+            return bad(format!(
+                "body_limit {} is outside 1..={MAX_BODY_LIMIT}",
+                self.body_limit
+            ));
+        }
+        for (name, ms) in [
+            ("header_timeout_ms", self.header_timeout_ms),
+            ("body_timeout_ms", self.body_timeout_ms),
+            ("shutdown_grace_ms", self.shutdown_grace_ms),
+        ] {
+            if !(1..=3_600_000).contains(&ms) {
+                return bad(format!("{name} {ms} is outside 1..=3600000"));
+            }
+        }
+        match &self.auth {
+            Some(Auth::Bearer { token }) if token.is_empty() => {
+                return bad("auth token is empty".into());
+            }
+            Some(Auth::Basic { user, .. }) if user.is_empty() || user.contains(':') => {
+                return bad("auth user is empty or contains ':'".into());
+            }
+            _ => {}
+        }
+        self.codec()?;
+        self.sessions_config()?.validate()?;
+        Ok(())
+    }
+
+    /// The codec named by `codec`.
+    pub fn codec(&self) -> Result<Codec, Error> {
+        Codec::from_name(&self.codec).map_err(|e| {
+            if self.codec == "storable" {
+                Error::Config(
+                    "codec \"storable\" is not available in this build yet \
+                     (session-core has no Storable codec); use json or msgpack"
+                        .into(),
+                )
+            } else {
+                Error::Config(e.to_string())
+            }
+        })
+    }
+
+    /// The session-core configuration these settings mean.
+    pub fn sessions_config(&self) -> Result<SessionsConfig, Error> {
+        Ok(SessionsConfig {
+            timeout: if self.timeout == 0 {
+                Ttl::NEVER
+            } else {
+                Ttl::seconds(self.timeout)
+            },
+            principal: self.principal.clone(),
+            codec: self.codec()?,
+            // Many clients patching one session at once must all get through:
+            // each conflict merges and retries (bounded by session-core).
+            max_save_attempts: 100,
+            ..SessionsConfig::default()
+        })
+    }
+
+    /// `header_timeout_ms` as a duration.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+
+    /// `body_timeout_ms` as a duration.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_validation() {
+        let c = Config::from_toml(
+            "listen = \"127.0.0.1:0\"\nprincipal = \"uid\"\ntimeout = 60\n[auth]\ntype = \"bearer\"\ntoken = \"t\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.principal.as_deref(), Some("uid"));
+        assert!(matches!(c.auth, Some(Auth::Bearer { .. })));
+        assert!(!format!("{c:?}").contains("\"t\""));
+        c.validate().unwrap();
+        Config::default().validate().unwrap();
+        assert!(Config::from_toml("nope = 1").is_err());
+        let e = Config {
+            codec: "storable".into(),
+            ..Config::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("storable"), "{e}");
+        assert!(
+            Config {
+                codec: "xml".into(),
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Config {
+                body_limit: 0,
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Config {
+                principal: Some(String::new()),
+                ..Config::default()
+            }
+            .validate()
+            .is_err()
+        );
+        let empty = Config {
+            auth: Some(Auth::Bearer {
+                token: String::new(),
+            }),
+            ..Config::default()
+        };
+        assert!(empty.validate().is_err());
+    }
+}

@@ -1,0 +1,130 @@
+//! `soap-bridge`: the bridge's command. With no arguments it serves the SOAP
+//! endpoint and the JSON mirror on the in-memory store at 127.0.0.1:8080.
+//! Settings come from an optional TOML file (`--config`), then flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use soap_bridge::Config;
+use tracing_subscriber::EnvFilter;
+
+/// Sessions for every language: a SOAP 1.1 service compatible with the
+/// original MemcachedSOAPClass (SOAP::Lite clients work unchanged, only the
+/// URL differs), plus a JSON mirror at /sessions.
+///
+/// Endpoints: SOAP at / and /cgi-bin/MemcachedSOAP.cgi, the WSDL at /?wsdl,
+/// JSON at /sessions/{id}, /metrics (Prometheus) and /healthz.
+/// Logs go to stderr; RUST_LOG sets the level (default info).
+#[derive(Debug, Parser)]
+#[command(name = "soap-bridge", version)]
+struct Args {
+    /// TOML file with the same settings (listen, store, local, timeout,
+    /// principal, codec, body_limit, header_timeout_ms, body_timeout_ms,
+    /// shutdown_grace_ms, [auth]); flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8080]. Use 0.0.0.0:PORT
+    /// only behind authentication or a firewall.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Principal store: memory:// (in this process, the default),
+    /// memcached://HOST:PORT[,HOST:PORT[:WEIGHT]][?timeout_ms=..&...];
+    /// redis:// is planned.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+
+    /// Read-first local store (the original's `local`): HOST:PORT of a
+    /// memcached, or a store URL.
+    #[arg(long, value_name = "HOST:PORT")]
+    local: Option<String>,
+
+    /// Session expiry in seconds, re-set on every write; 0 = never
+    /// [default: 0].
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u32>,
+
+    /// Field naming a session's user (e.g. uid): writes the reverse index
+    /// and enables findByPrincipal / GET /principals/{uid}.
+    #[arg(long, value_name = "FIELD")]
+    principal: Option<String>,
+
+    /// Encoding of new writes: json (default), msgpack, or storable (for
+    /// mixed Perl fleets; refused with a clear error until the Storable
+    /// codec is part of the build). Reads accept any codec by its flags.
+    #[arg(long, value_name = "CODEC")]
+    codec: Option<String>,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            config.listen = v;
+        }
+        if let Some(v) = self.store {
+            config.store = v;
+        }
+        if let Some(v) = self.local {
+            config.local = Some(v);
+        }
+        if let Some(v) = self.timeout {
+            config.timeout = v;
+        }
+        if let Some(v) = self.principal {
+            config.principal = Some(v);
+        }
+        if let Some(v) = self.codec {
+            config.codec = v;
+        }
+        Ok(config)
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed
+/// here, before the caller announces it listens, so a signal sent as soon as
+/// the address is printed is never lost to the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = Args::parse().into_config()?;
+    // Everything is checked before the port is taken.
+    let state = soap_bridge::app_state(config.clone())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr().context("listener address")?;
+    let shutdown = shutdown_signal()?;
+    println!(
+        "soap-bridge listening on http://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
+         WSDL at /?wsdl, JSON at /sessions) with store {}",
+        config.store
+    );
+    tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), "serving");
+    soap_bridge::serve_state(state, listener, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! [`serve`]: the accept loop. Each connection is served by hyper's HTTP/1
+//! server with a header read timeout (a client that stalls before finishing
+//! its headers is dropped; body stalls are caught by the body timeout in
+//! [`crate::http`]), on its own task, so a slow client holds nothing but its
+//! own connection. On shutdown, the listener closes at once and connections
+//! get `shutdown_grace` to finish the requests in flight.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use session_core::Sessions;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::service::Service;
+
+/// Builds the application state from `config`: validates it, opens the
+/// store URL(s), makes the `Sessions`. No I/O on the store yet.
+pub fn app_state(config: Config) -> Result<AppState, Error> {
+    config.validate()?;
+    let (servers, local) = store_url::open(&config.store, config.local.as_deref())?;
+    let mut sessions = Sessions::new(servers, config.sessions_config()?)?;
+    if let Some(local) = local {
+        sessions = sessions.with_local(local);
+    }
+    Ok(AppState {
+        service: Service::new(sessions),
+        metrics: Arc::new(Metrics::default()),
+        config: Arc::new(config),
+    })
+}
+
+/// Serves the bridge described by `config` on `listener` until `shutdown`
+/// completes, then drains connections for `shutdown_grace`.
+/// `config.listen` is not used: the caller bound `listener` (tests bind
+/// `127.0.0.1:0`).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let state = app_state(config)?;
+    serve_state(state, listener, shutdown).await
+}
+
+/// [`serve`] with an already built state.
+pub async fn serve_state(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let header_timeout = state.config.header_timeout();
+    let grace = state.config.shutdown_grace();
+    let app = router(state);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the
+                // connections we have, try again shortly.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    Ok(())
+}

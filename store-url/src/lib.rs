@@ -1,0 +1,158 @@
+//! Store URLs: one function, [`open`], turns a URL such as `memory://` or
+//! `memcached://10.0.0.1:11211,10.0.0.2:11211?timeout_ms=500` into an
+//! `Arc<dyn Store>`, so every binary of the workspace (the SOAP bridge, the
+//! replicator, the CLI) accepts the same `--store` and `--local` values.
+//!
+//! This is the one *library* allowed to depend on backend crates: mapping a
+//! URL to a backend is exactly its job, and keeping it in one place means a
+//! new backend is wired into every binary at once. Everything else takes an
+//! `Arc<dyn Store>`.
+//!
+//! | scheme | store |
+//! |---|---|
+//! | `memory://` | [`session_core::MemoryStore`], in this process (no query keys) |
+//! | `memcached://H:P[,H:P[:weight]]?...` | `backend_memcached::MemcachedStore` (its docs list the query keys) |
+//! | `redis://` | not built yet: [`Error::NotBuilt`] |
+//!
+//! ```
+//! let (servers, local) = store_url::open("memory://", None)?;
+//! assert!(local.is_none());
+//! # let _ = servers;
+//! assert!(matches!(store_url::open("redis://127.0.0.1", None), Err(store_url::Error::NotBuilt { .. })));
+//! assert!(matches!(store_url::open("ftp://x", None), Err(store_url::Error::UnknownScheme { .. })));
+//! # Ok::<(), store_url::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use backend_memcached::MemcachedStore;
+use session_core::{MemoryStore, Store};
+
+/// Why a store URL could not be opened. Nothing is connected before the URL
+/// is fully checked, so every variant is a configuration error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL names no scheme this build knows.
+    #[error(
+        "unknown store URL {url:?}: expected memory://, memcached://HOST:PORT[,HOST:PORT]... (redis:// is planned)"
+    )]
+    UnknownScheme {
+        /// The URL as given (printable form).
+        url: String,
+    },
+    /// The scheme is planned but its backend is not part of this build yet.
+    #[error("the {scheme}:// store is not built yet; use memory:// or memcached://")]
+    NotBuilt {
+        /// The scheme, without `://`.
+        scheme: &'static str,
+    },
+    /// `memory://` takes no host, path or query.
+    #[error("memory:// takes no host, path or options (got {url:?})")]
+    MemoryOptions {
+        /// The URL as given.
+        url: String,
+    },
+    /// The memcached URL did not validate (bad address, unknown query key...).
+    #[error("memcached store URL {url:?}: {source}")]
+    Memcached {
+        /// The URL as given.
+        url: String,
+        /// What the memcached backend said.
+        #[source]
+        source: backend_memcached::Error,
+    },
+}
+
+/// The principal store, and the read-first local store when one was given.
+pub type Stores = (Arc<dyn Store>, Option<Arc<dyn Store>>);
+
+/// Opens the principal store named by `url`, and the optional read-first
+/// `local` store (the original's `local` argument). `local` is a URL too, or
+/// a bare `HOST:PORT`, which means `memcached://HOST:PORT`.
+///
+/// No I/O happens here: backends connect on first use, so a server that is
+/// down shows up as errors of the first operations, not here.
+pub fn open(url: &str, local: Option<&str>) -> Result<Stores, Error> {
+    let servers = open_one(url)?;
+    let local = match local {
+        None => None,
+        Some(l) if l.contains("://") => Some(open_one(l)?),
+        Some(l) => Some(open_one(&format!("memcached://{l}"))?),
+    };
+    Ok((servers, local))
+}
+
+/// Opens one store URL; see the module docs for the schemes.
+pub fn open_one(url: &str) -> Result<Arc<dyn Store>, Error> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("memory") => {
+            if url != "memory://" {
+                return Err(Error::MemoryOptions {
+                    url: printable(url),
+                });
+            }
+            Ok(Arc::new(MemoryStore::new()))
+        }
+        Some("memcached") => MemcachedStore::from_url(url)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|source| Error::Memcached {
+                url: printable(url),
+                source,
+            }),
+        Some("redis") | Some("rediss") => Err(Error::NotBuilt { scheme: "redis" }),
+        _ => Err(Error::UnknownScheme {
+            url: printable(url),
+        }),
+    }
+}
+
+/// A URL fit for an error message: control characters escaped, length capped.
+fn printable(url: &str) -> String {
+    let mut s: String = url
+        .chars()
+        .take(200)
+        .flat_map(char::escape_default)
+        .collect();
+    if url.chars().count() > 200 {
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert!(open("memory://", None).is_ok());
+        assert!(matches!(
+            open("memory://x", None),
+            Err(Error::MemoryOptions { .. })
+        ));
+        let (_, local) = open("memcached://127.0.0.1:1", Some("127.0.0.1:2")).unwrap();
+        assert!(local.is_some());
+        let (_, local) = open("memory://", Some("memory://")).unwrap();
+        assert!(local.is_some());
+        assert!(matches!(
+            open("memcached://127.0.0.1:1?nope=1", None),
+            Err(Error::Memcached { .. })
+        ));
+        assert!(matches!(
+            open("memory://", Some("127.0.0.1:1?bad=1")),
+            Err(Error::Memcached { .. })
+        ));
+        assert!(matches!(
+            open("redis://127.0.0.1:6379", None),
+            Err(Error::NotBuilt { scheme: "redis" })
+        ));
+        assert!(matches!(
+            open("127.0.0.1:11211", None),
+            Err(Error::UnknownScheme { .. })
+        ));
+        let e = open("x\n", None).unwrap_err().to_string();
+        assert!(e.contains("\\n"), "{e}");
+    }
+}
