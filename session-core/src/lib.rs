@@ -31,7 +31,10 @@
 //! - [`config`]: [`SessionsConfig`], the original's knobs (`timeout`,
 //!   `update_only`, `principal`, `IDLength`) and ours, with `validate()`.
 //! - `local`: the read-first `local` tier and its staleness rule ([`LocalPolicy`]).
-//! - [`principal`]: the reverse index `md5_hex(user) -> id`.
+//! - [`principal`]: the reverse index `md5_hex(user) -> id`; `index`: the
+//!   per-user index of every live session (`list_by_principal`,
+//!   `revoke_principal`).
+//! - [`lock`]: opt-in lease locks on a session ([`LockGuard`]).
 //! - [`stats`]: [`SessionStats`], the counters of a `Sessions`.
 //! - [`memory`]: [`MemoryStore`], the embedded in-process store.
 //! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
@@ -46,8 +49,10 @@ pub mod config;
 pub mod conformance;
 pub mod error;
 pub mod id;
+mod index;
 pub mod key;
 mod local;
+pub mod lock;
 pub mod memory;
 pub mod namespaced;
 pub mod principal;
@@ -57,9 +62,13 @@ pub mod stats;
 pub mod store;
 
 pub use codec::Codec;
-pub use config::{ConflictPolicy, LocalPolicy, SessionsConfig};
+pub use config::{
+    Backoff, ConflictPolicy, FieldConflict, LocalPolicy, PrincipalIndex, PrincipalKeying,
+    SessionsConfig,
+};
 pub use error::{Delivery, Error, ErrorKind, Result, RetryMethod};
 pub use id::SessionId;
+pub use lock::LockGuard;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use namespaced::Namespaced;
 pub use session::{Session, SessionData};

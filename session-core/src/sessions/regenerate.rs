@@ -1,0 +1,98 @@
+//! [`Sessions::regenerate`]: a new id for a live session (session fixation
+//! defence at login and privilege changes).
+//!
+//! Order matters: the new session is written before the old one is
+//! deleted, so there is no instant at which the user has no session, and
+//! the reverse key and the principal index follow the id in the same order
+//! (new member first, old member last).
+
+use serde_json::Value;
+
+use super::{CREATE_ATTEMPTS, Sessions};
+use crate::error::{Error, Result};
+use crate::id::SessionId;
+use crate::session::{ID_FIELD, Session, State};
+use crate::stats::Counters;
+use crate::store::AddOutcome;
+
+impl Sessions {
+    /// Moves the session to a fresh random id, keeping its data.
+    ///
+    /// 1. Unsaved changes of the handle are saved first (merged with any
+    ///    concurrent change, as by [`Sessions::save`]).
+    /// 2. The data is written under a new id with `add`; the principal
+    ///    index learns the new id before, and the reverse key is pointed at
+    ///    it after.
+    /// 3. The old id is deleted, its local copy dropped, its index member
+    ///    removed. A write to the old id that lands between steps 1 and 3
+    ///    is lost with the old id: at login nothing else should be writing.
+    ///
+    /// The handle then names the new id. A never-written (`update_only`)
+    /// session only gets a new id. [`Error::Deleted`] for a deleted handle,
+    /// [`Error::SessionGone`] when the old session vanished meanwhile.
+    pub async fn regenerate(&self, session: &mut Session) -> Result<()> {
+        match session.state {
+            State::Deleted => {
+                return Err(Error::Deleted {
+                    id: session.id.to_string(),
+                });
+            }
+            State::Unwritten => {
+                let id = SessionId::generate(self.config.id_length)?;
+                session
+                    .data
+                    .insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+                session.snapshot = Session::initial_data(&id);
+                session.id = id;
+                Counters::bump(&self.counters.regenerated);
+                return Ok(());
+            }
+            State::Stored => {}
+        }
+        self.save(session).await?;
+        let old_id = session.id.clone();
+        let old_key = self.key_of(&old_id);
+        let ttl = self.ttl_of(session);
+        let flags = self.codec().flags();
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = SessionId::generate(self.config.id_length)?;
+            let mut data = session.data.clone();
+            data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+            let key = self.key_of(&id);
+            let bytes = self.codec().encode(&data)?;
+            self.index_upsert(&data, &id, ttl).await?;
+            let version = match self.add_new(&key, &bytes, flags, ttl).await? {
+                AddOutcome::Stored(version) => version,
+                AddOutcome::Exists => {
+                    tracing::warn!(%id, "generated session id already in use");
+                    continue;
+                }
+            };
+            if let Some(local) = &self.local {
+                local.write(&key, &bytes, flags, version).await;
+            }
+            session.id = id;
+            session.data = data;
+            session.mark_synced(version);
+            session.remaining = Some(ttl);
+            // `set` points the reverse key at the new id; the old id's key
+            // is the same key (same user), so nothing else to clean.
+            self.write_reverse_key(session).await?;
+            let existed = self.servers.delete(&old_key).await?;
+            if let Some(local) = &self.local {
+                local.forget(&old_key).await;
+            }
+            let user = self.principal_of(&session.data);
+            self.index_remove_for(user.as_deref(), &old_id).await?;
+            Counters::bump(&self.counters.regenerated);
+            if !existed {
+                tracing::warn!(old = %old_id, new = %session.id, "old session vanished during regenerate");
+            }
+            return Ok(());
+        }
+        Err(Error::Conflict {
+            key: "new session id".into(),
+            attempts: CREATE_ATTEMPTS,
+        })
+    }
+}
