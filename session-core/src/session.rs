@@ -443,7 +443,8 @@ mod tests {
                 let both = m != b && t != b && m != t;
                 prop_assert_eq!(conflicts.contains(&f.to_owned()), both);
                 let want = if both { if prefer_mine { m } else { t } } else if m != b { m } else { t };
-                prop_assert_eq!(merged.get(f), want.map(|v| json!(v)).as_ref());
+                let want = want.map(|v| json!(v));
+                prop_assert_eq!(merged.get(f), want.as_ref());
             }
         }
     }
