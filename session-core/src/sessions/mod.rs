@@ -37,6 +37,8 @@ use crate::stats::{Counters, SessionStats};
 use crate::store::{AddOutcome, CasOutcome, Entry, Store, Ttl};
 
 mod index;
+#[cfg(test)]
+mod index_tests;
 mod regenerate;
 pub(crate) mod retry;
 pub mod stateless;

@@ -28,8 +28,10 @@ impl Sessions {
     ///    is lost with the old id: at login nothing else should be writing.
     ///
     /// The handle then names the new id. A never-written (`update_only`)
-    /// session only gets a new id. [`Error::Deleted`] for a deleted handle,
-    /// [`Error::SessionGone`] when the old session vanished meanwhile.
+    /// session only gets a new id. [`Error::Deleted`] for a deleted handle;
+    /// [`Error::SessionGone`] when the old session was gone (logged out,
+    /// expired): then the copy under the new id is deleted again and the
+    /// handle is marked deleted.
     pub async fn regenerate(&self, session: &mut Session) -> Result<()> {
         match session.state {
             State::Deleted => {
@@ -84,10 +86,16 @@ impl Sessions {
             }
             let user = self.principal_of(&session.data);
             self.index_remove_for(user.as_deref(), &old_id).await?;
-            Counters::bump(&self.counters.regenerated);
             if !existed {
-                tracing::warn!(old = %old_id, new = %session.id, "old session vanished during regenerate");
+                // Logged out (or expired) meanwhile: the copy must not live
+                // on under the new id.
+                tracing::info!(old = %old_id, "session vanished during regenerate; copy removed");
+                let _ = self.delete(session).await?;
+                return Err(Error::SessionGone {
+                    id: old_id.to_string(),
+                });
             }
+            Counters::bump(&self.counters.regenerated);
             return Ok(());
         }
         Err(Error::Conflict {
