@@ -36,6 +36,7 @@ use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
 use crate::store::{AddOutcome, CasOutcome, Entry, Store, Ttl};
 
+mod gate;
 mod index;
 #[cfg(test)]
 mod index_tests;
@@ -80,6 +81,8 @@ pub struct Sessions {
     local: Option<LocalTier>,
     config: Arc<SessionsConfig>,
     counters: Arc<Counters>,
+    /// Turns at writing one session, shared by clones (see `gate.rs`).
+    gate: Arc<gate::Gate>,
 }
 
 impl Sessions {
@@ -92,6 +95,7 @@ impl Sessions {
             local: None,
             config: Arc::new(config),
             counters: Arc::default(),
+            gate: Arc::default(),
         })
     }
 
@@ -329,9 +333,22 @@ impl Sessions {
         }
     }
 
-    /// The save itself; refusals are counted by the callers (an `update`
-    /// that retries is not refused until its last attempt).
+    /// The save, in this process's turn at writing the session (see
+    /// `gate.rs`); refusals are counted by the callers.
     pub(crate) async fn save_attempts(
+        &self,
+        session: &mut Session,
+        policy: ConflictPolicy,
+        field: FieldConflict,
+    ) -> Result<SaveOutcome> {
+        let key = self.key_of(&session.id);
+        let _turn = self.gate.turn(&key).await;
+        self.save_in_turn(session, policy, field).await
+    }
+
+    /// The save itself, for a caller that holds the session's turn (an
+    /// `update` that retries is not refused until its last attempt).
+    pub(crate) async fn save_in_turn(
         &self,
         session: &mut Session,
         policy: ConflictPolicy,
@@ -416,7 +433,13 @@ impl Sessions {
                     }
                     tracing::debug!(id = %session.id, attempts, "concurrent change, merging");
                     Counters::bump(&self.counters.merges);
-                    retry::pause(&self.config.backoff, attempts).await;
+                    // The first conflict is usually a write of this
+                    // process that landed between the handle's read and its
+                    // turn: merge at once. A further one is another process
+                    // writing right now: wait a jittered while first.
+                    if attempts > 1 {
+                        retry::pause(&self.config.backoff, attempts - 1).await;
+                    }
                     self.merge_on_principal(session, &key, field).await?;
                 }
             }

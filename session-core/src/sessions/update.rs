@@ -53,14 +53,18 @@ impl Sessions {
         let key = self.key_of(&id);
         let attempts = self.config.max_save_attempts;
         for attempt in 1..=attempts {
+            // Read, change and write in this process's turn: other tasks of
+            // this process cannot make the write conflict.
+            let turn = self.gate.turn(&key).await;
             let Some(mut session) = self.read_principal(&id).await? else {
                 return Ok(None);
             };
             change(&mut session)?;
-            match self
-                .save_attempts(&mut session, ConflictPolicy::Fail, FieldConflict::Fail)
-                .await
-            {
+            let saved = self
+                .save_in_turn(&mut session, ConflictPolicy::Fail, FieldConflict::Fail)
+                .await;
+            drop(turn);
+            match saved {
                 Ok(_) => return Ok(Some(session)),
                 Err(Error::SessionGone { .. }) => return Ok(None),
                 Err(Error::Conflict { .. }) if attempt < attempts => {
