@@ -33,9 +33,10 @@ pub enum LocalPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum ConflictPolicy {
-    /// Re-read the session, re-apply this handle's own changes field by field
-    /// (the fields it set or removed win, all others keep the other writer's
-    /// values), and try again, up to `max_save_attempts`. The default.
+    /// Re-read the session, merge three-way field by field (a field only
+    /// one side changed takes that side's value; a field both changed is
+    /// decided by [`FieldConflict`]), and try again, up to
+    /// `max_save_attempts`. The default.
     #[default]
     Merge,
     /// Give up at once with [`Error::Conflict`]; nothing is written and the

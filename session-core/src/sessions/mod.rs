@@ -11,6 +11,23 @@
 //! | `patch`, `replace` | a `load`, then a `save` | as `load` and `save` |
 //! | `delete` | `delete <id>`, then the reverse key `delete_if` its version still names this id | copy dropped |
 //! | `touch`, `touch_id` | `touch <id>` (`get_and_touch <id>` for `touch_id`) and the reverse key | copy touched |
+//! | `update` | `get <id>`, then `cas <id>`; again on a conflict | copy written |
+//! | `regenerate` | a `save` if changed, `add <new id>`, the reverse key `set`, `delete <old id>` | new copy written, old dropped |
+//! | `lock` | `add <id>:lk` (then `cas`/`delete_if` on it to renew/release) | — |
+//! | `list_by_principal` | `get <digest>:sessions`, a `get` per member, `cas` if some were dead | — |
+//! | `revoke_principal` | as `list_by_principal`, a `delete` per session, the reverse key `delete_if`, the record `cas` | copies dropped |
+//!
+//! With `principal_index` configured, `create`, `save`, `touch`,
+//! `regenerate` and `delete` also read and `cas` the user's index record
+//! `<digest>:sessions` (`save` and `touch` only write it when the
+//! session's user or expiry deadline changed): before the session for the
+//! first three, so the index never lacks a live session, and after it for
+//! the others. See [`Sessions::list_by_principal`].
+//!
+//! Writes of one session by tasks sharing this `Sessions` take turns (a
+//! FIFO per session key, `gate.rs`), so they do not race each other; other
+//! processes' writes are caught by the conditional write and retried after
+//! a jittered wait ([`crate::config::Backoff`], with measurements).
 //!
 //! Callers that keep no [`Session`] between requests (the SOAP bridge, a
 //! JSON API, the CLI, a tower-sessions store) use the by-id operations of
@@ -325,9 +342,16 @@ impl Sessions {
 
     /// Counts a save that gave up because another writer won.
     fn count_refusal<T>(&self, result: &Result<T>) {
+        if let Err(e) = result {
+            self.count_refusal_of(e);
+        }
+    }
+
+    /// Counts `e` if it is a refusal because another writer won.
+    fn count_refusal_of(&self, e: &Error) {
         if matches!(
-            result,
-            Err(Error::Conflict { .. } | Error::FieldConflict { .. } | Error::IdTaken { .. })
+            e,
+            Error::Conflict { .. } | Error::FieldConflict { .. } | Error::IdTaken { .. }
         ) {
             Counters::bump(&self.counters.conflicts);
         }

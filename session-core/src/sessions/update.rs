@@ -72,14 +72,12 @@ impl Sessions {
                     retry::pause(&self.config.backoff, attempt).await;
                 }
                 Err(e) => {
-                    self.count_refusal::<()>(&Err(Error::Conflict {
-                        key: key.clone(),
-                        attempts,
-                    }));
-                    return Err(match e {
+                    let e = match e {
                         Error::Conflict { key, .. } => Error::Conflict { key, attempts },
                         other => other,
-                    });
+                    };
+                    self.count_refusal_of(&e);
+                    return Err(e);
                 }
             }
         }
