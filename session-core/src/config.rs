@@ -149,7 +149,9 @@ pub enum PrincipalKeying {
         secret: Vec<u8>,
         /// Key the legacy reverse key this way too. Only for new
         /// deployments: Perl nodes look the reverse key up by MD5 and will no
-        /// longer find it.
+        /// longer find it. (The `<principal>_MD5` field inside the session
+        /// is still stamped, for Perl readers; it sits next to the user
+        /// name itself, so it reveals nothing more.)
         reverse_key_too: bool,
     },
 }
