@@ -243,5 +243,17 @@ pub(super) async fn field_conflict_policies_are_honoured(make: MakeStore) -> Cas
         s.stats().field_conflicts == 0,
         "one-sided changes counted as conflicts"
     );
+
+    // One save may ask for a stricter policy than the configured `Mine`.
+    let mut c = must_load(&s, &id).await?;
+    let mut d = must_load(&s, &id).await?;
+    c.insert("x", "from c").ctx("insert")?;
+    let _ = s.save(&mut c).await.ctx("save c")?;
+    d.insert("x", "from d").ctx("insert")?;
+    let r = s.save_with_field_policy(&mut d, FieldConflict::Fail).await;
+    check!(
+        matches!(&r, Err(Error::FieldConflict { fields, .. }) if fields == &["x".to_owned()]),
+        "save_with_field_policy(Fail) gave {r:?}"
+    );
     Ok(())
 }
