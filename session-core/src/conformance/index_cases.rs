@@ -127,14 +127,35 @@ pub(super) async fn index_lists_exactly_the_live_sessions(make: MakeStore) -> Ca
 /// another's; the index and reverse key of that user are empty afterwards.
 pub(super) async fn revoke_principal_logs_out_only_that_user(make: MakeStore) -> CaseResult {
     let store = make().await;
+    const LOGINS: usize = 12;
     let s = sessions(&store, indexed(PrincipalKeying::Md5))?;
+    // Concurrent logins of one user: the record's CAS keeps every member.
+    let mut tasks = Vec::new();
+    for _ in 0..LOGINS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_with(user("ann"), None).await
+        }));
+    }
     let mut ann = Vec::new();
-    for _ in 0..3 {
-        ann.push(s.create_with(user("ann"), None).await.ctx("create")?);
+    for t in tasks {
+        ann.push(
+            t.await
+                .map_err(|e| format!("login task failed: {e}"))?
+                .ctx("create")?,
+        );
     }
     let bob = s.create_with(user("bob"), None).await.ctx("create")?;
+    let all: BTreeSet<SessionId> = ann.iter().map(|a| a.id().clone()).collect();
+    check!(
+        listed(&s, "ann").await? == all,
+        "concurrent logins lost index members"
+    );
     let revoked = s.revoke_principal("ann").await.ctx("revoke_principal")?;
-    check!(revoked == 3, "revoked {revoked} sessions, not 3");
+    check!(
+        revoked == LOGINS,
+        "revoked {revoked} sessions, not {LOGINS}"
+    );
     for a in &ann {
         check!(
             s.load_id(a.id()).await.ctx("load")?.is_none(),
