@@ -41,7 +41,11 @@
 //! - `conformance` (feature `conformance`): the checks every store must pass.
 //!
 //! This crate does no network I/O and starts no tasks: backends bring the
-//! I/O, binaries bring the runtime.
+//! I/O, binaries bring the runtime. It uses two pieces of tokio that need
+//! no runtime of their own: an async mutex (tasks of one process take turns
+//! writing a session) and the timer, for the jittered waits after a lost
+//! race and while waiting for a lock (outside a tokio runtime those waits
+//! only yield).
 
 pub mod codec;
 pub mod config;
