@@ -11,8 +11,8 @@ use crate::lock::{LOCK_SUFFIX, LockGuard, acquire};
 impl Sessions {
     /// Takes the lease lock of session `id` (opt-in strict serialisation;
     /// see [`crate::lock`]), waiting at most `lease` plus one second — long
-    /// enough to take over the lock of a holder that died. [`Error::Timeout`]
-    /// (operation `"lock"`) when it stays taken; [`Error::InvalidConfig`]
+    /// enough to take over the lock of a holder that died. [`crate::Error::Timeout`]
+    /// (operation `"lock"`) when it stays taken; [`crate::Error::InvalidConfig`]
     /// for a zero or longer-than-a-day lease.
     pub async fn lock(&self, id: &SessionId, lease: Duration) -> Result<LockGuard> {
         self.lock_with(id, lease, lease + Duration::from_secs(1))
