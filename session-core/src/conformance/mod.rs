@@ -41,6 +41,7 @@ mod capability_cases;
 mod index_cases;
 mod lock_cases;
 mod nolost_cases;
+mod regenerate_cases;
 mod session_cases;
 mod stateless_cases;
 mod store_cases;
@@ -136,6 +137,7 @@ cases! {
     index_cases::revoke_principal_logs_out_only_that_user,
     index_cases::lookups_by_user_without_decoding_and_keyed,
     index_cases::regenerate_moves_everything_to_a_new_id,
+    regenerate_cases::regenerate_carries_over_a_late_write,
     lock_cases::lock_is_exclusive_and_taken_over_after_its_lease,
 }
 
@@ -239,6 +241,7 @@ macro_rules! conformance_tests {
             revoke_principal_logs_out_only_that_user,
             lookups_by_user_without_decoding_and_keyed,
             regenerate_moves_everything_to_a_new_id,
+            regenerate_carries_over_a_late_write,
             lock_is_exclusive_and_taken_over_after_its_lease
         );
     };

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::session::{ID_FIELD, Session, State};
 use crate::stats::Counters;
-use crate::store::AddOutcome;
+use crate::store::{AddOutcome, DeleteOutcome, Version};
 
 impl Sessions {
     /// Moves the session to a fresh random id, keeping its data.
@@ -23,9 +23,11 @@ impl Sessions {
     /// 2. The data is written under a new id with `add`; the principal
     ///    index learns the new id before, and the reverse key is pointed at
     ///    it after.
-    /// 3. The old id is deleted, its local copy dropped, its index member
-    ///    removed. A write to the old id that lands between steps 1 and 3
-    ///    is lost with the old id: at login nothing else should be writing.
+    /// 3. The old id is deleted, only at the version that was copied: a
+    ///    write that reached the old id meanwhile is first carried over to
+    ///    the new id (on stores with [`crate::Store::delete_if`]; elsewhere
+    ///    it is lost with the old id). Its local copy is dropped and its
+    ///    index member removed.
     ///
     /// The handle then names the new id. A never-written (`update_only`)
     /// session only gets a new id. [`Error::Deleted`] for a deleted handle;
@@ -52,6 +54,7 @@ impl Sessions {
             State::Stored => {}
         }
         self.save(session).await?;
+        let old_version = session.version;
         let old_id = session.id.clone();
         let old_key = self.key_of(&old_id);
         let ttl = self.ttl_of(session);
@@ -80,7 +83,7 @@ impl Sessions {
             // `set` points the reverse key at the new id; the old id's key
             // is the same key (same user), so nothing else to clean.
             self.write_reverse_key(session).await?;
-            let existed = self.servers.delete(&old_key).await?;
+            let existed = self.retire_old(session, &old_key, old_version).await?;
             if let Some(local) = &self.local {
                 local.forget(&old_key).await;
             }
@@ -102,5 +105,46 @@ impl Sessions {
             key: "new session id".into(),
             attempts: CREATE_ATTEMPTS,
         })
+    }
+
+    /// Deletes the old id of a regenerated session (now under its new id),
+    /// only at the version that was copied: a write that reached the old id
+    /// after the copy is carried over to the new id first, then the delete
+    /// is tried again on the version read. Returns whether the old session
+    /// still existed. Without [`crate::Store::delete_if`] (or a version to
+    /// compare) the delete is plain, and such a late write is lost with the
+    /// old id.
+    async fn retire_old(
+        &self,
+        session: &mut Session,
+        old_key: &str,
+        mut expected: Option<Version>,
+    ) -> Result<bool> {
+        if !self.servers.capabilities().conditional_delete {
+            return self.servers.delete(old_key).await;
+        }
+        for _ in 0..self.config.max_save_attempts {
+            let Some(version) = expected else {
+                break;
+            };
+            match self.servers.delete_if(old_key, version).await? {
+                DeleteOutcome::Deleted => return Ok(true),
+                DeleteOutcome::NotFound => return Ok(false),
+                DeleteOutcome::Conflict => {}
+            }
+            let Some(fresh) = self.servers.get(old_key).await? else {
+                return Ok(false);
+            };
+            // Decoded under the new id, so `_session_id` is the new one.
+            session.data = self.decode(&fresh, old_key, &session.id)?;
+            expected = Some(fresh.version);
+            tracing::debug!(new = %session.id, "late write to the old id carried over");
+            let _ = self.save(session).await?;
+        }
+        tracing::warn!(
+            old_key,
+            "old id kept changing during regenerate; deleted as is"
+        );
+        self.servers.delete(old_key).await
     }
 }
