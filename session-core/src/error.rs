@@ -181,6 +181,17 @@ pub enum Error {
     /// A configuration value is invalid (raised by `validate()`).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+
+    /// Another writer changed the same fields to other values since this
+    /// handle read the session, and the field-conflict policy is `Fail`.
+    /// Nothing was written.
+    #[error("session {key:?}: fields {fields:?} were changed concurrently to other values")]
+    FieldConflict {
+        /// The session key.
+        key: String,
+        /// The fields both writers changed.
+        fields: Vec<String>,
+    },
 }
 
 /// Whether a failed request may have been applied by the server.
@@ -263,9 +274,10 @@ impl Error {
                 ErrorKind::Data
             }
             Error::Unsupported { .. } => ErrorKind::Unsupported,
-            Error::Conflict { .. } | Error::SessionGone { .. } | Error::IdTaken { .. } => {
-                ErrorKind::Conflict
-            }
+            Error::Conflict { .. }
+            | Error::SessionGone { .. }
+            | Error::IdTaken { .. }
+            | Error::FieldConflict { .. } => ErrorKind::Conflict,
             Error::StoreFull { .. } => ErrorKind::Capacity,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Unavailable { .. } | Error::Protocol { .. } => ErrorKind::Io,
@@ -288,7 +300,7 @@ impl Error {
                 Delivery::NotSent => RetryMethod::Retry,
                 Delivery::Unknown => RetryMethod::RetryIfIdempotent,
             },
-            Error::Conflict { .. } => RetryMethod::Reload,
+            Error::Conflict { .. } | Error::FieldConflict { .. } => RetryMethod::Reload,
             _ => RetryMethod::NoRetry,
         }
     }

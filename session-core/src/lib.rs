@@ -32,14 +32,21 @@
 //! - [`config`]: [`SessionsConfig`], the original's knobs (`timeout`,
 //!   `update_only`, `principal`, `IDLength`) and ours, with `validate()`.
 //! - `local`: the read-first `local` tier and its staleness rule ([`LocalPolicy`]).
-//! - [`principal`]: the reverse index `md5_hex(user) -> id`.
+//! - [`principal`]: the reverse index `md5_hex(user) -> id`; `index`: the
+//!   per-user index of every live session (`list_by_principal`,
+//!   `revoke_principal`).
+//! - [`lock`]: opt-in lease locks on a session ([`LockGuard`]).
 //! - [`stats`]: [`SessionStats`], the counters of a `Sessions`.
 //! - [`memory`]: [`MemoryStore`], the embedded in-process store.
 //! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
 //! - `conformance` (feature `conformance`): the checks every store must pass.
 //!
 //! This crate does no network I/O and starts no tasks: backends bring the
-//! I/O, binaries bring the runtime.
+//! I/O, binaries bring the runtime. It uses two pieces of tokio that need
+//! no runtime of their own: an async mutex (tasks of one process take turns
+//! writing a session) and the timer, for the jittered waits after a lost
+//! race and while waiting for a lock (outside a tokio runtime those waits
+//! only yield).
 
 pub mod codec;
 pub mod config;
@@ -47,8 +54,10 @@ pub mod config;
 pub mod conformance;
 pub mod error;
 pub mod id;
+mod index;
 pub mod key;
 mod local;
+pub mod lock;
 pub mod memory;
 pub mod namespaced;
 pub mod principal;
@@ -59,9 +68,13 @@ pub mod storable;
 pub mod store;
 
 pub use codec::Codec;
-pub use config::{ConflictPolicy, LocalPolicy, SessionsConfig};
+pub use config::{
+    Backoff, ConflictPolicy, FieldConflict, LocalPolicy, PrincipalIndex, PrincipalKeying,
+    SessionsConfig,
+};
 pub use error::{Delivery, Error, ErrorKind, Result, RetryMethod};
 pub use id::SessionId;
+pub use lock::LockGuard;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use namespaced::Namespaced;
 pub use session::{Session, SessionData};

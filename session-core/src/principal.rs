@@ -8,13 +8,31 @@
 //! `md5_hex(undef)`, the digest of the empty string, for every such
 //! session), and a lookup checks that the session it finds still belongs to
 //! that user (the index holds one id per user, and ids go stale).
+//!
+//! The index of *every* session of a user ([`crate::config::PrincipalIndex`])
+//! lives in `crate::index`; it can be keyed by [`hmac_sha256_hex`] instead of
+//! MD5, so nobody can compute a user's keys from the user name.
 
+use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use serde_json::Value;
+use sha2::Sha256;
 
 /// Lowercase hex MD5 of `bytes`, as Perl's `Digest::MD5::md5_hex`.
 pub fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
+}
+
+/// Lowercase hex HMAC-SHA256 of `bytes` under `secret` (64 hex digits).
+pub fn hmac_sha256_hex(secret: &[u8], bytes: &[u8]) -> String {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(mut mac) => {
+            mac.update(bytes);
+            hex::encode(mac.finalize().into_bytes())
+        }
+        Err(_) => hex::encode(Sha256::digest([secret, bytes].concat())),
+    }
 }
 
 /// The name of the field holding the digest: `<principal>_MD5`.
@@ -51,6 +69,15 @@ mod tests {
         // perl -MDigest::MD5=md5_hex -e 'print md5_hex("jdoe")'
         assert_eq!(md5_hex(b"jdoe"), "a31405d272b94e5d12e9a52a665d3bfe");
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2.
+        assert_eq!(
+            hmac_sha256_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]

@@ -241,29 +241,72 @@ impl Session {
         changes
     }
 
-    /// Re-applies this handle's changes on top of `fresh` (what another
-    /// writer stored), field by field: the fields this handle set or
-    /// removed win, every other field comes from `fresh`. Afterwards the
-    /// snapshot is `fresh`, so `changes()` still names exactly this
-    /// handle's own changes and a further conflict can rebase again.
-    pub(crate) fn rebase(&mut self, fresh: SessionData, version: Option<Version>) {
-        let changes = self.changes();
-        let mut merged = fresh.clone();
-        for field in changes.set {
-            if let Some(v) = self.data.get(&field) {
-                merged.insert(field, v.clone());
+    /// Three-way merge of this handle's data (mine) with `theirs` (what the
+    /// store holds now), against the snapshot (the base this handle read).
+    ///
+    /// Per field: changed by one side only, that side's value (a removal is
+    /// a change); changed by both to the same value, that value; changed by
+    /// both to different values, a *field conflict*, decided by
+    /// `prefer_mine`. Returns the merged map and the conflicting fields.
+    /// The handle is not modified.
+    pub(crate) fn merge3(
+        &self,
+        theirs: &SessionData,
+        prefer_mine: bool,
+    ) -> (SessionData, Vec<String>) {
+        let base = &self.snapshot;
+        let mine = &self.data;
+        let mut merged = SessionData::new();
+        let mut conflicts = Vec::new();
+        let mut fields: Vec<&String> = base
+            .keys()
+            .chain(mine.keys())
+            .chain(theirs.keys())
+            .collect();
+        fields.sort();
+        fields.dedup();
+        for field in fields {
+            let (b, m, t) = (base.get(field), mine.get(field), theirs.get(field));
+            let value = if m == b || m == t {
+                t
+            } else if t == b {
+                m
+            } else {
+                conflicts.push(field.clone());
+                if prefer_mine { m } else { t }
+            };
+            if let Some(v) = value {
+                merged.insert(field.clone(), v.clone());
             }
-        }
-        for field in &changes.removed {
-            merged.remove(field);
         }
         merged.insert(
             ID_FIELD.to_owned(),
             Value::String(self.id.as_str().to_owned()),
         );
+        (merged, conflicts)
+    }
+
+    /// Takes a merge result: `merged` becomes the data, `fresh` (what the
+    /// store holds) the snapshot, so `changes()` names exactly what this
+    /// handle still has to write and a further conflict can merge again.
+    pub(crate) fn apply_merge(
+        &mut self,
+        fresh: SessionData,
+        merged: SessionData,
+        version: Option<Version>,
+    ) {
         self.snapshot = fresh;
         self.data = merged;
         self.version = version;
+    }
+
+    /// Re-applies this handle's changes on top of `fresh` (what another
+    /// writer stored): [`Session::merge3`] with this handle winning every
+    /// field conflict.
+    #[cfg(test)]
+    pub(crate) fn rebase(&mut self, fresh: SessionData, version: Option<Version>) {
+        let (merged, _) = self.merge3(&fresh, true);
+        self.apply_merge(fresh, merged, version);
     }
 
     /// Marks the current data as what the store holds.
@@ -376,6 +419,33 @@ mod tests {
                 }
             }
             prop_assert_eq!(s.version(), Some(Version::new(2)));
+        }
+
+        /// A field conflict is exactly a field both sides changed to
+        /// different values; the policy picks the side, nothing else moves.
+        #[test]
+        fn merge3_reports_exactly_the_fields_both_changed(
+            base in prop::collection::btree_map("[a-d]", 0..3i64, 0..4),
+            mine in prop::collection::btree_map("[a-d]", 0..3i64, 0..4),
+            theirs in prop::collection::btree_map("[a-d]", 0..3i64, 0..4),
+            prefer_mine in any::<bool>(),
+        ) {
+            let to_data = |m: &std::collections::BTreeMap<String, i64>| {
+                let mut d: SessionData = m.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+                d.insert(ID_FIELD.into(), json!("0123456789abcdef0123456789abcdef"));
+                d
+            };
+            let mut s = stored(to_data(&base));
+            s.data = to_data(&mine);
+            let (merged, conflicts) = s.merge3(&to_data(&theirs), prefer_mine);
+            for f in ["a", "b", "c", "d"] {
+                let (b, m, t) = (base.get(f), mine.get(f), theirs.get(f));
+                let both = m != b && t != b && m != t;
+                prop_assert_eq!(conflicts.contains(&f.to_owned()), both);
+                let want = if both { if prefer_mine { m } else { t } } else if m != b { m } else { t };
+                let want = want.map(|v| json!(v));
+                prop_assert_eq!(merged.get(f), want.as_ref());
+            }
         }
     }
 }

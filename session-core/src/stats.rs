@@ -17,11 +17,19 @@ pub(crate) struct Counters {
     pub merges: AtomicU64,
     pub conflicts: AtomicU64,
     pub deletes: AtomicU64,
+    pub field_conflicts: AtomicU64,
+    pub update_retries: AtomicU64,
+    pub index_evictions: AtomicU64,
+    pub regenerated: AtomicU64,
 }
 
 impl Counters {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> SessionStats {
@@ -36,6 +44,10 @@ impl Counters {
             merges: get(&self.merges),
             conflicts: get(&self.conflicts),
             deletes: get(&self.deletes),
+            field_conflicts: get(&self.field_conflicts),
+            update_retries: get(&self.update_retries),
+            index_evictions: get(&self.index_evictions),
+            regenerated: get(&self.regenerated),
         }
     }
 }
@@ -62,4 +74,15 @@ pub struct SessionStats {
     pub conflicts: u64,
     /// Sessions deleted.
     pub deletes: u64,
+    /// Fields found changed by both this handle and another writer (to
+    /// different values) while merging a save, whatever the
+    /// [`FieldConflict`](crate::FieldConflict) policy did with them.
+    pub field_conflicts: u64,
+    /// Closures of [`Sessions::update`](crate::Sessions::update) re-run on a
+    /// fresh read after losing a race.
+    pub update_retries: u64,
+    /// Members dropped from a full principal index.
+    pub index_evictions: u64,
+    /// Sessions given a new id by [`Sessions::regenerate`](crate::Sessions::regenerate).
+    pub regenerated: u64,
 }

@@ -38,6 +38,10 @@ use std::time::{Duration, Instant};
 use crate::store::Store;
 
 mod capability_cases;
+mod index_cases;
+mod lock_cases;
+mod nolost_cases;
+mod regenerate_cases;
 mod session_cases;
 mod stateless_cases;
 mod store_cases;
@@ -126,6 +130,15 @@ cases! {
     stateless_cases::modifier_flags_do_not_hide_a_session,
     stateless_cases::update_only_id_taken_is_not_retryable,
     stateless_cases::logout_keeps_a_concurrent_logins_reverse_key,
+    nolost_cases::update_loses_no_increment,
+    nolost_cases::own_field_writers_all_succeed,
+    nolost_cases::field_conflict_policies_are_honoured,
+    index_cases::index_lists_exactly_the_live_sessions,
+    index_cases::revoke_principal_logs_out_only_that_user,
+    index_cases::lookups_by_user_without_decoding_and_keyed,
+    index_cases::regenerate_moves_everything_to_a_new_id,
+    regenerate_cases::regenerate_carries_over_a_late_write,
+    lock_cases::lock_is_exclusive_and_taken_over_after_its_lease,
 }
 
 /// Runs the named check.
@@ -220,7 +233,16 @@ macro_rules! conformance_tests {
             answers_do_not_reveal_other_users,
             modifier_flags_do_not_hide_a_session,
             update_only_id_taken_is_not_retryable,
-            logout_keeps_a_concurrent_logins_reverse_key
+            logout_keeps_a_concurrent_logins_reverse_key,
+            update_loses_no_increment,
+            own_field_writers_all_succeed,
+            field_conflict_policies_are_honoured,
+            index_lists_exactly_the_live_sessions,
+            revoke_principal_logs_out_only_that_user,
+            lookups_by_user_without_decoding_and_keyed,
+            regenerate_moves_everything_to_a_new_id,
+            regenerate_carries_over_a_late_write,
+            lock_is_exclusive_and_taken_over_after_its_lease
         );
     };
 }

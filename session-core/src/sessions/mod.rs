@@ -11,6 +11,23 @@
 //! | `patch`, `replace` | a `load`, then a `save` | as `load` and `save` |
 //! | `delete` | `delete <id>`, then the reverse key `delete_if` its version still names this id | copy dropped |
 //! | `touch`, `touch_id` | `touch <id>` (`get_and_touch <id>` for `touch_id`) and the reverse key | copy touched |
+//! | `update` | `get <id>`, then `cas <id>`; again on a conflict | copy written |
+//! | `regenerate` | a `save` if changed, `add <new id>`, the reverse key `set`, `delete <old id>` | new copy written, old dropped |
+//! | `lock` | `add <id>:lk` (then `cas`/`delete_if` on it to renew/release) | — |
+//! | `list_by_principal` | `get <digest>:sessions`, a `get` per member, `cas` if some were dead | — |
+//! | `revoke_principal` | as `list_by_principal`, a `delete` per session, the reverse key `delete_if`, the record `cas` | copies dropped |
+//!
+//! With `principal_index` configured, `create`, `save`, `touch`,
+//! `regenerate` and `delete` also read and `cas` the user's index record
+//! `<digest>:sessions` (`save` and `touch` only write it when the
+//! session's user or expiry deadline changed): before the session for the
+//! first three, so the index never lacks a live session, and after it for
+//! the others. See [`Sessions::list_by_principal`].
+//!
+//! Writes of one session by tasks sharing this `Sessions` take turns (a
+//! FIFO per session key, `gate.rs`), so they do not race each other; other
+//! processes' writes are caught by the conditional write and retried after
+//! a jittered wait ([`crate::config::Backoff`], with measurements).
 //!
 //! Callers that keep no [`Session`] between requests (the SOAP bridge, a
 //! JSON API, the CLI, a tower-sessions store) use the by-id operations of
@@ -26,19 +43,37 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::codec::{Codec, FLAGS_RAW, is_raw};
-use crate::config::{ConflictPolicy, LocalPolicy, SessionsConfig};
+use crate::codec::{Codec, is_raw};
+use crate::config::{ConflictPolicy, FieldConflict, LocalPolicy, SessionsConfig};
 use crate::error::{Delivery, Error, Result};
 use crate::id::SessionId;
 use crate::local::LocalTier;
-use crate::principal::{digest_field, md5_hex, principal_string};
+use crate::principal::digest_field;
 use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
-use crate::store::{AddOutcome, CasOutcome, DeleteOutcome, Entry, Store, Ttl};
+use crate::store::{AddOutcome, CasOutcome, Entry, Store, Ttl};
 
+mod gate;
+mod index;
+#[cfg(test)]
+mod index_tests;
+mod locking;
+mod regenerate;
+pub(crate) mod retry;
+mod reverse;
 pub mod stateless;
+mod update;
 
 pub use stateless::Patch;
+
+/// Waits a jittered backoff for `attempt`, but never longer than `limit`.
+pub(crate) async fn retry_pause(
+    backoff: &crate::config::Backoff,
+    attempt: u32,
+    limit: std::time::Duration,
+) {
+    retry::sleep(retry::jitter(retry::ceiling(backoff, attempt)).min(limit)).await;
+}
 
 /// Attempts at finding an unused id in `create` (a collision of 128 random
 /// bits will not happen; a broken random source might, and must not
@@ -65,6 +100,8 @@ pub struct Sessions {
     local: Option<LocalTier>,
     config: Arc<SessionsConfig>,
     counters: Arc<Counters>,
+    /// Turns at writing one session, shared by clones (see `gate.rs`).
+    gate: Arc<gate::Gate>,
 }
 
 impl Sessions {
@@ -77,6 +114,7 @@ impl Sessions {
             local: None,
             config: Arc::new(config),
             counters: Arc::default(),
+            gate: Arc::default(),
         })
     }
 
@@ -145,6 +183,10 @@ impl Sessions {
             let key = self.key_of(&id);
             let bytes = self.codec().encode(&data)?;
             let flags = self.codec().flags();
+            // The index learns of the session before the session exists, so
+            // it never misses a live one (a member whose session was never
+            // written is dropped by the next listing).
+            self.index_upsert(&data, &id, ttl).await?;
             match self.add_new(&key, &bytes, flags, ttl).await? {
                 AddOutcome::Stored(version) => {
                     if let Some(local) = &self.local {
@@ -249,8 +291,15 @@ impl Sessions {
     ///   ([`SaveOutcome::Unchanged`]), as in the original.
     /// - The write is conditional on the version read. If another writer got
     ///   there first, [`ConflictPolicy`] decides: merge field by field and
-    ///   retry (bounded by `max_save_attempts`), or fail with
-    ///   [`Error::Conflict`].
+    ///   retry after a random wait ([`crate::config::Backoff`], bounded by
+    ///   `max_save_attempts`), or fail with [`Error::Conflict`].
+    /// - The merge is three-way (base = what this handle read, theirs = what
+    ///   the store holds, mine = this handle's data): a field only one side
+    ///   changed merges silently; a field both changed to different values
+    ///   is decided by [`FieldConflict`] (`Fail`:
+    ///   [`Error::FieldConflict`], nothing written) and counted in
+    ///   [`SessionStats::field_conflicts`]. A value computed from what was
+    ///   read (a counter) belongs in [`Sessions::update`] instead.
     /// - The session was deleted or expired meanwhile: [`Error::SessionGone`];
     ///   it is not resurrected.
     /// - With `principal` set, `<principal>_MD5` is stamped into the data and
@@ -265,11 +314,71 @@ impl Sessions {
         self.save_with(session, self.config.conflict).await
     }
 
+    /// [`Sessions::save`] with this save's own [`FieldConflict`] policy
+    /// instead of the configured one (e.g. `Fail` for the one save of a
+    /// request that must not overwrite a concurrent change of a field).
+    pub async fn save_with_field_policy(
+        &self,
+        session: &mut Session,
+        field: FieldConflict,
+    ) -> Result<SaveOutcome> {
+        let result = self
+            .save_attempts(session, self.config.conflict, field)
+            .await;
+        self.count_refusal(&result);
+        result
+    }
+
     /// [`Sessions::save`] with an explicit conflict policy.
     pub(crate) async fn save_with(
         &self,
         session: &mut Session,
         policy: ConflictPolicy,
+    ) -> Result<SaveOutcome> {
+        let result = self
+            .save_attempts(session, policy, self.config.field_conflict)
+            .await;
+        self.count_refusal(&result);
+        result
+    }
+
+    /// Counts a save that gave up because another writer won.
+    fn count_refusal<T>(&self, result: &Result<T>) {
+        if let Err(e) = result {
+            self.count_refusal_of(e);
+        }
+    }
+
+    /// Counts `e` if it is a refusal because another writer won.
+    fn count_refusal_of(&self, e: &Error) {
+        if matches!(
+            e,
+            Error::Conflict { .. } | Error::FieldConflict { .. } | Error::IdTaken { .. }
+        ) {
+            Counters::bump(&self.counters.conflicts);
+        }
+    }
+
+    /// The save, in this process's turn at writing the session (see
+    /// `gate.rs`); refusals are counted by the callers.
+    pub(crate) async fn save_attempts(
+        &self,
+        session: &mut Session,
+        policy: ConflictPolicy,
+        field: FieldConflict,
+    ) -> Result<SaveOutcome> {
+        let key = self.key_of(&session.id);
+        let _turn = self.gate.turn(&key).await;
+        self.save_in_turn(session, policy, field).await
+    }
+
+    /// The save itself, for a caller that holds the session's turn (an
+    /// `update` that retries is not refused until its last attempt).
+    pub(crate) async fn save_in_turn(
+        &self,
+        session: &mut Session,
+        policy: ConflictPolicy,
+        field: FieldConflict,
     ) -> Result<SaveOutcome> {
         if session.state == State::Deleted {
             return Err(Error::Deleted {
@@ -291,10 +400,19 @@ impl Sessions {
         // not report versions) cannot make a conditional write: rebase it on
         // the principal's current value first. Not a conflict, not an attempt.
         if session.state == State::Stored && session.version.is_none() {
-            self.rebase_on_principal(session, &key).await?;
+            self.merge_on_principal(session, &key, field).await?;
         }
+        // The index first, so it never lacks a live session; again below if
+        // a merge moved the session to another principal.
+        let mut indexed = self.principal_of(&session.data);
+        self.index_upsert(&session.data, &session.id, ttl).await?;
         let mut attempts = 0;
         loop {
+            let now_principal = self.principal_of(&session.data);
+            if now_principal != indexed {
+                self.index_upsert(&session.data, &session.id, ttl).await?;
+                indexed = now_principal;
+            }
             attempts += 1;
             let bytes = self.codec().encode(&session.data)?;
             // Stored handles have a version here (they were rebased above if
@@ -308,7 +426,6 @@ impl Sessions {
                     // A never-written session's id is taken: someone else's
                     // session. Never merge into it, and never retry.
                     AddOutcome::Exists => {
-                        Counters::bump(&self.counters.conflicts);
                         return Err(Error::IdTaken {
                             id: session.id.to_string(),
                         });
@@ -317,6 +434,7 @@ impl Sessions {
             };
             match outcome {
                 CasOutcome::Stored(version) => {
+                    let replaced = self.principal_of(&session.snapshot);
                     session.mark_synced(version);
                     session.remaining = Some(ttl);
                     if let Some(local) = &self.local {
@@ -324,6 +442,10 @@ impl Sessions {
                     }
                     Counters::bump(&self.counters.saves_written);
                     self.write_reverse_key(session).await?;
+                    if replaced.is_some() && replaced != indexed {
+                        self.index_remove_for(replaced.as_deref(), &session.id)
+                            .await?;
+                    }
                     return Ok(SaveOutcome::Written { attempts });
                 }
                 CasOutcome::NotFound => {
@@ -333,27 +455,60 @@ impl Sessions {
                 }
                 CasOutcome::Conflict => {
                     if attempts >= self.config.max_save_attempts || policy == ConflictPolicy::Fail {
-                        Counters::bump(&self.counters.conflicts);
                         return Err(Error::Conflict { key, attempts });
                     }
                     tracing::debug!(id = %session.id, attempts, "concurrent change, merging");
                     Counters::bump(&self.counters.merges);
-                    self.rebase_on_principal(session, &key).await?;
+                    // The first conflict is usually a write of this
+                    // process that landed between the handle's read and its
+                    // turn: merge at once. A further one is another process
+                    // writing right now: wait a jittered while first.
+                    if attempts > 1 {
+                        retry::pause(&self.config.backoff, attempts - 1).await;
+                    }
+                    self.merge_on_principal(session, &key, field).await?;
                 }
             }
         }
     }
 
-    /// Re-reads the principal's value and re-applies the handle's own changes
-    /// on it. A vanished session is [`Error::SessionGone`], except for one
-    /// never written (`update_only`), which simply stays unwritten.
-    async fn rebase_on_principal(&self, session: &mut Session, key: &str) -> Result<()> {
+    /// Re-reads the principal's value and merges the handle's own changes
+    /// into it, three-way (see [`Session::merge3`]), with `field` deciding
+    /// field conflicts. A vanished session is [`Error::SessionGone`], except
+    /// for one never written (`update_only`), which simply stays unwritten.
+    /// Under [`FieldConflict::Fail`] a field conflict leaves the handle as
+    /// it was.
+    async fn merge_on_principal(
+        &self,
+        session: &mut Session,
+        key: &str,
+        field: FieldConflict,
+    ) -> Result<()> {
         match self.servers.get(key).await? {
             Some(fresh) => {
                 let data = self.decode(&fresh, key, &session.id)?;
-                session.rebase(data, Some(fresh.version));
+                let (mut merged, mut conflicts) =
+                    session.merge3(&data, field != FieldConflict::Theirs);
+                // The digest field follows the principal field: not a
+                // conflict of its own, and re-stamped below.
+                if let Some(p) = &self.config.principal {
+                    let derived = digest_field(p);
+                    conflicts.retain(|f| *f != derived);
+                }
+                if !conflicts.is_empty() {
+                    let n = u64::try_from(conflicts.len()).unwrap_or(u64::MAX);
+                    Counters::add(&self.counters.field_conflicts, n);
+                    tracing::debug!(id = %session.id, ?conflicts, ?field, "field conflict");
+                    if field == FieldConflict::Fail {
+                        return Err(Error::FieldConflict {
+                            key: key.to_owned(),
+                            fields: conflicts,
+                        });
+                    }
+                }
+                self.stamp_principal(&mut merged);
+                session.apply_merge(data, merged, Some(fresh.version));
                 session.state = State::Stored;
-                self.stamp_principal(&mut session.data);
                 Ok(())
             }
             None if session.state == State::Unwritten => Ok(()),
@@ -386,6 +541,13 @@ impl Sessions {
         session.state = State::Deleted;
         Counters::bump(&self.counters.deletes);
         self.delete_reverse_key(session).await?;
+        self.index_remove_for(self.principal_of(&session.snapshot).as_deref(), &session.id)
+            .await?;
+        let current = self.principal_of(&session.data);
+        if current != self.principal_of(&session.snapshot) {
+            self.index_remove_for(current.as_deref(), &session.id)
+                .await?;
+        }
         Ok(existed)
     }
 
@@ -403,6 +565,10 @@ impl Sessions {
     pub async fn touch(&self, session: &Session) -> Result<bool> {
         let key = self.key_of(&session.id);
         let ttl = self.ttl_of(session);
+        // The index member is extended first, so it never expires before
+        // the session it names.
+        self.index_upsert(&session.snapshot, &session.id, ttl)
+            .await?;
         if !self.servers.touch(&key, ttl).await? {
             return Ok(false);
         }
@@ -426,36 +592,6 @@ impl Sessions {
         session.expiry.unwrap_or(self.config.timeout)
     }
 
-    /// The live session of a user, through the reverse key `md5_hex(value)`.
-    ///
-    /// `Ok(None)` when there is no reverse key, when the session it names is
-    /// gone, or when that session no longer has `principal == value` (the
-    /// index keeps one id per user: the last one saved).
-    /// [`Error::InvalidConfig`] when no `principal` field is configured.
-    pub async fn find_by_principal(&self, value: &str) -> Result<Option<Session>> {
-        let Some(field) = &self.config.principal else {
-            return Err(Error::InvalidConfig(
-                "find_by_principal needs the `principal` field configured".into(),
-            ));
-        };
-        let reverse = format!("{}{}", self.config.key_prefix, md5_hex(value.as_bytes()));
-        let Some(entry) = self.servers.get(&reverse).await? else {
-            return Ok(None);
-        };
-        let id = std::str::from_utf8(&entry.value)
-            .ok()
-            .and_then(|s| SessionId::parse(s).ok())
-            .ok_or_else(|| Error::Decode {
-                codec: "reverse key",
-                message: format!("{reverse:?} does not hold a session id"),
-            })?;
-        let Some(session) = self.load_id(&id).await? else {
-            return Ok(None);
-        };
-        let owner = session.get_value(field).and_then(principal_string);
-        Ok((owner.as_deref() == Some(value)).then_some(session))
-    }
-
     fn codec(&self) -> Codec {
         self.config.codec
     }
@@ -466,85 +602,5 @@ impl Sessions {
         let mut data = Codec::decode_stored(&entry.value, entry.flags, key)?;
         data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
         Ok(data)
-    }
-
-    /// Sets `<principal>_MD5` from the principal field (or removes it when
-    /// the field is gone), as the original's update does before writing.
-    fn stamp_principal(&self, data: &mut SessionData) {
-        let Some(field) = &self.config.principal else {
-            return;
-        };
-        let digest = data
-            .get(field)
-            .and_then(principal_string)
-            .map(|p| md5_hex(p.as_bytes()));
-        match digest {
-            Some(d) => {
-                data.insert(digest_field(field), Value::String(d));
-            }
-            None => {
-                data.remove(&digest_field(field));
-            }
-        }
-    }
-
-    /// The reverse key named by a session's `<principal>_MD5` field.
-    fn reverse_key_of(&self, data: &SessionData) -> Option<String> {
-        let field = self.config.principal.as_ref()?;
-        let digest = data.get(&digest_field(field))?.as_str()?;
-        let is_md5 = digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        is_md5.then(|| format!("{}{}", self.config.key_prefix, digest))
-    }
-
-    /// Writes the reverse key of a just-written session; on failure it stays
-    /// pending for the next save.
-    async fn write_reverse_key(&self, session: &mut Session) -> Result<()> {
-        if let Some(reverse) = self.reverse_key_of(&session.data) {
-            session.reverse_key_pending = true;
-            let _ = self
-                .servers
-                .set(
-                    &reverse,
-                    session.id.as_str().as_bytes(),
-                    FLAGS_RAW,
-                    self.ttl_of(session),
-                )
-                .await?;
-        }
-        session.reverse_key_pending = false;
-        Ok(())
-    }
-
-    /// Deletes the reverse key if it still names this session (another
-    /// session of the same user may own it by now). The delete is
-    /// conditional on the version read, so a login that saves the same
-    /// user's new session between the read and the delete keeps its key.
-    /// On a store without [`Store::delete_if`] the delete is plain and that
-    /// login loses its reverse key until its next save; `find_by_principal`
-    /// then answers `None`, never a wrong session.
-    async fn delete_reverse_key(&self, session: &Session) -> Result<()> {
-        let Some(reverse) = self
-            .reverse_key_of(&session.snapshot)
-            .or_else(|| self.reverse_key_of(&session.data))
-        else {
-            return Ok(());
-        };
-        let Some(entry) = self.servers.get(&reverse).await? else {
-            return Ok(());
-        };
-        if entry.value != session.id.as_str().as_bytes() {
-            return Ok(());
-        }
-        if self.servers.capabilities().conditional_delete {
-            match self.servers.delete_if(&reverse, entry.version).await? {
-                DeleteOutcome::Deleted | DeleteOutcome::NotFound => {}
-                DeleteOutcome::Conflict => {
-                    tracing::debug!(%reverse, "reverse key moved to a newer session; kept");
-                }
-            }
-        } else {
-            self.servers.delete(&reverse).await?;
-        }
-        Ok(())
     }
 }

@@ -161,6 +161,9 @@ impl Sessions {
             return Ok(false);
         };
         let data = self.decode(&entry, &key, &id)?;
+        // The index member follows the new expiry (after the touch here:
+        // the user is only known from the touched item).
+        self.index_upsert(&data, &id, ttl).await?;
         self.touch_rest(&key, &data, ttl).await?;
         Ok(true)
     }
