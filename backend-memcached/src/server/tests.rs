@@ -424,3 +424,138 @@ async fn an_idle_connection_the_server_closed_is_not_used() {
         [1]
     );
 }
+
+#[tokio::test]
+async fn a_meta_value_without_the_requested_flags_is_a_protocol_error() {
+    // Regression: `VA` without `f` was read as flags 0, which makes a
+    // session's codec unreadable instead of reporting the broken peer.
+    let (addr, _log) = fake(|_, line| match line {
+        "stats settings" => reply(SETTINGS),
+        _ => reply("VA 1 c5 t-1\r\nx\r\n"),
+    })
+    .await;
+    for op in [Op::Get("k"), Op::GetAndTouch("k", 5)] {
+        // A fresh server each: the first protocol error marks it down.
+        let server = Server::new(addr.clone(), &config(1));
+        let err = server.call(&op).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Protocol { message, .. } if message.contains("client flags")),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_huge_item_size_max_is_capped_and_a_huge_length_refused() {
+    // Regression: `item_size_max` was trusted uncapped, so a length near
+    // `usize::MAX` passed the block limit and `len + 2` overflowed.
+    let (addr, _log) = fake(|_, line| match line {
+        "stats settings" => reply("STAT item_size_max 18446744073709551615\r\nEND\r\n"),
+        _ => reply("VA 18446744073709551614 f0 c1 t-1\r\nxx"),
+    })
+    .await;
+    let server = Server::new(addr, &config(1));
+    let err = server.call(&Op::Get("k")).await.unwrap_err();
+    // Refused by the (capped) block limit, before any arithmetic on it.
+    assert!(
+        matches!(&err, Error::Protocol { message, .. }
+            if message.contains(&format!("longer than the {} bytes",
+                crate::protocol::ITEM_SIZE_MAX_CAP + BLOCK_SLACK))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_timeout_before_the_request_was_written_is_not_sent() {
+    // Regression: a deadline that ran out while the fresh connection read
+    // `stats settings` was reported as "sent, outcome unknown", though the
+    // `add` itself never left.
+    let (addr, log) = fake(|_, line| match line {
+        "stats settings" => Act::Ignore,
+        _ => reply("HD c1\r\n"),
+    })
+    .await;
+    let server = Server::new(addr, &config(1));
+    let err = server
+        .call(&store(StoreMode::Add, "k", b"v", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { sent: false, .. }), "{err:?}");
+    assert_eq!(
+        session_core::Error::from(err).delivery(),
+        Some(session_core::Delivery::NotSent)
+    );
+    assert!(requests(&log, "ms").is_empty());
+
+    // After the request went out, the same timeout is "outcome unknown".
+    let (addr, _log) = fake(|_, line| match line {
+        "stats settings" => reply(SETTINGS),
+        _ => Act::Ignore,
+    })
+    .await;
+    let server = Server::new(addr, &config(1));
+    let err = server
+        .call(&store(StoreMode::Add, "k", b"v", 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { sent: true, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn one_deadline_covers_pool_wait_connect_and_request() {
+    // Regression: the pool wait (io_timeout), the connect and the request
+    // (io_timeout again) each had their own deadline, so a call could take
+    // twice the I/O timeout and more. Now it has connect + io in all.
+    let (addr, _log) = fake(|_, line| match line {
+        "stats settings" => reply(SETTINGS),
+        _ => Act::Ignore,
+    })
+    .await;
+    let mut c = config(1);
+    c.io_timeout = Duration::from_millis(400);
+    c.connect_timeout = Duration::from_millis(50);
+    let server = Arc::new(Server::new(addr, &c));
+    let first = {
+        let server = Arc::clone(&server);
+        tokio::spawn(async move { server.call(&Op::Version("a")).await })
+    };
+    poll("the first call to hold the connection", || {
+        server.stats().busy_connections == 1
+    })
+    .await;
+    let started = Instant::now();
+    let err = server.call(&Op::Version("b")).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(err, Error::Timeout { .. } | Error::PoolTimeout { .. }),
+        "{err:?}"
+    );
+    // Before: ~350 ms of pool wait, then 400 ms more for the request.
+    assert!(took < Duration::from_millis(600), "took {took:?}");
+    assert!(first.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn an_endpoint_that_refuses_meta_commands_is_named_with_the_hint() {
+    // twemproxy closes the connection on `mg` (and `stats settings`) but
+    // answers `version`: that is a protocol mismatch, not a dead server.
+    let (addr, _log) = fake(|_, line| match line {
+        "version" => reply("VERSION 1.6.18\r\n"),
+        _ => Act::Close,
+    })
+    .await;
+    let server = Server::new(addr, &config(2));
+    let err = server.call(&Op::Get("k")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::MetaUnsupported { command: "mg", .. }),
+        "{err:?}"
+    );
+    assert!(session_core::Error::from(err).to_string().contains("protocol=classic"));
+    assert_eq!(server.stats().state, ServerState::Up, "not marked down");
+
+    // A server that closes on everything is just broken: no such claim.
+    let (addr, _log) = fake(|_, _| Act::Close).await;
+    let server = Server::new(addr, &config(2));
+    let err = server.call(&Op::Get("k")).await.unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+}
