@@ -81,19 +81,22 @@ pub const MAX_TOTAL_WEIGHT: u32 = 10_000;
 
 /// Which memcached text protocol dialect to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Protocol {
     /// The meta protocol (`mg`, `ms`, `md`; memcached 1.6+): every write
     /// returns the new CAS, and reads report the remaining TTL.
     #[default]
     Meta,
-    /// Only the classic commands `get`, `gets`, `set`, `add`, `cas`,
-    /// `delete` and `touch`, so the store also works behind proxies such as
-    /// mcrouter or twemproxy. Writes report no version and reads no TTL.
+    /// Only the classic commands `gets`, `set`, `add`, `cas`, `delete`,
+    /// `touch` and `gats`, so the store also works behind proxies such as
+    /// mcrouter or twemproxy. Writes report no version, reads no TTL, and
+    /// there is no conditional delete (`delete_if` is unsupported).
     Classic,
 }
 
 /// How a key picks its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Routing {
     /// Exactly Perl Cache::Memcached 1.30: bucket
     /// `((crc32(key) >> 16) & 0x7fff) % total_weight` over the server list
@@ -114,6 +117,7 @@ pub enum Routing {
 /// comes back the old copy (possibly logged out meanwhile) is visible again.
 /// An explicit, retryable error lets the caller decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum FailurePolicy {
     /// Return a typed error ([`session_core::Error::Unavailable`] or
     /// [`session_core::Error::Timeout`]) and do not touch other servers.
@@ -178,25 +182,29 @@ impl FromStr for ServerSpec {
                 .ok_or_else(|| bad("missing ']' after IPv6 address"))?;
             let rest = &after[end + 1..];
             let rest = match rest.strip_prefix(':') {
-                Some(r) => r,
-                None if rest.is_empty() => "",
+                Some(r) => Some(r),
+                None if rest.is_empty() => None,
                 None => return Err(bad("expected ':' after ']'")),
             };
             (&after[..end], rest)
         } else {
             match s.split_once(':') {
-                Some((h, r)) => (h, r),
-                None => (s, ""),
+                Some((h, r)) => (h, Some(r)),
+                None => (s, None),
             }
         };
         if host.is_empty() {
             return Err(bad("empty host"));
         }
-        let mut fields = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split(':').collect()
+        // `host:` (a colon and nothing after it) is a typo, not "the
+        // default port": only a missing colon means that.
+        let mut fields: Vec<&str> = match rest {
+            None => Vec::new(),
+            Some(r) => r.split(':').collect(),
         };
+        if fields.iter().any(|f| f.is_empty()) {
+            return Err(bad("empty port or weight after ':'"));
+        }
         if fields.len() > 2 {
             return Err(bad(
                 "too many ':' fields (IPv6 addresses need brackets: [::1]:11211)",
@@ -222,6 +230,101 @@ impl FromStr for ServerSpec {
         })
     }
 }
+
+/// One `memcached://` query key: its name, what it means (as the module
+/// docs' table says it; a test checks the two agree) and how it is applied.
+struct UrlKey {
+    key: &'static str,
+    /// Applies the value, or says what was expected instead.
+    set: fn(&mut MemcachedConfig, &str) -> std::result::Result<(), &'static str>,
+}
+
+fn millis(value: &str) -> std::result::Result<Duration, &'static str> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| "milliseconds")
+}
+
+/// The one list of query keys: parsing, the unknown-key message and the
+/// docs' table (checked by a test) all follow it.
+const URL_KEYS: &[UrlKey] = &[
+    UrlKey {
+        key: "timeout_ms",
+        set: |c, v| {
+            c.io_timeout = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "connect_timeout_ms",
+        set: |c, v| {
+            c.connect_timeout = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "protocol",
+        set: |c, v| {
+            c.protocol = match v {
+                "meta" => Protocol::Meta,
+                "classic" => Protocol::Classic,
+                _ => return Err("meta or classic"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "routing",
+        set: |c, v| {
+            c.routing = match v {
+                "perl" => Routing::Perl,
+                "ketama" => Routing::Ketama,
+                _ => return Err("perl or ketama"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "failure",
+        set: |c, v| {
+            c.failure = match v {
+                "fail" => FailurePolicy::Fail,
+                "rehash" => FailurePolicy::Rehash,
+                _ => return Err("fail or rehash"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "max_value_size",
+        set: |c, v| {
+            c.max_value_size = v.parse().map_err(|_| "a byte count")?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "pool_size",
+        set: |c, v| {
+            c.pool_size = v.parse().map_err(|_| "a count")?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "backoff_initial_ms",
+        set: |c, v| {
+            c.backoff_initial = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "backoff_max_ms",
+        set: |c, v| {
+            c.backoff_max = millis(v)?;
+            Ok(())
+        },
+    },
+];
 
 /// The configuration of a [`MemcachedStore`](crate::MemcachedStore).
 ///
@@ -335,53 +438,16 @@ impl MemcachedConfig {
     }
 
     fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
-        let bad =
-            |expected: &str| Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"));
-        let millis = || {
-            value
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| bad("milliseconds"))
-        };
-        match key {
-            "timeout_ms" => self.io_timeout = millis()?,
-            "connect_timeout_ms" => self.connect_timeout = millis()?,
-            "backoff_initial_ms" => self.backoff_initial = millis()?,
-            "backoff_max_ms" => self.backoff_max = millis()?,
-            "max_value_size" => {
-                self.max_value_size = value.parse().map_err(|_| bad("a byte count"))?;
-            }
-            "pool_size" => self.pool_size = value.parse().map_err(|_| bad("a count"))?,
-            "protocol" => {
-                self.protocol = match value {
-                    "meta" => Protocol::Meta,
-                    "classic" => Protocol::Classic,
-                    _ => return Err(bad("meta or classic")),
-                }
-            }
-            "routing" => {
-                self.routing = match value {
-                    "perl" => Routing::Perl,
-                    "ketama" => Routing::Ketama,
-                    _ => return Err(bad("perl or ketama")),
-                }
-            }
-            "failure" => {
-                self.failure = match value {
-                    "fail" => FailurePolicy::Fail,
-                    "rehash" => FailurePolicy::Rehash,
-                    _ => return Err(bad("fail or rehash")),
-                }
-            }
-            _ => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown query key {key:?} (known: timeout_ms, connect_timeout_ms, \
-                     protocol, routing, failure, max_value_size, pool_size, \
-                     backoff_initial_ms, backoff_max_ms)"
-                )));
-            }
-        }
-        Ok(())
+        let option = URL_KEYS.iter().find(|o| o.key == key).ok_or_else(|| {
+            let known: Vec<&str> = URL_KEYS.iter().map(|o| o.key).collect();
+            Error::InvalidConfig(format!(
+                "unknown query key {key:?} (known: {})",
+                known.join(", ")
+            ))
+        })?;
+        (option.set)(self, value).map_err(|expected| {
+            Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"))
+        })
     }
 
     /// Checks every field; the error names the offending one.
@@ -522,6 +588,11 @@ mod tests {
             "memcached://h:1:0",
             "memcached://h:1:x",
             "memcached://h:1:2:3",
+            // Regression: a trailing colon was read as the default port.
+            "memcached://h:",
+            "memcached://h:11211:",
+            "memcached://[::1]:",
+            "memcached://h::2",
             "memcached://::1",
             "memcached://[::1",
             "memcached://h:1,h:1",
@@ -569,9 +640,29 @@ mod tests {
     }
 
     #[test]
-    fn default_value_size_fits_any_key_and_flags() {
-        // 1 MiB minus the item overhead, the flags and the longest key.
-        assert_eq!(DEFAULT_MAX_VALUE_SIZE, 1_048_576 - 59 - 4 - 250);
+    fn every_url_key_is_documented_and_parsed() {
+        // The module docs' table lists exactly the keys of `URL_KEYS`.
+        let source = include_str!("config.rs");
+        let documented: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! | `"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let known: Vec<&str> = URL_KEYS.iter().map(|o| o.key).collect();
+        assert_eq!(documented, known);
+        // And every one is accepted with a good value, refused with a bad one.
+        for key in known {
+            let good = match key {
+                "protocol" => "classic",
+                "routing" => "ketama",
+                "failure" => "rehash",
+                _ => "100",
+            };
+            MemcachedConfig::from_url(&format!("memcached://h?{key}={good}"))
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let err = MemcachedConfig::from_url(&format!("memcached://h?{key}=bogus")).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]
