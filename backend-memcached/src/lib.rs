@@ -53,15 +53,15 @@
 pub mod config;
 mod connection;
 pub mod error;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "../tests/common/fake.rs"]
+mod fake;
 mod pool;
 mod protocol;
 pub mod router;
 pub mod scan;
 mod server;
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-#[path = "../tests/common/fake.rs"]
-mod fake;
 mod store;
 
 pub use config::{FailurePolicy, MemcachedConfig, Protocol, Routing, ServerSpec};

@@ -69,10 +69,7 @@ mod tests {
         );
         for bad in ["", "x:k", "3:k", "-1:", "1"] {
             let err = decode(&ScanCursor::new(bad), 3).unwrap_err();
-            assert!(
-                session_core::Error::from(err).is_invalid_input(),
-                "{bad:?}"
-            );
+            assert!(session_core::Error::from(err).is_invalid_input(), "{bad:?}");
         }
     }
 }

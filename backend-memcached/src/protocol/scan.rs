@@ -144,7 +144,9 @@ mod tests {
     fn parses_dump_lines() {
         // As memcached 1.6.18 prints them (key "foo%20bar", then "plain").
         assert_eq!(
-            parse_item(b"key=foo%2520bar exp=1796016210 la=1796016110 cas=1 fetch=no cls=1 size=69"),
+            parse_item(
+                b"key=foo%2520bar exp=1796016210 la=1796016110 cas=1 fetch=no cls=1 size=69"
+            ),
             Some(Item {
                 key: b"foo%20bar".to_vec(),
                 exp: Some(1_796_016_210)
@@ -159,7 +161,10 @@ mod tests {
         );
         assert_eq!(parse_item(b"key=a%2 exp=-1"), None);
         assert_eq!(parse_item(b"key=a exp=x"), None);
-        assert_eq!(parse_item(b"BUSY currently processing crawler request"), None);
+        assert_eq!(
+            parse_item(b"BUSY currently processing crawler request"),
+            None
+        );
         assert_eq!(parse_item(b"ERROR"), None);
     }
 }

@@ -163,7 +163,6 @@ impl Server {
         }
         None
     }
-
 }
 
 /// The largest value a server with `item_size_max` stores under `key` with

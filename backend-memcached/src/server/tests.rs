@@ -30,7 +30,10 @@ fn config(pool_size: usize) -> MemcachedConfig {
 async fn poll(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(5), "waited 5 s for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "waited 5 s for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -322,9 +325,7 @@ async fn an_endpoint_that_closes_on_stats_settings_still_works() {
 async fn a_server_without_cas_is_a_typed_error() {
     // Learned from `stats settings`: refused before the write is sent.
     let (addr, log) = fake(|_, line| match line {
-        "stats settings" => {
-            reply("STAT item_size_max 1048576\r\nSTAT cas_enabled no\r\nEND\r\n")
-        }
+        "stats settings" => reply("STAT item_size_max 1048576\r\nSTAT cas_enabled no\r\nEND\r\n"),
         _ => reply("HD c0\r\n"),
     })
     .await;
@@ -550,7 +551,11 @@ async fn an_endpoint_that_refuses_meta_commands_is_named_with_the_hint() {
         matches!(err, Error::MetaUnsupported { command: "mg", .. }),
         "{err:?}"
     );
-    assert!(session_core::Error::from(err).to_string().contains("protocol=classic"));
+    assert!(
+        session_core::Error::from(err)
+            .to_string()
+            .contains("protocol=classic")
+    );
     assert_eq!(server.stats().state, ServerState::Up, "not marked down");
 
     // A server that closes on everything is just broken: no such claim.

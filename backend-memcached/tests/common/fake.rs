@@ -20,8 +20,6 @@ pub enum Act {
     Reply(Vec<u8>),
     /// Writes the first bytes, waits, then writes the second.
     ReplyLater(Vec<u8>, Duration, Vec<u8>),
-    /// Waits, then closes the connection without answering.
-    CloseAfter(Duration),
     /// Closes the connection without answering.
     Close,
     /// Writes these bytes, then closes the connection.
@@ -86,10 +84,6 @@ pub async fn fake(script: impl Fn(usize, &str) -> Act + Send + Sync + 'static) -
                             let _ = socket.get_mut().write_all(&a).await;
                             tokio::time::sleep(wait).await;
                             let _ = socket.get_mut().write_all(&b).await;
-                        }
-                        Act::CloseAfter(wait) => {
-                            tokio::time::sleep(wait).await;
-                            return;
                         }
                         Act::Close => return,
                         Act::ReplyClose(b) => {
