@@ -28,6 +28,12 @@
 //!   behind a proxy (twemproxy and mcrouter do not route it); every server
 //!   must be up (a down server fails the page, whatever the failure policy).
 //! - Keys that are not UTF-8 (written by another client) are skipped.
+//! - **Not a snapshot, and not exact.** The crawler skips items memcached
+//!   holds a reference to at that instant: measured on 1.6.18, an item read
+//!   a moment ago can be missing from a dump for about 100 ms (it waits,
+//!   referenced, for its asynchronous LRU bump). A page can therefore miss
+//!   a live key that is being read meanwhile. Scan is for maintenance
+//!   (listing or expiring sessions), not for decisions that need every key.
 
 use session_core::ScanCursor;
 
