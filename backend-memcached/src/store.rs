@@ -36,6 +36,14 @@ use crate::server::{Server, ServerStats};
 /// A server started with `-C` (CAS disabled) is refused with
 /// [`session_core::Error::InvalidConfig`]: sessions need versions.
 ///
+/// Optional capabilities ([`Store::capabilities`]): `get_many` and `scan`
+/// (see [`crate::scan`] for its cursor and cost) in both protocol modes;
+/// `get_and_touch` in both (meta `mg <k> T<ttl> v f c t`, classic
+/// `gats <ttl> <k>`, which reports the CAS too); `ttl_read` and
+/// `delete_if` (meta `md <k> C<cas>`) in meta mode only: classic memcached
+/// has no conditional delete, so there `delete_if` returns
+/// [`session_core::Error::Unsupported`] before any I/O.
+///
 /// Connections are opened lazily, on first use: making a store does no I/O,
 /// so a server that is down at start-up is handled like one that goes down
 /// later.
