@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 
@@ -57,8 +58,19 @@ pub(crate) struct Connection {
 
 impl Connection {
     /// Opens a connection to `server` (`host:port`) within `timeout`.
+    #[cfg(test)]
     pub(crate) async fn connect(server: &str, timeout: Duration) -> Result<Self> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(server)).await {
+        Connection::connect_until(server, Instant::now() + timeout, timeout).await
+    }
+
+    /// Opens a connection to `server`, giving up at `deadline`; `after` is
+    /// the budget the deadline stands for, for the error.
+    pub(crate) async fn connect_until(
+        server: &str,
+        deadline: Instant,
+        after: Duration,
+    ) -> Result<Self> {
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server)).await {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => {
                 return Err(Error::Connect {
@@ -69,7 +81,7 @@ impl Connection {
             Err(_) => {
                 return Err(Error::ConnectTimeout {
                     server: server.to_owned(),
-                    after: timeout,
+                    after,
                 });
             }
         };
@@ -131,11 +143,14 @@ impl Connection {
         }
     }
 
+    /// An I/O error of the current request: `sent` unless it failed
+    /// before any byte of the request was handed to the socket.
     fn io_error(&self, operation: &'static str, source: io::Error) -> Error {
         Error::Io {
             operation,
             server: self.server.clone(),
             source,
+            sent: self.written_since_request > 0,
         }
     }
 
@@ -163,6 +178,37 @@ impl Connection {
 
     /// Reads one line and returns it without its `\r\n`.
     pub(crate) async fn read_line(&mut self, operation: &'static str) -> Result<Vec<u8>> {
+        let line = self.read_raw_line(operation).await?;
+        if !line.ends_with(b"\r\n") {
+            return Err(Error::Protocol {
+                server: self.server.clone(),
+                message: format!(
+                    "answer line too long or not ended by CRLF: {:?}",
+                    String::from_utf8_lossy(&line[..line.len().min(100)])
+                ),
+            });
+        }
+        Ok(strip_eol(line))
+    }
+
+    /// Reads one line ended by `\n` or `\r\n` (`lru_crawler metadump`
+    /// ends its item lines with a bare `\n`), without the line ending.
+    pub(crate) async fn read_lf_line(&mut self, operation: &'static str) -> Result<Vec<u8>> {
+        let line = self.read_raw_line(operation).await?;
+        if !line.ends_with(b"\n") {
+            return Err(Error::Protocol {
+                server: self.server.clone(),
+                message: format!(
+                    "answer line too long: {:?}",
+                    String::from_utf8_lossy(&line[..line.len().min(100)])
+                ),
+            });
+        }
+        Ok(strip_eol(line))
+    }
+
+    /// Reads up to and including `\n`, at most [`MAX_LINE`] bytes.
+    async fn read_raw_line(&mut self, operation: &'static str) -> Result<Vec<u8>> {
         let mut line = Vec::with_capacity(64);
         let n = (&mut self.stream)
             .take(MAX_LINE)
@@ -176,16 +222,6 @@ impl Connection {
                 io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the connection"),
             ));
         }
-        if !line.ends_with(b"\r\n") {
-            return Err(Error::Protocol {
-                server: self.server.clone(),
-                message: format!(
-                    "answer line too long or not ended by CRLF: {:?}",
-                    String::from_utf8_lossy(&line[..line.len().min(100)])
-                ),
-            });
-        }
-        line.truncate(line.len() - 2);
         Ok(line)
     }
 
@@ -207,7 +243,12 @@ impl Connection {
                 ),
             });
         }
-        let want = len + 2;
+        // Checked even below the limit: the limit itself comes from the
+        // server (capped, but this must not depend on that).
+        let want = len.checked_add(2).ok_or_else(|| Error::Protocol {
+            server: self.server.clone(),
+            message: format!("data block of {len} bytes is impossibly long"),
+        })?;
         // Grown as bytes arrive rather than allocated up front.
         let mut data = Vec::with_capacity(want.min(BLOCK_PREALLOC));
         let n = (&mut self.stream)
@@ -234,6 +275,17 @@ impl Connection {
         data.truncate(len);
         Ok(data)
     }
+}
+
+/// `line` without its trailing `\n` or `\r\n`.
+fn strip_eol(mut line: Vec<u8>) -> Vec<u8> {
+    if line.ends_with(b"\n") {
+        line.pop();
+    }
+    if line.ends_with(b"\r") {
+        line.pop();
+    }
+    line
 }
 
 #[cfg(test)]
@@ -280,6 +332,23 @@ mod tests {
         assert!(conn.nothing_read(), "refused before reading");
         conn.set_max_block(4);
         assert_eq!(conn.read_block("get", 4).await.unwrap(), b"xxxx");
+    }
+
+    #[tokio::test]
+    async fn a_block_length_near_usize_max_is_an_error_not_an_overflow() {
+        // Regression: `len + 2` overflowed (a panic in debug builds) once a
+        // server's claimed `item_size_max` let such a length through.
+        let mut conn = serving(vec![b"xx"]).await;
+        conn.set_max_block(usize::MAX);
+        let err = conn.read_block("get", usize::MAX).await.unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn dump_lines_may_end_with_a_bare_newline() {
+        let mut conn = serving(vec![b"key=a exp=-1\nEND\r\n"]).await;
+        assert_eq!(conn.read_lf_line("scan").await.unwrap(), b"key=a exp=-1");
+        assert_eq!(conn.read_lf_line("scan").await.unwrap(), b"END");
     }
 
     #[tokio::test]

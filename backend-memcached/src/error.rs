@@ -59,17 +59,39 @@ pub enum Error {
         /// The OS error (`UnexpectedEof` when the server closed the connection).
         #[source]
         source: io::Error,
+        /// False when no byte of the request can have reached the server
+        /// (the connection broke before or while the first bytes were
+        /// written, or while the server's settings were being read).
+        sent: bool,
     },
 
-    /// A request did not get its full answer within the I/O timeout.
+    /// A request did not get its full answer within its deadline.
     #[error("{operation} on {server} timed out after {after:?}")]
     Timeout {
-        /// The request (`"get"`, `"set"`, `"pool checkout"`, ...).
+        /// The request (`"get"`, `"set"`, ...).
         operation: &'static str,
         /// The server address.
         server: String,
         /// The deadline that ran out.
         after: Duration,
+        /// False when the deadline ran out before any byte of the request
+        /// was written (while reading the server's settings, say).
+        sent: bool,
+    },
+
+    /// The endpoint closed the connection on a meta command (`mg`, `ms`,
+    /// `md`) but answers classic ones: a proxy such as twemproxy, or a
+    /// memcached older than 1.6. Use `protocol=classic` for it.
+    #[error(
+        "{server} does not speak the memcached meta protocol (it closed the connection on \
+         `{command}` but answers classic commands; a proxy such as twemproxy?): \
+         use protocol=classic for it"
+    )]
+    MetaUnsupported {
+        /// The endpoint address.
+        server: String,
+        /// The meta command it refused.
+        command: &'static str,
     },
 
     /// No pooled connection became free within the I/O timeout (every
@@ -150,8 +172,61 @@ impl Error {
     pub(crate) fn is_connect_failure(&self) -> bool {
         matches!(
             self,
-            Error::Connect { .. } | Error::ConnectTimeout { .. } | Error::MarkedDown { .. }
+            Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::MarkedDown { .. }
+                | Error::Io { sent: false, .. }
+                | Error::Timeout { sent: false, .. }
         )
+    }
+
+    /// The same error, noting that the request was certainly not sent
+    /// (the failure happened before its first byte was written).
+    pub(crate) fn unsent(self) -> Self {
+        match self {
+            Error::Io {
+                operation,
+                server,
+                source,
+                ..
+            } => Error::Io {
+                operation,
+                server,
+                source,
+                sent: false,
+            },
+            Error::Timeout {
+                operation,
+                server,
+                after,
+                ..
+            } => Error::Timeout {
+                operation,
+                server,
+                after,
+                sent: false,
+            },
+            other => other,
+        }
+    }
+
+    /// Whether the request may have reached the server, as the conversion
+    /// into [`session_core::Error`] reports it.
+    pub(crate) fn delivery(&self) -> Option<session_core::Delivery> {
+        use session_core::Delivery;
+        match self {
+            Error::Io { sent: true, .. } | Error::Timeout { sent: true, .. } => {
+                Some(Delivery::Unknown)
+            }
+            Error::Io { sent: false, .. }
+            | Error::Timeout { sent: false, .. }
+            | Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::PoolTimeout { .. }
+            | Error::MarkedDown { .. }
+            | Error::NoLiveServer { .. } => Some(Delivery::NotSent),
+            _ => None,
+        }
     }
 
     /// True when the failure says the server itself is unhealthy, so it
@@ -174,55 +249,59 @@ impl From<Error> for session_core::Error {
         use session_core::{Delivery, Error as Core};
         // Failures before the request was written are `NotSent`: a caller
         // may retry anything. Failures after are `Unknown`: the server may
-        // have applied the request.
+        // have applied the request. `Error::delivery` is the one place
+        // that decides which.
+        let delivery = e.delivery().unwrap_or(Delivery::Unknown);
         match e {
             Error::InvalidConfig(message) => Core::InvalidConfig(message),
             Error::Input(inner) => inner,
             Error::Connect { server, source } => Core::Unavailable {
                 server,
                 message: format!("connect failed: {source}"),
-                delivery: Delivery::NotSent,
+                delivery,
             },
             Error::ConnectTimeout { server, after } => Core::Timeout {
                 operation: "connect",
                 server,
                 after,
-                delivery: Delivery::NotSent,
+                delivery,
             },
             Error::Io {
                 operation,
                 server,
                 source,
+                ..
             } => Core::Unavailable {
                 server,
                 message: format!("{operation} failed: {source}"),
-                delivery: Delivery::Unknown,
+                delivery,
             },
             Error::Timeout {
                 operation,
                 server,
                 after,
+                ..
             } => Core::Timeout {
                 operation,
                 server,
                 after,
-                delivery: Delivery::Unknown,
+                delivery,
             },
             Error::PoolTimeout { server, after } => Core::Timeout {
                 operation: "pool checkout",
                 server,
                 after,
-                delivery: Delivery::NotSent,
+                delivery,
             },
             Error::MarkedDown { server, retry_in } => Core::Unavailable {
                 server,
                 message: format!("marked down, next retry in {retry_in:?}"),
-                delivery: Delivery::NotSent,
+                delivery,
             },
             Error::NoLiveServer { key, tries } => Core::Unavailable {
                 server: "(all candidates)".to_owned(),
                 message: format!("no live server for key {key:?} after {tries} tries"),
-                delivery: Delivery::NotSent,
+                delivery,
             },
             Error::ServerTooLarge { size, limit, .. } => Core::ValueTooLarge {
                 size,
@@ -235,10 +314,89 @@ impl From<Error> for session_core::Error {
             },
             // A deployment fault, not a transient one: retrying cannot help,
             // so it is reported as configuration (kind `Config`).
-            e @ Error::CasDisabled { .. } => Core::InvalidConfig(e.to_string()),
+            e @ (Error::CasDisabled { .. } | Error::MetaUnsupported { .. }) => {
+                Core::InvalidConfig(e.to_string())
+            }
             Error::ServerError { server, message } | Error::Protocol { server, message } => {
                 Core::Protocol { server, message }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use session_core::Delivery;
+
+    use super::*;
+
+    fn io(sent: bool) -> Error {
+        Error::Io {
+            operation: "add",
+            server: "s:1".into(),
+            source: io::ErrorKind::UnexpectedEof.into(),
+            sent,
+        }
+    }
+
+    fn timeout(sent: bool) -> Error {
+        Error::Timeout {
+            operation: "add",
+            server: "s:1".into(),
+            after: Duration::from_millis(5),
+            sent,
+        }
+    }
+
+    #[test]
+    fn delivery_survives_the_conversion() {
+        // Regression: a timeout or broken connection before the request's
+        // first byte was written (say, while reading `stats settings`) was
+        // reported as "sent, outcome unknown".
+        for (e, expected) in [
+            (io(true), Delivery::Unknown),
+            (io(false), Delivery::NotSent),
+            (timeout(true), Delivery::Unknown),
+            (timeout(false), Delivery::NotSent),
+            (
+                Error::PoolTimeout {
+                    server: "s:1".into(),
+                    after: Duration::from_millis(5),
+                },
+                Delivery::NotSent,
+            ),
+            (
+                Error::MarkedDown {
+                    server: "s:1".into(),
+                    retry_in: Duration::from_millis(5),
+                },
+                Delivery::NotSent,
+            ),
+        ] {
+            // A full pool says the server is busy, not down: never rehashed.
+            let rehashable = e.is_connect_failure() || matches!(e, Error::PoolTimeout { .. });
+            let core = session_core::Error::from(e);
+            assert_eq!(core.delivery(), Some(expected), "{core:?}");
+            assert_eq!(rehashable, expected == Delivery::NotSent, "{core:?}");
+        }
+        assert_eq!(
+            session_core::Error::from(io(true).unsent()).delivery(),
+            Some(Delivery::NotSent)
+        );
+    }
+
+    #[test]
+    fn a_meta_refusing_endpoint_is_a_config_error_with_the_hint() {
+        let core = session_core::Error::from(Error::MetaUnsupported {
+            server: "127.0.0.1:22121".into(),
+            command: "mg",
+        });
+        assert!(
+            matches!(&core, session_core::Error::InvalidConfig(m) if m.contains("protocol=classic")),
+            "{core:?}"
+        );
+        assert_eq!(core.delivery(), None);
     }
 }

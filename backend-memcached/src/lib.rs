@@ -3,9 +3,8 @@
 //!
 //! # Why our own client
 //!
-//! The existing crates each miss something we need (see
-//! `shared/reference/dependencies.md`, section 1): the classic `memcache`
-//! client is blocking, has no connect timeout and silently drops
+//! The existing Rust memcached crates each miss something we need (as we
+//! found when choosing, in 2026): the classic `memcache` client is blocking, has no connect timeout and silently drops
 //! `NOT_STORED` on an ASCII `add`; its async client is experimental and
 //! meta-only; `async-memcached` has no pool, no multi-server and no classic
 //! `gets`/`cas`/`touch`; none routes keys like Perl Cache::Memcached or
@@ -27,28 +26,41 @@
 //!   answer was not read completely, or that holds bytes no request asked
 //!   for (so neither a cancelled request nor a misbehaving server can leak
 //!   a stale answer to the next caller).
-//! - `server`: per-server health (down-marking, exponential backoff), the
-//!   request deadline and counters ([`ServerStats`]), and the server's
-//!   settings (`item_size_max`, CAS) read when its first connection opens.
+//! - `server`: one server: `health` (down-marking, exponential backoff,
+//!   counters in [`ServerStats`]), `request` (one call within one deadline
+//!   covering pool wait, connect and resend; whether a failed request was
+//!   sent; telling an endpoint without the meta protocol from a dead one),
+//!   and the server's settings (`item_size_max`, capped, and CAS) read when
+//!   its first connection opens.
 //! - `store`: [`MemcachedStore`] and its `Store` impl, with the
-//!   [`FailurePolicy`].
+//!   [`FailurePolicy`] and the optional capabilities: `get_many`,
+//!   `get_and_touch` (meta `mg T`, classic `gats`), `delete_if` (meta
+//!   `md C`; not in classic mode) and `scan`.
+//! - [`scan`]: how `scan` lists keys with `lru_crawler metadump`, its
+//!   cursor and its cost.
 //! - [`error`]: this crate's [`Error`] and its one conversion into
 //!   [`session_core::Error`].
 //!
 //! # Invariants
 //!
 //! - Keys and value sizes are checked before any I/O.
-//! - Every request finishes within its deadlines (pool wait and I/O
-//!   timeout, plus connect timeout when a connection is opened): a dead or
-//!   hung server gives [`session_core::Error::Timeout`] or
-//!   [`session_core::Error::Unavailable`], never a hang.
+//! - Every call finishes within one deadline, `connect_timeout +
+//!   io_timeout` from its start: a dead or hung server gives
+//!   [`session_core::Error::Timeout`] or [`session_core::Error::Unavailable`],
+//!   never a hang, and the error's [`session_core::Delivery`] says whether
+//!   the request may have been applied.
 
 pub mod config;
 mod connection;
 pub mod error;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "../tests/common/fake.rs"]
+mod fake;
 mod pool;
 mod protocol;
 pub mod router;
+pub mod scan;
 mod server;
 mod store;
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use session_core::key::validate_key;
 use session_core::store::check_write;
-use session_core::{AddOutcome, Capabilities, CasOutcome, Entry, Store, Ttl, Version};
+use session_core::{
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
+    Version,
+};
 
 use crate::config::{FailurePolicy, MemcachedConfig, Protocol};
 use crate::error::{Error, Result};
@@ -32,6 +35,14 @@ use crate::server::{Server, ServerStats};
 /// not answer `stats settings` (a proxy) leaves the server to refuse it.
 /// A server started with `-C` (CAS disabled) is refused with
 /// [`session_core::Error::InvalidConfig`]: sessions need versions.
+///
+/// Optional capabilities ([`Store::capabilities`]): `get_many` and `scan`
+/// (see [`crate::scan`] for its cursor and cost) in both protocol modes;
+/// `get_and_touch` in both (meta `mg <k> T<ttl> v f c t`, classic
+/// `gats <ttl> <k>`, which reports the CAS too); `ttl_read` and
+/// `delete_if` (meta `md <k> C<cas>`) in meta mode only: classic memcached
+/// has no conditional delete, so there `delete_if` returns
+/// [`session_core::Error::Unsupported`] before any I/O.
 ///
 /// Connections are opened lazily, on first use: making a store does no I/O,
 /// so a server that is down at start-up is handled like one that goes down
@@ -249,6 +260,38 @@ impl MemcachedStore {
     }
 }
 
+impl MemcachedStore {
+    /// One page of [`Store::scan`]: see [`crate::scan`] for the cursor and
+    /// its cost.
+    async fn scan_page(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        let servers = &self.inner.servers;
+        let (server, after) = match cursor {
+            None => (0, None),
+            Some(c) => crate::scan::decode(c, servers.len())?,
+        };
+        let op = Op::Scan {
+            prefix,
+            after: after.as_deref(),
+            limit,
+        };
+        let (keys, more) = match servers[server].call(&op).await? {
+            Reply::Keys { keys, more } => (keys, more),
+            _ => return Err(mismatch()),
+        };
+        let next = match keys.last() {
+            Some(last) if more => Some(crate::scan::encode(server, Some(last))),
+            _ if server + 1 < servers.len() => Some(crate::scan::encode(server + 1, None)),
+            _ => None,
+        };
+        Ok(ScanPage { keys, next })
+    }
+}
+
 /// A server answered a store command with a reply that command cannot get
 /// (e.g. `EXISTS` to an add).
 fn unexpected(command: &str, reply: StoreReply) -> Error {
@@ -347,9 +390,14 @@ impl Store for MemcachedStore {
     }
 
     fn capabilities(&self) -> Capabilities {
+        let meta = self.inner.config.protocol == Protocol::Meta;
         let mut caps = Capabilities::NONE;
         caps.get_many = true;
-        caps.ttl_read = self.inner.config.protocol == Protocol::Meta;
+        caps.scan = true;
+        caps.get_and_touch = true;
+        caps.ttl_read = meta;
+        // Classic has no conditional delete.
+        caps.conditional_delete = meta;
         caps
     }
 
@@ -359,6 +407,39 @@ impl Store for MemcachedStore {
             Reply::Version(v) => Ok(v),
             _ => Err(mismatch().into()),
         }
+    }
+
+    async fn delete_if(&self, key: &str, expected: Version) -> session_core::Result<DeleteOutcome> {
+        validate_key(key)?;
+        if self.inner.config.protocol != Protocol::Meta {
+            return Err(session_core::Error::Unsupported {
+                capability: "delete_if",
+            });
+        }
+        match self.call(key, &Op::DeleteIf(key, expected.get())).await? {
+            Reply::Deleted(outcome) => Ok(outcome),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> session_core::Result<Option<Entry>> {
+        validate_key(key)?;
+        match self
+            .call(key, &Op::GetAndTouch(key, protocol::exptime(ttl)))
+            .await?
+        {
+            Reply::Entry(e) => Ok(e),
+            _ => Err(mismatch().into()),
+        }
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> session_core::Result<ScanPage> {
+        Ok(self.scan_page(prefix, cursor, limit).await?)
     }
 
     async fn get_many(&self, keys: &[&str]) -> session_core::Result<Vec<Option<Entry>>> {

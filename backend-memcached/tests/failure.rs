@@ -51,6 +51,25 @@ fn is_unavailable_or_timeout(e: &Error) -> bool {
     matches!(e, Error::Unavailable { .. } | Error::Timeout { .. })
 }
 
+/// Polls the server's state until its retry is due (the backoff ran out),
+/// for at most [`RECOVERY`]; it must be down meanwhile.
+async fn wait_until_probe_due(store: &MemcachedStore) {
+    let start = Instant::now();
+    loop {
+        match store.stats()[0].state {
+            ServerState::Down { retry_in, .. } if retry_in.is_zero() => return,
+            ServerState::Down { .. } => {}
+            ServerState::Up => panic!("expected the server to be marked down"),
+            other => panic!("unexpected state {other:?}"),
+        }
+        assert!(
+            start.elapsed() < RECOVERY,
+            "retry not due after {RECOVERY:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls `get` until it succeeds, for at most [`RECOVERY`]; every failure on
 /// the way must be typed. Returns how long it took.
 async fn wait_until_up(store: &MemcachedStore, key: &str) -> Duration {
@@ -91,7 +110,7 @@ async fn stopped_server_then_start(protocol: Protocol) {
     assert!(stats.errors >= 2);
 
     // Let a retry fail so the backoff grows, then bring the server back.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_until_probe_due(&store).await;
     let (r, _) = timed(store.get("k")).await;
     assert!(r.is_err(), "the probe of a stopped server fails: {r:?}");
     match store.stats()[0].state {
@@ -171,7 +190,7 @@ async fn paused_server_times_out_and_recovers() {
 
     // After the backoff, a probe on a new connection (still accepted: only
     // the server process is frozen) times out too, and the backoff doubles.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_until_probe_due(&store).await;
     let (r, took) = timed(store.set("k", b"v2", 0, Ttl::NEVER)).await;
     assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
     assert!(took < Duration::from_secs(2));
@@ -343,7 +362,7 @@ async fn blackhole_times_out_within_the_io_timeout() {
 
     // Half-open: after the backoff, the probe's new connection is accepted,
     // so it is the request, not the connect, that times out.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    wait_until_probe_due(&store).await;
     let (r, took) = timed(store.get("k")).await;
     match r {
         Err(Error::Timeout { operation, .. }) => assert_ne!(operation, "connect"),

@@ -1,7 +1,8 @@
 //! Regression tests for reviewed defects of `MemcachedStore`, each on its
-//! own real memcached from `test-support` (`MEMORYCACHED_PROVIDER`), or on a
-//! fake server written here for protocol misbehaviour a real one never
-//! shows. Self-contained on purpose: they need no shared servers.
+//! own real memcached from `test-support` (`MEMORYCACHED_PROVIDER`), or on
+//! the shared scripted fake (`common/fake.rs`) for protocol misbehaviour a
+//! real one never shows. Self-contained on purpose: they need no shared
+//! servers.
 
 // The helpers panic when they cannot do their job: that is the failure
 // report (`allow-unwrap-in-tests` covers `#[test]` bodies only).
@@ -13,8 +14,12 @@ use std::time::{Duration, Instant};
 use backend_memcached::{MemcachedConfig, MemcachedStore, Protocol, ServerSpec, ServerState};
 use session_core::{CasOutcome, Error, Store, Ttl, Version};
 use test_support::{MemcachedOptions, Provider, Server};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+mod common;
+
+use common::fake::{fake, reply};
 
 type TestResult = Result<(), Box<dyn StdError>>;
 
@@ -206,32 +211,16 @@ async fn cas_disabled_server_is_refused_classic() -> TestResult {
 }
 
 /// Defect 4: bytes a server sends after a complete answer must never be
-/// read as the next request's answer. A fake server answers `mg a` with
-/// an extra `HD c999`.
+/// read as the next request's answer. The fake answers `mg a` with an
+/// extra `HD c999`.
 #[tokio::test]
 async fn stray_bytes_never_answer_the_next_request() -> TestResult {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut socket = BufReader::new(socket);
-                let mut line = String::new();
-                while socket.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    let answer: &[u8] = match line.trim_end() {
-                        "stats settings" => b"STAT item_size_max 1048576\r\nEND\r\n",
-                        "mg a v f c t" => b"VA 1 f1 c5 t-1\r\nx\r\nHD c999\r\n",
-                        _ => b"EN\r\n",
-                    };
-                    if socket.get_mut().write_all(answer).await.is_err() {
-                        return;
-                    }
-                    line.clear();
-                }
-                let _ = socket.read_to_end(&mut Vec::new()).await;
-            });
-        }
-    });
+    let (addr, _log) = fake(|_, line| match line {
+        "stats settings" => reply("STAT item_size_max 1048576\r\nEND\r\n"),
+        "mg a v f c t" => reply("VA 1 f1 c5 t-1\r\nx\r\nHD c999\r\n"),
+        _ => reply("EN\r\n"),
+    })
+    .await;
     let store = store(&addr, Protocol::Meta, |c| c.pool_size = 1);
     assert_eq!(store.get("a").await?.unwrap().version, Version::new(5));
     let version = store.version("b").await?;

@@ -11,7 +11,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backend_memcached::{MemcachedConfig, MemcachedStore, Protocol, ServerSpec};
 use common::{DeadPort, Server, dead_port, memcached, memcached_with, memcacheds, spec};
@@ -80,6 +80,7 @@ async fn set_get_versions_and_flags(p: Protocol) {
             assert_eq!(v2, Some(e2.version));
         }
         Protocol::Classic => assert_eq!((v1, v2), (None, None)),
+        other => panic!("no expectations for {other:?}"),
     }
 }
 
@@ -181,10 +182,12 @@ async fn touch_and_ttl(p: Protocol) {
                 "40-day item is not expired at once"
             );
         }
+        other => panic!("no expectations for {other:?}"),
     }
-    assert_eq!(store.capabilities().ttl_read, p == Protocol::Meta);
-    assert!(store.capabilities().get_many);
-    assert!(!store.capabilities().scan);
+    let caps = store.capabilities();
+    assert_eq!(caps.ttl_read, p == Protocol::Meta);
+    assert_eq!(caps.conditional_delete, p == Protocol::Meta);
+    assert!(caps.get_many && caps.scan && caps.get_and_touch);
 }
 
 async fn expired_is_absent(p: Protocol) {
@@ -194,9 +197,23 @@ async fn expired_is_absent(p: Protocol) {
     store.set("touched", b"v", 0, Ttl::NEVER).await.unwrap();
     assert!(store.touch("touched", Ttl::seconds(1)).await.unwrap());
     // memcached's clock ticks in whole seconds: 1 s can last up to 2 s.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert!(store.get("short").await.unwrap().is_none());
-    assert!(store.get("touched").await.unwrap().is_none());
+    // Polled rather than slept: the check ends as soon as both are gone,
+    // and fails if they outlive 2 s plus scheduling slack.
+    let written = Instant::now();
+    loop {
+        let short = store.get("short").await.unwrap();
+        let touched = store.get("touched").await.unwrap();
+        if short.is_none() && touched.is_none() {
+            break;
+        }
+        assert!(
+            written.elapsed() < Duration::from_millis(3000),
+            "1 s items still there after {:?}: {short:?} {touched:?}",
+            written.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     assert!(store.version("short").await.unwrap().is_none());
     assert!(
         store

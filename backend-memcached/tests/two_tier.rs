@@ -9,6 +9,8 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use backend_memcached::MemcachedStore;
@@ -127,9 +129,16 @@ async fn a_dead_local_cache_degrades_to_the_principals() {
         )
         .unwrap(),
     );
-    // Nothing listens on port 1: every local call fails fast.
+    // A port bound but never listening: every local call is refused at
+    // once, and no other test or server can take the port meanwhile (port
+    // 1 was only assumed free).
+    let dead = common::dead_port();
     let dead_local: Arc<dyn Store> = Arc::new(
-        MemcachedStore::from_url("memcached://127.0.0.1:1?connect_timeout_ms=200").unwrap(),
+        MemcachedStore::from_url(&format!(
+            "memcached://127.0.0.1:{}?connect_timeout_ms=200",
+            dead.port
+        ))
+        .unwrap(),
     );
     let sessions = Sessions::new(principal, SessionsConfig::default())
         .unwrap()

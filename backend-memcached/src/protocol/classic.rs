@@ -1,6 +1,10 @@
 //! The classic text protocol, limited to `gets`, `set`, `add`, `cas`,
-//! `delete` and `touch`: the commands that proxies (mcrouter, twemproxy)
-//! route, so the store works behind them.
+//! `delete`, `touch` and `gats`: the commands that proxies (mcrouter,
+//! twemproxy) route, so the store works behind them (twemproxy 0.5 does not
+//! route `gats`, so `get_and_touch` fails behind it).
+//!
+//! Classic has no conditional delete, so [`Op::DeleteIf`] is refused before
+//! any I/O (`store.rs` reports it as unsupported).
 //!
 //! What the classic protocol cannot tell: a write's new CAS (so `set`, `add`
 //! and `cas` report `Stored(None)`) and an item's remaining TTL (so
@@ -73,6 +77,10 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
         }
         Op::Delete(key) => format!("delete {key}\r\n"),
         Op::Touch(key, exptime) => format!("touch {key} {exptime}\r\n"),
+        // `gats` answers like `gets`, CAS unique included.
+        Op::GetAndTouch(key, exptime) => format!("gats {exptime} {key}\r\n"),
+        // No classic command; refused by `execute` before any I/O.
+        Op::DeleteIf(..) | Op::Scan { .. } => return,
         Op::GetMany(keys) => {
             buf.extend_from_slice(b"gets");
             for key in keys {
@@ -139,14 +147,20 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
             }
             return Ok(Reply::Entries(out));
         }
-        Op::Get(key) | Op::Version(key) => {
-            let mut buf = Vec::with_capacity(8 + key.len());
+        Op::Get(key) | Op::Version(key) | Op::GetAndTouch(key, _) => {
+            let mut buf = Vec::with_capacity(16 + key.len());
             encode(&mut buf, op);
             conn.send(op.name(), &buf).await?;
             let entry = read_values(conn, op).await?.remove(key.as_bytes());
             return Ok(match op {
                 Op::Version(_) => Reply::Version(entry.map(|e| e.version)),
                 _ => Reply::Entry(entry),
+            });
+        }
+        Op::DeleteIf(..) | Op::Scan { .. } => {
+            return Err(Error::Protocol {
+                server: conn.server().to_owned(),
+                message: format!("internal error: {} has no classic command", op.name()),
             });
         }
         _ => {}
@@ -237,9 +251,10 @@ mod tests {
         encode(&mut b, &Op::Delete("k"));
         encode(&mut b, &Op::Get("k"));
         encode(&mut b, &Op::GetMany(&["a", "b"]));
+        encode(&mut b, &Op::GetAndTouch("k", 50));
         assert_eq!(
             b,
-            b"cas k 1 30 2 7\r\nv\0\r\nadd k 0 0 0\r\n\r\ntouch k 9\r\ndelete k\r\ngets k\r\ngets a b\r\n"
+            b"cas k 1 30 2 7\r\nv\0\r\nadd k 0 0 0\r\n\r\ntouch k 9\r\ndelete k\r\ngets k\r\ngets a b\r\ngats 50 k\r\n"
                 .to_vec()
         );
     }

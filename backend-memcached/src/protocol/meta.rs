@@ -11,12 +11,17 @@
 //! | cas | `... c C<cas>` | `HD c<new cas>`, `EX c0` (changed) or `NF c0` (absent) |
 //! | delete | `md <k>` | `HD` or `NF` |
 //! | touch | `mg <k> T<exp>` | `HD` or `EN` (the CAS is unchanged) |
+//! | delete_if | `md <k> C<cas>` | `HD`, `EX` (changed) or `NF` (absent) |
+//! | get_and_touch | `mg <k> T<exp> v f c t` | `VA <len> f.. c.. t<new ttl>` + data, or `EN` |
+//!
+//! The `E` flag (explicit CAS) is not used: 1.6.18 does not support it.
+//! Listing keys (`scan`) is the same command in both dialects (`scan.rs`).
 //!
 //! `t` reads `-1` for an item without expiry. Every request gets exactly one
 //! answer, in order, so a pipelined multi-get needs no opaque tokens: it
 //! sends one `mg` per key and reads as many answers.
 
-use session_core::{Entry, Ttl, Version};
+use session_core::{DeleteOutcome, Entry, Ttl, Version};
 
 use super::StoreReply;
 
@@ -122,6 +127,12 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
                 push_line(buf, &["mg ", key, " v f c t"]);
             }
         }
+        Op::DeleteIf(key, cas) => push_line(buf, &["md ", key, " C", &cas.to_string()]),
+        Op::GetAndTouch(key, exptime) => {
+            push_line(buf, &["mg ", key, " T", &exptime.to_string(), " v f c t"]);
+        }
+        // Sent by `scan.rs`, never encoded here.
+        Op::Scan { .. } => {}
     }
 }
 
@@ -164,7 +175,12 @@ fn entry(conn: &Connection, op: &Op<'_>, header: Header, value: Vec<u8>) -> Resu
     match header.status {
         Status::Value(_) => Ok(Some(Entry {
             value,
-            flags: header.flags.unwrap_or(0),
+            // We asked for `f`: an answer without it is not "flags 0" (that
+            // would make a session's codec unreadable), it is a broken peer.
+            flags: header.flags.ok_or_else(|| Error::Protocol {
+                server: conn.server().to_owned(),
+                message: format!("answer to {} lacks the requested client flags", op.name()),
+            })?,
             version: require_cas(conn, op, &header)?,
             ttl: header.ttl.map(ttl_from_flag),
         })),
@@ -178,6 +194,12 @@ fn entry(conn: &Connection, op: &Op<'_>, header: Header, value: Vec<u8>) -> Resu
 
 /// Sends `op` and reads its answer.
 pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply> {
+    if let Op::Scan { .. } = op {
+        return Err(Error::Protocol {
+            server: conn.server().to_owned(),
+            message: "internal error: scan is not a meta command".into(),
+        });
+    }
     if let Op::GetMany(keys) = op {
         let mut out = Vec::with_capacity(keys.len());
         for batch in keys.chunks(GET_BATCH) {
@@ -208,7 +230,13 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
         })
     };
     match op {
-        Op::Get(_) => Ok(Reply::Entry(entry(conn, op, header, data)?)),
+        Op::Get(_) | Op::GetAndTouch(..) => Ok(Reply::Entry(entry(conn, op, header, data)?)),
+        Op::DeleteIf(..) => match header.status {
+            Status::Done => Ok(Reply::Deleted(DeleteOutcome::Deleted)),
+            Status::Exists => Ok(Reply::Deleted(DeleteOutcome::Conflict)),
+            Status::NotFound => Ok(Reply::Deleted(DeleteOutcome::NotFound)),
+            _ => bad(conn),
+        },
         Op::Version(_) => match header.status {
             Status::Done => Ok(Reply::Version(Some(require_cas(conn, op, &header)?))),
             Status::Miss => Ok(Reply::Version(None)),
@@ -233,7 +261,7 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
             Status::Miss => Ok(Reply::Existed(false)),
             _ => bad(conn),
         },
-        Op::GetMany(_) => bad(conn),
+        Op::GetMany(_) | Op::Scan { .. } => bad(conn),
     }
 }
 
@@ -311,5 +339,9 @@ mod tests {
             b,
             b"mg k T5\r\nmd k\r\nmg k c\r\nmg a v f c t\r\nmg b v f c t\r\n".to_vec()
         );
+        b.clear();
+        encode(&mut b, &Op::DeleteIf("k", 42));
+        encode(&mut b, &Op::GetAndTouch("k", 300));
+        assert_eq!(b, b"md k C42\r\nmg k T300 v f c t\r\n".to_vec());
     }
 }

@@ -7,12 +7,13 @@
 
 pub(crate) mod classic;
 pub(crate) mod meta;
+pub(crate) mod scan;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use session_core::{Entry, Ttl, Version};
+use session_core::{DeleteOutcome, Entry, Ttl, Version};
 
-use crate::config::Protocol;
+use crate::config::{MAX_VALUE_SIZE_LIMIT, Protocol};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
@@ -24,6 +25,10 @@ pub(crate) const GET_BATCH: usize = 64;
 /// memcached reads an exptime above this many seconds (30 days) as an
 /// absolute unix time.
 pub(crate) const MAX_RELATIVE_EXPTIME: u32 = 60 * 60 * 24 * 30;
+
+/// The largest `item_size_max` we believe a server: memcached itself
+/// refuses `-I` above 1 GiB, so a larger claim is capped to that.
+pub(crate) const ITEM_SIZE_MAX_CAP: usize = MAX_VALUE_SIZE_LIMIT;
 
 /// How a storage command decides whether to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +62,17 @@ pub(crate) enum Op<'a> {
     Touch(&'a str, i64),
     /// Read several items on one server, pipelined.
     GetMany(&'a [&'a str]),
+    /// Remove one item only while its CAS unique is still this (meta only).
+    DeleteIf(&'a str, u64),
+    /// Read one item and set a new exptime in the same command.
+    GetAndTouch(&'a str, i64),
+    /// One page of this server's keys (`lru_crawler metadump all`): the
+    /// `limit` smallest keys that start with `prefix` and sort after `after`.
+    Scan {
+        prefix: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    },
 }
 
 impl Op<'_> {
@@ -80,6 +96,9 @@ impl Op<'_> {
             Op::Delete(_) => "delete",
             Op::Touch(..) => "touch",
             Op::GetMany(_) => "get_many",
+            Op::DeleteIf(..) => "delete_if",
+            Op::GetAndTouch(..) => "get_and_touch",
+            Op::Scan { .. } => "scan",
         }
     }
 
@@ -87,7 +106,8 @@ impl Op<'_> {
     /// did, so it may be resent after a connection broke once the request
     /// was (maybe) delivered. `add` and `cas` are not: a repeat of an
     /// applied one answers `Exists`/`Conflict` against our own write. A
-    /// repeated `delete` leaves the same state but answers "not found".
+    /// repeated `delete` leaves the same state but answers "not found"; a
+    /// repeated `delete_if` would answer "not found" for its own deletion.
     pub(crate) fn is_idempotent(&self) -> bool {
         match self {
             Op::Get(_)
@@ -95,6 +115,8 @@ impl Op<'_> {
             | Op::GetMany(_)
             | Op::Delete(_)
             | Op::Touch(..)
+            | Op::GetAndTouch(..)
+            | Op::Scan { .. }
             | Op::Store {
                 mode: StoreMode::Set,
                 ..
@@ -102,7 +124,8 @@ impl Op<'_> {
             Op::Store {
                 mode: StoreMode::Add | StoreMode::Cas(_),
                 ..
-            } => false,
+            }
+            | Op::DeleteIf(..) => false,
         }
     }
 }
@@ -127,7 +150,11 @@ impl Settings {
         };
         let mut fields = rest.splitn(2, |&b| b == b' ');
         match (fields.next(), fields.next()) {
-            (Some(b"item_size_max"), Some(v)) => self.item_size_max = parse_num(v),
+            // Capped: a bogus huge value must not make us accept (and
+            // allocate for) gigantic data blocks or overflow `len + 2`.
+            (Some(b"item_size_max"), Some(v)) => {
+                self.item_size_max = parse_num::<usize>(v).map(|n| n.min(ITEM_SIZE_MAX_CAP));
+            }
             (Some(b"cas_enabled"), Some(v)) => self.cas_enabled = Some(v == b"yes"),
             _ => {}
         }
@@ -207,6 +234,11 @@ pub(crate) enum Reply {
     Existed(bool),
     /// For [`Op::GetMany`], in the order of the keys.
     Entries(Vec<Option<Entry>>),
+    /// For [`Op::DeleteIf`].
+    Deleted(DeleteOutcome),
+    /// For [`Op::Scan`]: the page's keys, sorted, and whether the server
+    /// holds more matching keys after the last one.
+    Keys { keys: Vec<String>, more: bool },
 }
 
 /// Sends `op` on `conn` in `protocol` and reads its whole answer.
@@ -215,6 +247,15 @@ pub(crate) async fn execute(
     conn: &mut Connection,
     op: &Op<'_>,
 ) -> Result<Reply> {
+    if let Op::Scan {
+        prefix,
+        after,
+        limit,
+    } = *op
+    {
+        // The same command in both dialects.
+        return scan::execute(conn, prefix, after, limit).await;
+    }
     match protocol {
         Protocol::Meta => meta::execute(conn, op).await,
         Protocol::Classic => classic::execute(conn, op).await,
@@ -328,6 +369,17 @@ mod tests {
     }
 
     #[test]
+    fn item_size_max_is_capped() {
+        // Regression: any claimed size was trusted, and `usize::MAX` made
+        // the block limit (and `len + 2`) overflow.
+        let mut s = Settings::default();
+        assert!(s.read_line(b"STAT item_size_max 18446744073709551615"));
+        assert_eq!(s.item_size_max, Some(ITEM_SIZE_MAX_CAP));
+        assert!(s.read_line(b"STAT item_size_max 2048"));
+        assert_eq!(s.item_size_max, Some(2048));
+    }
+
+    #[test]
     fn settings_lines() {
         let mut s = Settings::default();
         assert!(s.read_line(b"STAT maxbytes 67108864"));
@@ -377,8 +429,15 @@ mod tests {
             Op::Delete("k"),
             Op::Touch("k", 1),
             Op::GetMany(&["k"]),
+            Op::GetAndTouch("k", 1),
+            Op::Scan {
+                prefix: "",
+                after: None,
+                limit: 1,
+            },
         ] {
             assert!(op.is_idempotent(), "{op:?}");
         }
+        assert!(!Op::DeleteIf("k", 1).is_idempotent());
     }
 }

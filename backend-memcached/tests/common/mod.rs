@@ -12,6 +12,8 @@
 // that cannot do its job panics: that panic is the test failure report.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fake;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -81,19 +81,22 @@ pub const MAX_TOTAL_WEIGHT: u32 = 10_000;
 
 /// Which memcached text protocol dialect to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Protocol {
     /// The meta protocol (`mg`, `ms`, `md`; memcached 1.6+): every write
     /// returns the new CAS, and reads report the remaining TTL.
     #[default]
     Meta,
-    /// Only the classic commands `get`, `gets`, `set`, `add`, `cas`,
-    /// `delete` and `touch`, so the store also works behind proxies such as
-    /// mcrouter or twemproxy. Writes report no version and reads no TTL.
+    /// Only the classic commands `gets`, `set`, `add`, `cas`, `delete`,
+    /// `touch` and `gats`, so the store also works behind proxies such as
+    /// mcrouter or twemproxy. Writes report no version, reads no TTL, and
+    /// there is no conditional delete (`delete_if` is unsupported).
     Classic,
 }
 
 /// How a key picks its server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Routing {
     /// Exactly Perl Cache::Memcached 1.30: bucket
     /// `((crc32(key) >> 16) & 0x7fff) % total_weight` over the server list
@@ -114,6 +117,7 @@ pub enum Routing {
 /// comes back the old copy (possibly logged out meanwhile) is visible again.
 /// An explicit, retryable error lets the caller decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum FailurePolicy {
     /// Return a typed error ([`session_core::Error::Unavailable`] or
     /// [`session_core::Error::Timeout`]) and do not touch other servers.
@@ -178,25 +182,29 @@ impl FromStr for ServerSpec {
                 .ok_or_else(|| bad("missing ']' after IPv6 address"))?;
             let rest = &after[end + 1..];
             let rest = match rest.strip_prefix(':') {
-                Some(r) => r,
-                None if rest.is_empty() => "",
+                Some(r) => Some(r),
+                None if rest.is_empty() => None,
                 None => return Err(bad("expected ':' after ']'")),
             };
             (&after[..end], rest)
         } else {
             match s.split_once(':') {
-                Some((h, r)) => (h, r),
-                None => (s, ""),
+                Some((h, r)) => (h, Some(r)),
+                None => (s, None),
             }
         };
         if host.is_empty() {
             return Err(bad("empty host"));
         }
-        let mut fields = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split(':').collect()
+        // `host:` (a colon and nothing after it) is a typo, not "the
+        // default port": only a missing colon means that.
+        let mut fields: Vec<&str> = match rest {
+            None => Vec::new(),
+            Some(r) => r.split(':').collect(),
         };
+        if fields.iter().any(|f| f.is_empty()) {
+            return Err(bad("empty port or weight after ':'"));
+        }
         if fields.len() > 2 {
             return Err(bad(
                 "too many ':' fields (IPv6 addresses need brackets: [::1]:11211)",
@@ -222,6 +230,101 @@ impl FromStr for ServerSpec {
         })
     }
 }
+
+/// One `memcached://` query key: its name, what it means (as the module
+/// docs' table says it; a test checks the two agree) and how it is applied.
+struct UrlKey {
+    key: &'static str,
+    /// Applies the value, or says what was expected instead.
+    set: fn(&mut MemcachedConfig, &str) -> std::result::Result<(), &'static str>,
+}
+
+fn millis(value: &str) -> std::result::Result<Duration, &'static str> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|_| "milliseconds")
+}
+
+/// The one list of query keys: parsing, the unknown-key message and the
+/// docs' table (checked by a test) all follow it.
+const URL_KEYS: &[UrlKey] = &[
+    UrlKey {
+        key: "timeout_ms",
+        set: |c, v| {
+            c.io_timeout = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "connect_timeout_ms",
+        set: |c, v| {
+            c.connect_timeout = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "protocol",
+        set: |c, v| {
+            c.protocol = match v {
+                "meta" => Protocol::Meta,
+                "classic" => Protocol::Classic,
+                _ => return Err("meta or classic"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "routing",
+        set: |c, v| {
+            c.routing = match v {
+                "perl" => Routing::Perl,
+                "ketama" => Routing::Ketama,
+                _ => return Err("perl or ketama"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "failure",
+        set: |c, v| {
+            c.failure = match v {
+                "fail" => FailurePolicy::Fail,
+                "rehash" => FailurePolicy::Rehash,
+                _ => return Err("fail or rehash"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "max_value_size",
+        set: |c, v| {
+            c.max_value_size = v.parse().map_err(|_| "a byte count")?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "pool_size",
+        set: |c, v| {
+            c.pool_size = v.parse().map_err(|_| "a count")?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "backoff_initial_ms",
+        set: |c, v| {
+            c.backoff_initial = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "backoff_max_ms",
+        set: |c, v| {
+            c.backoff_max = millis(v)?;
+            Ok(())
+        },
+    },
+];
 
 /// The configuration of a [`MemcachedStore`](crate::MemcachedStore).
 ///
@@ -335,53 +438,16 @@ impl MemcachedConfig {
     }
 
     fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
-        let bad =
-            |expected: &str| Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"));
-        let millis = || {
-            value
-                .parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| bad("milliseconds"))
-        };
-        match key {
-            "timeout_ms" => self.io_timeout = millis()?,
-            "connect_timeout_ms" => self.connect_timeout = millis()?,
-            "backoff_initial_ms" => self.backoff_initial = millis()?,
-            "backoff_max_ms" => self.backoff_max = millis()?,
-            "max_value_size" => {
-                self.max_value_size = value.parse().map_err(|_| bad("a byte count"))?;
-            }
-            "pool_size" => self.pool_size = value.parse().map_err(|_| bad("a count"))?,
-            "protocol" => {
-                self.protocol = match value {
-                    "meta" => Protocol::Meta,
-                    "classic" => Protocol::Classic,
-                    _ => return Err(bad("meta or classic")),
-                }
-            }
-            "routing" => {
-                self.routing = match value {
-                    "perl" => Routing::Perl,
-                    "ketama" => Routing::Ketama,
-                    _ => return Err(bad("perl or ketama")),
-                }
-            }
-            "failure" => {
-                self.failure = match value {
-                    "fail" => FailurePolicy::Fail,
-                    "rehash" => FailurePolicy::Rehash,
-                    _ => return Err(bad("fail or rehash")),
-                }
-            }
-            _ => {
-                return Err(Error::InvalidConfig(format!(
-                    "unknown query key {key:?} (known: timeout_ms, connect_timeout_ms, \
-                     protocol, routing, failure, max_value_size, pool_size, \
-                     backoff_initial_ms, backoff_max_ms)"
-                )));
-            }
-        }
-        Ok(())
+        let option = URL_KEYS.iter().find(|o| o.key == key).ok_or_else(|| {
+            let known: Vec<&str> = URL_KEYS.iter().map(|o| o.key).collect();
+            Error::InvalidConfig(format!(
+                "unknown query key {key:?} (known: {})",
+                known.join(", ")
+            ))
+        })?;
+        (option.set)(self, value).map_err(|expected| {
+            Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"))
+        })
     }
 
     /// Checks every field; the error names the offending one.
@@ -457,126 +523,4 @@ impl FromStr for MemcachedConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_full_url() {
-        let c = MemcachedConfig::from_url(
-            "memcached://h1:11211,h2:1234:3,[::1]:5,h4?timeout_ms=500&connect_timeout_ms=250\
-             &protocol=classic&routing=ketama&failure=rehash&max_value_size=1000&pool_size=4\
-             &backoff_initial_ms=10&backoff_max_ms=20",
-        )
-        .unwrap();
-        assert_eq!(
-            c.servers,
-            vec![
-                ServerSpec::new("h1", 11211),
-                ServerSpec::new("h2", 1234).with_weight(3),
-                ServerSpec::new("::1", 5),
-                ServerSpec::new("h4", 11211),
-            ]
-        );
-        assert_eq!(c.servers[2].addr(), "[::1]:5");
-        assert_eq!(c.io_timeout, Duration::from_millis(500));
-        assert_eq!(c.connect_timeout, Duration::from_millis(250));
-        assert_eq!(c.protocol, Protocol::Classic);
-        assert_eq!(c.routing, Routing::Ketama);
-        assert_eq!(c.failure, FailurePolicy::Rehash);
-        assert_eq!(c.max_value_size, 1000);
-        assert_eq!(c.pool_size, 4);
-        assert_eq!(c.backoff_initial, Duration::from_millis(10));
-        assert_eq!(c.backoff_max, Duration::from_millis(20));
-    }
-
-    #[test]
-    fn defaults() {
-        let c = MemcachedConfig::from_url("memcached://localhost").unwrap();
-        assert_eq!(c.servers, vec![ServerSpec::new("localhost", 11211)]);
-        assert_eq!(
-            c,
-            MemcachedConfig::with_servers(vec![ServerSpec::new("localhost", 11211)])
-        );
-        assert_eq!(c.failure, FailurePolicy::Fail);
-        assert_eq!(c.protocol, Protocol::Meta);
-        MemcachedConfig::default().validate().unwrap();
-    }
-
-    #[test]
-    fn rejects_bad_input() {
-        for url in [
-            "http://h:1",
-            "memcached://",
-            "memcached://h:1?bogus=1",
-            "memcached://h:1?timeout_ms=1&timeout_ms=2",
-            "memcached://h:1?timeout_ms=abc",
-            "memcached://h:1?timeout_ms=0",
-            "memcached://h:1?protocol=binary",
-            "memcached://h:1?routing=modulo",
-            "memcached://h:1?failure=ignore",
-            "memcached://h:1?pool_size=0",
-            "memcached://h:1?max_value_size=0",
-            "memcached://h:1?noequals",
-            "memcached://h:0",
-            "memcached://h:99999",
-            "memcached://h:1:0",
-            "memcached://h:1:x",
-            "memcached://h:1:2:3",
-            "memcached://::1",
-            "memcached://[::1",
-            "memcached://h:1,h:1",
-            "memcached://h:1,,h:2",
-            "memcached://h:1:20000",
-            "memcached://h:1?backoff_initial_ms=100&backoff_max_ms=10",
-            "memcached://h:1?backoff_max_ms=18446744073709551615",
-            "memcached://h:1?backoff_max_ms=3600001",
-            "memcached://h:1?timeout_ms=3600001",
-            "memcached://h:1?connect_timeout_ms=18446744073709551615",
-        ] {
-            let err = MemcachedConfig::from_url(url).unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig(_)), "{url}: {err}");
-        }
-    }
-
-    #[test]
-    fn durations_are_capped() {
-        // Regression: `backoff_max = Duration::MAX` passed validate() and
-        // then overflowed `Instant + backoff` in the server's down-marking.
-        for set in [
-            (|c: &mut MemcachedConfig| c.backoff_max = Duration::MAX) as fn(&mut MemcachedConfig),
-            |c| c.io_timeout = Duration::MAX,
-            |c| c.connect_timeout = MAX_DURATION + Duration::from_nanos(1),
-            |c| {
-                c.backoff_initial = Duration::MAX;
-                c.backoff_max = Duration::MAX;
-            },
-        ] {
-            let mut c = MemcachedConfig::default();
-            set(&mut c);
-            let err = c.validate().unwrap_err();
-            assert!(
-                matches!(err, Error::InvalidConfig(ref m) if m.contains("longer than")),
-                "{err}"
-            );
-        }
-        let c = MemcachedConfig {
-            backoff_max: MAX_DURATION,
-            io_timeout: MAX_DURATION,
-            ..MemcachedConfig::default()
-        };
-        c.validate().unwrap();
-        assert!(MemcachedConfig::from_url("memcached://h?backoff_max_ms=3600000").is_ok());
-    }
-
-    #[test]
-    fn default_value_size_fits_any_key_and_flags() {
-        // 1 MiB minus the item overhead, the flags and the longest key.
-        assert_eq!(DEFAULT_MAX_VALUE_SIZE, 1_048_576 - 59 - 4 - 250);
-    }
-
-    #[test]
-    fn unknown_key_error_names_it() {
-        let err = MemcachedConfig::from_url("memcached://h?timeuot_ms=5").unwrap_err();
-        assert!(err.to_string().contains("timeuot_ms"), "{err}");
-    }
-}
+mod tests;
