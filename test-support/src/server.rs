@@ -107,6 +107,15 @@ impl Server {
         self.proxy.addr()
     }
 
+    /// The server's own address, bypassing the proxy: no fault applies there,
+    /// and it changes when the server restarts; `None` while it is stopped.
+    ///
+    /// For measurements (`cargo xtask bench`), where the proxy's forwarding
+    /// would be measured too. Tests use [`addr`](Server::addr).
+    pub fn direct_addr(&self) -> Option<SocketAddr> {
+        self.proxy.upstream()
+    }
+
     /// memcached or Redis.
     pub fn kind(&self) -> ServerKind {
         self.kind

@@ -2,9 +2,10 @@
 //! image-building checks.
 //!
 //! These tests need a daemon; without one they fail with the provider's
-//! error. So they build only with the feature `docker-provider-tests`, which
-//! `cargo xtask test` turns on when its servers are containers and otherwise
-//! leaves off, saying so (`left out: test-support/tests/docker.rs ...`).
+//! error. So they build only with this package's feature
+//! `docker-provider-tests`, which `cargo xtask test` turns on when its
+//! servers are containers and otherwise leaves off, saying so
+//! (`left out: test-support/provider-tests/tests/docker.rs ...`).
 
 mod common;
 
