@@ -69,7 +69,8 @@ pub(crate) fn scope(backends: &[String], provider: ProviderKind) -> anyhow::Resu
         let Some(own) = package["features"].as_object() else {
             continue;
         };
-        for feature in own.keys() {
+        // `default` is on anyway; naming it only lengthens the command line.
+        for feature in own.keys().filter(|f| *f != "default") {
             match excluded.iter().find(|(_, gate)| gate == feature) {
                 None => features.push(format!("{name}/{feature}")),
                 Some((gated, gate)) => {
