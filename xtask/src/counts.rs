@@ -6,6 +6,10 @@
 //! line per run, `cargo test` one `test result: ok. P passed; F failed; ...`
 //! line per test binary (doc tests included). The lines are passed through
 //! to the terminal unchanged while they are read here.
+//!
+//! Each step reads one runner's lines only: nextest replays a failed test's
+//! output, libtest's `test result:` line included, and counting that too
+//! would count the failure twice.
 
 use std::{
     io::Write,
@@ -13,6 +17,15 @@ use std::{
 };
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Which runner's summary lines a step counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Runner {
+    /// `cargo nextest run`: one `Summary` line.
+    Nextest,
+    /// `cargo test`: one `test result:` line per test binary.
+    Libtest,
+}
 
 /// Tests that passed and failed in one step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,16 +37,18 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    /// Adds what `line` reports, if it is a nextest or libtest summary.
-    pub(crate) fn read_line(&mut self, line: &str) {
+    /// Adds what `line` reports, if it is `runner`'s summary.
+    pub(crate) fn read_line(&mut self, runner: Runner, line: &str) {
         let line = line.trim();
-        let (items, separator) = if let Some(rest) = line.strip_prefix("test result: ") {
+        let (items, separator) = if runner == Runner::Libtest
+            && let Some(rest) = line.strip_prefix("test result: ")
+        {
             // "ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s"
             match rest.split_once(". ") {
                 Some((_, items)) => (items, ';'),
                 None => return,
             }
-        } else if line.starts_with("Summary [") {
+        } else if runner == Runner::Nextest && line.starts_with("Summary [") {
             // "Summary [   1.2s] 10 tests run: 8 passed (1 slow), 1 failed, 1 timed out, 0 skipped"
             match line.split_once(" run: ") {
                 Some((_, items)) => (items, ','),
@@ -74,7 +89,7 @@ pub(crate) enum Target {
 /// Copies `from` to our own stdout or stderr line by line, adding summary
 /// lines to `counts`. (A line written to a terminal or a CI log does not
 /// block for long; std's locked handles keep lines from interleaving.)
-pub(crate) async fn tee<R>(from: R, to: Target, counts: Arc<Mutex<Counts>>)
+pub(crate) async fn tee<R>(from: R, to: Target, runner: Runner, counts: Arc<Mutex<Counts>>)
 where
     R: AsyncRead + Unpin,
 {
@@ -83,7 +98,7 @@ where
         counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .read_line(&line);
+            .read_line(runner, &line);
         let _ = match to {
             Target::Stdout => writeln!(std::io::stdout().lock(), "{line}"),
             Target::Stderr => writeln!(std::io::stderr().lock(), "{line}"),
@@ -95,36 +110,43 @@ where
 mod tests {
     use super::*;
 
-    fn count(lines: &[&str]) -> Counts {
+    fn count(runner: Runner, lines: &[&str]) -> Counts {
         let mut counts = Counts::default();
         for line in lines {
-            counts.read_line(line);
+            counts.read_line(runner, line);
         }
         counts
     }
 
+    /// A nextest run with one failed test: the failure's replayed output
+    /// holds a libtest summary, which must not count again.
+    const NEXTEST: &[&str] = &[
+        "        PASS [   0.010s] test-support port::tests::a_dead_port",
+        "    test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 11 filtered out",
+        "     Summary [  12.345s] 10 tests run: 7 passed (1 slow), 2 failed, 1 timed out, 3 skipped",
+        "        FAIL [   9.288s] (101/283) backend-memcached::failure rehash",
+    ];
+    const LIBTEST: &[&str] = &[
+        "test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
+        "test passed_and_failed ... ok",
+        "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s",
+    ];
+
     #[test]
-    fn nextest_and_libtest_summaries_are_counted() {
-        let counts = count(&[
-            "        PASS [   0.010s] test-support port::tests::a_dead_port",
-            "     Summary [  12.345s] 10 tests run: 7 passed (1 slow), 2 failed, 1 timed out, 3 skipped",
-            "test result: ok. 5 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s",
-            "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s",
-            "test passed_and_failed ... ok",
-        ]);
-        assert_eq!(
-            counts,
-            Counts {
-                passed: 13,
-                failed: 5,
-                seen: true
-            }
+    fn each_runner_counts_its_own_summaries_once() {
+        let nextest = count(Runner::Nextest, NEXTEST);
+        let libtest = count(Runner::Libtest, LIBTEST);
+        assert_eq!((nextest.passed, nextest.failed, nextest.seen), (7, 3, true));
+        assert_eq!((libtest.passed, libtest.failed, libtest.seen), (6, 2, true));
+        let mut total = nextest;
+        total.add(libtest);
+        assert_eq!((total.passed, total.failed), (13, 5));
+        let none = count(Runner::Libtest, &["error[E0425]: cannot find value"]);
+        assert_eq!(none, Counts::default());
+        let single = count(
+            Runner::Nextest,
+            &["     Summary [   0.005s] 1 test run: 1 passed, 0 skipped"],
         );
-        assert_eq!(
-            count(&["error[E0425]: cannot find value"]),
-            Counts::default()
-        );
-        let single = count(&["     Summary [   0.005s] 1 test run: 1 passed, 0 skipped"]);
         assert_eq!((single.passed, single.failed), (1, 0));
     }
 }

@@ -154,21 +154,33 @@ impl Runner {
         if count {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
+        let runner = match args.first() {
+            Some(&"nextest") => counts::Runner::Nextest,
+            _ => counts::Runner::Libtest,
+        };
         let counts = Arc::new(Mutex::new(Counts::default()));
         let outcome = match cmd.spawn() {
             Ok(mut child) => {
                 let mut readers = tokio::task::JoinSet::new();
                 if let Some(out) = child.stdout.take() {
                     let counts = Arc::clone(&counts);
-                    readers.spawn(counts::tee(out, counts::Target::Stdout, counts));
+                    readers.spawn(counts::tee(out, counts::Target::Stdout, runner, counts));
                 }
                 if let Some(err) = child.stderr.take() {
                     let counts = Arc::clone(&counts);
-                    readers.spawn(counts::tee(err, counts::Target::Stderr, counts));
+                    readers.spawn(counts::tee(err, counts::Target::Stderr, runner, counts));
                 }
                 let outcome = self.wait(child).await;
-                // The pipes close when cargo and the test binaries it ran exit.
-                readers.join_all().await;
+                // The pipes close when cargo and the test binaries it ran
+                // exit; a stray grandchild holding one must not hang xtask.
+                if tokio::time::timeout(CHILD_GRACE, readers.join_all())
+                    .await
+                    .is_err()
+                {
+                    println!(
+                        "    (output still open {CHILD_GRACE:?} after cargo exited; stopped reading it)"
+                    );
+                }
                 outcome
             }
             Err(e) => Outcome::Failed(format!("could not start cargo: {e}")),
