@@ -45,19 +45,24 @@ async fn main() -> anyhow::Result<()> {
     sessions.save(&mut session).await?;
     println!("saved {} on {servers}", session.id());
 
+    // Whether the local copy answered is counted by `Sessions`, not guessed:
+    // a copy is only used after it was checked against the principal.
+    let hits_before = sessions.stats().local_hits;
     let loaded = sessions
         .load(session.id().as_str())
         .await?
         .context("the session just saved is gone")?;
-    println!(
-        "loaded {} fields{}",
-        loaded.len(),
-        if local.is_some() {
-            " (through the local cache, validated against the principal's version)"
-        } else {
-            ""
+    let from_local = sessions.stats().local_hits > hits_before;
+    let source = match (&local, from_local) {
+        (Some(local), true) => format!(
+            "from the local cache {local} (its copy checked against the principal's version)"
+        ),
+        (Some(local), false) => {
+            format!("from the principal servers (the local cache {local} had no usable copy)")
         }
-    );
+        (None, _) => "from the principal servers (no local cache given)".to_owned(),
+    };
+    println!("loaded {} fields {source}", loaded.len());
     let by_user = sessions.find_by_principal("jdoe").await?;
     println!("jdoe -> {:?}", by_user.map(|s| s.id().to_string()));
     Ok(())

@@ -1,106 +1,14 @@
-//! An example of a custom backend: [`SlowStore`], any [`Store`] behind an
-//! artificial network delay, the way a store in another data centre behaves.
+//! The runnable examples of memorycached; this library is only their index.
 //!
-//! It shows the two things a custom backend crate needs:
-//! 1. `impl Store` (here by delegation, adding a delay before each call);
-//! 2. a `tests/conformance.rs` that runs `session_core::conformance_tests!`
-//!    against it — see this crate's, which runs the kit against a
-//!    `SlowStore` over `MemoryStore` and over the memcached servers that
-//!    `cargo xtask test` starts in containers:
-//!    `cargo xtask test --backend memorycached-examples`.
+//! Run one with `cargo run -p memorycached-examples --example <name>`:
 //!
-//! The runnable programs are beside this crate: `cargo run -p
-//! memorycached-examples --example <name>`.
-
-use std::time::Duration;
-
-use async_trait::async_trait;
-use session_core::Result;
-use session_core::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version,
-};
-
-/// A [`Store`] that waits `delay` before every call to the store it wraps.
-#[derive(Debug, Clone)]
-pub struct SlowStore<S> {
-    inner: S,
-    delay: Duration,
-}
-
-impl<S: Store> SlowStore<S> {
-    /// Wraps `inner`, delaying every call by `delay`.
-    pub fn new(inner: S, delay: Duration) -> Self {
-        SlowStore { inner, delay }
-    }
-
-    async fn wait(&self) {
-        tokio::time::sleep(self.delay).await;
-    }
-}
-
-#[async_trait]
-impl<S: Store> Store for SlowStore<S> {
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.wait().await;
-        self.inner.get(key).await
-    }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
-        self.wait().await;
-        self.inner.add(key, value, flags, ttl).await
-    }
-    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        self.wait().await;
-        self.inner.set(key, value, flags, ttl).await
-    }
-    async fn cas(
-        &self,
-        key: &str,
-        value: &[u8],
-        flags: u32,
-        ttl: Ttl,
-        expected: Version,
-    ) -> Result<CasOutcome> {
-        self.wait().await;
-        self.inner.cas(key, value, flags, ttl, expected).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.wait().await;
-        self.inner.delete(key).await
-    }
-    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
-        self.wait().await;
-        self.inner.touch(key, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        self.inner.max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn version(&self, key: &str) -> Result<Option<Version>> {
-        self.wait().await;
-        self.inner.version(key).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
-        self.wait().await;
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        cursor: Option<&ScanCursor>,
-        limit: usize,
-    ) -> Result<ScanPage> {
-        self.wait().await;
-        self.inner.scan(prefix, cursor, limit).await
-    }
-    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
-        self.wait().await;
-        self.inner.delete_if(key, expected).await
-    }
-    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
-        self.wait().await;
-        self.inner.get_and_touch(key, ttl).await
-    }
-}
+//! | example | what it shows |
+//! |---|---|
+//! | `memory_sessions` | create, load, save (a concurrent save merged), find by principal and delete, on the embedded `MemoryStore` |
+//! | `memcached_local_cache` | the original's deployment: principal memcached servers plus a local read-first cache, and whether a load was answered by the local copy |
+//!
+//! A complete custom backend, with the conformance kit run against it, is the
+//! package `memorycached-custom-backend` in `examples/custom-backend/`
+//! (`cargo xtask test --backend memorycached-custom-backend`). It is a package
+//! of its own so that building these examples does not build the test
+//! harness.

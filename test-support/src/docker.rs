@@ -38,35 +38,17 @@ use testcontainers::{
     runners::AsyncRunner,
 };
 
-use crate::{
-    Error, images, runtime,
-    server::{self, ServerKind},
-};
+use crate::{Error, daemon::connect, images, kind::ServerKind, ready, runtime};
 
 /// Label on every container and network the crate creates.
 pub const LABEL: &str = "memorycached.test";
 /// Label naming the owning test process, `<pid>-<start time>`.
 pub const OWNER_LABEL: &str = "memorycached.test.owner";
 
-/// How long the daemon may take to answer a ping.
-const PING_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a started container may take to answer its protocol ping.
 const READY_BUDGET: Duration = Duration::from_secs(30);
 /// How long `Drop` waits for a container or network removal.
 const REMOVE_LIMIT: Duration = Duration::from_secs(30);
-
-/// Connects to the daemon (`DOCKER_HOST` or the default socket) and pings it.
-pub(crate) async fn connect() -> Result<Docker, Error> {
-    let docker =
-        Docker::connect_with_defaults().map_err(|e| Error::DockerUnavailable(e.to_string()))?;
-    match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-        Ok(Ok(_)) => Ok(docker),
-        Ok(Err(e)) => Err(Error::DockerUnavailable(e.to_string())),
-        Err(_) => Err(Error::DockerUnavailable(format!(
-            "no answer to a ping within {PING_TIMEOUT:?}"
-        ))),
-    }
-}
 
 /// This process as an owner label value.
 pub(crate) fn owner() -> &'static str {
@@ -499,7 +481,7 @@ impl Inner {
             })?
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
-        server::wait_ready(self.kind, addr, READY_BUDGET, || Ok(())).await?;
+        ready::wait_ready(self.kind, addr, READY_BUDGET, || Ok(())).await?;
         Ok(addr)
     }
 }

@@ -23,15 +23,21 @@
 //!
 //! # Layout
 //!
+//! From the top down; a module uses only modules listed below it, so there
+//! are no import circles:
 //! - `provider.rs`: [`Provider`] and [`ProviderKind`]; `Auto` picks Docker when
 //!   a daemon answers a ping within 3 s, processes otherwise, and says so.
-//! - `process.rs`: local `memcached` / `redis-server` on probed loopback ports.
+//! - `server.rs`: [`Server`] and its faults, over either provider.
 //! - `docker.rs`: containers through testcontainers' async API on a private
 //!   network per provider; labels, the signal watchdog and [`cleanup_stale`].
-//! - `images.rs`: official images, or local ones built from host binaries.
-//! - `server.rs`: [`Server`], its faults and the protocol ping used for readiness.
+//! - `images/`: official images, or local ones built from host binaries.
+//! - `process.rs`: local `memcached` / `redis-server` on probed loopback ports.
 //! - `proxy.rs`: the fault-injecting TCP proxy in front of every server.
-//! - `runtime.rs`: the background runtime everything long-lived runs on.
+//! - leaves, which use nothing but the error type and each other's
+//!   [`ServerKind`]: `kind.rs` ([`ServerKind`], [`MemcachedOptions`]),
+//!   `ready.rs` (protocol ping and readiness polling), `binary.rs` (the host
+//!   binaries), `daemon.rs` (the Docker connection), `port.rs` ([`dead_port`]),
+//!   `runtime.rs` (the background runtime everything long-lived runs on).
 //!
 //! # Why a proxy in front of every server
 //!
@@ -73,20 +79,27 @@
 //! | `MEMORYCACHED_PULL_TIMEOUT_SECS` | how long a pull of an official image may take (60) |
 //! | `MEMORYCACHED_TEST_TIMINGS` | when set, print how long each container took to be ready |
 
+mod binary;
+mod daemon;
 mod docker;
 mod error;
 mod images;
+mod kind;
+mod port;
 mod process;
 mod provider;
 mod proxy;
+mod ready;
 mod runtime;
 mod server;
 
 pub use docker::{CleanupReport, LABEL, OWNER_LABEL, cleanup_stale, disable_signal_cleanup};
 pub use error::Error;
-pub use images::{BuildMethod, ImageAction, ImageReport, build_images};
+pub use images::{BuildMethod, ImageAction, ImageReport, build_image, build_images};
+pub use kind::{MemcachedOptions, ServerKind};
+pub use port::{DeadPort, dead_port};
 pub use provider::{PROVIDER_ENV, Provider, ProviderKind};
-pub use server::{MemcachedOptions, Server, ServerKind};
+pub use server::Server;
 
 /// The variable `cargo xtask test` fills with the shared memcached servers.
 pub const MEMCACHED_ENV: &str = "MEMORYCACHED_MEMCACHED";

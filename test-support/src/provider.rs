@@ -3,11 +3,12 @@
 use std::{fmt, str::FromStr, sync::Arc};
 
 use crate::{
-    Error, MemcachedOptions, Server, ServerKind,
-    docker::{self, DockerContext, DockerServer},
+    Error, MemcachedOptions, Server, ServerKind, daemon,
+    docker::{DockerContext, DockerServer},
+    kind,
     process::ProcessServer,
     runtime,
-    server::{self, Backend},
+    server::Backend,
 };
 
 /// Which provider to use.
@@ -83,7 +84,7 @@ impl Provider {
             ProviderKind::Process => Ok(Provider::process("process (asked for)".to_owned())),
             ProviderKind::Docker => Provider::docker("docker (asked for)").await,
             ProviderKind::Auto => {
-                let probe = runtime::run(async { docker::connect().await.map(drop) }).await;
+                let probe = runtime::run(async { daemon::connect().await.map(drop) }).await;
                 let provider = match probe {
                     Ok(()) => Provider::docker("docker (auto: a Docker daemon answered)").await?,
                     Err(e) => Provider::process(format!("process (auto: {e})")),
@@ -143,7 +144,7 @@ impl Provider {
 
     /// A Redis without persistence, started and ready.
     pub async fn redis(&self) -> Result<Server, Error> {
-        self.launch(ServerKind::Redis, server::redis_args()).await
+        self.launch(ServerKind::Redis, kind::redis_args()).await
     }
 
     async fn launch(&self, kind: ServerKind, args: Vec<String>) -> Result<Server, Error> {

@@ -105,6 +105,15 @@ impl Proxy {
         self.addr
     }
 
+    /// Where new connections go now; `None` while the server is stopped.
+    pub(crate) fn upstream(&self) -> Option<SocketAddr> {
+        *self
+            .state
+            .upstream
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Points new connections at `upstream` (`None`: reset them).
     pub(crate) fn set_upstream(&self, upstream: Option<SocketAddr>) {
         *self

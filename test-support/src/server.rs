@@ -3,86 +3,16 @@
 use std::{
     net::SocketAddr,
     sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
-};
-
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    time::Duration,
 };
 
 use crate::{
-    Error, ProviderKind, docker::DockerServer, process::ProcessServer, proxy::Mode, proxy::Proxy,
+    Error, ProviderKind,
+    docker::DockerServer,
+    kind::ServerKind,
+    process::ProcessServer,
+    proxy::{Mode, Proxy},
 };
-
-/// Which server a [`Server`] runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ServerKind {
-    /// memcached (ASCII/meta protocol).
-    Memcached,
-    /// Redis (RESP).
-    Redis,
-}
-
-impl ServerKind {
-    /// `memcached` or `redis`.
-    pub fn name(self) -> &'static str {
-        match self {
-            ServerKind::Memcached => "memcached",
-            ServerKind::Redis => "redis",
-        }
-    }
-}
-
-/// Options for [`Provider::memcached_with`](crate::Provider::memcached_with).
-///
-/// Build it with struct-update syntax:
-/// `MemcachedOptions { item_size_max: Some(2 << 20), ..Default::default() }`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemcachedOptions {
-    /// Cache memory in megabytes (`-m`); 64 by default.
-    pub memory_mb: u32,
-    /// Largest item in bytes (`-I`); memcached's default (1 MiB) when `None`.
-    /// memcached refuses values above half of `memory_mb`.
-    pub item_size_max: Option<u64>,
-    /// Further arguments appended verbatim, e.g. `["-o", "modern"]`.
-    pub extra_args: Vec<String>,
-}
-
-impl Default for MemcachedOptions {
-    fn default() -> Self {
-        MemcachedOptions {
-            memory_mb: 64,
-            item_size_max: None,
-            extra_args: Vec::new(),
-        }
-    }
-}
-
-impl MemcachedOptions {
-    /// The provider-independent arguments (no listen address, port or user).
-    pub(crate) fn args(&self) -> Vec<String> {
-        let mut args = vec![
-            "-U".to_owned(),
-            "0".to_owned(),
-            "-m".to_owned(),
-            self.memory_mb.to_string(),
-        ];
-        if let Some(size) = self.item_size_max {
-            args.extend(["-I".to_owned(), size.to_string()]);
-        }
-        args.extend(self.extra_args.iter().cloned());
-        args
-    }
-}
-
-/// The provider-independent Redis arguments: no persistence of any kind.
-pub(crate) fn redis_args() -> Vec<String> {
-    ["--save", "", "--appendonly", "no"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-}
 
 /// What actually runs the server.
 pub(crate) enum Backend {
@@ -175,6 +105,15 @@ impl Server {
     /// The same address, parsed.
     pub fn socket_addr(&self) -> SocketAddr {
         self.proxy.addr()
+    }
+
+    /// The server's own address, bypassing the proxy: no fault applies there,
+    /// and it changes when the server restarts; `None` while it is stopped.
+    ///
+    /// For measurements (`cargo xtask bench`), where the proxy's forwarding
+    /// would be measured too. Tests use [`addr`](Server::addr).
+    pub fn direct_addr(&self) -> Option<SocketAddr> {
+        self.proxy.upstream()
     }
 
     /// memcached or Redis.
@@ -292,74 +231,5 @@ impl Drop for Server {
         // Connections go first; the backend's own `Drop` (kill and reap, or
         // `docker rm -f`) runs when the fields are dropped right after.
         self.proxy.set_mode(Mode::Closed);
-    }
-}
-
-/// How long one ping may take.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One connect and protocol ping (`version` / `PING`); `Err` says what failed.
-pub(crate) async fn ping(kind: ServerKind, addr: SocketAddr) -> Result<(), String> {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (request, expect): (&[u8], &[u8]) = match kind {
-            ServerKind::Memcached => (b"version\r\n", b"VERSION "),
-            ServerKind::Redis => (b"PING\r\n", b"+PONG"),
-        };
-        stream
-            .write_all(request)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut reply = Vec::new();
-        let mut buf = [0u8; 64];
-        while !reply.ends_with(b"\r\n") {
-            let n = stream
-                .read(&mut buf)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err("connection closed before a reply".to_owned());
-            }
-            reply.extend_from_slice(&buf[..n]);
-        }
-        if reply.starts_with(expect) {
-            Ok(())
-        } else {
-            Err(format!(
-                "unexpected reply {:?}",
-                String::from_utf8_lossy(&reply).trim_end()
-            ))
-        }
-    };
-    match tokio::time::timeout(PING_TIMEOUT, attempt).await {
-        Ok(result) => result,
-        Err(_) => Err(format!("no reply within {PING_TIMEOUT:?}")),
-    }
-}
-
-/// Pings until the server answers or `budget` runs out. `check` runs before
-/// each attempt and stops the wait early (a process that exited, say).
-pub(crate) async fn wait_ready(
-    kind: ServerKind,
-    addr: SocketAddr,
-    budget: Duration,
-    mut check: impl FnMut() -> Result<(), String>,
-) -> Result<(), Error> {
-    let started = Instant::now();
-    let not_ready = |detail: String| Error::NotReady {
-        server: kind.name(),
-        addr: addr.to_string(),
-        waited: started.elapsed(),
-        detail,
-    };
-    loop {
-        check().map_err(not_ready)?;
-        match ping(kind, addr).await {
-            Ok(()) => return Ok(()),
-            Err(e) if started.elapsed() >= budget => return Err(not_ready(e)),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
     }
 }

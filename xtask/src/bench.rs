@@ -2,14 +2,17 @@
 //! started for the run, then prints each measurement as a ratio to the
 //! baseline measured in the same run (absolute times on shared, noisy
 //! machines are not comparable across runs; ratios are).
+//!
+//! The server is a local process from test-support (readiness polled, killed
+//! on drop, `-m 64` as `benches/sessions.rs` expects), reached directly
+//! rather than through test-support's fault proxy.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use test_support::{MemcachedOptions, Provider, ProviderKind};
 
 use crate::project_root;
 
@@ -23,48 +26,29 @@ const CONCURRENCY: &[&str] = &["1", "64"];
 /// The target of the memcached backend issue: session ops at >= 0.9x of raw pairs.
 const TARGET: f64 = 0.9;
 
-/// A memcached process that is killed when dropped.
-struct Memcached(Child);
+/// The server's memory: `benches/sessions.rs` prefills past it, so every
+/// benchmark runs against the same steady (evicting) state.
+const MEMORY_MB: u32 = 64;
 
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_memcached() -> Result<(Memcached, String)> {
-    // Bind-probe a free port; memcached has no "any port" option.
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new("memcached")
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-m",
-            "256",
-            "-c",
-            "1024",
-            "-u",
-            "root",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start `memcached`: install it with `apt-get install memcached`")?;
-    let server = Memcached(child);
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        if Instant::now() > deadline {
-            bail!("memcached did not listen on {addr} within 5 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok((server, addr))
+/// A local memcached process started through test-support (the process
+/// provider: no container network between client and server), with its
+/// direct address: the fault proxy in front of it would be measured too.
+fn start_memcached(runtime: &tokio::runtime::Runtime) -> Result<(test_support::Server, String)> {
+    runtime.block_on(async {
+        let provider = Provider::new(ProviderKind::Process).await?;
+        let server = provider
+            .memcached_with(MemcachedOptions {
+                memory_mb: MEMORY_MB,
+                // As many connections as the 64-task benchmarks open, and more.
+                extra_args: vec!["-c".to_owned(), "1024".to_owned()],
+                ..MemcachedOptions::default()
+            })
+            .await?;
+        let addr = server
+            .direct_addr()
+            .context("the memcached just started has no address")?;
+        Ok((server, addr.to_string()))
+    })
 }
 
 /// Runs the benchmarks `runs` times and prints each run's ratios and their
@@ -74,7 +58,10 @@ fn start_memcached() -> Result<(Memcached, String)> {
 pub fn run(quick: bool, runs: usize) -> Result<()> {
     let root = project_root();
     let runs = runs.max(1);
-    let (_server, addr) = start_memcached()?;
+    // Kept for the whole run: the server lives as long as `_server`, and
+    // its `Drop` (kill and reap) needs the runtime's background threads.
+    let runtime = crate::runtime()?;
+    let (_server, addr) = start_memcached(&runtime)?;
     // ratios[(subject, tasks)] = one ratio per run
     let mut ratios: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
     for run in 1..=runs {
@@ -82,7 +69,7 @@ pub fn run(quick: bool, runs: usize) -> Result<()> {
             "==> [{run}/{}] cargo bench -p backend-memcached (memcached on {addr})",
             runs + 1
         );
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut cmd = Command::new(crate::cargo());
         cmd.current_dir(&root)
             .args([
                 "bench",

@@ -5,7 +5,9 @@
 //! (`tidy.rs`) are a `#[test]`, so every test run enforces them.
 
 mod bench;
+mod counts;
 mod images;
+mod scope;
 mod test;
 #[cfg(test)]
 mod tidy;
@@ -67,6 +69,11 @@ pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The cargo that runs xtask (`$CARGO`), else the one on `PATH`.
+pub(crate) fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 /// A runtime for the async test-support API.

@@ -6,11 +6,17 @@
 //! addresses in the environment (nextest when installed, then the doc tests;
 //! `cargo test` otherwise), and the servers stopped again, also after a
 //! failure or Ctrl-C. Every step runs even when an earlier one failed, so one
-//! run reports everything; the last line is `xtask: N passed, M failed`.
+//! run reports everything.
+//!
+//! Tests of one provider run only on servers of that provider; the others
+//! are left out, each printed with the reason (`scope.rs`). The last line is
+//! `xtask: N passed, M failed`, counting tests (`counts.rs`); a step that
+//! failed without running tests (fmt, clippy, a build error, the servers)
+//! counts as one failure, so M is 0 only when everything passed.
 
 use std::{
-    ffi::OsString,
     process::{ExitCode, Stdio},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
@@ -18,7 +24,11 @@ use anyhow::Context;
 use test_support::{MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_ENV, Server};
 use tokio::{process::Command, sync::watch};
 
-use crate::project_root;
+use crate::{
+    cargo,
+    counts::{self, Counts},
+    project_root, scope,
+};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -65,6 +75,8 @@ struct Step {
     name: String,
     outcome: Outcome,
     elapsed: Duration,
+    /// Tests counted from the step's output; `None` for steps that run none.
+    tests: Option<Counts>,
 }
 
 /// Numbers, times and records the steps; knows whether Ctrl-C was pressed.
@@ -81,6 +93,16 @@ impl Runner {
     }
 
     fn finish(&mut self, name: &str, started: Instant, outcome: Outcome) {
+        self.finish_counted(name, started, outcome, None);
+    }
+
+    fn finish_counted(
+        &mut self,
+        name: &str,
+        started: Instant,
+        outcome: Outcome,
+        tests: Option<Counts>,
+    ) {
         let elapsed = started.elapsed();
         match &outcome {
             Outcome::Passed => println!("    ok ({elapsed:.1?})"),
@@ -90,6 +112,7 @@ impl Runner {
             name: name.to_owned(),
             outcome,
             elapsed,
+            tests,
         });
     }
 
@@ -105,6 +128,16 @@ impl Runner {
 
     /// Runs `cargo <args>` in the workspace root with `envs`, as one step.
     async fn cargo(&mut self, args: &[&str], envs: &[(&str, String)]) {
+        self.cargo_step(args, envs, false).await;
+    }
+
+    /// [`Runner::cargo`] for a step that runs tests: its output is passed
+    /// through and its test summaries counted.
+    async fn cargo_tests(&mut self, args: &[&str], envs: &[(&str, String)]) {
+        self.cargo_step(args, envs, true).await;
+    }
+
+    async fn cargo_step(&mut self, args: &[&str], envs: &[(&str, String)], count: bool) {
         let name = format!("cargo {}", args.join(" "));
         if let Some(signal) = self.signal() {
             return self.skip(&name, &format!("interrupted by signal {signal}"));
@@ -118,11 +151,48 @@ impl Runner {
         for (key, value) in envs {
             cmd.env(key, value);
         }
+        if count {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        let runner = match args.first() {
+            Some(&"nextest") => counts::Runner::Nextest,
+            _ => counts::Runner::Libtest,
+        };
+        let counts = Arc::new(Mutex::new(Counts::default()));
         let outcome = match cmd.spawn() {
-            Ok(child) => self.wait(child).await,
+            Ok(mut child) => {
+                let mut readers = tokio::task::JoinSet::new();
+                if let Some(out) = child.stdout.take() {
+                    let counts = Arc::clone(&counts);
+                    readers.spawn(counts::tee(out, counts::Target::Stdout, runner, counts));
+                }
+                if let Some(err) = child.stderr.take() {
+                    let counts = Arc::clone(&counts);
+                    readers.spawn(counts::tee(err, counts::Target::Stderr, runner, counts));
+                }
+                let outcome = self.wait(child).await;
+                // The pipes close when cargo and the test binaries it ran
+                // exit; a stray grandchild holding one must not hang xtask.
+                if tokio::time::timeout(CHILD_GRACE, readers.join_all())
+                    .await
+                    .is_err()
+                {
+                    println!(
+                        "    (output still open {CHILD_GRACE:?} after cargo exited; stopped reading it)"
+                    );
+                }
+                outcome
+            }
             Err(e) => Outcome::Failed(format!("could not start cargo: {e}")),
         };
-        self.finish(&name, started, outcome);
+        let counts = *counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if count && counts.seen {
+            println!(
+                "    tests: {} passed, {} failed",
+                counts.passed, counts.failed
+            );
+        }
+        self.finish_counted(&name, started, outcome, count.then_some(counts));
     }
 
     /// Waits for `child`; on a signal, passes SIGINT on, waits a grace
@@ -163,10 +233,6 @@ impl Runner {
             }
         }
     }
-}
-
-fn cargo() -> OsString {
-    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
 async fn has_nextest() -> bool {
@@ -320,40 +386,51 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    // `--workspace`, or `-p <backend>` for each `--backend`.
-    let scope: Vec<&str> = if args.backends.is_empty() {
-        vec!["--workspace"]
-    } else {
+    if !args.backends.is_empty() {
         println!("xtask: tests restricted to {}", args.backends.join(", "));
-        args.backends
-            .iter()
-            .flat_map(|b| ["-p", b.as_str()])
-            .collect()
+    }
+    // Packages and features for the servers' provider; tests of the other
+    // provider are left out, and said so here and in the summary.
+    let (scope, left_out) = match &shared {
+        Some(shared) => match scope::scope(&args.backends, shared.kind) {
+            Ok(scope) => (Some(scope.args), scope.left_out),
+            Err(e) => {
+                let started = runner.begin("select the tests (cargo metadata)");
+                let why = Outcome::Failed(format!("{e:#}"));
+                runner.finish("select the tests (cargo metadata)", started, why);
+                (None, Vec::new())
+            }
+        },
+        None => (None, Vec::new()),
     };
+    for line in &left_out {
+        println!("xtask: left out: {line}");
+    }
+    let shown_scope = scope
+        .clone()
+        .unwrap_or_else(|| vec!["--workspace".to_owned()]);
+    let scope_args: Vec<&str> = shown_scope.iter().map(String::as_str).collect();
     let mut test_steps: Vec<Vec<&str>> = Vec::new();
     if nextest {
         println!(
             "xtask: cargo-nextest found: tests run with nextest, doc tests with cargo test --doc"
         );
-        test_steps.push(
-            [
-                &["nextest", "run"][..],
-                &scope,
-                &["--all-features", "--no-fail-fast"],
-            ]
-            .concat(),
-        );
-        test_steps.push([&["test"][..], &scope, &["--all-features", "--doc"]].concat());
+        test_steps.push([&["nextest", "run"][..], &scope_args, &["--no-fail-fast"]].concat());
+        test_steps.push([&["test"][..], &scope_args, &["--doc"]].concat());
     } else {
         println!("xtask: cargo-nextest not found: tests (doc tests included) run with cargo test");
-        test_steps.push([&["test"][..], &scope, &["--all-features", "--no-fail-fast"]].concat());
+        test_steps.push([&["test"][..], &scope_args, &["--no-fail-fast"]].concat());
     }
     for step in &test_steps {
-        match &shared {
-            Some(shared) => runner.cargo(step, &shared.env).await,
-            None => runner.skip(
+        match (&shared, &scope) {
+            (Some(shared), Some(_)) => runner.cargo_tests(step, &shared.env).await,
+            (None, _) => runner.skip(
                 &format!("cargo {}", step.join(" ")),
                 "the shared servers did not start",
+            ),
+            (Some(_), None) => runner.skip(
+                &format!("cargo {}", step.join(" ")),
+                "the tests could not be selected",
             ),
         }
     }
@@ -373,19 +450,44 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
     runner.finish(name, started, Outcome::Passed);
 
     println!();
-    let mut failed = 0;
+    let mut tests = Counts::default();
+    // Steps that failed without a failed test to show for it: each counts as
+    // one failure, so that a clippy error or a build failure is never "0 failed".
+    let mut failed_steps = Vec::new();
     for step in &runner.steps {
         let status = match &step.outcome {
             Outcome::Passed => "ok",
-            Outcome::Failed(_) => {
-                failed += 1;
-                "FAILED"
-            }
+            Outcome::Failed(_) => "FAILED",
         };
-        println!("    {status:<6} {:>8.1?}  {}", step.elapsed, step.name);
+        let counted = match step.tests {
+            Some(counts) if counts.seen => {
+                tests.add(counts);
+                format!("  ({} passed, {} failed)", counts.passed, counts.failed)
+            }
+            _ => String::new(),
+        };
+        if matches!(step.outcome, Outcome::Failed(_))
+            && step.tests.is_none_or(|counts| counts.failed == 0)
+        {
+            failed_steps.push(step.name.as_str());
+        }
+        println!(
+            "    {status:<6} {:>8.1?}  {}{counted}",
+            step.elapsed, step.name
+        );
     }
-    let passed = runner.steps.len() - failed;
-    println!("xtask: {passed} passed, {failed} failed");
+    for line in &left_out {
+        println!("    left out: {line}");
+    }
+    if !failed_steps.is_empty() {
+        println!(
+            "    {} failed step(s) counted as one failure each: {}",
+            failed_steps.len(),
+            failed_steps.join("; ")
+        );
+    }
+    let failed = tests.failed + failed_steps.len() as u64;
+    println!("xtask: {} passed, {failed} failed", tests.passed);
     Ok(match runner.signal() {
         Some(signal) => ExitCode::from(u8::try_from(128 + signal).unwrap_or(130)),
         None if failed > 0 => ExitCode::FAILURE,

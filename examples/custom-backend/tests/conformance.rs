@@ -1,7 +1,7 @@
 //! The conformance kit against the example custom backend, [`SlowStore`]:
 //! once over the embedded `MemoryStore`, once over the memcached servers of
 //! `cargo xtask test` (containers or processes; run just this crate's tests
-//! with `cargo xtask test --backend memorycached-examples`).
+//! with `cargo xtask test --backend memorycached-custom-backend`).
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backend_memcached::MemcachedStore;
-use memorycached_examples::SlowStore;
+use memorycached_custom_backend::SlowStore;
 use session_core::{MemoryStore, Namespaced, SessionId, Store};
 
 const DELAY: Duration = Duration::from_millis(1);

@@ -1,7 +1,11 @@
-//! The docker provider against the local Docker daemon, plus cleanup checks.
+//! The docker provider against the local Docker daemon, plus cleanup and
+//! image-building checks.
 //!
 //! These tests need a daemon; without one they fail with the provider's
-//! error, as every other server test does.
+//! error. So they build only with this package's feature
+//! `docker-provider-tests`, which `cargo xtask test` turns on when its
+//! servers are containers and otherwise leaves off, saying so
+//! (`left out: test-support/provider-tests/tests/docker.rs ...`).
 
 mod common;
 
@@ -157,5 +161,111 @@ mod cleanup {
             !network_exists(&docker, &network).await,
             "the network outlived its last server"
         );
+    }
+}
+
+mod images {
+    use std::time::{Duration, Instant};
+
+    use test_support::{BuildMethod, ImageAction, ServerKind};
+    use testcontainers::{
+        GenericImage, ImageExt, bollard::query_parameters::RemoveImageOptionsBuilder,
+        core::IntoContainerPort, runners::AsyncRunner,
+    };
+
+    use super::common::request;
+
+    /// Polls `version` / `PING` on `addr` until it answers or `budget` passes.
+    async fn answers_within(kind: ServerKind, addr: &str, budget: Duration) -> Result<(), String> {
+        let (ask, ends): (&[u8], &[&str]) = match kind {
+            ServerKind::Memcached => (b"version\r\n", &["\r\n"]),
+            ServerKind::Redis => (b"PING\r\n", &["\r\n"]),
+        };
+        let deadline = Instant::now() + budget;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let reply = request(addr, ask, ends, Duration::from_secs(2)).await;
+            match reply {
+                Ok(text) if text.starts_with("VERSION ") || text.starts_with("+PONG") => {
+                    return Ok(());
+                }
+                other if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "{addr} did not answer within {budget:?}: {other:?}"
+                    ));
+                }
+                _ => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Both build methods, for both servers, give an image that starts and
+    /// answers. Throwaway names keep the shared images untouched.
+    #[tokio::test]
+    async fn both_build_methods_produce_working_images() {
+        let docker = testcontainers::bollard::Docker::connect_with_defaults().unwrap();
+        let mut seen = Vec::new();
+        for (method, label, expected) in [
+            (
+                BuildMethod::BuildKit,
+                "buildkit",
+                ImageAction::BuiltWithBuildKit,
+            ),
+            (BuildMethod::Import, "import", ImageAction::Imported),
+        ] {
+            for kind in [ServerKind::Memcached, ServerKind::Redis] {
+                let name = format!(
+                    "memorycached-selftest/{}-{label}-{}",
+                    kind.name(),
+                    std::process::id()
+                );
+                let report = test_support::build_image(kind, &name, method)
+                    .await
+                    .unwrap();
+                assert_eq!(report.action, expected);
+                let (image_name, tag) = report.image.split_once(':').unwrap();
+                let (port, args): (u16, &[&str]) = match kind {
+                    ServerKind::Memcached => (11211, &["-m", "16"]),
+                    // Redis must accept clients through the published port.
+                    ServerKind::Redis => (6379, &["--save", "", "--protected-mode", "no"]),
+                };
+                let run = async {
+                    let container = GenericImage::new(image_name, tag)
+                        .with_exposed_port(port.tcp())
+                        .with_cmd(args.iter().map(|a| (*a).to_owned()))
+                        .start()
+                        .await
+                        .map_err(|e| format!("starting {}: {e}", report.image))?;
+                    let ready = match container.get_host_port_ipv4(port).await {
+                        Ok(host_port) => {
+                            let addr = format!("127.0.0.1:{host_port}");
+                            answers_within(kind, &addr, Duration::from_secs(10)).await
+                        }
+                        Err(e) => Err(format!("reading the published port: {e}")),
+                    };
+                    let _ = container.rm().await;
+                    ready
+                };
+                let ready = run.await;
+                // Removed whatever happened, so failed runs leave no images.
+                let _ = docker
+                    .remove_image(
+                        &report.image,
+                        Some(RemoveImageOptionsBuilder::new().force(true).build()),
+                        None,
+                    )
+                    .await;
+                ready.unwrap();
+                seen.push(format!(
+                    "{} via {label} in {:?}",
+                    report.image, report.elapsed
+                ));
+            }
+        }
+        eprintln!("{seen:#?}");
+        assert_eq!(seen.len(), 4);
     }
 }

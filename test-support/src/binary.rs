@@ -1,0 +1,66 @@
+//! [`Binary`]: the host's `memcached` and `redis-server`, and how to find them.
+//!
+//! A leaf module: the process provider runs these binaries and the local
+//! images are built from them, without either depending on the other.
+
+use std::{env, path::PathBuf};
+
+use crate::{Error, kind::ServerKind};
+
+/// A binary the harness runs, and how to find it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Binary {
+    pub(crate) name: &'static str,
+    pub(crate) package: &'static str,
+    pub(crate) env_var: &'static str,
+}
+
+impl Binary {
+    pub(crate) fn of(kind: ServerKind) -> Binary {
+        match kind {
+            ServerKind::Memcached => Binary {
+                name: "memcached",
+                package: "memcached",
+                env_var: "MEMORYCACHED_MEMCACHED_BIN",
+            },
+            ServerKind::Redis => Binary {
+                name: "redis-server",
+                package: "redis-server",
+                env_var: "MEMORYCACHED_REDIS_BIN",
+            },
+        }
+    }
+
+    /// `$ENV_VAR`, else the first match on `PATH`, `/usr/bin`, `/usr/sbin`.
+    ///
+    /// The path is returned as found, not canonicalised: Debian's
+    /// `redis-server` is a symlink to `redis-check-rdb`, which picks its role
+    /// from the name it was started under.
+    pub(crate) fn locate(self) -> Result<PathBuf, Error> {
+        if let Some(path) = env::var_os(self.env_var) {
+            let path = PathBuf::from(path);
+            return if path.is_file() {
+                Ok(path)
+            } else {
+                Err(self.not_found(format!("{}={}", self.env_var, path.display())))
+            };
+        }
+        let mut dirs: Vec<PathBuf> = env::var_os("PATH")
+            .map(|p| env::split_paths(&p).collect())
+            .unwrap_or_default();
+        dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
+        dirs.iter()
+            .map(|dir| dir.join(self.name))
+            .find(|candidate| candidate.is_file())
+            .ok_or_else(|| self.not_found("PATH, /usr/bin, /usr/sbin, /usr/local/bin".to_owned()))
+    }
+
+    fn not_found(self, searched: String) -> Error {
+        Error::BinaryNotFound {
+            binary: self.name,
+            package: self.package,
+            env_var: self.env_var,
+            searched,
+        }
+    }
+}

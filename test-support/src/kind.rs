@@ -1,0 +1,74 @@
+//! What to run: [`ServerKind`] and the server options both providers share.
+//!
+//! A leaf module (it uses nothing else of the crate), so the provider
+//! modules, the images and the readiness check can all name a server kind
+//! without depending on each other.
+
+/// Which server a [`Server`](crate::Server) runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    /// memcached (ASCII/meta protocol).
+    Memcached,
+    /// Redis (RESP).
+    Redis,
+}
+
+impl ServerKind {
+    /// `memcached` or `redis`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Memcached => "memcached",
+            ServerKind::Redis => "redis",
+        }
+    }
+}
+
+/// Options for [`Provider::memcached_with`](crate::Provider::memcached_with).
+///
+/// Build it with struct-update syntax:
+/// `MemcachedOptions { item_size_max: Some(2 << 20), ..Default::default() }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemcachedOptions {
+    /// Cache memory in megabytes (`-m`); 64 by default.
+    pub memory_mb: u32,
+    /// Largest item in bytes (`-I`); memcached's default (1 MiB) when `None`.
+    /// memcached refuses values above half of `memory_mb`.
+    pub item_size_max: Option<u64>,
+    /// Further arguments appended verbatim, e.g. `["-o", "modern"]`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for MemcachedOptions {
+    fn default() -> Self {
+        MemcachedOptions {
+            memory_mb: 64,
+            item_size_max: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl MemcachedOptions {
+    /// The provider-independent arguments (no listen address, port or user).
+    pub(crate) fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "-U".to_owned(),
+            "0".to_owned(),
+            "-m".to_owned(),
+            self.memory_mb.to_string(),
+        ];
+        if let Some(size) = self.item_size_max {
+            args.extend(["-I".to_owned(), size.to_string()]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+}
+
+/// The provider-independent Redis arguments: no persistence of any kind.
+pub(crate) fn redis_args() -> Vec<String> {
+    ["--save", "", "--appendonly", "no"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
