@@ -261,6 +261,23 @@ impl MemcachedStore {
 }
 
 impl MemcachedStore {
+    /// Each server's own counters (memcached's `stats`: uptime, items,
+    /// hits, evictions, ...), one server after the other, in configuration
+    /// order; a server that fails has its error in its place. What
+    /// `sessionctl stats` prints.
+    pub async fn server_stats(&self) -> Vec<(String, Result<Vec<(String, String)>>)> {
+        let mut all = Vec::with_capacity(self.inner.servers.len());
+        for server in &self.inner.servers {
+            let answer = match server.call(&Op::Stats).await {
+                Ok(Reply::Stats(stats)) => Ok(stats),
+                Ok(_) => Err(mismatch()),
+                Err(e) => Err(e),
+            };
+            all.push((server.addr().to_owned(), answer));
+        }
+        all
+    }
+
     /// One page of [`Store::scan`]: see [`crate::scan`] for the cursor and
     /// its cost.
     async fn scan_page(

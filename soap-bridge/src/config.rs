@@ -7,7 +7,7 @@
 //! local = "127.0.0.1:11211"        # optional read-first store
 //! timeout = 3600                   # session expiry in seconds, 0 = never
 //! principal = "uid"                # enables findByPrincipal
-//! codec = "json"                   # json | msgpack | storable (when built)
+//! codec = "json"                   # json | msgpack | storable
 //! body_limit = 1048576             # bytes
 //! header_timeout_ms = 5000
 //! body_timeout_ms = 10000
@@ -44,8 +44,8 @@ pub struct Config {
     pub timeout: u32,
     /// The field naming a session's user; needed by `findByPrincipal`.
     pub principal: Option<String>,
-    /// Encoding of new writes: `json`, `msgpack`, or `storable` once
-    /// session-core has it.
+    /// Encoding of new writes: `json`, `msgpack`, or `storable` (what the
+    /// Perl original writes, so Perl nodes read the bridge's sessions).
     pub codec: String,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
@@ -155,17 +155,7 @@ impl Config {
 
     /// The codec named by `codec`.
     pub fn codec(&self) -> Result<Codec, Error> {
-        Codec::from_name(&self.codec).map_err(|e| {
-            if self.codec == "storable" {
-                Error::Config(
-                    "codec \"storable\" is not available in this build yet \
-                     (session-core has no Storable codec); use json or msgpack"
-                        .into(),
-                )
-            } else {
-                Error::Config(e.to_string())
-            }
-        })
+        Codec::from_name(&self.codec).map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The session-core configuration these settings mean.
@@ -217,13 +207,12 @@ mod tests {
         c.validate().unwrap();
         Config::default().validate().unwrap();
         assert!(Config::from_toml("nope = 1").is_err());
-        let e = Config {
+        let storable = Config {
             codec: "storable".into(),
             ..Config::default()
-        }
-        .validate()
-        .unwrap_err();
-        assert!(e.to_string().contains("storable"), "{e}");
+        };
+        storable.validate().unwrap();
+        assert_eq!(storable.codec().unwrap(), Codec::Storable);
         assert!(
             Config {
                 codec: "xml".into(),

@@ -52,9 +52,9 @@ struct Args {
     #[arg(long, value_name = "FIELD")]
     principal: Option<String>,
 
-    /// Encoding of new writes: json (default), msgpack, or storable (for
-    /// mixed Perl fleets; refused with a clear error until the Storable
-    /// codec is part of the build). Reads accept any codec by its flags.
+    /// Encoding of new writes: json (default), msgpack, or storable (exactly
+    /// what the Perl original writes, for mixed Perl fleets). Reads accept
+    /// any codec by its flags.
     #[arg(long, value_name = "CODEC")]
     codec: Option<String>,
 }

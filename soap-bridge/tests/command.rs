@@ -81,7 +81,6 @@ async fn serves_and_stops_on_signals() {
 #[test]
 fn bad_settings_are_refused_before_listening() {
     for (args, says) in [
-        (vec!["--codec", "storable"], "storable"),
         (vec!["--codec", "yaml"], "unknown codec"),
         (vec!["--store", "redis://127.0.0.1"], "not built yet"),
         (vec!["--store", "ftp://x"], "unknown store URL"),
@@ -121,11 +120,11 @@ fn config_file_is_read() {
     let dir = std::env::temp_dir().join(format!("soap-bridge-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bridge.toml");
-    std::fs::write(&file, "codec = \"storable\"\n").unwrap();
+    std::fs::write(&file, "codec = \"yaml\"\n").unwrap();
     let out = bridge(&["--config", file.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("storable"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("yaml"));
     std::fs::write(&file, "unknown_key = 1\n").unwrap();
     let out = bridge(&["--config", file.to_str().unwrap()])
         .output()

@@ -9,6 +9,7 @@
 mod common;
 
 use common::{Bridge, blocking, memcached, perl, test_config};
+use soap_bridge::config::Config;
 
 async fn run(bridge: &Bridge, path: &str, readable: bool) {
     let url = format!("http://{}{path}", bridge.addr);
@@ -35,5 +36,23 @@ async fn soap_lite_on_memcached() {
     let second = Bridge::start(test_config(&format!("memcached://{}", server.addr()))).await;
     run(&second, "/", false).await;
     second.stop().await;
+    bridge.stop().await;
+}
+
+/// `--codec storable`: what a SOAP client writes through the bridge, a Perl
+/// node reads straight from memcached, as the original's own sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storable_sessions_are_read_by_a_perl_node() {
+    let server = memcached().await;
+    let addr = server.addr().to_string();
+    let bridge = Bridge::start(Config {
+        codec: "storable".into(),
+        ..test_config(&format!("memcached://{addr}"))
+    })
+    .await;
+    let url = format!("http://{}/", bridge.addr);
+    let out = blocking(move || perl("storable_node.pl", &[&url, &addr])).await;
+    assert!(out.contains("PASS"), "{out}");
+    run(&bridge, "/", true).await;
     bridge.stop().await;
 }

@@ -80,7 +80,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
         // `gats` answers like `gets`, CAS unique included.
         Op::GetAndTouch(key, exptime) => format!("gats {exptime} {key}\r\n"),
         // No classic command; refused by `execute` before any I/O.
-        Op::DeleteIf(..) | Op::Scan { .. } => return,
+        Op::DeleteIf(..) | Op::Scan { .. } | Op::Stats => return,
         Op::GetMany(keys) => {
             buf.extend_from_slice(b"gets");
             for key in keys {
@@ -157,7 +157,7 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
                 _ => Reply::Entry(entry),
             });
         }
-        Op::DeleteIf(..) | Op::Scan { .. } => {
+        Op::DeleteIf(..) | Op::Scan { .. } | Op::Stats => {
             return Err(Error::Protocol {
                 server: conn.server().to_owned(),
                 message: format!("internal error: {} has no classic command", op.name()),

@@ -132,7 +132,7 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
             push_line(buf, &["mg ", key, " T", &exptime.to_string(), " v f c t"]);
         }
         // Sent by `scan.rs`, never encoded here.
-        Op::Scan { .. } => {}
+        Op::Scan { .. } | Op::Stats => {}
     }
 }
 
@@ -261,7 +261,7 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
             Status::Miss => Ok(Reply::Existed(false)),
             _ => bad(conn),
         },
-        Op::GetMany(_) | Op::Scan { .. } => bad(conn),
+        Op::GetMany(_) | Op::Scan { .. } | Op::Stats => bad(conn),
     }
 }
 

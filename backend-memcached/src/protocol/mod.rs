@@ -73,6 +73,8 @@ pub(crate) enum Op<'a> {
         after: Option<&'a str>,
         limit: usize,
     },
+    /// The server's general counters (`stats`), for operators.
+    Stats,
 }
 
 impl Op<'_> {
@@ -99,6 +101,7 @@ impl Op<'_> {
             Op::DeleteIf(..) => "delete_if",
             Op::GetAndTouch(..) => "get_and_touch",
             Op::Scan { .. } => "scan",
+            Op::Stats => "stats",
         }
     }
 
@@ -117,6 +120,7 @@ impl Op<'_> {
             | Op::Touch(..)
             | Op::GetAndTouch(..)
             | Op::Scan { .. }
+            | Op::Stats
             | Op::Store {
                 mode: StoreMode::Set,
                 ..
@@ -191,6 +195,34 @@ pub(crate) async fn read_settings(conn: &mut Connection) -> Result<Settings> {
     }
 }
 
+/// Reads the server's `stats` (the same command in both dialects) into
+/// name/value pairs. Lines are bounded by the connection's line limit, and
+/// memcached sends about a hundred of them.
+async fn read_stats(conn: &mut Connection) -> Result<Reply> {
+    const OP: &str = "stats";
+    conn.send(OP, b"stats\r\n").await?;
+    let mut stats = Vec::new();
+    loop {
+        let line = conn.read_line(OP).await?;
+        if line == b"END" {
+            return Ok(Reply::Stats(stats));
+        }
+        let text = String::from_utf8_lossy(&line);
+        match text.strip_prefix("STAT ").and_then(|r| r.split_once(' ')) {
+            Some((name, value)) => stats.push((name.to_owned(), value.to_owned())),
+            None => {
+                return Err(Error::Protocol {
+                    server: conn.server().to_owned(),
+                    message: format!(
+                        "unexpected answer to stats: {:?}",
+                        &text[..text.len().min(100)]
+                    ),
+                });
+            }
+        }
+    }
+}
+
 /// The [`Version`] of a CAS unique the server reported where one is
 /// required. memcached numbers CAS uniques from 1; it reports 0 only when
 /// started with `-C`, and a 0 taken as a version would make every save
@@ -239,6 +271,8 @@ pub(crate) enum Reply {
     /// For [`Op::Scan`]: the page's keys, sorted, and whether the server
     /// holds more matching keys after the last one.
     Keys { keys: Vec<String>, more: bool },
+    /// For [`Op::Stats`]: each `STAT <name> <value>` line, in server order.
+    Stats(Vec<(String, String)>),
 }
 
 /// Sends `op` on `conn` in `protocol` and reads its whole answer.
@@ -255,6 +289,9 @@ pub(crate) async fn execute(
     {
         // The same command in both dialects.
         return scan::execute(conn, prefix, after, limit).await;
+    }
+    if let Op::Stats = op {
+        return read_stats(conn).await;
     }
     match protocol {
         Protocol::Meta => meta::execute(conn, op).await,

@@ -36,7 +36,7 @@ fn meta_command(op: &Op<'_>) -> Option<&'static str> {
         }
         Op::Store { .. } => Some("ms"),
         Op::Delete(_) | Op::DeleteIf(..) => Some("md"),
-        Op::Scan { .. } => None,
+        Op::Scan { .. } | Op::Stats => None,
     }
 }
 

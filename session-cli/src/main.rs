@@ -1,0 +1,305 @@
+//! `sessionctl`: read, write, delete and find sessions on any memorycached
+//! store from a shell — the successor of the original's `memd.pl`.
+//!
+//! ```text
+//! sessionctl set --servers 127.0.0.1:11211 --principal uid uid=jdoe 'groups:=["admins"]'
+//! sessionctl get --servers 127.0.0.1:11211 0123456789abcdef0123456789abcdef
+//! sessionctl set --servers 127.0.0.1:11211 --id 0123... theme=dark   # changes only `theme`
+//! sessionctl delete --servers 127.0.0.1:11211 0123... [KEY...]
+//! sessionctl find-principal --servers 127.0.0.1:11211 --principal uid jdoe
+//! sessionctl stats --servers 127.0.0.1:11211,127.0.0.1:11212
+//! ```
+//!
+//! Every command goes through `session_core::Sessions`, so what it writes is
+//! what the library writes (conflict-safe saves, reverse keys, the chosen
+//! codec — `--codec storable` for values a Perl node reads). Unlike
+//! `memd.pl`, `set --id` changes only the keys it names: another writer's
+//! fields survive.
+//!
+//! Exit codes: 0 done, 1 not found, 2 usage, 3 server or data error. Errors
+//! are one line on stderr.
+
+mod fields;
+
+use clap::{Args, Parser, Subcommand};
+use session_core::{Codec, Patch, Sessions, SessionsConfig, Ttl};
+use std::process::ExitCode;
+
+/// Read, write, delete and find sessions on memcached, Redis or an in-process store.
+#[derive(Parser)]
+#[command(name = "sessionctl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a session as one JSON object (all fields, `_session_id` included).
+    /// Exit 1 when the id is unknown.
+    Get {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session id (hex).
+        id: String,
+    },
+    /// Create a session from KEY=VALUE (string) and KEY:=JSON (typed) arguments
+    /// and print its id as the last line; with --id, change only those keys of
+    /// an existing session (a conflict-safe save).
+    Set {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Change this existing session instead of creating one (exit 1 if unknown).
+        #[arg(long)]
+        id: Option<String>,
+        /// Fields: `KEY=VALUE` sets a string, `KEY:=JSON` a number, null, list or object.
+        #[arg(value_name = "ARG", required = true)]
+        fields: Vec<String>,
+    },
+    /// Delete a session, or only the given keys of it. Exit 1 if unknown.
+    Delete {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session id (hex).
+        id: String,
+        /// Keys to remove; without any, the whole session is deleted.
+        keys: Vec<String>,
+    },
+    /// Print the id of a user's session, through the reverse key
+    /// md5_hex(UID) (needs --principal). Exit 1 if none.
+    FindPrincipal {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The user, as stored in the principal field.
+        uid: String,
+    },
+    /// Print each memcached server's own counters (`stats`), one JSON object per server.
+    Stats {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which store, and the session settings a command writes with.
+#[derive(Args)]
+struct StoreArgs {
+    /// The store as a URL: memory:// (this process only), memcached://H:P[,H:P...][?options].
+    #[arg(long, value_name = "URL", conflicts_with = "servers")]
+    store: Option<String>,
+    /// The original's server list, H:P[,H:P...]: the same as --store memcached://H:P,...
+    #[arg(long, value_name = "H:P,...")]
+    servers: Option<String>,
+    /// A read-first local cache (H:P, or a store URL), as the original's `local`.
+    #[arg(long, value_name = "H:P")]
+    local: Option<String>,
+    /// Encoding of what this command writes: json, msgpack, or storable (what Perl nodes
+    /// write). Reads decode whatever the stored flags say.
+    #[arg(long, default_value = "json")]
+    codec: String,
+    /// The field naming the session's user (e.g. uid): writes keep the reverse key
+    /// md5_hex(user) -> id, as the original does; needed by find-principal.
+    #[arg(long, value_name = "FIELD")]
+    principal: Option<String>,
+    /// Session lifetime in seconds, set by every write (0 = never expires).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    timeout: u32,
+}
+
+impl StoreArgs {
+    fn url(&self) -> anyhow::Result<String> {
+        match (&self.store, &self.servers) {
+            (Some(url), _) => Ok(url.clone()),
+            (None, Some(list)) => Ok(format!("memcached://{list}")),
+            (None, None) => anyhow::bail!(Usage(
+                "name a store with --servers H:P[,H:P...] or --store URL".into()
+            )),
+        }
+    }
+
+    fn sessions(&self) -> anyhow::Result<Sessions> {
+        let codec = Codec::from_name(&self.codec).map_err(|e| Usage(e.to_string()))?;
+        let (servers, local) = store_url::open(&self.url()?, self.local.as_deref())
+            .map_err(|e| Usage(e.to_string()))?;
+        let config = SessionsConfig {
+            codec,
+            principal: self.principal.clone(),
+            timeout: Ttl::seconds(self.timeout),
+            ..Default::default()
+        };
+        let sessions = Sessions::new(servers, config).map_err(|e| Usage(e.to_string()))?;
+        Ok(match local {
+            Some(local) => sessions.with_local(local),
+            None => sessions,
+        })
+    }
+}
+
+/// A usage error found after parsing (bad URL, codec, argument): exit 2.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// What a command found, for the exit code.
+enum Found {
+    Yes,
+    No(String),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sessionctl: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(Found::Yes) => ExitCode::SUCCESS,
+        Ok(Found::No(what)) => {
+            eprintln!("sessionctl: {what}");
+            ExitCode::from(1)
+        }
+        Err(e) if e.downcast_ref::<Usage>().is_some() => {
+            eprintln!("sessionctl: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("sessionctl: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<Found> {
+    match command {
+        Command::Get { store, id } => {
+            let sessions = store.sessions()?;
+            match sessions.load(&id).await.map_err(input_is_usage)? {
+                Some(session) => {
+                    println!("{}", serde_json::Value::Object(session.data().clone()));
+                    Ok(Found::Yes)
+                }
+                None => Ok(Found::No(format!("no session {id}"))),
+            }
+        }
+        Command::Set { store, id, fields } => {
+            let sessions = store.sessions()?;
+            let data = fields::parse(&fields).map_err(Usage)?;
+            match id {
+                None => {
+                    let session = sessions
+                        .create_with(data, None)
+                        .await
+                        .map_err(input_is_usage)?;
+                    println!("{}", session.id());
+                    Ok(Found::Yes)
+                }
+                Some(id) => {
+                    let patch = Patch {
+                        set: data,
+                        remove: Vec::new(),
+                    };
+                    match sessions
+                        .patch(&id, &patch, None)
+                        .await
+                        .map_err(input_is_usage)?
+                    {
+                        Some(session) => {
+                            println!("{}", session.id());
+                            Ok(Found::Yes)
+                        }
+                        None => Ok(Found::No(format!("no session {id}"))),
+                    }
+                }
+            }
+        }
+        Command::Delete { store, id, keys } => {
+            let sessions = store.sessions()?;
+            let found = if keys.is_empty() {
+                sessions.delete_id(&id).await.map_err(input_is_usage)?
+            } else {
+                let patch = Patch {
+                    set: Default::default(),
+                    remove: keys,
+                };
+                sessions
+                    .patch(&id, &patch, None)
+                    .await
+                    .map_err(input_is_usage)?
+                    .is_some()
+            };
+            Ok(if found {
+                Found::Yes
+            } else {
+                Found::No(format!("no session {id}"))
+            })
+        }
+        Command::FindPrincipal { store, uid } => {
+            if store.principal.is_none() {
+                anyhow::bail!(Usage(
+                    "find-principal needs --principal FIELD (the field holding the user)".into()
+                ));
+            }
+            let sessions = store.sessions()?;
+            match sessions.find_by_principal(&uid).await? {
+                Some(session) => {
+                    println!("{}", session.id());
+                    Ok(Found::Yes)
+                }
+                None => Ok(Found::No(format!("no session of {uid:?}"))),
+            }
+        }
+        Command::Stats { store } => stats(&store).await,
+    }
+}
+
+/// Per-server `stats` of a memcached store; other stores have none to show.
+async fn stats(store: &StoreArgs) -> anyhow::Result<Found> {
+    let url = store.url()?;
+    if !url.starts_with("memcached://") {
+        anyhow::bail!(Usage(format!(
+            "stats reads memcached servers' own counters; {url:?} is not a memcached store"
+        )));
+    }
+    let memcached =
+        backend_memcached::MemcachedStore::from_url(&url).map_err(|e| Usage(e.to_string()))?;
+    let mut failed = 0;
+    for (server, result) in memcached.server_stats().await {
+        match result {
+            Ok(counters) => {
+                let map: serde_json::Map<String, serde_json::Value> = counters
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                println!("{}", serde_json::json!({ "server": server, "stats": map }));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("sessionctl: {server}: {e}");
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} server(s) did not answer");
+    Ok(Found::Yes)
+}
+
+/// Input errors of the session layer (a malformed id, a forbidden field)
+/// are the caller's: exit 2, like any usage error.
+fn input_is_usage(e: session_core::Error) -> anyhow::Error {
+    if e.is_invalid_input() {
+        Usage(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e).context("store")
+    }
+}
