@@ -217,13 +217,21 @@ impl Sessions {
     async fn add_new(&self, key: &str, bytes: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
         match self.servers.add(key, bytes, flags, ttl).await {
             Err(e) if e.delivery() == Some(Delivery::Unknown) => {
-                match self.servers.get(key).await? {
-                    Some(found) if found.value == bytes && found.flags == flags => {
+                match self.servers.get(key).await {
+                    Ok(Some(found)) if found.value == bytes && found.flags == flags => {
                         tracing::info!(key, "unacknowledged add was applied; session kept");
                         Ok(AddOutcome::Stored(Some(found.version)))
                     }
-                    Some(_) => Ok(AddOutcome::Exists),
-                    None => Err(e),
+                    Ok(Some(_)) => Ok(AddOutcome::Exists),
+                    Ok(None) => Err(e),
+                    // The look could not be made (a backend may fail fast
+                    // after the timeout, e.g. a server marked down): the
+                    // honest answer is still the add's own "outcome unknown",
+                    // never the look's "not sent".
+                    Err(look) => {
+                        tracing::warn!(key, error = %look, "cannot tell whether an add was applied");
+                        Err(e)
+                    }
                 }
             }
             other => other,
