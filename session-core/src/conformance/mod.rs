@@ -39,6 +39,7 @@ use crate::store::Store;
 
 mod capability_cases;
 mod index_cases;
+mod interleave;
 mod lock_cases;
 mod nolost_cases;
 mod regenerate_cases;

@@ -4,19 +4,16 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use serde_json::json;
 
+use super::interleave::BeforeDelete;
 use super::{CaseResult, Context, MakeStore, check};
 use crate::codec::{FLAGS_JSON, FLAGS_REPLICATED};
 use crate::config::SessionsConfig;
 use crate::error::{Error, Result};
 use crate::principal::md5_hex;
 use crate::sessions::{Patch, Sessions};
-use crate::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version,
-};
+use crate::store::{Store, Ttl};
 use crate::{SessionData, SessionId};
 
 fn sessions(store: &Arc<dyn Store>, config: SessionsConfig) -> Result<Sessions, String> {
@@ -365,10 +362,7 @@ pub(super) async fn logout_keeps_a_concurrent_logins_reverse_key(make: MakeStore
         return Ok(());
     }
     let reverse = md5_hex(b"dave");
-    let interleaved: Arc<dyn Store> = Arc::new(LoginDuringLogout {
-        inner: inner.clone(),
-        reverse: reverse.clone(),
-    });
+    let interleaved: Arc<dyn Store> = Arc::new(BeforeDelete::new(inner.clone(), &reverse, login));
     let s = sessions(&interleaved, with_principal())?;
     let mut old = s
         .create_with(fields(json!({"uid": "dave"}))?, None)
@@ -390,76 +384,8 @@ pub(super) async fn logout_keeps_a_concurrent_logins_reverse_key(make: MakeStore
 /// The id the interleaved login writes.
 const NEW_LOGIN: &str = "0123456789abcdef0123456789abcdef";
 
-/// A real store with one interleaving forced: just before the reverse key is
-/// deleted, another login of the same user rewrites it (what a second host
-/// would do at that instant). Everything else goes straight through.
-#[derive(Debug)]
-struct LoginDuringLogout {
-    inner: Arc<dyn Store>,
-    reverse: String,
-}
-
-impl LoginDuringLogout {
-    async fn login(&self) -> Result<()> {
-        let _ = self
-            .inner
-            .set(&self.reverse, NEW_LOGIN.as_bytes(), 0, Ttl::NEVER)
-            .await?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Store for LoginDuringLogout {
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.inner.get(key).await
-    }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
-        self.inner.add(key, value, flags, ttl).await
-    }
-    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        self.inner.set(key, value, flags, ttl).await
-    }
-    async fn cas(
-        &self,
-        key: &str,
-        value: &[u8],
-        flags: u32,
-        ttl: Ttl,
-        expected: Version,
-    ) -> Result<CasOutcome> {
-        self.inner.cas(key, value, flags, ttl, expected).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        if key == self.reverse {
-            self.login().await?;
-        }
-        self.inner.delete(key).await
-    }
-    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
-        self.inner.touch(key, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        self.inner.max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn version(&self, key: &str) -> Result<Option<Version>> {
-        self.inner.version(key).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        cursor: Option<&ScanCursor>,
-        limit: usize,
-    ) -> Result<ScanPage> {
-        self.inner.scan(prefix, cursor, limit).await
-    }
-    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
-        if key == self.reverse {
-            self.login().await?;
-        }
-        self.inner.delete_if(key, expected).await
-    }
+/// Another login of the same user, rewriting the reverse key `key`.
+async fn login(inner: Arc<dyn Store>, key: String) -> Result<()> {
+    let _ = inner.set(&key, NEW_LOGIN.as_bytes(), 0, Ttl::NEVER).await?;
+    Ok(())
 }

@@ -1,0 +1,126 @@
+//! [`BeforeDelete`]: a real store with one interleaving forced, for the
+//! checks of races that a test cannot otherwise hit on purpose.
+//!
+//! The first time one chosen key is deleted (plain or conditional), an
+//! action runs against the inner store just before the delete goes through:
+//! what another host's request would do at that very instant. Every other
+//! call is passed straight through, so the store under test is still the
+//! real one.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::store::{
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
+    Version,
+};
+
+/// The action run before the delete: given the inner store and the key.
+type Action = Box<
+    dyn Fn(Arc<dyn Store>, String) -> Pin<Box<dyn Future<Output = Result<()>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// See the module docs.
+pub(super) struct BeforeDelete {
+    inner: Arc<dyn Store>,
+    key: String,
+    armed: AtomicBool,
+    action: Action,
+}
+
+impl fmt::Debug for BeforeDelete {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeforeDelete")
+            .field("inner", &self.inner)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BeforeDelete {
+    /// Wraps `inner`; `action` runs once, before the first delete of `key`.
+    pub(super) fn new<F, Fut>(inner: Arc<dyn Store>, key: impl Into<String>, action: F) -> Self
+    where
+        F: Fn(Arc<dyn Store>, String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<()>> + Send + 'static,
+    {
+        BeforeDelete {
+            inner,
+            key: key.into(),
+            armed: AtomicBool::new(true),
+            action: Box::new(move |store, key| Box::pin(action(store, key))),
+        }
+    }
+
+    async fn fire(&self, key: &str) -> Result<()> {
+        if key == self.key && self.armed.swap(false, Ordering::SeqCst) {
+            (self.action)(self.inner.clone(), key.to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for BeforeDelete {
+    async fn get(&self, key: &str) -> Result<Option<Entry>> {
+        self.inner.get(key).await
+    }
+    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
+        self.inner.add(key, value, flags, ttl).await
+    }
+    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
+        self.inner.set(key, value, flags, ttl).await
+    }
+    async fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+    ) -> Result<CasOutcome> {
+        self.inner.cas(key, value, flags, ttl, expected).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool> {
+        self.fire(key).await?;
+        self.inner.delete(key).await
+    }
+    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
+        self.inner.touch(key, ttl).await
+    }
+    fn max_value_size(&self) -> usize {
+        self.inner.max_value_size()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn version(&self, key: &str) -> Result<Option<Version>> {
+        self.inner.version(key).await
+    }
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
+        self.inner.get_many(keys).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        cursor: Option<&ScanCursor>,
+        limit: usize,
+    ) -> Result<ScanPage> {
+        self.inner.scan(prefix, cursor, limit).await
+    }
+    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
+        self.fire(key).await?;
+        self.inner.delete_if(key, expected).await
+    }
+    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
+        self.inner.get_and_touch(key, ttl).await
+    }
+}
