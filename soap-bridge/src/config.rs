@@ -168,9 +168,8 @@ impl Config {
             },
             principal: self.principal.clone(),
             codec: self.codec()?,
-            // Many clients patching one session at once must all get through:
-            // each conflict merges and retries (bounded by session-core).
-            max_save_attempts: 100,
+            // Many clients patching one session at once all get through with
+            // session-core's defaults (per-key turns, backoff with jitter).
             ..SessionsConfig::default()
         })
     }

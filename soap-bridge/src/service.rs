@@ -19,10 +19,6 @@ use session_core::{Error as CoreError, Session, SessionData, Sessions};
 /// The field holding a session's own id.
 pub const ID_FIELD: &str = "_session_id";
 
-/// How many times an update is re-applied from a fresh load when
-/// session-core reports a conflict it could not merge away.
-const UPDATE_ATTEMPTS: u32 = 5;
-
 /// Why an operation failed, in terms both protocols map to their own errors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -117,16 +113,16 @@ impl Service {
         self.create(fields).await
     }
 
-    /// A new session holding `fields` (nulls are skipped); returns its id.
+    /// A new session holding `fields` (nulls are skipped), written in one
+    /// call; returns its id.
     pub async fn create(&self, mut fields: SessionData) -> Result<String, OpError> {
         fields.remove(ID_FIELD);
-        let mut session = self.sessions.create().await.map_err(from_core)?;
-        for (k, v) in fields {
-            if !v.is_null() {
-                session.insert(k, v).map_err(from_core)?;
-            }
-        }
-        self.sessions.save(&mut session).await.map_err(from_core)?;
+        fields.retain(|_, v| !v.is_null());
+        let session = self
+            .sessions
+            .create_with(fields, None)
+            .await
+            .map_err(from_core)?;
         Ok(session.id().as_str().to_owned())
     }
 
@@ -177,29 +173,20 @@ impl Service {
         .await
     }
 
-    /// Loads, applies `change`, saves; on a conflict session-core could not
-    /// merge, starts again from a fresh load (bounded).
+    /// Read-modify-write through [`Sessions::update`]: `change` runs on a
+    /// fresh read and is re-run after any concurrent write (bounded), so
+    /// no other writer's field is lost.
     async fn modify(
         &self,
         id: &str,
         change: impl Fn(&mut Session) -> Result<(), CoreError>,
     ) -> Result<bool, OpError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(mut session) = self.sessions.load(id).await.map_err(from_core)? else {
-                return Ok(false);
-            };
-            change(&mut session).map_err(from_core)?;
-            match self.sessions.save(&mut session).await {
-                Ok(_) => return Ok(true),
-                Err(e) if e.is_conflict() && attempt < UPDATE_ATTEMPTS => {
-                    tracing::debug!(id, attempt, "update conflicted, reloading");
-                }
-                Err(CoreError::SessionGone { .. }) => return Ok(false),
-                Err(e) => return Err(from_core(e)),
-            }
-        }
+        let updated = self
+            .sessions
+            .update(id, |session| change(session))
+            .await
+            .map_err(from_core)?;
+        Ok(updated.is_some())
     }
 
     /// Deletes a session; `Ok(false)` when it did not exist.
@@ -207,12 +194,10 @@ impl Service {
         self.sessions.delete_id(id).await.map_err(from_core)
     }
 
-    /// Re-sets a session's expiry; `Ok(false)` when it does not exist.
+    /// Re-sets a session's expiry (and its reverse key's) without
+    /// rewriting it; `Ok(false)` when it does not exist.
     pub async fn touch(&self, id: &str) -> Result<bool, OpError> {
-        match self.sessions.load(id).await.map_err(from_core)? {
-            Some(session) => self.sessions.touch(&session).await.map_err(from_core),
-            None => Ok(false),
-        }
+        self.sessions.touch_id(id, None).await.map_err(from_core)
     }
 
     /// The live session of a user (through the `principal` field's reverse
