@@ -40,6 +40,7 @@ use crate::store::Store;
 mod capability_cases;
 mod index_cases;
 mod interleave;
+mod local_cases;
 mod lock_cases;
 mod nolost_cases;
 mod regenerate_cases;
@@ -119,9 +120,9 @@ cases! {
     session_cases::concurrent_saves_merge_or_conflict,
     session_cases::many_writers_lose_no_field,
     session_cases::deleted_session_is_not_resurrected,
-    session_cases::local_tier_is_filled_on_a_miss,
-    session_cases::stale_local_copy_is_not_trusted,
-    session_cases::max_age_local_copy_expires_and_merges,
+    local_cases::local_tier_is_filled_on_a_miss,
+    local_cases::stale_local_copy_is_not_trusted,
+    local_cases::max_age_local_copy_expires_and_merges,
     session_cases::codecs_are_picked_by_flags,
     stateless_cases::create_with_writes_data_in_one_call,
     stateless_cases::patch_changes_only_named_fields,
