@@ -257,7 +257,7 @@ struct Ctx {
     /// `setSession` of a new session.
     set: Vec<u8>,
     /// One kept-alive connection per task.
-    conns: Vec<Mutex<Conn>>,
+    conns: Arc<Vec<Mutex<Conn>>>,
     /// The bytes and flags the bridge stored for a session: what raw sets write.
     value: Vec<u8>,
     flags: u32,
@@ -316,42 +316,46 @@ async fn bench_store(
     for _ in 0..max {
         conns.push(Mutex::new(Conn::open(addr).await?));
     }
-    let set = soap_request(addr, "setSession", &set_params());
-    // One session per task, read by getSession / Store::get.
-    let mut ids = Vec::new();
-    for c in &conns {
-        let (status, body) = c.lock().await.call(&set).await?;
-        if status != 200 {
-            bail!("setSession answered {status}: {body}");
-        }
-        ids.push(result_id(&body)?);
-    }
-    let value = store
-        .get(&ids[0])
-        .await?
-        .context("the session just written is not in the store")?;
-    let (flags, value) = (value.flags, value.value);
-    let gets: Vec<Vec<u8>> = ids
-        .iter()
-        .map(|id| {
-            soap_request(
-                addr,
-                "getSession",
-                &format!("<c-gensym3 xsi:type=\"xsd:string\">{id}</c-gensym3>"),
-            )
-        })
-        .collect();
-    let ctx = Arc::new(Ctx {
-        store,
-        ids,
-        gets,
-        set,
-        conns,
-        value,
-        flags,
-        run: format!("{:x}", std::process::id()),
-    });
+    let conns = Arc::new(conns);
     for tasks in CONNECTIONS {
+        // Written afresh for each level: the benchmark memcached evicts (its
+        // memory is filled on purpose), and a session read by no one during
+        // the previous level's writes may be gone.
+        let set = soap_request(addr, "setSession", &set_params());
+        // One session per task, read by getSession / Store::get.
+        let mut ids = Vec::new();
+        for c in conns.iter() {
+            let (status, body) = c.lock().await.call(&set).await?;
+            if status != 200 {
+                bail!("setSession answered {status}: {body}");
+            }
+            ids.push(result_id(&body)?);
+        }
+        let value = store
+            .get(&ids[0])
+            .await?
+            .context("the session just written is not in the store")?;
+        let (flags, value) = (value.flags, value.value);
+        let gets: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| {
+                soap_request(
+                    addr,
+                    "getSession",
+                    &format!("<c-gensym3 xsi:type=\"xsd:string\">{id}</c-gensym3>"),
+                )
+            })
+            .collect();
+        let ctx = Arc::new(Ctx {
+            store: store.clone(),
+            ids,
+            gets,
+            set,
+            conns: conns.clone(),
+            value,
+            flags,
+            run: format!("{:x}", std::process::id()),
+        });
         for name in ["raw_get", "soap_get", "raw_set", "soap_set"] {
             let op = {
                 let ctx = ctx.clone();
