@@ -6,6 +6,12 @@
 //! The server is a local process from test-support (readiness polled, killed
 //! on drop, `-m 64` as `benches/sessions.rs` expects), reached directly
 //! rather than through test-support's fault proxy.
+//!
+//! Three sections, each run `--runs` times, tables printed at the end:
+//! the criterion session benchmarks (here), the SOAP bridge and the
+//! contention / principal-index load tests ([`sections`]).
+
+mod sections;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,6 +70,7 @@ pub fn run(quick: bool, runs: usize) -> Result<()> {
     let (_server, addr) = start_memcached(&runtime)?;
     // ratios[(subject, tasks)] = one ratio per run
     let mut ratios: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
+    let mut loads = sections::Results::default();
     for run in 1..=runs {
         println!(
             "==> [{run}/{}] cargo bench -p backend-memcached (memcached on {addr})",
@@ -96,6 +103,7 @@ pub fn run(quick: bool, runs: usize) -> Result<()> {
                 ratios.entry((subject, tasks)).or_default().push(ratio);
             }
         }
+        loads.run_once(&root, &addr, quick)?;
     }
     println!(
         "==> [{}/{}] ratios to the raw client's set+get pairs, same server, same run",
@@ -132,7 +140,9 @@ pub fn run(quick: bool, runs: usize) -> Result<()> {
             below.join(", ")
         );
     }
-    Ok(())
+    loads.print_bridge(runs)?;
+    loads.print_contention(runs)?;
+    loads.check()
 }
 
 /// criterion's mean estimate, in nanoseconds per iteration (= per operation).

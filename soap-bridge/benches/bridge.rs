@@ -1,0 +1,412 @@
+//! SOAP `getSession` / `setSession` requests per second through the bridge,
+//! beside the raw `Store::get` / `Store::set` on the very same store, in the
+//! same run (`cargo xtask bench` starts memcached, runs this, and prints the
+//! bridge/raw ratios; absolute rates on a shared machine drift between runs).
+//!
+//! The bridge runs in this process (`serve_state` on `127.0.0.1:0`, built
+//! on the store the raw baseline uses), so the load generator and the
+//! server share the tokio runtime and the machine's cores, and no separate
+//! RSS can be read. The client is a raw HTTP/1.1 keep-alive connection per
+//! task (no client library between us and the wire), each request checked
+//! for status 200 and the expected response element.
+//!
+//! Scenarios, each on `memory://` (1 GiB, so the run's new sessions fit)
+//! and on the benchmark memcached, at 1 and
+//! 16 concurrent connections (tasks for the raw ops):
+//! - `raw_get` / `soap_get`: read one of 16 existing sessions (one per task).
+//! - `raw_set` / `soap_set`: write a new session of the same bytes
+//!   (`setSession` without `_session_id` is one `add`; the raw op a `set`).
+//!
+//! Each measurement is bounded by time and by request count; results go to
+//! `MEMORYCACHED_BENCH_OUT` as one JSON object per line.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use session_core::{MemoryStore, MemoryStoreConfig, Sessions, Store, Ttl};
+use soap_bridge::Config;
+use soap_bridge::http::AppState;
+use soap_bridge::metrics::Metrics;
+use soap_bridge::service::Service;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+/// Connection counts measured.
+const CONNECTIONS: [usize; 2] = [1, 16];
+/// Most requests one task makes in one measurement (the time bound usually ends it first).
+const MAX_OPS_PER_TASK: u64 = 200_000;
+
+/// One measurement's outcome.
+struct Sample {
+    ops: u64,
+    errors: u64,
+    first_error: Option<String>,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// Runs `op(task, i)` on `tasks` concurrent tasks until `time` is over (or
+/// each made `MAX_OPS_PER_TASK` calls); records each call's latency.
+async fn drive<F, Fut>(tasks: usize, time: Duration, op: F) -> Sample
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + time;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let op = op.clone();
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let (mut errors, mut first) = (0u64, None);
+            for i in 0..MAX_OPS_PER_TASK {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let t0 = Instant::now();
+                if let Err(e) = op(t, i).await {
+                    errors += 1;
+                    first.get_or_insert_with(|| format!("{e:#}"));
+                }
+                lat.push(t0.elapsed());
+            }
+            (lat, errors, first)
+        }));
+    }
+    let mut sample = Sample {
+        ops: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for h in handles {
+        match h.await {
+            Ok((lat, errors, first)) => {
+                sample.ops += lat.len() as u64;
+                sample.errors += errors;
+                if sample.first_error.is_none() {
+                    sample.first_error = first;
+                }
+                sample.latencies.extend(lat);
+            }
+            Err(e) => {
+                sample.errors += 1;
+                sample.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    sample.elapsed = started.elapsed();
+    sample
+}
+
+/// The `q` quantile of sorted latencies, in microseconds.
+fn quantile_us(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e6
+}
+
+/// Writes one result line.
+fn record(out: &mut std::fs::File, name: &str, mut s: Sample) -> anyhow::Result<()> {
+    s.latencies.sort();
+    let line = serde_json::json!({
+        "name": name,
+        "ops": s.ops,
+        "secs": s.elapsed.as_secs_f64(),
+        "ops_per_s": s.ops as f64 / s.elapsed.as_secs_f64().max(1e-9),
+        "p50_us": quantile_us(&s.latencies, 0.50),
+        "p99_us": quantile_us(&s.latencies, 0.99),
+        "errors": s.errors,
+        "first_error": s.first_error,
+    });
+    println!("{line}");
+    writeln!(out, "{line}")?;
+    Ok(())
+}
+
+/// A kept-alive HTTP/1.1 connection to the bridge.
+struct Conn(BufReader<TcpStream>);
+
+impl Conn {
+    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn(BufReader::new(stream)))
+    }
+
+    /// Sends `request` and reads the reply (status, body). The bridge
+    /// answers with `Content-Length` bodies; anything else is an error.
+    async fn call(&mut self, request: &[u8]) -> anyhow::Result<(u16, String)> {
+        self.0.get_mut().write_all(request).await?;
+        let mut line = String::new();
+        self.0.read_line(&mut line).await?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {line:?}"))?;
+        let mut length = None;
+        loop {
+            line.clear();
+            if self.0.read_line(&mut line).await? == 0 {
+                bail!("connection closed in the headers");
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = Some(v.trim().parse::<usize>()?);
+            }
+        }
+        let length = length.context("reply without Content-Length")?;
+        let mut body = vec![0; length];
+        self.0.read_exact(&mut body).await?;
+        Ok((status, String::from_utf8(body)?))
+    }
+}
+
+/// A SOAP request for `method` with `params`, as SOAP::Lite sends it.
+fn soap_request(addr: std::net::SocketAddr, method: &str, params: &str) -> Vec<u8> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\"><soap:Body><{method} xmlns=\"urn:MemcachedSOAPClass\">{params}</{method}></soap:Body></soap:Envelope>"
+    );
+    format!(
+        "POST /cgi-bin/MemcachedSOAP.cgi HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"urn:MemcachedSOAPClass#{method}\"\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// `setSession`'s parameters: a typical SSO session (about 400 bytes stored).
+fn set_params() -> String {
+    let mut p = String::new();
+    for (k, v) in [
+        ("uid", "jdupont".to_owned()),
+        ("mail", "jean.dupont@example.org".to_owned()),
+        ("cn", "Jean Dupont".to_owned()),
+        ("profile", "p".repeat(300)),
+    ] {
+        p.push_str(&format!(
+            "<c-gensym xsi:type=\"xsd:string\">{k}</c-gensym><c-gensym xsi:type=\"xsd:string\">{v}</c-gensym>"
+        ));
+    }
+    p
+}
+
+/// The id in a `setSession` response.
+fn result_id(body: &str) -> anyhow::Result<String> {
+    let marker = "xsi:type=\"xsd:string\">";
+    let start = body.find(marker).context("no id in the setSession reply")? + marker.len();
+    let id = body
+        .get(start..)
+        .and_then(|rest| rest.split('<').next())
+        .context("no id in the setSession reply")?;
+    Ok(id.to_owned())
+}
+
+/// Starts the bridge on `store`; the returned sender stops it.
+async fn start_bridge(
+    store: Arc<dyn Store>,
+    url: &str,
+) -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let config = Config {
+        store: url.to_owned(),
+        // Connections idle while other scenarios run; the default 5 s
+        // between kept-alive requests would close them.
+        header_timeout_ms: 600_000,
+        ..Config::default()
+    };
+    let state = AppState {
+        service: Service::new(Sessions::new(store, config.sessions_config()?)?),
+        metrics: Arc::new(Metrics::default()),
+        config: Arc::new(config),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        if let Err(e) = soap_bridge::serve_state(state, listener, shutdown).await {
+            eprintln!("the bridge failed: {e}");
+            std::process::exit(1);
+        }
+    });
+    Ok((addr, stop))
+}
+
+/// What the operations of one store's scenarios share.
+struct Ctx {
+    store: Arc<dyn Store>,
+    /// One session per task.
+    ids: Vec<String>,
+    /// `getSession` of each task's session.
+    gets: Vec<Vec<u8>>,
+    /// `setSession` of a new session.
+    set: Vec<u8>,
+    /// One kept-alive connection per task.
+    conns: Arc<Vec<Mutex<Conn>>>,
+    /// The bytes and flags the bridge stored for a session: what raw sets write.
+    value: Vec<u8>,
+    flags: u32,
+    /// Distinguishes this run's raw keys from earlier runs'.
+    run: String,
+}
+
+impl Ctx {
+    /// One operation of scenario `name` by task `t`.
+    async fn op(self: Arc<Self>, name: &'static str, t: usize, i: u64) -> anyhow::Result<()> {
+        match name {
+            "raw_get" => {
+                self.store
+                    .get(&self.ids[t])
+                    .await?
+                    .context("session gone")?;
+            }
+            "raw_set" => {
+                // A bounded key space: overwrites cost what new keys do on
+                // memcached, and the in-memory store does not fill up.
+                let key = format!("bench{}raw{t}x{}", self.run, i % 1024);
+                self.store
+                    .set(&key, &self.value, self.flags, Ttl::NEVER)
+                    .await?;
+            }
+            _ => {
+                let get = name == "soap_get";
+                let request = if get { &self.gets[t] } else { &self.set };
+                let (status, body) = self.conns[t].lock().await.call(request).await?;
+                let expect = if get {
+                    "jdupont"
+                } else {
+                    "<setSessionResponse"
+                };
+                if status != 200 || !body.contains(expect) {
+                    bail!("{name} answered {status}: {body}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One store's scenarios.
+async fn bench_store(
+    out: &mut std::fs::File,
+    label: &str,
+    store: Arc<dyn Store>,
+    url: &str,
+    warm: Duration,
+    time: Duration,
+) -> anyhow::Result<()> {
+    let (addr, stop) = start_bridge(store.clone(), url).await?;
+    let max = *CONNECTIONS.iter().max().unwrap_or(&1);
+    let mut conns = Vec::new();
+    for _ in 0..max {
+        conns.push(Mutex::new(Conn::open(addr).await?));
+    }
+    let conns = Arc::new(conns);
+    for tasks in CONNECTIONS {
+        // Written afresh for each level: the benchmark memcached evicts (its
+        // memory is filled on purpose), and a session read by no one during
+        // the previous level's writes may be gone.
+        let set = soap_request(addr, "setSession", &set_params());
+        // One session per task, read by getSession / Store::get.
+        let mut ids = Vec::new();
+        for c in conns.iter() {
+            let (status, body) = c.lock().await.call(&set).await?;
+            if status != 200 {
+                bail!("setSession answered {status}: {body}");
+            }
+            ids.push(result_id(&body)?);
+        }
+        let value = store
+            .get(&ids[0])
+            .await?
+            .context("the session just written is not in the store")?;
+        let (flags, value) = (value.flags, value.value);
+        let gets: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|id| {
+                soap_request(
+                    addr,
+                    "getSession",
+                    &format!("<c-gensym3 xsi:type=\"xsd:string\">{id}</c-gensym3>"),
+                )
+            })
+            .collect();
+        let ctx = Arc::new(Ctx {
+            store: store.clone(),
+            ids,
+            gets,
+            set,
+            conns: conns.clone(),
+            value,
+            flags,
+            run: format!("{:x}", std::process::id()),
+        });
+        for name in ["raw_get", "soap_get", "raw_set", "soap_set"] {
+            let op = {
+                let ctx = ctx.clone();
+                move |t: usize, i: u64| ctx.clone().op(name, t, i)
+            };
+            drive(tasks, warm, op.clone()).await;
+            let sample = drive(tasks, time, op).await;
+            record(out, &format!("{label}/{name}/{tasks}"), sample)?;
+        }
+    }
+    let _ = stop.send(());
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let Ok(addr) = std::env::var("MEMORYCACHED_BENCH_MEMCACHED") else {
+        bail!(
+            "MEMORYCACHED_BENCH_MEMCACHED is not set: run `cargo xtask bench`, which starts memcached"
+        );
+    };
+    let out_path = std::env::var("MEMORYCACHED_BENCH_OUT")
+        .context("MEMORYCACHED_BENCH_OUT is not set: run `cargo xtask bench`")?;
+    let quick = std::env::var_os("MEMORYCACHED_BENCH_QUICK").is_some();
+    let (warm, time) = if quick {
+        (Duration::from_millis(300), Duration::from_secs(1))
+    } else {
+        (Duration::from_secs(1), Duration::from_secs(3))
+    };
+    let mut out =
+        std::fs::File::create(&out_path).with_context(|| format!("creating {out_path}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // `memory://` with room for every session the run creates (the
+        // default 64 MiB refuses writes once full instead of evicting).
+        let memory = MemoryStore::with_config(MemoryStoreConfig {
+            max_bytes: 1 << 30,
+            ..MemoryStoreConfig::default()
+        })?;
+        bench_store(
+            &mut out,
+            "memory",
+            Arc::new(memory),
+            "memory://",
+            warm,
+            time,
+        )
+        .await?;
+        let url = format!("memcached://{addr}?pool_size=16");
+        let memcached = store_url::open_one(&url)?;
+        bench_store(&mut out, "memcached", memcached, &url, warm, time).await
+    })
+}
