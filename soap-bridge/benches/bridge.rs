@@ -408,5 +408,23 @@ fn main() -> anyhow::Result<()> {
         let url = format!("memcached://{addr}?pool_size=16");
         let memcached = store_url::open_one(&url)?;
         bench_store(&mut out, "memcached", memcached, &url, warm, time).await
-    })
+    })?;
+    record_peak_rss(&mut out)
+}
+
+/// Records the process's peak resident memory (`VmHWM`). The bridge runs
+/// in this process beside the load generator, so this is an upper bound of
+/// the bridge's own peak under the load above.
+fn record_peak_rss(out: &mut std::fs::File) -> anyhow::Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    let line = serde_json::json!({ "name": "process/peak_rss", "peak_rss_kib": kib });
+    println!("{line}");
+    writeln!(out, "{line}")?;
+    Ok(())
 }

@@ -28,6 +28,8 @@ pub struct Results {
     runs: BTreeMap<String, Vec<Measured>>,
     /// Measurements that reported errors or failed checks.
     problems: Vec<String>,
+    /// Peak resident memory of the bridge benchmark's process, per run (KiB).
+    bridge_rss_kib: Vec<f64>,
 }
 
 /// A section's bench: crate, bench target, output file stem.
@@ -79,6 +81,10 @@ impl Results {
                     .and_then(serde_json::Value::as_f64)
                     .with_context(|| format!("{}: no {k} in {line}", out.display()))
             };
+            if let Some(kib) = v.get("peak_rss_kib").and_then(serde_json::Value::as_f64) {
+                self.bridge_rss_kib.push(kib);
+                continue;
+            }
             let name = v
                 .get("name")
                 .and_then(serde_json::Value::as_str)
@@ -119,7 +125,7 @@ impl Results {
     pub fn print_bridge(&self, runs: usize) -> Result<()> {
         println!();
         println!(
-            "SOAP bridge (in-process, same tokio runtime as the load generator: no separate RSS), requests/s as ratios to the raw Store op on the same store, median of {runs}"
+            "SOAP bridge (in-process, same tokio runtime as the load generator), requests/s as ratios to the raw Store op on the same store, median of {runs}"
         );
         println!(
             "{:<10} {:<11} {:>5} {:>11} {:>10} {:>12}   per run (ratio)",
@@ -157,6 +163,13 @@ impl Results {
         println!(
             " \"x original\" = getSession req/s / {ORIGINAL_BEST_GET_PER_S}, the original SOAP::Lite daemon's best as reported for it: a stated constant, not measured in this run)"
         );
+        if !self.bridge_rss_kib.is_empty() {
+            println!(
+                "peak RSS of the bridge benchmark's process (bridge + load generator, an upper bound of the bridge's own): {:.1} MiB (median of {})",
+                median(&self.bridge_rss_kib) / 1024.0,
+                self.bridge_rss_kib.len()
+            );
+        }
         Ok(())
     }
 
