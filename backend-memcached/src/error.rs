@@ -180,6 +180,13 @@ impl Error {
         )
     }
 
+    /// True when the server failed to carry the request (connect, I/O or
+    /// deadline), whether or not it was sent: a read that fails so may be
+    /// asked of another server, since reading twice changes nothing.
+    pub(crate) fn is_transport_failure(&self) -> bool {
+        self.is_connect_failure() || matches!(self, Error::Io { .. } | Error::Timeout { .. })
+    }
+
     /// The same error, noting that the request was certainly not sent
     /// (the failure happened before its first byte was written).
     pub(crate) fn unsent(self) -> Self {

@@ -146,6 +146,9 @@ impl MemcachedStore {
                     match inner.servers[idx].call(op).await {
                         // Never sent: another server cannot apply it twice.
                         Err(e) if e.is_connect_failure() => continue,
+                        // A read may have been sent, but asking the next
+                        // server as well changes nothing (Perl moves on too).
+                        Err(e) if op.is_read_only() && e.is_transport_failure() => continue,
                         other => return other,
                     }
                 }
@@ -218,9 +221,11 @@ impl MemcachedStore {
                         }
                     }
                     Ok(_) => return Err(mismatch()),
+                    // A multi-get only reads, so any transport failure
+                    // may move on to the next candidate.
                     Err(e)
                         if self.inner.config.failure == FailurePolicy::Rehash
-                            && e.is_connect_failure() =>
+                            && e.is_transport_failure() =>
                     {
                         pending.extend(idxs);
                     }

@@ -430,7 +430,14 @@ async fn nothing_listening_is_unavailable_fast() {
 async fn rehash_moves_keys_off_a_stopped_server() {
     let servers = memcacheds(3).await;
     let (a, b, c) = (&servers[0], &servers[1], &servers[2]);
-    let rehash = store_on(&[a, b, c], |cfg| cfg.failure = FailurePolicy::Rehash);
+    // A long backoff keeps the stopped server down for the whole test: a
+    // probe of it in the middle (after the default 100 ms) would fail a
+    // write typed, which is right but not what this test is about.
+    let rehash = store_on(&[a, b, c], |cfg| {
+        cfg.failure = FailurePolicy::Rehash;
+        cfg.backoff_initial = Duration::from_secs(60);
+        cfg.backoff_max = Duration::from_secs(60);
+    });
     let fail = store_on(&[a, b, c], |_| {});
     let keys: Vec<String> = (0..120).map(|i| format!("rehash:{i}")).collect();
     let dead_addr = spec(b).addr();
@@ -491,6 +498,46 @@ async fn rehash_moves_keys_off_a_stopped_server() {
     }
     let r = fail.get_many(&refs).await;
     assert!(matches!(r, Err(Error::Unavailable { .. })), "{r:?}");
+}
+
+/// Under `Rehash`, a read whose server breaks the connection after the
+/// request went out is asked of the next server, not failed: unlike a write,
+/// a read sent twice changes nothing. With a 1 ms backoff nearly every read
+/// below probes the stopped server again (the proxy accepts, then resets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehash_reads_move_on_when_a_probe_breaks_after_sending() {
+    let servers = memcacheds(2).await;
+    let (a, b) = (&servers[0], &servers[1]);
+    let rehash = store_on(&[a, b], |cfg| {
+        cfg.failure = FailurePolicy::Rehash;
+        cfg.backoff_initial = Duration::from_millis(1);
+        cfg.backoff_max = Duration::from_millis(1);
+    });
+    let dead_addr = spec(b).addr();
+    let homeless: Vec<String> = (0..200)
+        .map(|i| format!("probe:{i}"))
+        .filter(|k| rehash.server_for(k) == dead_addr)
+        .take(20)
+        .collect();
+    assert!(homeless.len() == 20, "keys homed on the server we stop");
+    b.stop().await.unwrap();
+    for k in &homeless {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(2)).await; // let the backoff pass
+            let r = rehash.get(k).await;
+            assert!(matches!(r, Ok(None)), "{k}: {r:?}");
+        }
+    }
+    let refs: Vec<&str> = homeless.iter().map(String::as_str).collect();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        let r = rehash.get_many(&refs).await;
+        assert!(
+            matches!(&r, Ok(v) if v.iter().all(Option::is_none)),
+            "{r:?}"
+        );
+    }
+    assert!(rehash.stats()[1].errors > 0, "the stopped server was asked");
 }
 
 #[tokio::test]

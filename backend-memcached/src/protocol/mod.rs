@@ -78,6 +78,15 @@ pub(crate) enum Op<'a> {
 }
 
 impl Op<'_> {
+    /// True for operations that change nothing on the server, so sending
+    /// one twice (or to two servers) is harmless.
+    pub(crate) fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            Op::Get(_) | Op::Version(_) | Op::GetMany(_) | Op::Scan { .. } | Op::Stats
+        )
+    }
+
     /// The operation's name, for errors and logs.
     pub(crate) fn name(&self) -> &'static str {
         match self {
