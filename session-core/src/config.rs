@@ -26,6 +26,10 @@ pub enum LocalPolicy {
     /// Saves the round trip. Saves from such a copy still cannot lose another
     /// writer's changes: the version is unknown, so the save re-reads the
     /// principal and re-applies this handle's own changes.
+    ///
+    /// The expiry is in whole seconds (rounded up). memcached's clock ticks
+    /// once a second, so there a copy lives between `max - 1` s and `max` s:
+    /// choose at least 2 s if copies must survive a second at all.
     MaxAge(Duration),
 }
 
