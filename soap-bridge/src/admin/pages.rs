@@ -274,22 +274,13 @@ pub(crate) fn list(
     admin: &Admin,
     page: &ScanView,
     not_first: bool,
-    count: Option<&Count>,
 ) -> Response {
     let body = html! {
         p.counts #page-count {
             "This page: " strong { (page.sessions.len()) } " live session(s) among "
             (page.keys) " key(s) the store listed."
         }
-        @if let Some(c) = count {
-            p.counts #count {
-                "Whole store: " strong { (c.sessions) } " live session(s) and " (c.other) " other item(s)"
-                @if !c.complete { " (the count stopped at its key limit: at least that many)" }
-                "."
-            }
-        } @else {
-            p { a href="/admin/sessions?count=1" { "Count every live session" } " (reads the whole store)" }
-        }
+        p { a href="/admin/sessions?count=1" { "Count every live session" } " (reads the whole store)" }
         @if page.sessions.is_empty() {
             p.none { "No session on this page." }
         } @else {
@@ -315,6 +306,20 @@ pub(crate) fn list(
         }
     };
     layout(StatusCode::OK, Some(admin), "Live sessions", body)
+}
+
+/// The count of every live session.
+pub(crate) fn count(admin: &Admin, c: &Count) -> Response {
+    let body = html! {
+        p.counts #count {
+            "Whole store: " strong { (c.sessions) } " live session(s) and " (c.other) " other item(s)"
+            @if !c.complete { " (the count stopped at its key limit: at least that many)" }
+            "."
+        }
+        p.hint { "Other items are users' reverse keys, per-user index records and locks." }
+        p { a href="/admin/sessions" { "Back to the list" } }
+    };
+    layout(StatusCode::OK, Some(admin), "Live sessions: count", body)
 }
 
 #[cfg(test)]
