@@ -110,7 +110,7 @@ def open_session(driver, sid):
     check(sid in driver.find_element(By.CSS_SELECTOR, "section.session h2").text, f"session {sid} shown")
 
 
-def set_field(driver, name, kind, value):
+def set_field(driver, name, kind, value, screenshot=None):
     li = driver.find_element(By.CSS_SELECTOR, f"li[data-field='{name}']")
     li.find_element(By.CSS_SELECTOR, "details.edit summary").click()
     form = li.find_element(By.CSS_SELECTOR, "form.set")
@@ -118,6 +118,8 @@ def set_field(driver, name, kind, value):
     area = form.find_element(By.NAME, "value")
     area.clear()
     area.send_keys(value)
+    if screenshot:
+        shot(driver, screenshot)
     submit(driver, form.find_element(By.CSS_SELECTOR, "button"))
 
 
@@ -150,7 +152,7 @@ try:
     check("bytes" in size, f"stored size shown: {size}")
     shot(driver, "session.png")
 
-    set_field(driver, "cn", "string", "Alice Edited")
+    set_field(driver, "cn", "string", "Alice Edited", screenshot="edit.png")
     check("Saved field" in flash(driver), f"string edit saved: {flash(driver)}")
     check(field_value(driver, "cn") == "Alice Edited", f"new value shown: {field_value(driver, 'cn')}")
 
