@@ -189,7 +189,9 @@ impl Config {
             _ => {}
         }
         if self.admin.enabled && self.auth.is_none() {
-            return bad("the admin pages need [auth] (their login form asks for its credentials)".into());
+            return bad(
+                "the admin pages need [auth] (their login form asks for its credentials)".into(),
+            );
         }
         if !(60..=86_400).contains(&self.admin.idle_timeout) {
             return bad(format!(

@@ -112,7 +112,11 @@ impl BodyError {
 
 /// Reads a body under the size limit and the body timeout. A declared
 /// `Content-Length` over the limit is refused before reading anything.
-pub(crate) async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, BodyError> {
     let limit = state.config.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -135,7 +135,10 @@ async fn browser_flow(bridge: &Bridge, shots: String) {
     let base = format!("http://{a}");
     let xss_arg = xss.clone();
     let out = blocking(move || {
-        let path = format!("{}/tests/python/admin_browser.py", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/python/admin_browser.py",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let out = Command::new("python3")
             .args([&path, &base, TOKEN, &edit, &xss_arg, "mallory", "3", &shots])
             .output()
@@ -166,7 +169,11 @@ async fn browser_flow(bridge: &Bridge, shots: String) {
         g.body
     );
     assert!(!g.body.contains("Lost update"), "{}", g.body);
-    assert!(g.body.contains(">light<"), "the other client's change: {}", g.body);
+    assert!(
+        g.body.contains(">light<"),
+        "the other client's change: {}",
+        g.body
+    );
     assert!(!g.body.contains("logins"), "deleted field: {}", g.body);
     // The revoked user has no session left; the others are untouched.
     for id in &mallory {

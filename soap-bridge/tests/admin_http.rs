@@ -37,7 +37,10 @@ fn config(admin: bool) -> Config {
 /// The value of `name="NAME" value="..."` in a page.
 fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no {name} in {page}")) + marker.len();
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {page}"))
+        + marker.len();
     page[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -60,7 +63,10 @@ async fn login(a: SocketAddr) -> String {
     let form = request(a, "GET", "/admin/login", &[], b"").await;
     assert_eq!(form.status, 200);
     let pre = set_cookie(&form, "mc_admin_form");
-    assert!(pre.contains("HttpOnly") && pre.contains("SameSite=Strict"), "{pre}");
+    assert!(
+        pre.contains("HttpOnly") && pre.contains("SameSite=Strict"),
+        "{pre}"
+    );
     let token = hidden(&form.body, "csrf");
     let cookie = cookie_pair(pre);
     let body = format!("csrf={token}&token=http-test-token");
@@ -84,10 +90,17 @@ async fn login(a: SocketAddr) -> String {
 
 fn assert_protected(r: &Reply) {
     let csp = r.header("content-security-policy").unwrap_or_default();
-    for part in ["default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"] {
+    for part in [
+        "default-src 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ] {
         assert!(csp.contains(part), "CSP {csp:?} lacks {part}");
     }
-    assert!(!csp.contains("script-src"), "no script is ever allowed: {csp}");
+    assert!(
+        !csp.contains("script-src"),
+        "no script is ever allowed: {csp}"
+    );
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
 }
@@ -148,7 +161,14 @@ async fn forms_without_the_csrf_token_are_refused() {
     }
     // The right token without the login cookie: refused too.
     let with_token = format!("id={id}&version={version}&csrf={csrf}");
-    let r = request(a, "POST", "/admin/session/delete", &[FORM], with_token.as_bytes()).await;
+    let r = request(
+        a,
+        "POST",
+        "/admin/session/delete",
+        &[FORM],
+        with_token.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 403);
     assert!(exists().await);
     // Actions are POST only.
@@ -197,7 +217,14 @@ async fn login_wants_the_bridge_credentials_and_its_form_token() {
     assert_eq!(r.status, 403, "{}", r.body);
     // The form's token with wrong credentials.
     let body = format!("csrf={token}&token=nope");
-    let r = request(a, "POST", "/admin/login", &[FORM, ("Cookie", &cookie)], body.as_bytes()).await;
+    let r = request(
+        a,
+        "POST",
+        "/admin/login",
+        &[FORM, ("Cookie", &cookie)],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.body.contains("Wrong credentials"));
     // Logged in: the pages answer; logged out: they do not.
@@ -205,13 +232,27 @@ async fn login_wants_the_bridge_credentials_and_its_form_token() {
     let home = request(a, "GET", "/admin/", &[("Cookie", &login_cookie)], b"").await;
     assert_eq!(home.status, 200, "{}", home.body);
     let csrf = hidden(&home.body, "csrf");
-    let list = request(a, "GET", "/admin/sessions", &[("Cookie", &login_cookie)], b"").await;
+    let list = request(
+        a,
+        "GET",
+        "/admin/sessions",
+        &[("Cookie", &login_cookie)],
+        b"",
+    )
+    .await;
     assert_eq!(list.status, 200);
     assert!(list.body.contains("page-count"), "{}", list.body);
     let css = request(a, "GET", "/admin/admin.css", &[], b"").await;
     assert_eq!(css.header("content-type"), Some("text/css; charset=utf-8"));
     let out = format!("csrf={csrf}");
-    let r = request(a, "POST", "/admin/logout", &[FORM, ("Cookie", &login_cookie)], out.as_bytes()).await;
+    let r = request(
+        a,
+        "POST",
+        "/admin/logout",
+        &[FORM, ("Cookie", &login_cookie)],
+        out.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 303);
     let r = request(a, "GET", "/admin/", &[("Cookie", &login_cookie)], b"").await;
     assert_eq!(r.status, 303, "the login survived its logout");

@@ -80,7 +80,10 @@ fn version(fields: &Fields) -> Result<u64, String> {
 fn report(outcome: Result<WriteOutcome, OpError>, done: String) -> (bool, String) {
     match outcome {
         Ok(WriteOutcome::Done) => (true, done),
-        Ok(WriteOutcome::Missing) => (false, "No such session any more (deleted or expired).".into()),
+        Ok(WriteOutcome::Missing) => (
+            false,
+            "No such session any more (deleted or expired).".into(),
+        ),
         Ok(WriteOutcome::Conflict) => (
             false,
             "Not saved: the session was changed by someone else meanwhile. \
@@ -112,7 +115,10 @@ pub(crate) async fn set_field(State(state): State<AppState>, request: Request<Bo
     };
     let id = field(&fields, "id");
     let name = field(&fields, "field").trim();
-    let (ok, text) = match (version(&fields), typed_value(field(&fields, "type"), field(&fields, "value"))) {
+    let (ok, text) = match (
+        version(&fields),
+        typed_value(field(&fields, "type"), field(&fields, "value")),
+    ) {
         (Err(e), _) | (_, Err(e)) => (false, e),
         _ if name.is_empty() => (false, "The field name is empty.".into()),
         (Ok(v), Ok(value)) => {
@@ -178,8 +184,14 @@ pub(crate) async fn touch(State(state): State<AppState>, request: Request<Body>)
     };
     let id = field(&fields, "id");
     let (ok, text) = match state.service.touch(id).await {
-        Ok(true) => (true, "Extended: the session's lifetime starts again.".to_owned()),
-        Ok(false) => (false, "No such session any more (deleted or expired).".into()),
+        Ok(true) => (
+            true,
+            "Extended: the session's lifetime starts again.".to_owned(),
+        ),
+        Ok(false) => (
+            false,
+            "No such session any more (deleted or expired).".into(),
+        ),
         Err(e) => (false, format!("Failed: {e}")),
     };
     state.admin.flash(&admin, ok, text);

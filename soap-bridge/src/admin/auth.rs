@@ -250,8 +250,14 @@ pub(crate) async fn login(State(state): State<AppState>, request: Request<Body>)
     tracing::info!("admin logged in");
     let mut r = Redirect::to("/admin/").into_response();
     let h = r.headers_mut();
-    h.append(header::SET_COOKIE, set_cookie(&state, LOGIN_COOKIE, &id, None));
-    h.append(header::SET_COOKIE, set_cookie(&state, FORM_COOKIE, "", Some(0)));
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&state, LOGIN_COOKIE, &id, None),
+    );
+    h.append(
+        header::SET_COOKIE,
+        set_cookie(&state, FORM_COOKIE, "", Some(0)),
+    );
     r
 }
 

@@ -248,7 +248,12 @@ fn session_card(admin: &Admin, view: &SessionView, back_user: Option<&str>) -> M
 
 /// One session.
 pub(crate) fn session(admin: &Admin, view: &SessionView) -> Response {
-    layout(StatusCode::OK, Some(admin), "Session", session_card(admin, view, None))
+    layout(
+        StatusCode::OK,
+        Some(admin),
+        "Session",
+        session_card(admin, view, None),
+    )
 }
 
 /// Every session of a user.
@@ -266,15 +271,16 @@ pub(crate) fn user(admin: &Admin, user: &str, views: &[SessionView]) -> Response
             @for view in views { (session_card(admin, view, Some(user))) }
         }
     };
-    layout(StatusCode::OK, Some(admin), &format!("Sessions of {user}"), body)
+    layout(
+        StatusCode::OK,
+        Some(admin),
+        &format!("Sessions of {user}"),
+        body,
+    )
 }
 
 /// A page of the list of live sessions.
-pub(crate) fn list(
-    admin: &Admin,
-    page: &ScanView,
-    not_first: bool,
-) -> Response {
+pub(crate) fn list(admin: &Admin, page: &ScanView, not_first: bool) -> Response {
     let body = html! {
         p.counts #page-count {
             "This page: " strong { (page.sessions.len()) } " live session(s) among "

@@ -76,7 +76,10 @@ mod tests {
     fn escapes_and_nests() {
         let v = serde_json::json!({"a": ["<script>alert(1)</script>", {"b": null}], "e": {}});
         let html = node(&v, 0).into_string();
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
         assert!(!html.contains("<script>"));
         assert!(html.contains("<details open>"));
         assert!(html.contains("null"));

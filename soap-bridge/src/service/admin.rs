@@ -142,7 +142,12 @@ impl Service {
         if session.version() != Some(Version::new(expected)) {
             return Ok(WriteOutcome::Conflict);
         }
-        match self.sessions.delete(&mut session).await.map_err(from_core)? {
+        match self
+            .sessions
+            .delete(&mut session)
+            .await
+            .map_err(from_core)?
+        {
             true => Ok(WriteOutcome::Done),
             false => Ok(WriteOutcome::Missing),
         }
@@ -183,11 +188,7 @@ impl Service {
     }
 
     /// One page of live sessions, from `cursor` (`None`: the start).
-    pub async fn scan_page(
-        &self,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<ScanView, OpError> {
+    pub async fn scan_page(&self, cursor: Option<&str>, limit: usize) -> Result<ScanView, OpError> {
         let store = self.sessions.servers();
         let prefix = self.sessions.config().key_prefix.clone();
         let cursor = cursor.map(session_core::ScanCursor::new);
