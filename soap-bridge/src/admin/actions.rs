@@ -2,7 +2,8 @@
 //! login cookie and the form's CSRF token. Each does one write through the
 //! library's conflict-safe operations ([`crate::service::admin`]), leaves
 //! its outcome as a flash message, and redirects (303) to the page to show
-//! next, so reloading that page repeats nothing.
+//! next, so reloading that page repeats nothing. Each action is logged at
+//! `info` (action, session or user, field, outcome; never a value).
 //!
 //! The session forms carry the version the page was rendered from: a field
 //! change, a field removal or a delete is applied only while the session is
@@ -94,6 +95,11 @@ fn report(outcome: Result<WriteOutcome, OpError>, done: String) -> (bool, String
     }
 }
 
+/// One line per action in the log (never the values: they are users' data).
+fn audit(action: &str, target: &str, field: Option<&str>, ok: bool) {
+    tracing::info!(action, target, field, ok, "admin action");
+}
+
 /// Parses a typed value from the edit form.
 fn typed_value(kind: &str, text: &str) -> Result<Value, String> {
     match kind {
@@ -127,6 +133,7 @@ pub(crate) async fn set_field(State(state): State<AppState>, request: Request<Bo
             report(outcome, format!("Saved field {name:?}."))
         }
     };
+    audit("set", id, Some(name), ok);
     state.admin.flash(&admin, ok, text);
     back(&fields, id)
 }
@@ -150,6 +157,7 @@ pub(crate) async fn remove_field(
             report(outcome, format!("Deleted field {name:?}."))
         }
     };
+    audit("remove", id, Some(name), ok);
     state.admin.flash(&admin, ok, text);
     back(&fields, id)
 }
@@ -168,6 +176,7 @@ pub(crate) async fn delete(State(state): State<AppState>, request: Request<Body>
             format!("Deleted session {id}."),
         ),
     };
+    audit("delete", id, None, ok);
     state.admin.flash(&admin, ok, text);
     if ok && !fields.contains_key("back_user") {
         return Redirect::to("/admin/").into_response();
@@ -194,6 +203,7 @@ pub(crate) async fn touch(State(state): State<AppState>, request: Request<Body>)
         ),
         Err(e) => (false, format!("Failed: {e}")),
     };
+    audit("touch", id, None, ok);
     state.admin.flash(&admin, ok, text);
     back(&fields, id)
 }
@@ -209,6 +219,7 @@ pub(crate) async fn revoke(State(state): State<AppState>, request: Request<Body>
         Ok(n) => (true, format!("Revoked {n} session(s) of {user:?}.")),
         Err(e) => (false, format!("Failed: {e}")),
     };
+    audit("revoke", user, None, ok);
     state.admin.flash(&admin, ok, text);
     let target = format!(
         "/admin/user?{}",
