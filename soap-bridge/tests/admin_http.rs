@@ -274,3 +274,62 @@ async fn explorer_is_off_unless_enabled_and_needs_auth() {
     let e = soap_bridge::app_state(open).unwrap_err();
     assert!(e.to_string().contains("[auth]"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_pages_through_every_live_session_and_counts_them() {
+    let bridge = Bridge::start(config(true)).await;
+    let a = bridge.addr;
+    let mut created = std::collections::BTreeSet::new();
+    for n in 0..40 {
+        let r = request(
+            a,
+            "POST",
+            "/sessions",
+            &[AUTH, ("Content-Type", "application/json")],
+            json!({"uid": format!("user{}", n % 7), "n": n})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+        created.insert(r.json()["id"].as_str().unwrap().to_owned());
+    }
+    let cookie = login(a).await;
+    let mut listed = std::collections::BTreeSet::new();
+    let mut path = "/admin/sessions".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = request(a, "GET", &path, &[("Cookie", &cookie)], b"").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        pages += 1;
+        for chunk in page.body.split("/admin/session?id=").skip(1) {
+            listed.insert(chunk[..32].to_owned());
+        }
+        let Some(at) = page.body.find("id=\"next\" href=\"") else {
+            break;
+        };
+        let rest = &page.body[at + "id=\"next\" href=\"".len()..];
+        path = rest[..rest.find('"').unwrap()].replace("&amp;", "&");
+        assert!(pages < 20, "the pages never end");
+    }
+    assert!(pages >= 2, "40 sessions fit on one page of 25?");
+    assert_eq!(
+        listed, created,
+        "every live session listed exactly as created"
+    );
+    let count = request(
+        a,
+        "GET",
+        "/admin/sessions?count=1",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert!(
+        count
+            .body
+            .contains("Whole store: <strong>40</strong> live session(s)"),
+        "{}",
+        count.body
+    );
+    bridge.stop().await;
+}

@@ -48,7 +48,7 @@ use crate::http::AppState;
 
 /// The policy every admin response carries: this origin's style sheet and
 /// form targets only; no script, no frames, no plugins.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 const STYLE: &str = include_str!("admin.css");

@@ -49,6 +49,7 @@ def browser(javascript):
     for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
                 "--disable-gpu", "--window-size=1200,900", "--hide-scrollbars"]:
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if not javascript:
         options.add_experimental_option(
             "prefs", {"profile.managed_default_content_settings.javascript": 2})
@@ -79,6 +80,15 @@ def submit(driver, button):
             return True
 
     WebDriverWait(driver, 10).until(replaced)
+
+
+def csp_clean(driver, where):
+    """The page obeyed its own Content-Security-Policy: the style sheet
+    applied, and the browser logged no violation."""
+    bg = driver.find_element(By.CSS_SELECTOR, "header.top").value_of_css_property("background-color")
+    check(bg in ("rgba(36, 41, 47, 1)", "rgb(36, 41, 47)"), f"{where}: the style sheet applies ({bg})")
+    blocked = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    check(not blocked, f"{where}: no CSP violation {blocked}")
 
 
 def css(driver, selector):
@@ -210,6 +220,7 @@ try:
     count = driver.find_element(By.ID, "count").text
     check("live session(s)" in count, f"whole-store count: {count}")
 
+    csp_clean(driver, "main flow")
     submit(driver, driver.find_element(By.XPATH, "//button[text()='Log out']"))
     driver.get(base + "/admin/")
     check(driver.current_url.endswith("/admin/login"), "logged out")
@@ -231,6 +242,7 @@ try:
     keys = [e.text for e in css(driver, "li.field .fieldhead .key")]
     check("<img src=x onerror=alert(2)>" in keys, f"a hostile field name shows as text: {keys}")
     check(driver.execute_script("return window.pwned === undefined"), "nothing set by injected code")
+    csp_clean(driver, "hostile values")
     shot(driver, "xss.png")
 finally:
     driver.quit()
