@@ -143,6 +143,9 @@ async fn main() -> anyhow::Result<()> {
          WSDL at /?wsdl, JSON at /sessions) with store {}",
         config.store
     );
+    if config.admin.enabled {
+        println!("soap-bridge: session explorer at http://{addr}/admin/");
+    }
     tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), "serving");
     soap_bridge::serve_state(state, listener, shutdown).await?;
     Ok(())

@@ -333,3 +333,44 @@ async fn the_list_pages_through_every_live_session_and_counts_them() {
     );
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_user_index_a_user_shows_their_reverse_key_session() {
+    let bridge = Bridge::start(Config {
+        principal_index: false,
+        ..config(true)
+    })
+    .await;
+    let a = bridge.addr;
+    let mut last = String::new();
+    for n in 0..2 {
+        let r = request(
+            a,
+            "POST",
+            "/sessions",
+            &[AUTH, ("Content-Type", "application/json")],
+            json!({"uid": "dave", "n": n}).to_string().as_bytes(),
+        )
+        .await;
+        last = r.json()["id"].as_str().unwrap().to_owned();
+    }
+    let cookie = login(a).await;
+    let page = request(
+        a,
+        "GET",
+        "/admin/user?uid=dave",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"no-index\""), "{}", page.body);
+    assert_eq!(page.body.matches("<section class=\"session\"").count(), 1);
+    assert!(
+        page.body.contains(&last),
+        "the last login's session: {}",
+        page.body
+    );
+    assert!(!page.body.contains("/admin/user/revoke"), "{}", page.body);
+    bridge.stop().await;
+}

@@ -141,7 +141,7 @@ pub(crate) fn home(admin: &Admin, service: &Service, store: &str) -> Response {
                     input #find-user name="uid" required; }
                 button type="submit" { "Show" }
                 @if !service.has_user_index() {
-                    p.hint { "The per-user index is off (--principal-index): listing will say so." }
+                    p.hint { "The per-user index is off (--principal-index): only the session the user's reverse key names is found." }
                 }
             }
         }
@@ -257,16 +257,24 @@ pub(crate) fn session(admin: &Admin, view: &SessionView) -> Response {
 }
 
 /// Every session of a user.
-pub(crate) fn user(admin: &Admin, user: &str, views: &[SessionView]) -> Response {
+pub(crate) fn user(admin: &Admin, user: &str, views: &[SessionView], indexed: bool) -> Response {
     let body = html! {
+        @if !indexed {
+            p.hint #no-index {
+                "The per-user index is off (--principal-index), so this shows only the session \
+                 the user's reverse key names (their last login), and revoking is not available."
+            }
+        }
         @if views.is_empty() {
             p.none { "No live session of " strong { (user) } "." }
         } @else {
             p.counts { strong { (views.len()) } " live session(s) of " strong { (user) } "." }
-            form.inline method="post" action="/admin/user/revoke" {
-                (csrf_input(admin))
-                input type="hidden" name="uid" value=(user);
-                button.danger #revoke type="submit" { "Revoke every session of " (user) }
+            @if indexed {
+                form.inline method="post" action="/admin/user/revoke" {
+                    (csrf_input(admin))
+                    input type="hidden" name="uid" value=(user);
+                    button.danger #revoke type="submit" { "Revoke every session of " (user) }
+                }
             }
             @for view in views { (session_card(admin, view, Some(user))) }
         }

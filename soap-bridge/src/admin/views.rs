@@ -69,7 +69,7 @@ pub(crate) async fn user(
         );
     }
     match state.service.sessions_of(user).await {
-        Ok(views) => pages::user(&admin, user, &views),
+        Ok((views, indexed)) => pages::user(&admin, user, &views, indexed),
         Err(e) => error_page(&admin, &e),
     }
 }

@@ -153,25 +153,36 @@ impl Service {
         }
     }
 
-    /// Every live session of `user`, through the per-user index.
-    pub async fn sessions_of(&self, user: &str) -> Result<Vec<SessionView>, OpError> {
-        if !self.has_user_index() {
+    /// Every live session of `user`, through the per-user index; without
+    /// the index, the one session the user's reverse key names (the
+    /// original's index, one session per user). The flag tells which.
+    pub async fn sessions_of(&self, user: &str) -> Result<(Vec<SessionView>, bool), OpError> {
+        if self.principal_field().is_none() {
             return Err(OpError::NotConfigured(
-                "listing a user's sessions needs the per-user index (--principal-index)".into(),
+                "finding a user's sessions needs the field naming users (--principal)".into(),
             ));
         }
-        let ids = self
-            .sessions
-            .list_by_principal(user)
-            .await
-            .map_err(from_core)?;
+        let ids: Vec<String> = if self.has_user_index() {
+            let ids = self.sessions.list_by_principal(user).await;
+            ids.map_err(from_core)?
+                .into_iter()
+                .map(|id| id.as_str().to_owned())
+                .collect()
+        } else {
+            let found = self.sessions.find_by_principal(user).await;
+            found
+                .map_err(from_core)?
+                .map(|s| s.id().as_str().to_owned())
+                .into_iter()
+                .collect()
+        };
         let mut views = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(view) = self.inspect(id.as_str()).await? {
+            if let Some(view) = self.inspect(&id).await? {
                 views.push(view);
             }
         }
-        Ok(views)
+        Ok((views, self.has_user_index()))
     }
 
     /// Deletes every session of `user`; returns how many.
