@@ -374,3 +374,36 @@ async fn without_the_user_index_a_user_shows_their_reverse_key_session() {
     assert!(!page.body.contains("/admin/user/revoke"), "{}", page.body);
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_basic_auth_the_login_asks_for_user_and_password() {
+    let bridge = Bridge::start(Config {
+        auth: Some(Auth::Basic {
+            user: "ops".into(),
+            password: "pa ss&word".into(),
+        }),
+        ..config(true)
+    })
+    .await;
+    let a = bridge.addr;
+    let mut outcomes = Vec::new();
+    for (user, password) in [("ops", "wrong"), ("ops", "pa+ss%26word")] {
+        let form = request(a, "GET", "/admin/login", &[], b"").await;
+        assert!(form.body.contains("name=\"user\""), "{}", form.body);
+        assert!(form.body.contains("name=\"password\""));
+        let token = hidden(&form.body, "csrf");
+        let cookie = cookie_pair(set_cookie(&form, "mc_admin_form"));
+        let body = format!("csrf={token}&user={user}&password={password}");
+        let r = request(
+            a,
+            "POST",
+            "/admin/login",
+            &[FORM, ("Cookie", &cookie)],
+            body.as_bytes(),
+        )
+        .await;
+        outcomes.push(r.status);
+    }
+    assert_eq!(outcomes, [401, 303]);
+    bridge.stop().await;
+}

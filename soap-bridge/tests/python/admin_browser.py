@@ -144,6 +144,8 @@ def api_patch(sid, fields):
 # ---- the main flow, JavaScript off
 driver = browser(javascript=False)
 try:
+    driver.get("data:text/html,<title>off</title><script>document.title='on'</script>")
+    check(driver.title == "off", "JavaScript is off in this browser")
     driver.get(base + "/admin/login")
     shot(driver, "login.png")
     driver.find_element(By.ID, "token").send_keys("wrong-token")
