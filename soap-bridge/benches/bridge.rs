@@ -231,6 +231,7 @@ async fn start_bridge(
         service: Service::new(Sessions::new(store, config.sessions_config()?)?),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config),
+        admin: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

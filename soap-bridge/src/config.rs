@@ -13,16 +13,23 @@
 //! body_timeout_ms = 10000
 //! shutdown_grace_ms = 10000
 //!
+//! principal_index = true          # per-user index: every session of a user (needs principal)
+//!
 //! [auth]                           # optional; /healthz, status and the WSDL stay open
 //! type = "bearer"                  # or "basic" with user = "..." and password = "..."
 //! token = "secret"
+//!
+//! [admin]                          # the web session explorer under /admin (needs [auth])
+//! enabled = true
+//! idle_timeout = 1800              # seconds an admin login lasts without a request
+//! secure_cookie = false            # true when users reach the bridge over HTTPS
 //! ```
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use session_core::{Codec, SessionsConfig, Ttl};
+use session_core::{Codec, PrincipalIndex, SessionsConfig, Ttl};
 
 use crate::error::Error;
 
@@ -58,6 +65,37 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Optional authentication.
     pub auth: Option<Auth>,
+    /// Keep a per-user index of live sessions (session-core's
+    /// `principal_index`, MD5-keyed like the reverse key), so every session
+    /// of a user can be listed and revoked. Needs `principal`.
+    pub principal_index: bool,
+    /// The web session explorer under `/admin` (off by default).
+    pub admin: AdminConfig,
+}
+
+/// Settings of the web session explorer (`[admin]`, `--admin`); see
+/// [`crate::admin`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve `/admin`. Needs `[auth]`: the login form asks for its
+    /// credentials.
+    pub enabled: bool,
+    /// Seconds an admin login stays valid without a request (60..=86400).
+    pub idle_timeout: u64,
+    /// Mark the login cookie `Secure` (browsers then send it over HTTPS
+    /// only): set it when a TLS proxy fronts the bridge.
+    pub secure_cookie: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: false,
+            idle_timeout: 1800,
+            secure_cookie: false,
+        }
+    }
 }
 
 /// Authentication of requests (`Authorization` header).
@@ -102,6 +140,8 @@ impl Default for Config {
             body_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             auth: None,
+            principal_index: false,
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -148,6 +188,20 @@ impl Config {
             }
             _ => {}
         }
+        if self.admin.enabled && self.auth.is_none() {
+            return bad(
+                "the admin pages need [auth] (their login form asks for its credentials)".into(),
+            );
+        }
+        if !(60..=86_400).contains(&self.admin.idle_timeout) {
+            return bad(format!(
+                "admin.idle_timeout {} is outside 60..=86400",
+                self.admin.idle_timeout
+            ));
+        }
+        if self.principal_index && self.principal.is_none() {
+            return bad("principal_index needs principal (the field naming the user)".into());
+        }
         self.codec()?;
         self.sessions_config()?.validate()?;
         Ok(())
@@ -168,6 +222,7 @@ impl Config {
             },
             principal: self.principal.clone(),
             codec: self.codec()?,
+            principal_index: self.principal_index.then(PrincipalIndex::default),
             // Many clients patching one session at once all get through with
             // session-core's defaults (per-key turns, backoff with jitter).
             ..SessionsConfig::default()
@@ -243,5 +298,14 @@ mod tests {
             ..Config::default()
         };
         assert!(empty.validate().is_err());
+        let admin = Config::from_toml("[admin]\nenabled = true\n").unwrap();
+        assert!(admin.admin.enabled);
+        assert!(admin.validate().is_err(), "admin without [auth] is refused");
+        let bad_index = Config {
+            principal: None,
+            principal_index: true,
+            ..Config::default()
+        };
+        assert!(bad_index.validate().is_err());
     }
 }

@@ -11,6 +11,7 @@
 //! | `GET /principals/{uid}` | the user's live session |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /healthz` | `ok` |
+//! | `/admin/...` | the session explorer, when enabled ([`crate::admin`]) |
 //!
 //! Errors of the JSON routes are JSON objects `{"error": ..., "code": ...}`:
 //! 400 for an invalid id or malformed body, 404 for an unknown id or route,
@@ -53,11 +54,19 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The settings (auth, limits).
     pub config: Arc<Config>,
+    /// The logins of the `/admin` pages.
+    pub admin: Arc<crate::admin::AdminState>,
 }
 
 /// The router of the bridge.
 pub fn router(state: AppState) -> Router {
+    let admin = if state.config.admin.enabled {
+        crate::admin::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(admin)
         .route("/", get(soap_get).post(soap_post))
         .route("/cgi-bin/MemcachedSOAP.cgi", get(soap_get).post(soap_post))
         .route("/sessions", post(json_create))
@@ -77,14 +86,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Why a request body was not read.
-enum BodyError {
+pub(crate) enum BodyError {
     TooLarge(usize),
     Timeout,
     Broken(String),
 }
 
 impl BodyError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -92,7 +101,7 @@ impl BodyError {
         }
     }
 
-    fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             BodyError::TooLarge(limit) => format!("request body exceeds {limit} bytes"),
             BodyError::Timeout => "request body did not arrive in time".into(),
@@ -103,7 +112,11 @@ impl BodyError {
 
 /// Reads a body under the size limit and the body timeout. A declared
 /// `Content-Length` over the limit is refused before reading anything.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, BodyError> {
     let limit = state.config.body_limit;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -149,7 +162,7 @@ fn authorized(config: &Config, headers: &HeaderMap) -> bool {
 }
 
 /// Compares secrets in time independent of where they differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the web session explorer under `/admin` (off by default).
 //! - [`config`]: [`Config`] from TOML and flags, with `validate()`.
 //! - [`soap`]: the SOAP 1.1 wire format (parse, encode, faults, WSDL), pure.
 //! - [`dispatch`]: SOAP operations onto the service.
@@ -40,6 +41,7 @@
 //! - Writes are conditional saves with per-field merge; the original's
 //!   last writer won.
 
+pub mod admin;
 pub mod config;
 pub mod dispatch;
 pub mod error;

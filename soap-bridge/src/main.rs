@@ -15,14 +15,16 @@ use tracing_subscriber::EnvFilter;
 /// URL differs), plus a JSON mirror at /sessions.
 ///
 /// Endpoints: SOAP at / and /cgi-bin/MemcachedSOAP.cgi, the WSDL at /?wsdl,
-/// JSON at /sessions/{id}, /metrics (Prometheus) and /healthz.
+/// JSON at /sessions/{id}, /metrics (Prometheus) and /healthz; with --admin,
+/// a web session explorer at /admin/.
 /// Logs go to stderr; RUST_LOG sets the level (default info).
 #[derive(Debug, Parser)]
 #[command(name = "soap-bridge", version)]
 struct Args {
     /// TOML file with the same settings (listen, store, local, timeout,
     /// principal, codec, body_limit, header_timeout_ms, body_timeout_ms,
-    /// shutdown_grace_ms, [auth]); flags given here override it.
+    /// shutdown_grace_ms, principal_index, [auth], [admin]); flags given
+    /// here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -57,6 +59,17 @@ struct Args {
     /// any codec by its flags.
     #[arg(long, value_name = "CODEC")]
     codec: Option<String>,
+
+    /// Keep a per-user index of live sessions (needs --principal), so every
+    /// session of a user can be listed and revoked (the /admin pages use it).
+    #[arg(long)]
+    principal_index: bool,
+
+    /// Serve the web session explorer under /admin (config: [admin]
+    /// enabled = true). Needs [auth] in the --config file: its login form
+    /// asks for those credentials.
+    #[arg(long)]
+    admin: bool,
 }
 
 impl Args {
@@ -82,6 +95,12 @@ impl Args {
         }
         if let Some(v) = self.codec {
             config.codec = v;
+        }
+        if self.principal_index {
+            config.principal_index = true;
+        }
+        if self.admin {
+            config.admin.enabled = true;
         }
         Ok(config)
     }
@@ -124,6 +143,9 @@ async fn main() -> anyhow::Result<()> {
          WSDL at /?wsdl, JSON at /sessions) with store {}",
         config.store
     );
+    if config.admin.enabled {
+        println!("soap-bridge: session explorer at http://{addr}/admin/");
+    }
     tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), "serving");
     soap_bridge::serve_state(state, listener, shutdown).await?;
     Ok(())

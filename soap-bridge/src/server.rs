@@ -34,6 +34,7 @@ pub fn app_state(config: Config) -> Result<AppState, Error> {
         service: Service::new(sessions),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config),
+        admin: Arc::default(),
     })
 }
 

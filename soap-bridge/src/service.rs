@@ -13,6 +13,8 @@
 //!   ignored;
 //! - in updates, a `null` value removes the field (JSON Merge Patch).
 
+pub mod admin;
+
 use serde_json::Value;
 use session_core::{Error as CoreError, Session, SessionData, Sessions};
 

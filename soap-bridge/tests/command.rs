@@ -85,6 +85,8 @@ fn bad_settings_are_refused_before_listening() {
         (vec!["--store", "redis://127.0.0.1"], "not built yet"),
         (vec!["--store", "ftp://x"], "unknown store URL"),
         (vec!["--principal", "_session_id"], "principal"),
+        (vec!["--admin"], "the admin pages need [auth]"),
+        (vec!["--principal-index"], "principal_index needs principal"),
         (
             vec!["--config", "/nonexistent/soap-bridge.toml"],
             "cannot read config file",
@@ -110,6 +112,8 @@ fn help_explains_every_flag() {
         "--principal",
         "--codec",
         "--config",
+        "--principal-index",
+        "--admin",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
