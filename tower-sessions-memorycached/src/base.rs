@@ -139,6 +139,19 @@ mod tests {
 
     #[tokio::test]
     async fn bases_are_per_task_and_bounded() {
+        // The test body itself runs in `block_on`, not in a task.
+        tokio::spawn(per_task_and_bounded()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn outside_a_task_nothing_is_kept() {
+        let bases = Bases::new(3);
+        bases.put(Id(1), fields(1));
+        assert_eq!(bases.get(Id(1)), None);
+        assert_eq!(bases.len(), 0);
+    }
+
+    async fn per_task_and_bounded() {
         let bases = std::sync::Arc::new(Bases::new(3));
         bases.put(Id(1), fields(1));
         assert_eq!(bases.get(Id(1)), Some(fields(1)));
