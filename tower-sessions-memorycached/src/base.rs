@@ -98,7 +98,9 @@ impl Bases {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i128, HashMap<tokio::task::Id, Base>>> {
         // A panic while holding the lock cannot leave the map inconsistent
         // (every change is one insert or remove), so a poisoned lock is used.
-        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

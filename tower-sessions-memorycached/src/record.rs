@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(ttl_of(now, now), None, "already expired");
         assert_eq!(ttl_of(at(1), now), None);
         assert_eq!(ttl_of(FOREVER, now), Some(Ttl::NEVER));
-        assert_eq!(expiry_of(Some(Ttl::seconds(300)), Ttl::NEVER, now), at(1_700_000_300));
+        assert_eq!(
+            expiry_of(Some(Ttl::seconds(300)), Ttl::NEVER, now),
+            at(1_700_000_300)
+        );
         assert_eq!(expiry_of(None, Ttl::seconds(60), now), at(1_700_000_060));
         assert_eq!(expiry_of(Some(Ttl::NEVER), Ttl::seconds(60), now), FOREVER);
         assert_eq!(expiry_of(None, Ttl::NEVER, now), FOREVER);
@@ -128,12 +131,20 @@ mod tests {
 
     #[test]
     fn diff_names_exactly_the_changed_fields() {
-        let before: Fields = [("a".into(), 1.into()), ("b".into(), 2.into()), ("c".into(), 3.into())]
-            .into_iter()
-            .collect();
-        let after: Fields = [("a".into(), 1.into()), ("b".into(), 5.into()), ("d".into(), "x".into())]
-            .into_iter()
-            .collect();
+        let before: Fields = [
+            ("a".into(), 1.into()),
+            ("b".into(), 2.into()),
+            ("c".into(), 3.into()),
+        ]
+        .into_iter()
+        .collect();
+        let after: Fields = [
+            ("a".into(), 1.into()),
+            ("b".into(), 5.into()),
+            ("d".into(), "x".into()),
+        ]
+        .into_iter()
+        .collect();
         let patch = diff(&before, &after);
         assert_eq!(patch.set.len(), 2);
         assert_eq!(patch.set["b"], 5);

@@ -233,4 +233,3 @@ impl SessionStore for SessionsStore {
         Ok(self.delete_record(*id).await?)
     }
 }
-

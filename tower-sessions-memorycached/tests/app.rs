@@ -1,7 +1,7 @@
 //! The example app driven by a cookie-keeping HTTP client over real TCP, on
 //! session-core's `MemoryStore` and on the memcached servers of `cargo
 //! xtask test` (`MEMORYCACHED_MEMCACHED`; missing, the memcached tests fail
-//! saying how to set it).
+//! saying how to set it), with and without a local tier.
 
 mod common;
 
@@ -16,7 +16,7 @@ use tower_sessions_memorycached::id::session_id_of;
 
 const HOUR: time::Duration = time::Duration::hours(1);
 
-/// Runs one scenario on each backend, as two tests.
+/// Runs one scenario on each backend, as one test each.
 macro_rules! on_both {
     ($scenario:ident) => {
         mod $scenario {
@@ -27,6 +27,10 @@ macro_rules! on_both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn memcached() {
                 super::$scenario(super::Backend::Memcached).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memcached_with_local_tier() {
+                super::$scenario(super::Backend::MemcachedLocal).await;
             }
         }
     };
@@ -59,14 +63,21 @@ async fn counter_login_and_logout_everywhere(backend: Backend) {
     let after_login = alice.cookie(&app).unwrap();
     assert_ne!(after_login, before_login, "login cycles the id");
     assert!(
-        sessions.load(&store_id(&before_login)).await.unwrap().is_none(),
+        sessions
+            .load(&store_id(&before_login))
+            .await
+            .unwrap()
+            .is_none(),
         "the pre-login id is gone from the store"
     );
     assert_eq!(alice.field(&app, "uid").await, json!(uid));
     assert_eq!(alice.field(&app, "count").await, json!(2), "data kept");
     let (status, page) = alice.get(&app, "/").await;
     assert_eq!(status, 200);
-    assert!(page.contains(&format!("Logged in as <b>{uid}</b>")), "{page}");
+    assert!(
+        page.contains(&format!("Logged in as <b>{uid}</b>")),
+        "{page}"
+    );
 
     // The same user on a second device; both sessions are indexed.
     let phone = Browser::new();
@@ -115,7 +126,10 @@ async fn concurrent_requests_changing_different_keys_both_survive(backend: Backe
     assert_eq!(browser.field(&app, "b").await, json!("2"));
     assert_eq!(browser.field(&app, "count").await, json!(1));
     let stats = store.stats();
-    assert_eq!(stats.patched, 2, "both saves wrote only their own key: {stats:?}");
+    assert_eq!(
+        stats.patched, 2,
+        "both saves wrote only their own key: {stats:?}"
+    );
     assert_eq!(stats.replaced, 0, "{stats:?}");
 }
 

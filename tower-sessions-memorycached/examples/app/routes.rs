@@ -139,7 +139,9 @@ struct Key {
 }
 
 async fn get_field(session: Session, Query(q): Query<Key>) -> Result<Json<Value>, AppError> {
-    Ok(Json(session.get_value(&q.key).await?.unwrap_or(Value::Null)))
+    Ok(Json(
+        session.get_value(&q.key).await?.unwrap_or(Value::Null),
+    ))
 }
 
 async fn logout(session: Session) -> Result<Redirect, AppError> {

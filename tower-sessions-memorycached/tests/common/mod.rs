@@ -22,6 +22,18 @@ pub enum Backend {
     Memory,
     /// The shared memcached servers (`MEMORYCACHED_MEMCACHED`).
     Memcached,
+    /// The first shared memcached servers, with the last one as the
+    /// read-first local tier.
+    MemcachedLocal,
+}
+
+fn memcached_servers() -> Vec<String> {
+    test_support::shared_servers(test_support::MEMCACHED_ENV).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn memcached(servers: &[String]) -> Arc<dyn Store> {
+    store_url::open_one(&format!("memcached://{}", servers.join(",")))
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The principal store of `backend`; a missing memcached address fails
@@ -29,11 +41,14 @@ pub enum Backend {
 pub fn store(backend: Backend) -> Arc<dyn Store> {
     match backend {
         Backend::Memory => Arc::new(MemoryStore::new()),
-        Backend::Memcached => {
-            let servers = test_support::shared_servers(test_support::MEMCACHED_ENV)
-                .unwrap_or_else(|e| panic!("{e}"));
-            store_url::open_one(&format!("memcached://{}", servers.join(",")))
-                .unwrap_or_else(|e| panic!("{e}"))
+        Backend::Memcached => memcached(&memcached_servers()),
+        Backend::MemcachedLocal => {
+            let servers = memcached_servers();
+            assert!(
+                servers.len() >= 2,
+                "MemcachedLocal needs two servers in MEMORYCACHED_MEMCACHED"
+            );
+            memcached(&servers[..servers.len() - 1])
         }
     }
 }
@@ -47,7 +62,14 @@ pub fn sessions(backend: Backend, config: SessionsConfig) -> Sessions {
         principal_index: Some(PrincipalIndex::default()),
         ..config
     };
-    Sessions::new(store(backend), config).unwrap()
+    let sessions = Sessions::new(store(backend), config).unwrap();
+    match backend {
+        Backend::MemcachedLocal => {
+            let servers = memcached_servers();
+            sessions.with_local(memcached(&servers[servers.len() - 1..]))
+        }
+        _ => sessions,
+    }
 }
 
 /// A running app.
@@ -130,7 +152,8 @@ impl Browser {
     /// Puts a session cookie with `value` in the jar.
     pub fn set_cookie(&self, app: &App, value: &str) {
         let url: reqwest::Url = app.base.parse().unwrap();
-        self.jar.add_cookie_str(&format!("id={value}; Path=/"), &url);
+        self.jar
+            .add_cookie_str(&format!("id={value}; Path=/"), &url);
     }
 
     /// GET `path`: status and body.
@@ -141,7 +164,13 @@ impl Browser {
 
     /// POST a form to `path`: status and body.
     pub async fn post(&self, app: &App, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-        let res = self.http.post(app.url(path)).form(form).send().await.unwrap();
+        let res = self
+            .http
+            .post(app.url(path))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
         (res.status().as_u16(), res.text().await.unwrap())
     }
 
