@@ -3,6 +3,8 @@
 //! xtask test` (`MEMORYCACHED_MEMCACHED`; missing, the memcached tests fail
 //! saying how to set it), with and without a local tier.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

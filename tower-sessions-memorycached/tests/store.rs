@@ -3,6 +3,8 @@
 //! id cycling), plus what this store adds: `create` never overwrites, and
 //! every codec (Storable included) round-trips a record.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::collections::HashMap;

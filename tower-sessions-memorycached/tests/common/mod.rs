@@ -2,7 +2,7 @@
 //! port, stores on memory or on the memcached servers of `cargo xtask
 //! test`, and a cookie-keeping HTTP client.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
