@@ -174,3 +174,48 @@ async fn ids_that_are_not_128_bits_are_refused_at_construction() {
     let err = SessionsStore::new(sessions(Backend::Memory, config)).unwrap_err();
     assert!(err.to_string().contains("needs 32"), "{err}");
 }
+
+#[tokio::test]
+async fn a_session_deleted_during_a_request_is_not_written_back() {
+    in_task(async {
+        let sessions = sessions(Backend::Memory, SessionsConfig::default());
+        let store = SessionsStore::new(sessions.clone()).unwrap();
+        let mut rec = record(json!({"uid": "jdoe"}), time::Duration::hours(1));
+        store.create(&mut rec).await.unwrap();
+        let mut loaded = store.load(&rec.id).await.unwrap().unwrap();
+        // Logged out everywhere while this request runs.
+        assert_eq!(sessions.revoke_principal("jdoe").await.unwrap(), 1);
+        loaded.data.insert("theme".into(), json!("dark"));
+        store.save(&loaded).await.unwrap();
+        assert!(
+            store.load(&rec.id).await.unwrap().is_none(),
+            "not resurrected"
+        );
+        assert_eq!(store.stats().gone, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_save_without_a_known_base_replaces_the_fields() {
+    let store = SessionsStore::new(sessions(Backend::Memory, SessionsConfig::default())).unwrap();
+    let mut rec = record(json!({"a": 1, "b": 1}), time::Duration::hours(1));
+    // Outside any task (the test body): no base is kept.
+    store.create(&mut rec).await.unwrap();
+    let mut loaded = store.load(&rec.id).await.unwrap().unwrap();
+    loaded.data.remove("a");
+    loaded.data.insert("c".into(), json!(3));
+    store.save(&loaded).await.unwrap();
+    let after = store.load(&rec.id).await.unwrap().unwrap();
+    assert!(!after.data.contains_key("a"));
+    assert_eq!(
+        (after.data["b"].clone(), after.data["c"].clone()),
+        (json!(1), json!(3))
+    );
+    let stats = store.stats();
+    assert_eq!(
+        (stats.replaced, stats.patched, stats.bases),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+}
