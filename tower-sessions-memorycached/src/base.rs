@@ -1,6 +1,7 @@
-//! The "before" state of each request's session: what `load` returned, kept
-//! until the same request's `save`, so the save can write only what the
-//! request changed.
+//! The "before" state of each request's session: the handle `load`
+//! returned (fields, and the version they were read at), kept until the
+//! same request's `save`, so the save can write only what the request
+//! changed, conditional on that version.
 //!
 //! tower-sessions hands a store the whole record on `save` and nothing
 //! about what it loaded. Writing the whole record is last-writer-wins: of
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use tower_sessions_core::session::Id;
 
-use crate::record::Fields;
+use session_core::Session;
 
 /// A base older than this is dropped first when the map is full.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
@@ -39,7 +40,7 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// One request's before state.
 #[derive(Debug)]
 struct Base {
-    fields: Fields,
+    session: Session,
     at: Instant,
 }
 
@@ -58,9 +59,9 @@ impl Bases {
         }
     }
 
-    /// Remembers `fields` as the current task's base for `id`. Outside a
+    /// Remembers `session` as the current task's base for `id`. Outside a
     /// tokio task nothing is kept (the save will replace).
-    pub(crate) fn put(&self, id: Id, fields: Fields) {
+    pub(crate) fn put(&self, id: Id, session: Session) {
         let Some(task) = tokio::task::try_id() else {
             return;
         };
@@ -72,17 +73,17 @@ impl Bases {
         map.entry(id.0).or_default().insert(
             task,
             Base {
-                fields,
+                session,
                 at: Instant::now(),
             },
         );
     }
 
     /// The current task's base for `id`, if any.
-    pub(crate) fn get(&self, id: Id) -> Option<Fields> {
+    pub(crate) fn get(&self, id: Id) -> Option<Session> {
         let task = tokio::task::try_id()?;
         let map = self.lock();
-        map.get(&id.0)?.get(&task).map(|b| b.fields.clone())
+        map.get(&id.0)?.get(&task).map(|b| b.session.clone())
     }
 
     /// Forgets every base of `id` (the session is gone).
@@ -133,10 +134,24 @@ fn evict(map: &mut HashMap<i128, HashMap<tokio::task::Id, Base>>, at_least: usiz
 mod tests {
     use super::*;
 
-    fn fields(n: i64) -> Fields {
-        let mut f = Fields::new();
-        f.insert("n".into(), n.into());
-        f
+    /// A handle whose field `n` is `n` (never written anywhere).
+    async fn fields(n: i64) -> Session {
+        let config = session_core::SessionsConfig {
+            update_only: true,
+            ..Default::default()
+        };
+        let sessions = session_core::Sessions::new(
+            std::sync::Arc::new(session_core::MemoryStore::new()),
+            config,
+        )
+        .unwrap();
+        let mut s = sessions.create().await.unwrap();
+        s.insert("n", n).unwrap();
+        s
+    }
+
+    fn n(s: Option<Session>) -> Option<i64> {
+        s.map(|s| s.get("n").unwrap().unwrap())
     }
 
     #[tokio::test]
@@ -148,26 +163,28 @@ mod tests {
     #[tokio::test]
     async fn outside_a_task_nothing_is_kept() {
         let bases = Bases::new(3);
-        bases.put(Id(1), fields(1));
-        assert_eq!(bases.get(Id(1)), None);
+        bases.put(Id(1), fields(1).await);
+        assert_eq!(n(bases.get(Id(1))), None);
         assert_eq!(bases.len(), 0);
     }
 
     async fn per_task_and_bounded() {
         let bases = std::sync::Arc::new(Bases::new(3));
-        bases.put(Id(1), fields(1));
-        assert_eq!(bases.get(Id(1)), Some(fields(1)));
+        bases.put(Id(1), fields(1).await);
+        assert_eq!(n(bases.get(Id(1))), Some(1));
         // Another task does not see this task's base.
         let other = std::sync::Arc::clone(&bases);
-        let seen = tokio::spawn(async move { other.get(Id(1)) }).await.unwrap();
-        assert_eq!(seen, None);
-        for n in 2..=5 {
-            bases.put(Id(n.into()), fields(n));
+        let seen = tokio::spawn(async move { other.get(Id(1)).is_some() })
+            .await
+            .unwrap();
+        assert!(!seen);
+        for i in 2..=5 {
+            bases.put(Id(i.into()), fields(i).await);
         }
         assert_eq!(bases.len(), 3, "capacity holds");
-        assert_eq!(bases.get(Id(1)), None, "the oldest went first");
-        assert_eq!(bases.get(Id(5)), Some(fields(5)));
+        assert_eq!(n(bases.get(Id(1))), None, "the oldest went first");
+        assert_eq!(n(bases.get(Id(5))), Some(5));
         bases.forget(Id(5));
-        assert_eq!(bases.get(Id(5)), None);
+        assert_eq!(n(bases.get(Id(5))), None);
     }
 }

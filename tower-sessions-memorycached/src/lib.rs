@@ -31,15 +31,18 @@
 //! tower-sessions' own stores write the whole record on `save`, so of two
 //! concurrent requests of one user — one adding `cart`, one setting
 //! `theme` — the later one erases the other's change. This store writes
-//! only what the request changed: it remembers what `load` returned to
-//! each request (per session id and tokio task, bounded; see [`base`]),
-//! and `save` applies the difference (fields set, fields removed) through
-//! [`Sessions::update`](session_core::Sessions::update) to what the store
-//! holds at that moment, re-running it if another write lands in between.
-//! Two requests changing different fields both survive; two changing the
-//! same field: the later save wins that field. A counter read and
-//! incremented by two requests at once (both read 5, both write 6) is a
-//! lost update any field-level store must have; use
+//! only what the request changed: it keeps the session handle `load`
+//! returned to each request (its fields and the version they were read
+//! at; per session id and tokio task, bounded; see [`base`]), and `save`
+//! applies the difference (fields set, fields removed) to that handle and
+//! writes it with [`Sessions::save`](session_core::Sessions::save): a
+//! conditional write on the version loaded, merged field by field with
+//! whatever another request wrote meanwhile. Two requests changing
+//! different fields both survive; two changing the same field: the later
+//! save wins that field (under the default
+//! [`FieldConflict::Mine`](session_core::FieldConflict::Mine)). A counter
+//! read and incremented by two requests at once (both read 5, both write 6)
+//! is a lost update any field-level store has; use
 //! [`SessionsStore::sessions`] and `Sessions::update` for such values.
 //!
 //! A session deleted while a request was running (logout elsewhere, "log

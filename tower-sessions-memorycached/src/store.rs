@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `create(&mut record)` | [`Sessions::create_with`]: one `add` under a fresh OS-random id, never over an existing key (a taken id is retried under another, inside `create_with`); the record gets the new id |
 //! | `load(id)` | [`Sessions::load_id`] (local tier first, if any); the result is kept as this request's base (see [`crate::base`]) |
-//! | `save(&record)` | the fields the request changed against its base, applied by [`Sessions::update`] to what the store holds now (re-run on a concurrent write), with the record's expiry; nothing changed: [`Sessions::touch_id`] only. A session deleted meanwhile (logout, revocation) is not written back |
+//! | `save(&record)` | the fields the request changed against its base (the handle `load` returned), applied to that handle and written by [`Sessions::save`] with the record's expiry: a `cas` on the version loaded, merged field by field on a concurrent write ([`session_core::ConflictPolicy`], [`session_core::FieldConflict`] as configured). No base: the whole field set, through [`Sessions::update`]. Nothing changed: [`Sessions::touch_id`] only. A session deleted meanwhile (logout, revocation) is not written back |
 //! | `delete(id)` | [`Sessions::delete_id`] (with its reverse key and index member) |
 //!
 //! `Session::cycle_id` in tower-sessions is `delete` of the old id followed
@@ -121,7 +121,7 @@ impl SessionsStore {
             .collect();
         let session = self.sessions.create_with(fields, Some(ttl)).await?;
         record.id = id_of(session.id())?;
-        self.bases.put(record.id, fields_of(&session));
+        self.bases.put(record.id, session);
         Ok(())
     }
 
@@ -132,12 +132,12 @@ impl SessionsStore {
             return Ok(None);
         };
         let data = fields_of(&session);
-        self.bases.put(id, data.clone());
         let expiry_date = expiry_of(
             session.remaining(),
             self.sessions.config().timeout,
             OffsetDateTime::now_utc(),
         );
+        self.bases.put(id, session);
         Ok(Some(Record {
             id,
             data,
@@ -147,28 +147,61 @@ impl SessionsStore {
 
     async fn save_record(&self, record: &Record) -> Result<(), Error> {
         let id = record.id;
-        let sid = session_id_of(id)?;
         let Some(ttl) = ttl_of(record.expiry_date, OffsetDateTime::now_utc()) else {
             // Saved with an expiry in the past: the session is over.
             self.delete_record(id).await?;
             return Ok(());
         };
-        let base = self.bases.get(id);
-        // What the request changed; without a base, whatever differs from
-        // the store's current fields (last writer wins), computed afresh on
-        // each attempt of the update.
-        let patch = base.as_ref().map(|b| diff(b, &record.data));
-        if patch.as_ref().is_some_and(Patch::is_empty) {
-            return self.touch(id, sid.as_str(), ttl).await;
+        match self.bases.get(id) {
+            Some(base) => self.save_on_base(id, base, record, ttl).await,
+            None => self.save_replacing(id, record, ttl).await,
         }
+    }
+
+    /// The save of a request whose base is known: its own changes, written
+    /// on the handle it loaded (a `cas` on that version, merged on conflict).
+    async fn save_on_base(
+        &self,
+        id: Id,
+        mut session: session_core::Session,
+        record: &Record,
+        ttl: session_core::Ttl,
+    ) -> Result<(), Error> {
+        let patch = diff(&fields_of(&session), &record.data);
+        if patch.is_empty() {
+            return self.touch(id, session.id().as_str(), ttl).await;
+        }
+        apply(&mut session, &patch)?;
+        session.set_expiry(ttl);
+        match self.sessions.save(&mut session).await {
+            Ok(_) => {
+                bump(&self.counters.patched);
+                self.bases.put(id, session);
+                Ok(())
+            }
+            Err(session_core::Error::SessionGone { .. }) => {
+                self.gone(id);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The save of a request whose base is unknown: whatever differs from
+    /// the store's current fields (last writer wins), computed afresh on
+    /// each attempt of the update.
+    async fn save_replacing(
+        &self,
+        id: Id,
+        record: &Record,
+        ttl: session_core::Ttl,
+    ) -> Result<(), Error> {
+        let sid = session_id_of(id)?;
         let mut applied = Patch::new();
         let updated = self
             .sessions
             .update(sid.as_str(), |session| {
-                applied = match &patch {
-                    Some(p) => p.clone(),
-                    None => replacement(session, &record.data),
-                };
+                applied = replacement(session, &record.data);
                 apply(session, &applied)?;
                 session.set_expiry(ttl);
                 Ok(())
@@ -178,17 +211,13 @@ impl SessionsStore {
             self.gone(id);
             return Ok(());
         };
-        if patch.is_some() {
-            bump(&self.counters.patched);
-        } else {
-            bump(&self.counters.replaced);
-            tracing::debug!(%sid, "no base for this request's save; fields replaced");
-            if applied.is_empty() {
-                // Nothing was written, so the expiry was not re-set either.
-                return self.touch(id, sid.as_str(), ttl).await;
-            }
+        bump(&self.counters.replaced);
+        tracing::debug!(%sid, "no base for this request's save; fields replaced");
+        if applied.is_empty() {
+            // Nothing was written, so the expiry was not re-set either.
+            return self.touch(id, sid.as_str(), ttl).await;
         }
-        self.bases.put(id, fields_of(&session));
+        self.bases.put(id, session);
         Ok(())
     }
 

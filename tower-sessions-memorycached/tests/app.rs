@@ -118,7 +118,7 @@ async fn concurrent_requests_changing_different_keys_both_survive(backend: Backe
     let sessions = sessions(backend, SessionsConfig::default());
     let store = SessionsStore::new(sessions.clone()).unwrap();
     let state = routes::AppState {
-        sessions: Some(sessions),
+        sessions: Some(sessions.clone()),
         rendezvous: Some(Arc::new(tokio::sync::Barrier::new(2))),
     };
     let app = serve(store.clone(), state, HOUR).await;
@@ -133,6 +133,9 @@ async fn concurrent_requests_changing_different_keys_both_survive(backend: Backe
         "both saves wrote only their own key: {stats:?}"
     );
     assert_eq!(stats.replaced, 0, "{stats:?}");
+    // The second save's CAS on the version both loaded was refused, and
+    // merged with the first one's write.
+    assert!(sessions.stats().merges >= 1, "{:?}", sessions.stats());
 }
 
 /// The same two requests on tower-sessions' own memory store lose one key:
