@@ -399,15 +399,13 @@ pub struct WatchEvent {
     pub gid: Option<u64>,
     /// The key, decoded.
     pub key: String,
-    /// True for `status=stored` (the item changed).
+    /// True when the item changed: `status=stored`, or a deletion.
     pub stored: bool,
 }
 
 /// Why a watch line is not an [`WatchEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchLine {
-    /// A store event.
-    Event,
     /// Another known event type (ignored).
     Other,
     /// The server announces lines this watcher missed.
@@ -440,7 +438,9 @@ impl WatchEvent {
             }
         }
         match kind {
-            Some("item_store") => {}
+            // `deleted` comes from servers with `watch deletions` (newer
+            // than 1.6.18): the key changed, the copier reads what is left.
+            Some("item_store" | "deleted") => {}
             Some(_) => return Err(WatchLine::Other),
             None => return Err(WatchLine::Malformed),
         }
@@ -449,12 +449,14 @@ impl WatchEvent {
             .and_then(|k| String::from_utf8(k).ok())
             .filter(|k| session_core::key::validate_key(k).is_ok())
             .ok_or(WatchLine::Malformed)?;
-        let status = status.ok_or(WatchLine::Malformed)?;
+        if kind == Some("item_store") && status.is_none() {
+            return Err(WatchLine::Malformed);
+        }
         Ok(WatchEvent {
             ts,
             gid,
             key,
-            stored: status == "stored",
+            stored: status.is_none_or(|s| s == "stored"),
         })
     }
 }
