@@ -334,6 +334,9 @@ async fn resync_loop(shared: Arc<LinkShared>, queues: Queues, mut stop: watch::R
     }
 }
 
+/// Dumps per node per resync (see `resync_once`).
+const DUMPS: usize = 2;
+
 /// Keys between progress lines of a long resync.
 const PROGRESS_EVERY: usize = 10_000;
 
@@ -346,9 +349,14 @@ async fn resync_once(
 ) -> Result<bool> {
     let started = Instant::now();
     let mut keys = HashSet::new();
+    // Two dumps per node, united: memcached's crawler misses items the LRU
+    // maintainer moves between segments during the walk (measured: ~0.5%
+    // of keys written during a flood were missing from one dump).
     for addr in &shared.nodes {
         let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
-        keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
+        for _ in 0..DUMPS {
+            keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
+        }
     }
     let total = keys.len();
     let m = &shared.metrics;
