@@ -123,9 +123,11 @@ impl RawConnection {
         if let Some(key) = op_key(op) {
             session_core::key::validate_key(key)?;
         }
-        let result =
-            tokio::time::timeout(self.timeout, protocol::execute(Protocol::Meta, &mut self.conn, op))
-                .await;
+        let result = tokio::time::timeout(
+            self.timeout,
+            protocol::execute(Protocol::Meta, &mut self.conn, op),
+        )
+        .await;
         match result {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(e)) => {
@@ -474,7 +476,7 @@ mod tests {
         assert_eq!(e.key, "a%b");
         assert_eq!(e.gid, Some(4));
         assert!(e.stored);
-        assert!((e.ts.unwrap() - 1_796_027_779.88292).abs() < 1e-3);
+        assert!((e.ts.unwrap() - 1_796_027_779.882_92).abs() < 1e-3);
         let e =
             WatchEvent::parse(b"gid=5 type=item_store key=k status=not_stored cmd=add").unwrap();
         assert!(!e.stored && e.ts.is_none());
@@ -493,9 +495,6 @@ mod tests {
             WatchEvent::parse(b"ts=1 gid=2 type=eviction key=k"),
             Err(WatchLine::Other)
         );
-        assert_eq!(
-            WatchEvent::parse(b"[skipped: 12]"),
-            Err(WatchLine::Skipped)
-        );
+        assert_eq!(WatchEvent::parse(b"[skipped: 12]"), Err(WatchLine::Skipped));
     }
 }

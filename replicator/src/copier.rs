@@ -116,13 +116,13 @@ impl Copier {
             self.conns[node] = None;
         }
         if self.conns[node].is_none() {
-            if let Some(at) = self.retry_at[node] {
-                if Instant::now() < at {
-                    return Err(crate::Error::Unsupported {
-                        server: self.shared.nodes[node].clone(),
-                        what: "down; waiting for the next retry".into(),
-                    });
-                }
+            if let Some(at) = self.retry_at[node]
+                && Instant::now() < at
+            {
+                return Err(crate::Error::Down {
+                    server: self.shared.nodes[node].clone(),
+                    retry_in: at - Instant::now(),
+                });
             }
             let addr = self.shared.nodes[node].clone();
             let opened = async {
@@ -147,14 +147,17 @@ impl Copier {
                 }
                 Err(e) => {
                     self.retry_at[node] = Some(Instant::now() + self.backoff[node]);
-                    self.backoff[node] = (self.backoff[node] * 2).min(self.shared.config.backoff_max);
+                    self.backoff[node] =
+                        (self.backoff[node] * 2).min(self.shared.config.backoff_max);
                     return Err(e);
                 }
             }
         }
         match self.conns[node].as_mut() {
             Some(c) => Ok(c),
-            None => Err(crate::Error::InvalidConfig("internal: no connection".into())),
+            None => Err(crate::Error::InvalidConfig(
+                "internal: no connection".into(),
+            )),
         }
     }
 
@@ -240,7 +243,9 @@ impl Copier {
                     };
                     let c = self.conn(node).await?;
                     let outcome = match expect {
-                        Expect::Any => WriteOutcome::Stored(c.set(key, &src.value, flags, src.ttl).await?),
+                        Expect::Any => {
+                            WriteOutcome::Stored(c.set(key, &src.value, flags, src.ttl).await?)
+                        }
                         Expect::Absent => c.add(key, &src.value, flags, src.ttl).await?,
                         Expect::Cas(cas) => c.cas(key, &src.value, flags, src.ttl, cas).await?,
                     };

@@ -10,6 +10,25 @@ pub enum Error {
     /// Talking to a memcached server failed.
     #[error(transparent)]
     Memcached(#[from] backend_memcached::Error),
+    /// A server failed recently and is not tried again before its backoff
+    /// ends.
+    #[error("{server} is down; next try in {retry_in:?}")]
+    Down {
+        /// The server address.
+        server: String,
+        /// Time left until the next attempt.
+        retry_in: std::time::Duration,
+    },
+    /// The change feed's companion `stats` connection failed: the server
+    /// is unreachable even if the feed connection has not noticed yet.
+    #[error("{server}: lost while watching: {source}")]
+    FeedLost {
+        /// The server address.
+        server: String,
+        /// The failure of the `stats` poll.
+        #[source]
+        source: backend_memcached::Error,
+    },
     /// A server does not support something the replicator needs.
     #[error("{server}: {what}")]
     Unsupported {

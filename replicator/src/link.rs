@@ -108,11 +108,7 @@ impl Link {
                 stop.clone(),
             )));
         }
-        producers.push(tokio::spawn(resync_loop(
-            Arc::clone(&shared),
-            queues,
-            stop,
-        )));
+        producers.push(tokio::spawn(resync_loop(Arc::clone(&shared), queues, stop)));
         Link {
             shared,
             producers,
@@ -131,7 +127,12 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 /// The change feed of one source, reconnected with backoff.
-async fn feed(shared: Arc<LinkShared>, node: usize, queues: Queues, mut stop: watch::Receiver<bool>) {
+async fn feed(
+    shared: Arc<LinkShared>,
+    node: usize,
+    queues: Queues,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut backoff = shared.config.backoff_initial;
     let mut first = true;
     loop {
@@ -192,7 +193,10 @@ async fn feed_once(
     // the line reader is never cancelled mid-line.
     let mut stats = RawConnection::connect(addr, timeout).await?;
     let mut baseline = dropped_lines(&mut stats).await?;
-    shared.metrics.feeds_connected.fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .feeds_connected
+        .fetch_add(1, Ordering::Relaxed);
     *backoff = shared.config.backoff_initial;
     // Whatever happened while we were not watching.
     shared.request_resync();
@@ -202,8 +206,11 @@ async fn feed_once(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(poll).await;
-                let Ok(now) = dropped_lines(&mut stats).await else {
-                    return;
+                let now = match dropped_lines(&mut stats).await {
+                    Ok(now) => now,
+                    // Ends the feed too (a silent partition would
+                    // otherwise leave it waiting forever).
+                    Err(e) => return e,
                 };
                 if now > baseline {
                     shared.metrics.feed_gaps.fetch_add(1, Ordering::Relaxed);
@@ -214,9 +221,19 @@ async fn feed_once(
             }
         })
     };
-    let result = read_feed(shared, &mut watch, queues, stop).await;
+    let mut poller = poller;
+    let result = tokio::select! {
+        r = read_feed(shared, &mut watch, queues, stop) => r,
+        lost = &mut poller => Err(match lost {
+            Ok(source) => Error::FeedLost { server: addr.clone(), source },
+            Err(_) => Error::InvalidConfig("internal: stats poller panicked".into()),
+        }),
+    };
     poller.abort();
-    shared.metrics.feeds_connected.fetch_sub(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .feeds_connected
+        .fetch_sub(1, Ordering::Relaxed);
     result
 }
 
@@ -235,12 +252,12 @@ async fn read_feed(
         };
         match WatchEvent::parse(&line) {
             Ok(event) => {
-                if let (Some(last), Some(gid)) = (last_gid, event.gid) {
-                    if gid > last + 1 {
-                        m.feed_gaps.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(link = %shared.name, missed = gid - last - 1, "feed skipped lines; resyncing");
-                        shared.request_resync();
-                    }
+                if let (Some(last), Some(gid)) = (last_gid, event.gid)
+                    && gid > last + 1
+                {
+                    m.feed_gaps.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(link = %shared.name, missed = gid - last - 1, "feed skipped lines; resyncing");
+                    shared.request_resync();
                 }
                 last_gid = event.gid.or(last_gid);
                 if !event.stored {
@@ -271,7 +288,7 @@ async fn read_feed(
             Err(WatchLine::Malformed) => {
                 let n = m.malformed.fetch_add(1, Ordering::Relaxed);
                 // The first few in full, then every thousandth.
-                if n < 10 || n % 1000 == 0 {
+                if n < 10 || n.is_multiple_of(1000) {
                     tracing::warn!(link = %shared.name, line = %String::from_utf8_lossy(&line[..line.len().min(200)]), count = n + 1, "unreadable feed line ignored");
                 }
             }
@@ -287,7 +304,7 @@ fn job_key(job: &Job) -> &str {
 }
 
 /// `log_worker_dropped + log_watcher_skipped` from `stats`.
-async fn dropped_lines(c: &mut RawConnection) -> Result<u64> {
+async fn dropped_lines(c: &mut RawConnection) -> Result<u64, backend_memcached::Error> {
     let stats = c.stats().await?;
     Ok(stats
         .iter()

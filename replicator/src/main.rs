@@ -82,8 +82,16 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
         None => FileConfig::default(),
     };
     let master = args.master.or(file.master);
-    let slaves = if args.slave.is_empty() { file.slaves } else { args.slave };
-    let peers = if args.peer.is_empty() { file.peers } else { args.peer };
+    let slaves = if args.slave.is_empty() {
+        file.slaves
+    } else {
+        args.slave
+    };
+    let peers = if args.peer.is_empty() {
+        file.peers
+    } else {
+        args.peer
+    };
     let topology = match (master, peers.is_empty()) {
         (Some(_), false) => bail!("give either --master/--slave or --peer, not both"),
         (Some(master), true) => Topology::MasterSlave { master, slaves },
@@ -93,7 +101,9 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
             }
             Topology::Mesh { peers }
         }
-        (None, true) => bail!("nothing to replicate: give --master H:P --slave H:P, or --peer H:P --peer H:P"),
+        (None, true) => {
+            bail!("nothing to replicate: give --master H:P --slave H:P, or --peer H:P --peer H:P")
+        }
     };
     let mut config = Config::new(topology);
     if let Some(secs) = args.resync_interval.or(file.resync_interval_secs) {
@@ -121,7 +131,9 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -187,7 +199,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if report.drained {
         tracing::info!("stopped; every queued key was copied");
     } else {
-        tracing::warn!(not_copied = report.not_copied, "stopped before the queue drained; the next start's resync copies them");
+        tracing::warn!(
+            not_copied = report.not_copied,
+            "stopped before the queue drained; the next start's resync copies them"
+        );
     }
     Ok(())
 }

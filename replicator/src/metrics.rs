@@ -87,32 +87,129 @@ impl LinkMetrics {
     }
 }
 
+/// Name, type, help and accessor of one series.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LinkMetrics) -> &AtomicU64,
+);
+
 /// Renders every link's counters in Prometheus text format.
 pub fn render(links: &[(String, &LinkMetrics)]) -> String {
     let mut out = String::new();
-    let series: [(&str, &str, &str, fn(&LinkMetrics) -> &AtomicU64); 17] = [
-        ("replicator_events_total", "counter", "store events read from the feeds", |m| &m.events),
-        ("replicator_malformed_lines_total", "counter", "feed lines that could not be read", |m| &m.malformed),
-        ("replicator_skipped_total", "counter", "events or keys dropped and left to a resync", |m| &m.skipped),
-        ("replicator_feed_gaps_total", "counter", "times the feed missed events", |m| &m.feed_gaps),
-        ("replicator_copied_total", "counter", "items written to a target", |m| &m.copied),
-        ("replicator_deleted_total", "counter", "items deleted on a target", |m| &m.deleted),
-        ("replicator_touched_total", "counter", "items whose TTL was corrected", |m| &m.touched),
-        ("replicator_unchanged_total", "counter", "keys checked and found in sync", |m| &m.unchanged),
-        ("replicator_conflicts_total", "counter", "keys changed on two peers at once", |m| &m.conflicts),
-        ("replicator_retries_total", "counter", "conditional writes retried after a concurrent write", |m| &m.retries),
-        ("replicator_errors_total", "counter", "request or connection failures", |m| &m.errors),
-        ("replicator_resyncs_total", "counter", "completed full comparisons", |m| &m.resyncs),
-        ("replicator_resync_failures_total", "counter", "failed full comparisons", |m| &m.resync_failures),
-        ("replicator_resync_running", "gauge", "1 while a full comparison runs", |m| &m.resync_running),
-        ("replicator_resync_keys", "gauge", "keys enqueued by the current or last resync", |m| &m.resync_keys),
-        ("replicator_feeds_connected", "gauge", "change feeds connected", |m| &m.feeds_connected),
-        ("replicator_queue_depth", "gauge", "keys waiting to be copied", |m| &m.queue_depth),
+    let series: [Series; 17] = [
+        (
+            "replicator_events_total",
+            "counter",
+            "store events read from the feeds",
+            |m| &m.events,
+        ),
+        (
+            "replicator_malformed_lines_total",
+            "counter",
+            "feed lines that could not be read",
+            |m| &m.malformed,
+        ),
+        (
+            "replicator_skipped_total",
+            "counter",
+            "events or keys dropped and left to a resync",
+            |m| &m.skipped,
+        ),
+        (
+            "replicator_feed_gaps_total",
+            "counter",
+            "times the feed missed events",
+            |m| &m.feed_gaps,
+        ),
+        (
+            "replicator_copied_total",
+            "counter",
+            "items written to a target",
+            |m| &m.copied,
+        ),
+        (
+            "replicator_deleted_total",
+            "counter",
+            "items deleted on a target",
+            |m| &m.deleted,
+        ),
+        (
+            "replicator_touched_total",
+            "counter",
+            "items whose TTL was corrected",
+            |m| &m.touched,
+        ),
+        (
+            "replicator_unchanged_total",
+            "counter",
+            "keys checked and found in sync",
+            |m| &m.unchanged,
+        ),
+        (
+            "replicator_conflicts_total",
+            "counter",
+            "keys changed on two peers at once",
+            |m| &m.conflicts,
+        ),
+        (
+            "replicator_retries_total",
+            "counter",
+            "conditional writes retried after a concurrent write",
+            |m| &m.retries,
+        ),
+        (
+            "replicator_errors_total",
+            "counter",
+            "request or connection failures",
+            |m| &m.errors,
+        ),
+        (
+            "replicator_resyncs_total",
+            "counter",
+            "completed full comparisons",
+            |m| &m.resyncs,
+        ),
+        (
+            "replicator_resync_failures_total",
+            "counter",
+            "failed full comparisons",
+            |m| &m.resync_failures,
+        ),
+        (
+            "replicator_resync_running",
+            "gauge",
+            "1 while a full comparison runs",
+            |m| &m.resync_running,
+        ),
+        (
+            "replicator_resync_keys",
+            "gauge",
+            "keys enqueued by the current or last resync",
+            |m| &m.resync_keys,
+        ),
+        (
+            "replicator_feeds_connected",
+            "gauge",
+            "change feeds connected",
+            |m| &m.feeds_connected,
+        ),
+        (
+            "replicator_queue_depth",
+            "gauge",
+            "keys waiting to be copied",
+            |m| &m.queue_depth,
+        ),
     ];
     for (name, kind, help, get) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (link, m) in links {
-            let _ = writeln!(out, "{name}{{link=\"{link}\"}} {}", get(m).load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}{{link=\"{link}\"}} {}",
+                get(m).load(Ordering::Relaxed)
+            );
         }
     }
     let name = "replicator_lag_seconds";
@@ -124,7 +221,10 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
         let mut cumulative = 0;
         for (i, bound) in LAG_BUCKETS.iter().enumerate() {
             cumulative += m.lag_buckets[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{link=\"{link}\",le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{link=\"{link}\",le=\"{bound}\"}} {cumulative}"
+            );
         }
         let total = m.lag_count();
         let _ = writeln!(out, "{name}_bucket{{link=\"{link}\",le=\"+Inf\"}} {total}");
@@ -146,7 +246,10 @@ mod tests {
         m.observe_lag(0.002);
         m.observe_lag(100.0);
         let text = render(&[("a>b".into(), &m)]);
-        assert!(text.contains("replicator_copied_total{link=\"a>b\"} 3"), "{text}");
+        assert!(
+            text.contains("replicator_copied_total{link=\"a>b\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("replicator_lag_seconds_bucket{link=\"a>b\",le=\"0.0025\"} 1"));
         assert!(text.contains("replicator_lag_seconds_bucket{link=\"a>b\",le=\"+Inf\"} 2"));
         assert!(text.contains("replicator_lag_seconds_count{link=\"a>b\"} 2"));

@@ -73,7 +73,10 @@ pub(crate) fn master_slave(
             expect: Expect::Any,
         }),
         (Some(m), Some(s)) if m.value == s.value && m.flags == s.flags => {
-            (!ttl_close(m.ttl, s.ttl, slack)).then_some(Action::Touch { node: 1, ttl: m.ttl })
+            (!ttl_close(m.ttl, s.ttl, slack)).then_some(Action::Touch {
+                node: 1,
+                ttl: m.ttl,
+            })
         }
         (Some(m), _) => Some(Action::Copy {
             node: 1,
@@ -161,10 +164,7 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> Mesh
         .copied()
         .or_else(|| (0..n).find(|&i| items[i].is_some()));
     let Some(w) = winner else {
-        return MeshPlan {
-            actions,
-            conflict,
-        };
+        return MeshPlan { actions, conflict };
     };
     let Some(win) = &items[w] else {
         return MeshPlan { actions, conflict };
@@ -199,11 +199,13 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> Mesh
 /// Equal items whose TTLs drifted apart (a touch on one side): the longest
 /// remaining TTL wins, so the result is the same whichever side touched.
 fn ttl_touches(items: &[Option<RawItem>], slack: u32) -> Vec<Action> {
-    let longest = items
-        .iter()
-        .flatten()
-        .map(|it| it.ttl)
-        .max_by_key(|t| if t.is_never() { u64::MAX } else { u64::from(t.as_secs()) });
+    let longest = items.iter().flatten().map(|it| it.ttl).max_by_key(|t| {
+        if t.is_never() {
+            u64::MAX
+        } else {
+            u64::from(t.as_secs())
+        }
+    });
     let Some(longest) = longest else {
         return Vec::new();
     };
@@ -212,10 +214,7 @@ fn ttl_touches(items: &[Option<RawItem>], slack: u32) -> Vec<Action> {
         .enumerate()
         .filter_map(|(node, it)| {
             let it = it.as_ref()?;
-            (!ttl_close(it.ttl, longest, slack)).then_some(Action::Touch {
-                node,
-                ttl: longest,
-            })
+            (!ttl_close(it.ttl, longest, slack)).then_some(Action::Touch { node, ttl: longest })
         })
         .collect()
 }
@@ -271,9 +270,15 @@ mod tests {
                 expect: Expect::Absent
             }]
         );
-        assert!(mesh(&[item("a", 1, 5), item("a", 1 | FLAGS_REPLICATED, 9)], &[None, None], 2)
+        assert!(
+            mesh(
+                &[item("a", 1, 5), item("a", 1 | FLAGS_REPLICATED, 9)],
+                &[None, None],
+                2
+            )
             .actions
-            .is_empty());
+            .is_empty()
+        );
     }
 
     #[test]
@@ -337,7 +342,11 @@ mod tests {
         );
         assert!(matches!(
             plan.actions[..],
-            [Action::Copy { node: 0, from: 1, .. }]
+            [Action::Copy {
+                node: 0,
+                from: 1,
+                ..
+            }]
         ));
     }
 }

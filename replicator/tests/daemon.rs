@@ -20,10 +20,20 @@ fn help_explains_every_flag_and_bad_usage_exits_2() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--master", "--slave", "--peer", "--config", "--resync-interval", "--metrics"] {
+    for flag in [
+        "--master",
+        "--slave",
+        "--peer",
+        "--config",
+        "--resync-interval",
+        "--metrics",
+    ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
-    let out = Command::new(BIN).args(["--peer", "127.0.0.1:1"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["--peer", "127.0.0.1:1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least two peers"));
     let out = Command::new(BIN).output().unwrap();
@@ -41,7 +51,11 @@ fn free_port() -> u16 {
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -81,7 +95,9 @@ async fn daemon_replicates_serves_metrics_and_stops_on_sigterm() {
         let addr = addr.clone();
         async move {
             http_get(&addr, "/metrics").is_some_and(|t| {
-                t.contains("200 OK") && t.contains("replicator_copied_total{link=") && t.contains("replicator_resync_running")
+                t.contains("200 OK")
+                    && t.contains("replicator_copied_total{link=")
+                    && t.contains("replicator_resync_running")
             })
         }
     })
@@ -93,11 +109,19 @@ async fn daemon_replicates_serves_metrics_and_stops_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "no exit 10 s after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no exit 10 s after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut log = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
     assert!(log.contains("stopped"), "{log}");

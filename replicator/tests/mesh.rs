@@ -11,7 +11,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{conn, converged, eventually, fast, memcacheds, snapshot, stat};
+use common::{conn, converged, converged_on, eventually, fast, keys, memcacheds, read, stat};
 use replicator::{Replicator, Topology};
 use session_core::Ttl;
 use session_core::codec::FLAGS_REPLICATED;
@@ -38,15 +38,24 @@ async fn writes_on_both_sides_converge_without_ping_pong() {
     let mut ca = conn(a).await;
     let mut cb = conn(b).await;
     for i in 0..100 {
-        ca.set(&format!("a{i}"), b"from a", 0x101, Ttl::seconds(600)).await.unwrap();
-        cb.set(&format!("b{i}"), b"from b", 0, Ttl::NEVER).await.unwrap();
+        ca.set(&format!("a{i}"), b"from a", 0x101, Ttl::seconds(600))
+            .await
+            .unwrap();
+        cb.set(&format!("b{i}"), b"from b", 0, Ttl::NEVER)
+            .await
+            .unwrap();
     }
-    let snap = converged(&[a, b], true, LIMIT).await;
+    let mut known = keys("a", 100);
+    known.extend(keys("b", 100));
+    let snap = converged_on(&[a, b], true, LIMIT, &known).await;
     assert_eq!(snap.len(), 200);
     assert_eq!(snap["a5"], (b"from a".to_vec(), 0x101, true));
     assert_eq!(snap["b5"], (b"from b".to_vec(), 0, false));
     // Copies carry the marker; the originals do not.
-    assert_eq!(cb.get("a5").await.unwrap().unwrap().flags, 0x101 | FLAGS_REPLICATED);
+    assert_eq!(
+        cb.get("a5").await.unwrap().unwrap().flags,
+        0x101 | FLAGS_REPLICATED
+    );
     assert_eq!(ca.get("a5").await.unwrap().unwrap().flags, 0x101);
     // Let several more resyncs and feed echoes pass: nothing bounces.
     let done = metrics.resyncs.load(Ordering::Relaxed);
@@ -68,14 +77,20 @@ async fn concurrent_writes_of_one_key_converge_to_the_same_value() {
     let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
     let writers = [a.addr(), b.addr()].map(|addr| {
         tokio::spawn(async move {
-            let mut c = backend_memcached::raw::RawConnection::connect(&addr, Duration::from_secs(2))
-                .await
-                .unwrap();
+            let mut c =
+                backend_memcached::raw::RawConnection::connect(&addr, Duration::from_secs(2))
+                    .await
+                    .unwrap();
             for round in 0..300 {
                 for k in 0..5 {
-                    c.set(&format!("hot{k}"), format!("{addr}#{round}").as_bytes(), 0, Ttl::NEVER)
-                        .await
-                        .unwrap();
+                    c.set(
+                        &format!("hot{k}"),
+                        format!("{addr}#{round}").as_bytes(),
+                        0,
+                        Ttl::NEVER,
+                    )
+                    .await
+                    .unwrap();
                 }
             }
         })
@@ -83,7 +98,7 @@ async fn concurrent_writes_of_one_key_converge_to_the_same_value() {
     for w in writers {
         w.await.unwrap();
     }
-    let snap = converged(&[a, b], true, LIMIT).await;
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("hot", 5)).await;
     assert_eq!(snap.len(), 5);
     for k in 0..5 {
         let v = String::from_utf8(snap[&format!("hot{k}")].0.clone()).unwrap();
@@ -101,7 +116,9 @@ async fn a_raw_delete_on_either_master_reaches_the_other_and_never_comes_back() 
     let mut ca = conn(a).await;
     let mut cb = conn(b).await;
     for i in 0..20 {
-        ca.set(&format!("s{i}"), b"session", 0x101, Ttl::NEVER).await.unwrap();
+        ca.set(&format!("s{i}"), b"session", 0x101, Ttl::NEVER)
+            .await
+            .unwrap();
     }
     converged(&[a, b], true, LIMIT).await;
     // Make sure the copier saw the keys in sync on both sides.
@@ -113,7 +130,7 @@ async fn a_raw_delete_on_either_master_reaches_the_other_and_never_comes_back() 
     // A delete on the side that wrote, and one on the side that got copies.
     assert!(ca.delete("s1").await.unwrap());
     assert!(cb.delete("s2").await.unwrap());
-    let snap = converged(&[a, b], true, LIMIT).await;
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("s", 20)).await;
     assert_eq!(snap.len(), 18);
     assert!(!snap.contains_key("s1") && !snap.contains_key("s2"));
     // Several resyncs later, still gone.
@@ -137,17 +154,25 @@ async fn a_partition_heals_and_converges() {
     let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
     let mut ca = conn(a).await;
     for i in 0..50 {
-        ca.set(&format!("before{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
+        ca.set(&format!("before{i}"), b"v", 0, Ttl::NEVER)
+            .await
+            .unwrap();
     }
     converged(&[a, b], true, LIMIT).await;
     // The replicator (and every client) loses b; a's clients go on.
     b.cut().await.unwrap();
     for i in 0..50 {
-        ca.set(&format!("during{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
+        ca.set(&format!("during{i}"), b"v", 0, Ttl::NEVER)
+            .await
+            .unwrap();
     }
-    ca.set("before1", b"changed during the cut", 0, Ttl::NEVER).await.unwrap();
+    ca.set("before1", b"changed during the cut", 0, Ttl::NEVER)
+        .await
+        .unwrap();
     b.heal().await.unwrap();
-    let snap = converged(&[a, b], true, LIMIT).await;
+    let mut known = keys("before", 50);
+    known.extend(keys("during", 50));
+    let snap = converged_on(&[a, b], true, LIMIT, &known).await;
     assert_eq!(snap.len(), 100);
     assert_eq!(snap["before1"].0, b"changed during the cut");
     r.stop().await;
@@ -164,8 +189,13 @@ async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
     }
     converged(&[a, b], true, LIMIT).await;
     b.start().await.unwrap(); // restart: b comes back empty
-    let snap = converged(&[a, b], true, LIMIT).await;
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("k", 100)).await;
     assert_eq!(snap.len(), 100, "a restart is not a mass delete");
-    assert_eq!(snapshot(b, true).await.len(), 100);
+    assert_eq!(
+        read(b, &keys("k", 100).into_iter().collect(), true)
+            .await
+            .len(),
+        100
+    );
     r.stop().await;
 }

@@ -7,7 +7,7 @@
 // and that panic is the test's failure report.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -57,30 +57,43 @@ pub fn fast(topology: Topology) -> Config {
 /// replication marker when `strip_marker`), and whether it expires.
 pub type Snapshot = BTreeMap<String, (Vec<u8>, u32, bool)>;
 
-/// Every item of `server`. Keys come from a metadump, which can miss an
-/// item read a moment ago, so a dump is repeated until two agree.
-pub async fn snapshot(server: &Server, strip_marker: bool) -> Snapshot {
-    let mut last: Option<Snapshot> = None;
-    for _ in 0..20 {
-        let mut c = conn(server).await;
-        let keys: Vec<String> = c.dump_keys().await.unwrap().into_iter().map(|k| k.key).collect();
-        let mut snap = Snapshot::new();
-        for chunk in keys.chunks(500) {
-            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-            let items = c.get_many(&refs).await.unwrap();
-            for (k, item) in chunk.iter().zip(items) {
-                if let Some(it) = item {
-                    let flags = if strip_marker { it.flags & !FLAGS_REPLICATED } else { it.flags };
-                    snap.insert(k.clone(), (it.value, flags, it.ttl != Ttl::NEVER));
-                }
+/// The keys metadump lists on `server`, united over three dumps (one dump
+/// can miss items memcached holds or moves at that instant).
+pub async fn dumped_keys(server: &Server) -> BTreeSet<String> {
+    let mut c = conn(server).await;
+    let mut keys = BTreeSet::new();
+    for _ in 0..3 {
+        keys.extend(c.dump_keys().await.unwrap().into_iter().map(|k| k.key));
+    }
+    keys
+}
+
+/// The items of `server` under `keys` (read with `mg`, so exact).
+pub async fn read(server: &Server, keys: &BTreeSet<String>, strip_marker: bool) -> Snapshot {
+    let mut c = conn(server).await;
+    let keys: Vec<&String> = keys.iter().collect();
+    let mut snap = Snapshot::new();
+    for chunk in keys.chunks(500) {
+        let refs: Vec<&str> = chunk.iter().map(|k| k.as_str()).collect();
+        let items = c.get_many(&refs).await.unwrap();
+        for (k, item) in chunk.iter().zip(items) {
+            if let Some(it) = item {
+                let flags = if strip_marker {
+                    it.flags & !FLAGS_REPLICATED
+                } else {
+                    it.flags
+                };
+                snap.insert((*k).clone(), (it.value, flags, it.ttl != Ttl::NEVER));
             }
         }
-        if last.as_ref() == Some(&snap) {
-            return snap;
-        }
-        last = Some(snap);
     }
-    last.unwrap()
+    snap
+}
+
+/// Every item of `server` that its dumps list.
+pub async fn snapshot(server: &Server, strip_marker: bool) -> Snapshot {
+    let keys = dumped_keys(server).await;
+    read(server, &keys, strip_marker).await
 }
 
 /// Polls `check` until it returns true, for at most `limit`.
@@ -99,19 +112,38 @@ where
     }
 }
 
-/// Waits until every server holds the same items, then returns them.
-pub async fn converged(servers: &[&Server], strip_marker: bool, limit: Duration) -> Snapshot {
+/// Waits until every server holds the same items, then returns them. The
+/// keys compared are those any server's dumps list plus `known` (keys the
+/// test wrote), each read with `mg` on every server.
+pub async fn converged_on(
+    servers: &[&Server],
+    strip_marker: bool,
+    limit: Duration,
+    known: &[String],
+) -> Snapshot {
     let start = Instant::now();
     loop {
-        let first = snapshot(servers[0], strip_marker).await;
+        let mut keys: BTreeSet<String> = known.iter().cloned().collect();
+        for s in servers {
+            keys.extend(dumped_keys(s).await);
+        }
+        let first = read(servers[0], &keys, strip_marker).await;
         let mut all = true;
         let mut diff = String::new();
         for s in &servers[1..] {
-            let other = snapshot(s, strip_marker).await;
+            let other = read(s, &keys, strip_marker).await;
             if other != first {
                 all = false;
-                let only_a: Vec<_> = first.keys().filter(|k| !other.contains_key(*k)).take(5).collect();
-                let only_b: Vec<_> = other.keys().filter(|k| !first.contains_key(*k)).take(5).collect();
+                let only_a: Vec<_> = first
+                    .keys()
+                    .filter(|k| !other.contains_key(*k))
+                    .take(5)
+                    .collect();
+                let only_b: Vec<_> = other
+                    .keys()
+                    .filter(|k| !first.contains_key(*k))
+                    .take(5)
+                    .collect();
                 let differ: Vec<_> = first
                     .iter()
                     .filter(|(k, v)| other.get(*k).is_some_and(|o| o != *v))
@@ -128,9 +160,22 @@ pub async fn converged(servers: &[&Server], strip_marker: bool, limit: Duration)
         if all {
             return first;
         }
-        assert!(start.elapsed() < limit, "servers did not converge within {limit:?}: {diff}");
+        assert!(
+            start.elapsed() < limit,
+            "servers did not converge within {limit:?}: {diff}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// [`converged_on`] with no known keys.
+pub async fn converged(servers: &[&Server], strip_marker: bool, limit: Duration) -> Snapshot {
+    converged_on(servers, strip_marker, limit, &[]).await
+}
+
+/// `prefix0`, `prefix1`, ... `prefix{n-1}`.
+pub fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// A server's counter from `stats`.
