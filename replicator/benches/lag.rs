@@ -152,10 +152,17 @@ async fn run() -> Res<()> {
         (&[1000, 5000, 10_000, 20_000], Duration::from_secs(8))
     };
     let mut out = match &out_path {
-        Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
         None => None,
     };
-    println!("replication lag, master -> slave on loopback (write answered -> visible on the slave)");
+    println!(
+        "replication lag, master -> slave on loopback (write answered -> visible on the slave)"
+    );
     for (run, &rate) in rates.iter().enumerate() {
         let o = measure(&m, &s, rate, time, run).await?;
         let achieved = o.written as f64 / o.elapsed.as_secs_f64();
@@ -185,7 +192,10 @@ async fn run() -> Res<()> {
 }
 
 fn main() {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lag bench: starting the runtime: {e}");

@@ -369,11 +369,18 @@ async fn resync_once(
     // Two dumps per node, united: memcached's crawler misses items the LRU
     // maintainer moves between segments during the walk (measured: ~0.5%
     // of keys written during a flood were missing from one dump).
-    for addr in &shared.nodes {
-        let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
-        for _ in 0..DUMPS {
-            keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
+    let dumps = async {
+        for addr in &shared.nodes {
+            let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
+            for _ in 0..DUMPS {
+                keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
+            }
         }
+        Ok::<_, Error>(())
+    };
+    tokio::select! {
+        done = dumps => done?,
+        _ = stop.wait_for(|s| *s) => return Ok(false),
     }
     let total = keys.len();
     let m = &shared.metrics;
