@@ -86,7 +86,7 @@ async fn measure(master: &str, slave: &str, rate: u64, time: Duration, run: usiz
             let key = format!("lag:{run}:{rate}:{written}");
             match w.set(&key, &value, 0, Ttl::seconds(600)).await {
                 Ok(_) => {
-                    if written % 4 == 0 {
+                    if written.is_multiple_of(4) {
                         pending.lock().await.push_back((key, Instant::now()));
                     }
                 }
