@@ -199,3 +199,35 @@ async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
     );
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_converge_and_a_delete_reaches_all() {
+    let s = memcacheds(3).await;
+    let peers: Vec<&common::Server> = s.iter().collect();
+    let r = Replicator::start(fast(mesh(&peers))).unwrap();
+    let (_, metrics) = r.links().pop().unwrap();
+    let mut known = Vec::new();
+    for (p, server) in peers.iter().enumerate() {
+        let mut c = conn(server).await;
+        for i in 0..30 {
+            let key = format!("p{p}k{i}");
+            c.set(&key, format!("from {p}").as_bytes(), p as u32, Ttl::NEVER)
+                .await
+                .unwrap();
+            known.push(key);
+        }
+    }
+    let snap = converged_on(&peers, true, LIMIT, &known).await;
+    assert_eq!(snap.len(), 90);
+    assert_eq!(snap["p2k3"], (b"from 2".to_vec(), 2, false));
+    let done = metrics.resyncs.load(Ordering::Relaxed);
+    eventually(LIMIT, "a resync after the copies", || async {
+        metrics.resyncs.load(Ordering::Relaxed) > done
+    })
+    .await;
+    assert!(conn(peers[1]).await.delete("p0k0").await.unwrap());
+    let snap = converged_on(&peers, true, LIMIT, &known).await;
+    assert_eq!(snap.len(), 89);
+    assert!(!snap.contains_key("p0k0"));
+    r.stop().await;
+}
