@@ -86,6 +86,17 @@
 //! the other peers. Each resync costs one metadump per peer and one
 //! pipelined `mg` per key and peer.
 //!
+//! # Limits
+//!
+//! - Between masters, one link covers every peer: while one peer is down,
+//!   keys are not copied among the others either (each key is decided
+//!   with every peer's item in hand); they are caught up by the resync
+//!   after it returns.
+//! - A resync reads every key of every node; its cost grows with the
+//!   number of keys, and missed events wait for it.
+//! - A key memcached's crawler leaves out of both dumps of a resync
+//!   (items being moved or read at that instant) waits for the next one.
+//!
 //! # Layout
 //!
 //! - [`config`]: [`Config`], [`Topology`], the TOML [`FileConfig`].
