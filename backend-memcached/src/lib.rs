@@ -38,6 +38,8 @@
 //!   `md C`; not in classic mode) and `scan`.
 //! - [`scan`]: how `scan` lists keys with `lru_crawler metadump`, its
 //!   cursor and its cost.
+//! - [`raw`]: one server, low level (items with flags, TTL and CAS,
+//!   conditional writes, key dumps, `watch` streams), for the replicator.
 //! - [`error`]: this crate's [`Error`] and its one conversion into
 //!   [`session_core::Error`].
 //!
@@ -59,6 +61,7 @@ pub mod error;
 mod fake;
 mod pool;
 mod protocol;
+pub mod raw;
 pub mod router;
 pub mod scan;
 mod server;

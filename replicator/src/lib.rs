@@ -1,8 +1,243 @@
-//! The memorycached replicator: copies writes *and deletes* between memcached
-//! servers, master→slave and master↔master. **Not built yet.**
+//! The memorycached replicator: keeps memcached servers equal, master→slave
+//! or master↔master, for every key (sessions, reverse keys, anything a Perl
+//! or Rust client writes), deletes included.
 //!
-//! Planned by its own issue (see `../ARCHITECTURE.md`): a change feed from
-//! memcached's `watch mutations`, values fetched with meta `mg` (value, flags,
-//! remaining TTL), a full resync from `lru_crawler metadump` at start and after
-//! reconnects, loop prevention without writing into session data, bounded
-//! queues and counters. Until then this crate deliberately exports nothing.
+//! # How
+//!
+//! - **Change feed.** One `watch mutations` connection per source (plus
+//!   `deletions` where the server has it; memcached 1.6.18 answers `ERROR`
+//!   and the feed falls back). Each `item_store` line names a key; the key
+//!   goes on a bounded queue. A line that cannot be read is logged and
+//!   counted, never fatal.
+//! - **Copy.** A copier reads the key on every node with meta `mg` (value,
+//!   flags, remaining TTL, CAS), decides (below) and writes with the same
+//!   flags and the remaining TTL. Values are read at copy time, never taken
+//!   from the event, and one key always goes to the same copier, so the last
+//!   copy carries the latest value whatever the order of events.
+//! - **Resync (anti-entropy).** A full comparison — the union of every
+//!   node's keys (`lru_crawler metadump all`), each key then compared like an
+//!   event — at start, after every feed (re)connect, whenever events were
+//!   missed (a full queue; a `gid` gap in the feed; memcached's
+//!   `log_worker_dropped`/`log_watcher_skipped` growing, i.e. lines it
+//!   dropped for a slow watcher; a failed copy), and every
+//!   `resync_interval`. Progress is logged every 10 000 keys.
+//! - **Backpressure.** Feeds never block: a full queue drops the event,
+//!   counts it (`skipped`) and schedules a resync, which copies it. The
+//!   resync task itself waits for room. Memory is bounded by
+//!   `shards × queue_capacity` keys (plus, between masters, the in-sync
+//!   memory below).
+//!
+//! # master → slave
+//!
+//! The slave ends equal to the master: missing or different items are
+//! written with the master's exact flags and remaining TTL; items the
+//! master no longer has are deleted from the slave (this is how deletes,
+//! expiries and evictions reach it without a deletions feed: at the next
+//! resync). A differing TTL alone is corrected with a touch. Several slaves
+//! are independent links: a dead slave delays only itself.
+//!
+//! # master ↔ master
+//!
+//! One link over all peers, with a feed from each. Nothing is added to the
+//! session data; two mechanisms prevent loops:
+//!
+//! - **Compare before write.** The copier reads the key on every peer and
+//!   writes only where the content differs. Our own write shows up in the
+//!   other peer's feed, is read, found equal, and stops there: one client
+//!   write costs exactly one copy per other peer (no ping-pong).
+//! - **A marker in the flags.** Copies carry `FLAGS_REPLICATED`
+//!   (`0x4000_0000`, reserved by session-core as a modifier: readers of
+//!   both Rust and Perl ignore it). An item without it was written by a
+//!   client, so it is newer than any copy.
+//!
+//! Writes are conditional (`add` where the key was absent, `cas` at the
+//! CAS just read, `md C<cas>` for deletes): a client write that lands
+//! between our read and our write is never overwritten; the key is read
+//! again and decided again.
+//!
+//! **The rule.** For each key the copier remembers the CAS each peer held
+//! when the key was last in sync. On a difference, the peers whose item
+//! changed since then are the candidates:
+//!
+//! 1. a candidate that *lost* an item that was in sync was **deleted**
+//!    there (a raw `delete` by any client, a Perl logout, an expiry, or an
+//!    eviction): the key is deleted on every peer, and a delete wins over a
+//!    concurrent write elsewhere, so a logout sticks;
+//! 2. otherwise the candidate's value is copied to the others; among
+//!    several candidates (concurrent writes of one key on two masters) an
+//!    unmarked item beats a marked one and then **the first peer in
+//!    configuration order wins**. The decision is taken once, by one copier
+//!    for that key, and applied to all peers, so it is the same on both.
+//! 3. Without memory of an in-sync state (replicator just started, memory
+//!    full, or a peer restarted — detected by its `pid` and start time), an
+//!    absence is not a delete: present items are copied to where they are
+//!    missing. A delete made while the replicator was not running is
+//!    therefore undone at its start; one made while it runs never is.
+//!
+//! **Evictions and expiry** are treated as deletes (memcached 1.6.18 tells
+//! neither apart from a delete without extra watchers): an item evicted on
+//! one master is removed from the others at the next resync. For sessions
+//! that is the outcome of a single server too (the session is gone); give
+//! peers the same memory so that evictions are rare. Expiry happens at the
+//! same time on every peer anyway, since TTLs are copied.
+//!
+//! **Delete latency.** Without a deletions feed, a delete is seen by the
+//! next resync, so `resync_interval` bounds how long a deleted key stays on
+//! the other peers. Each resync costs one metadump per peer and one
+//! pipelined `mg` per key and peer.
+//!
+//! # Limits
+//!
+//! - Between masters, one link covers every peer: while one peer is down,
+//!   keys are not copied among the others either (each key is decided
+//!   with every peer's item in hand); they are caught up by the resync
+//!   after it returns.
+//! - A resync reads every key of every node; its cost grows with the
+//!   number of keys, and missed events wait for it.
+//! - A key memcached's crawler leaves out of both dumps of a resync
+//!   (items being moved or read at that instant) waits for the next one.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`Config`], [`Topology`], the TOML [`FileConfig`].
+//! - `link.rs`: feeds, queues and the resync task of one link.
+//! - `copier.rs`: reads, decides, writes; reconnects with backoff.
+//! - `reconcile.rs`: the decisions above, as pure functions.
+//! - [`metrics`]: counters and their Prometheus text.
+//!
+//! Everything memcached is spoken through `backend_memcached::raw`.
+
+pub mod config;
+mod copier;
+pub mod error;
+mod link;
+pub mod metrics;
+mod reconcile;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::watch;
+
+pub use config::{Config, FileConfig, Topology};
+pub use error::{Error, Result};
+pub use metrics::LinkMetrics;
+
+use link::{Link, Mode};
+
+/// A running replicator.
+pub struct Replicator {
+    links: Vec<Link>,
+    stop: watch::Sender<bool>,
+    drain_timeout: std::time::Duration,
+}
+
+/// What a stop left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReport {
+    /// True when every queued key was handled before the deadline.
+    pub drained: bool,
+    /// Keys still queued (not copied) when the copiers were stopped; the
+    /// next start's resync copies them.
+    pub not_copied: u64,
+}
+
+impl Replicator {
+    /// Validates `config` and starts every link on the current tokio
+    /// runtime.
+    pub fn start(config: Config) -> Result<Replicator> {
+        config.validate()?;
+        let (stop, stop_rx) = watch::channel(false);
+        let links = match &config.topology {
+            Topology::MasterSlave { master, slaves } => slaves
+                .iter()
+                .map(|slave| {
+                    Link::start(
+                        format!("{master}>{slave}"),
+                        vec![master.clone(), slave.clone()],
+                        vec![0],
+                        Mode::MasterSlave,
+                        config.clone(),
+                        stop_rx.clone(),
+                    )
+                })
+                .collect(),
+            Topology::Mesh { peers } => vec![Link::start(
+                peers.join("<>"),
+                peers.clone(),
+                (0..peers.len()).collect(),
+                Mode::Mesh,
+                config.clone(),
+                stop_rx,
+            )],
+        };
+        Ok(Replicator {
+            links,
+            stop,
+            drain_timeout: config.drain_timeout,
+        })
+    }
+
+    /// Each link's name and counters.
+    pub fn links(&self) -> Vec<(String, Arc<LinkMetrics>)> {
+        self.links
+            .iter()
+            .map(|l| (l.shared.name.clone(), Arc::clone(&l.shared.metrics)))
+            .collect()
+    }
+
+    /// Every link's counters in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let links: Vec<(String, &LinkMetrics)> = self
+            .links
+            .iter()
+            .map(|l| (l.shared.name.clone(), &*l.shared.metrics))
+            .collect();
+        metrics::render(&links)
+    }
+
+    /// Schedules a full comparison on every link now.
+    pub fn resync_now(&self) {
+        for l in &self.links {
+            l.shared.request_resync();
+        }
+    }
+
+    /// Stops: feeds and resyncs end at once, queued keys are copied for up
+    /// to the configured drain timeout, and what was left is reported.
+    pub async fn stop(self) -> StopReport {
+        let _ = self.stop.send(true);
+        let mut copiers = Vec::new();
+        let mut counters = Vec::new();
+        for link in self.links {
+            // Producers watch the stop signal at every await point.
+            for p in link.producers {
+                let _ = p.await;
+            }
+            copiers.extend(link.copiers);
+            counters.push(Arc::clone(&link.shared.metrics));
+        }
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let mut drained = true;
+        for c in copiers.iter_mut() {
+            if tokio::time::timeout_at(deadline, &mut *c).await.is_err() {
+                drained = false;
+            }
+        }
+        for c in &copiers {
+            c.abort();
+        }
+        let not_copied = if drained {
+            0
+        } else {
+            counters
+                .iter()
+                .map(|m| m.queue_depth.load(Ordering::Relaxed))
+                .sum()
+        };
+        StopReport {
+            drained,
+            not_copied,
+        }
+    }
+}

@@ -90,6 +90,48 @@ pub(crate) async fn execute(
     }
 }
 
+/// Dumps every live key of the server with its expiry, for the
+/// replicator's full comparison. Keys that are not UTF-8 or not valid
+/// memcached keys are skipped; more than `max_keys` keys is an error (so a
+/// huge server cannot take unbounded memory).
+pub(crate) async fn dump_all(conn: &mut Connection, max_keys: usize) -> Result<Vec<Item>> {
+    const OP: &str = "metadump";
+    loop {
+        conn.send(OP, METADUMP).await?;
+        let mut items = Vec::new();
+        let mut first = true;
+        loop {
+            let line = conn.read_lf_line(OP).await?;
+            if line == b"END" {
+                return Ok(items);
+            }
+            if first && line.starts_with(b"BUSY") {
+                tokio::time::sleep(BUSY_RETRY).await;
+                break;
+            }
+            first = false;
+            let Some(item) = parse_item(&line) else {
+                return Err(error_line(conn.server(), &line, 0).unwrap_or_else(|| {
+                    Error::Protocol {
+                        server: conn.server().to_owned(),
+                        message: format!(
+                            "unexpected metadump line: {:?}",
+                            String::from_utf8_lossy(&line[..line.len().min(100)])
+                        ),
+                    }
+                }));
+            };
+            if items.len() >= max_keys {
+                return Err(Error::Protocol {
+                    server: conn.server().to_owned(),
+                    message: format!("metadump lists more than {max_keys} keys"),
+                });
+            }
+            items.push(item);
+        }
+    }
+}
+
 /// One item of a metadump.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Item {
@@ -120,8 +162,9 @@ pub(crate) fn parse_item(line: &[u8]) -> Option<Item> {
     })
 }
 
-/// Undoes memcached's `%XX` encoding of keys in a dump.
-fn uri_decode(encoded: &[u8]) -> Option<Vec<u8>> {
+/// Undoes memcached's `%XX` encoding of keys in a dump (and in `watch`
+/// log lines, which encode keys the same way).
+pub(crate) fn uri_decode(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(encoded.len());
     let mut bytes = encoded.iter();
     while let Some(&b) = bytes.next() {

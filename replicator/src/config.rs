@@ -1,0 +1,198 @@
+//! [`Config`]: what to replicate where, and the knobs, with `validate()`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Who copies to whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One master copied to each slave; slaves mirror it, deletes included.
+    MasterSlave {
+        /// The master, `host:port`.
+        master: String,
+        /// The slaves, `host:port` (at least one).
+        slaves: Vec<String>,
+    },
+    /// Two or more masters replicating to each other (see the crate docs
+    /// for the conflict rule).
+    Mesh {
+        /// The peers, `host:port`, in priority order (the first wins
+        /// concurrent writes).
+        peers: Vec<String>,
+    },
+}
+
+/// The replicator's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Who copies to whom.
+    pub topology: Topology,
+    /// A full comparison this often, besides those at start, after a
+    /// reconnect and after skipped events; `None` for none. In master↔master
+    /// mode this also bounds how long a delete takes to reach the other
+    /// peers (memcached 1.6.18 reports no deletes).
+    pub resync_interval: Option<Duration>,
+    /// Parallel copiers per link (keys are split among them by hash, so
+    /// one key is always handled by one copier, in order).
+    pub shards: usize,
+    /// Keys waiting per copier; a full queue drops the event and schedules
+    /// a resync (nothing is lost, it is copied by the resync).
+    pub queue_capacity: usize,
+    /// Deadline of each request to a server (and of a connect).
+    pub io_timeout: Duration,
+    /// Deadline of one full key dump (`lru_crawler metadump all`).
+    pub dump_timeout: Duration,
+    /// First reconnect delay; doubled per failure up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest reconnect delay.
+    pub backoff_max: Duration,
+    /// How often each source's `stats` are read to notice events memcached
+    /// dropped before they reached the feed.
+    pub stats_poll: Duration,
+    /// How long a stop waits for queued keys to be copied.
+    pub drain_timeout: Duration,
+    /// Remaining TTLs that differ by at most this many seconds count as
+    /// equal (a copy takes time; memcached counts in whole seconds).
+    pub ttl_slack_secs: u32,
+    /// master↔master: keys whose last in-sync state is remembered (per
+    /// copier); past it, the oldest knowledge is dropped (see crate docs).
+    pub max_tracked_keys: usize,
+}
+
+impl Config {
+    /// Defaults around `topology`.
+    pub fn new(topology: Topology) -> Config {
+        Config {
+            topology,
+            resync_interval: Some(Duration::from_secs(60)),
+            shards: 4,
+            queue_capacity: 10_000,
+            io_timeout: Duration::from_secs(2),
+            dump_timeout: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            stats_poll: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(5),
+            ttl_slack_secs: 2,
+            max_tracked_keys: 1_000_000,
+        }
+    }
+
+    /// Checks everything before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        let addrs: Vec<&String> = match &self.topology {
+            Topology::MasterSlave { master, slaves } => {
+                if slaves.is_empty() {
+                    return bad("master->slave needs at least one slave".into());
+                }
+                std::iter::once(master).chain(slaves).collect()
+            }
+            Topology::Mesh { peers } => {
+                if peers.len() < 2 {
+                    return bad("master<->master needs at least two peers".into());
+                }
+                peers.iter().collect()
+            }
+        };
+        for (i, a) in addrs.iter().enumerate() {
+            match a.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => return bad(format!("{a:?} is not host:port")),
+            }
+            if addrs[..i].contains(a) {
+                return bad(format!("{a} is named twice"));
+            }
+        }
+        if self.shards == 0 || self.shards > 256 {
+            return bad("shards must be 1..=256".into());
+        }
+        if self.queue_capacity == 0 {
+            return bad("queue_capacity must be at least 1".into());
+        }
+        for (name, d) in [
+            ("io_timeout", self.io_timeout),
+            ("dump_timeout", self.dump_timeout),
+            ("backoff_initial", self.backoff_initial),
+            ("stats_poll", self.stats_poll),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{name} must be positive"));
+            }
+        }
+        if self.backoff_max < self.backoff_initial {
+            return bad("backoff_max must be at least backoff_initial".into());
+        }
+        if self.resync_interval.is_some_and(|d| d.is_zero()) {
+            return bad("resync_interval must be positive (or absent)".into());
+        }
+        Ok(())
+    }
+}
+
+/// The TOML file the daemon reads (`--config`); every field optional,
+/// flags override it. Durations are in milliseconds unless named `_secs`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// The master (with `slaves`).
+    pub master: Option<String>,
+    /// Slaves of `master`.
+    #[serde(default)]
+    pub slaves: Vec<String>,
+    /// Peers replicating to each other (instead of master/slaves).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// Periodic full comparison, seconds (0 = none).
+    pub resync_interval_secs: Option<u64>,
+    /// Copiers per link.
+    pub shards: Option<usize>,
+    /// Queue capacity per copier.
+    pub queue_capacity: Option<usize>,
+    /// Request deadline, milliseconds.
+    pub io_timeout_ms: Option<u64>,
+    /// Stop drain deadline, milliseconds.
+    pub drain_timeout_ms: Option<u64>,
+    /// Metrics listen address (`host:port`).
+    pub metrics: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        let ms = |m: &str, s: &[&str]| {
+            Config::new(Topology::MasterSlave {
+                master: m.into(),
+                slaves: s.iter().map(|s| s.to_string()).collect(),
+            })
+        };
+        assert!(ms("a:1", &["b:2"]).validate().is_ok());
+        assert!(ms("a:1", &[]).validate().is_err());
+        assert!(ms("a:1", &["a:1"]).validate().is_err());
+        assert!(ms("a", &["b:2"]).validate().is_err());
+        assert!(ms("a:x", &["b:2"]).validate().is_err());
+        let mesh = Config::new(Topology::Mesh {
+            peers: vec!["a:1".into()],
+        });
+        assert!(mesh.validate().is_err());
+        let mut c = ms("a:1", &["b:2"]);
+        c.shards = 0;
+        assert!(c.validate().is_err());
+        let mut c = ms("a:1", &["b:2"]);
+        c.resync_interval = Some(Duration::ZERO);
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn file_config_rejects_unknown_keys() {
+        let f: FileConfig = toml::from_str("master = \"a:1\"\nslaves = [\"b:2\"]\n").unwrap();
+        assert_eq!(f.master.as_deref(), Some("a:1"));
+        assert!(toml::from_str::<FileConfig>("mastr = \"a:1\"").is_err());
+    }
+}

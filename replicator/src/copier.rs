@@ -1,0 +1,320 @@
+//! A copier: one task per shard of a link. It takes keys from its bounded
+//! queue in batches, reads each key on every node of the link (pipelined),
+//! asks `reconcile` what to write, and writes. One key always lands on the
+//! same copier, so copies of one key never overtake each other; and the
+//! value is read at copy time, not taken from the event, so the last copy
+//! of a key always carries its latest value.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use backend_memcached::raw::{RawConnection, RawItem, WriteOutcome};
+use session_core::DeleteOutcome;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::Result;
+use crate::link::{LinkShared, Mode};
+use crate::reconcile::{self, Action, Expect, Prev};
+
+/// Work for a copier.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Make this key equal on every node; `ts` is the source's event time.
+    Key { key: String, ts: Option<f64> },
+    /// Answered once every job queued before it is done.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Keys taken from the queue per round trip.
+const BATCH: usize = 64;
+/// Attempts per key when a conditional write meets a concurrent client
+/// write; then the key is left to the next resync.
+const ATTEMPTS: usize = 5;
+
+pub(crate) struct Copier {
+    shared: Arc<LinkShared>,
+    rx: mpsc::Receiver<Job>,
+    conns: Vec<Option<RawConnection>>,
+    /// Each node's identity (`pid` and start time) when last connected: a
+    /// change means it restarted empty, so what we knew of it is void.
+    epochs: Vec<Option<(i64, i64)>>,
+    /// master↔master: per key, what each node held when last in sync.
+    state: HashMap<String, Vec<Prev>>,
+    /// When each node may be tried again after a failure.
+    retry_at: Vec<Option<Instant>>,
+    backoff: Vec<std::time::Duration>,
+}
+
+impl Copier {
+    pub(crate) fn new(shared: Arc<LinkShared>, rx: mpsc::Receiver<Job>) -> Copier {
+        let n = shared.nodes.len();
+        let initial = shared.config.backoff_initial;
+        Copier {
+            shared,
+            rx,
+            conns: (0..n).map(|_| None).collect(),
+            epochs: vec![None; n],
+            state: HashMap::new(),
+            retry_at: vec![None; n],
+            backoff: vec![initial; n],
+        }
+    }
+
+    /// Runs until every sender is gone and the queue is empty.
+    pub(crate) async fn run(mut self) {
+        let mut jobs = Vec::with_capacity(BATCH);
+        loop {
+            jobs.clear();
+            if self.rx.recv_many(&mut jobs, BATCH).await == 0 {
+                return;
+            }
+            let queued = jobs.iter().filter(|j| matches!(j, Job::Key { .. })).count();
+            self.shared
+                .metrics
+                .queue_depth
+                .fetch_sub(queued as u64, Ordering::Relaxed);
+            let mut keys: Vec<(String, Option<f64>)> = Vec::new();
+            let mut flushes = Vec::new();
+            for job in jobs.drain(..) {
+                match job {
+                    Job::Key { key, ts } => {
+                        if let Some(k) = keys.iter_mut().find(|(k, _)| *k == key) {
+                            k.1 = match (k.1, ts) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                        } else {
+                            keys.push((key, ts));
+                        }
+                    }
+                    Job::Flush(done) => flushes.push(done),
+                }
+            }
+            if !keys.is_empty() {
+                let count = keys.len();
+                if let Err(e) = self.batch(&keys).await {
+                    let m = &self.shared.metrics;
+                    m.errors.fetch_add(1, Ordering::Relaxed);
+                    m.skipped.fetch_add(count as u64, Ordering::Relaxed);
+                    tracing::debug!(link = %self.shared.name, error = %e, keys = count, "copy failed; left to a resync");
+                    self.shared.request_resync();
+                }
+            }
+            for done in flushes {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// A connection to `node`, (re)opened if needed, unless the node is in
+    /// its backoff after a failure.
+    async fn conn(&mut self, node: usize) -> Result<&mut RawConnection> {
+        if self.conns[node].as_ref().is_some_and(|c| c.is_broken()) {
+            self.conns[node] = None;
+        }
+        if self.conns[node].is_none() {
+            if let Some(at) = self.retry_at[node]
+                && Instant::now() < at
+            {
+                return Err(crate::Error::Down {
+                    server: self.shared.nodes[node].clone(),
+                    retry_in: at - Instant::now(),
+                });
+            }
+            let addr = self.shared.nodes[node].clone();
+            let opened = async {
+                let mut c = RawConnection::connect(&addr, self.shared.config.io_timeout).await?;
+                let epoch = server_epoch(&mut c).await?;
+                Ok::<_, crate::Error>((c, epoch))
+            }
+            .await;
+            match opened {
+                Ok((c, epoch)) => {
+                    if self.epochs[node].is_some_and(|e| !same_epoch(e, epoch)) {
+                        // Restarted: its absences say nothing about deletes.
+                        for prev in self.state.values_mut() {
+                            prev[node] = None;
+                        }
+                        tracing::info!(link = %self.shared.name, server = %addr, "server restarted; its keys are compared afresh");
+                    }
+                    self.epochs[node] = Some(epoch);
+                    self.retry_at[node] = None;
+                    self.backoff[node] = self.shared.config.backoff_initial;
+                    self.conns[node] = Some(c);
+                }
+                Err(e) => {
+                    self.retry_at[node] = Some(Instant::now() + self.backoff[node]);
+                    self.backoff[node] =
+                        (self.backoff[node] * 2).min(self.shared.config.backoff_max);
+                    return Err(e);
+                }
+            }
+        }
+        match self.conns[node].as_mut() {
+            Some(c) => Ok(c),
+            None => Err(crate::Error::InvalidConfig(
+                "internal: no connection".into(),
+            )),
+        }
+    }
+
+    async fn read_all(&mut self, keys: &[&str]) -> Result<Vec<Vec<Option<RawItem>>>> {
+        let mut out = Vec::with_capacity(self.conns.len());
+        for node in 0..self.conns.len() {
+            let c = self.conn(node).await?;
+            out.push(c.get_many(keys).await?);
+        }
+        Ok(out)
+    }
+
+    async fn batch(&mut self, keys: &[(String, Option<f64>)]) -> Result<()> {
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let per_node = self.read_all(&names).await?;
+        for (i, (key, ts)) in keys.iter().enumerate() {
+            let mut items: Vec<Option<RawItem>> =
+                per_node.iter().map(|items| items[i].clone()).collect();
+            let mut attempt = 0;
+            loop {
+                if self.key(key, &items).await? {
+                    break;
+                }
+                attempt += 1;
+                self.shared.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                if attempt >= ATTEMPTS {
+                    self.shared.metrics.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.request_resync();
+                    break;
+                }
+                items = self
+                    .read_all(&[key.as_str()])
+                    .await?
+                    .into_iter()
+                    .map(|mut v| v.pop().flatten())
+                    .collect();
+            }
+            if let Some(ts) = ts {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                self.shared.metrics.observe_lag(now - ts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings one key in line; false when a conditional write lost to a
+    /// concurrent write (read again and retry).
+    async fn key(&mut self, key: &str, items: &[Option<RawItem>]) -> Result<bool> {
+        let slack = self.shared.config.ttl_slack_secs;
+        let m = Arc::clone(&self.shared.metrics);
+        let actions = match self.shared.mode {
+            Mode::MasterSlave => reconcile::master_slave(&items[0], &items[1], slack)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            Mode::Mesh => {
+                let unknown = vec![None; items.len()];
+                let prev = self.state.get(key).unwrap_or(&unknown);
+                let plan = reconcile::mesh(items, prev, slack);
+                if plan.conflict {
+                    m.conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(link = %self.shared.name, key, "concurrent changes; settled by the rule");
+                }
+                plan.actions
+            }
+        };
+        if actions.is_empty() {
+            m.unchanged.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut now: Vec<Option<u64>> = items.iter().map(|i| i.as_ref().map(|i| i.cas)).collect();
+        for action in actions {
+            match action {
+                Action::Copy {
+                    node,
+                    from,
+                    flags,
+                    expect,
+                } => {
+                    let Some(src) = items[from].as_ref() else {
+                        continue;
+                    };
+                    let c = self.conn(node).await?;
+                    let outcome = match expect {
+                        Expect::Any => {
+                            WriteOutcome::Stored(c.set(key, &src.value, flags, src.ttl).await?)
+                        }
+                        Expect::Absent => c.add(key, &src.value, flags, src.ttl).await?,
+                        Expect::Cas(cas) => c.cas(key, &src.value, flags, src.ttl, cas).await?,
+                    };
+                    match outcome {
+                        WriteOutcome::Stored(cas) => {
+                            m.copied.fetch_add(1, Ordering::Relaxed);
+                            now[node] = Some(cas);
+                        }
+                        WriteOutcome::Conflict | WriteOutcome::NotFound => return Ok(false),
+                    }
+                }
+                Action::Delete { node, expect } => {
+                    let c = self.conn(node).await?;
+                    let gone = match expect {
+                        Expect::Cas(cas) => c.delete_if(key, cas).await? != DeleteOutcome::Conflict,
+                        Expect::Any | Expect::Absent => {
+                            c.delete(key).await?;
+                            true
+                        }
+                    };
+                    if !gone {
+                        return Ok(false);
+                    }
+                    m.deleted.fetch_add(1, Ordering::Relaxed);
+                    now[node] = None;
+                }
+                Action::Touch { node, ttl } => {
+                    let c = self.conn(node).await?;
+                    c.touch(key, ttl).await?;
+                    m.touched.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if self.shared.mode == Mode::Mesh {
+            if now.iter().all(Option::is_none) {
+                self.state.remove(key);
+            } else {
+                if self.state.len() >= self.shared.config.max_tracked_keys
+                    && !self.state.contains_key(key)
+                {
+                    // Forget one key: it falls back to the no-state rule.
+                    if let Some(k) = self.state.keys().next().cloned() {
+                        self.state.remove(&k);
+                    }
+                }
+                self.state
+                    .insert(key.to_owned(), now.into_iter().map(Some).collect());
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Who a server is: its `pid` and start time (`time - uptime`), from
+/// `stats`. Changes exactly when the server restarted.
+pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<(i64, i64)> {
+    let stats = c.stats().await?;
+    let get = |name: &str| {
+        stats
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    Ok((get("pid"), get("time") - get("uptime")))
+}
+
+/// The same server run: same pid (always 1 in a container) and a start
+/// time within the second of jitter between `time` and `uptime`.
+fn same_epoch(a: (i64, i64), b: (i64, i64)) -> bool {
+    a.0 == b.0 && (a.1 - b.1).abs() <= 2
+}

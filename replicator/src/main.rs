@@ -1,0 +1,208 @@
+//! `replicator`: the daemon. Keeps memcached servers equal, master→slave
+//! (`--master H:P --slave H:P ...`) or master↔master (`--peer H:P --peer
+//! H:P ...`), serves `/metrics`, and stops cleanly on SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use replicator::{Config, FileConfig, Replicator, Topology};
+use tracing_subscriber::EnvFilter;
+
+/// Replicates every key (sessions, reverse keys, anything) between
+/// memcached servers: from the `watch mutations` feed, values read with
+/// meta mg (value, flags, remaining TTL), plus full comparisons at start,
+/// after reconnects, after missed events and periodically. Deletes reach
+/// slaves, and between masters a delete on either side sticks on both.
+///
+/// Logs go to stderr; RUST_LOG sets the level (default info).
+#[derive(Debug, Parser)]
+#[command(name = "replicator", version)]
+struct Args {
+    /// TOML file: master, slaves, peers, resync_interval_secs, shards,
+    /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics. Flags given
+    /// here override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The master (host:port) whose writes are copied to every --slave.
+    #[arg(long, value_name = "H:P")]
+    master: Option<String>,
+
+    /// A slave of --master (repeat for several); it ends equal to the
+    /// master, deletes included.
+    #[arg(long, value_name = "H:P")]
+    slave: Vec<String>,
+
+    /// A master replicating with the other peers (give two or more). The
+    /// first peer wins writes of one key made at the same time on several.
+    #[arg(long, value_name = "H:P")]
+    peer: Vec<String>,
+
+    /// Seconds between periodic full comparisons; 0 = none [default: 60].
+    /// Between masters it bounds how long a delete takes to reach the
+    /// others (memcached 1.6.18 reports no deletes in its feed).
+    #[arg(long, value_name = "SECS")]
+    resync_interval: Option<u64>,
+
+    /// Parallel copiers per link [default: 4].
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
+
+    /// Keys queued per copier before events are dropped and left to a
+    /// resync [default: 10000].
+    #[arg(long, value_name = "N")]
+    queue_capacity: Option<usize>,
+
+    /// Deadline of each request to memcached, milliseconds [default: 2000].
+    #[arg(long, value_name = "MS")]
+    io_timeout_ms: Option<u64>,
+
+    /// How long a stop waits for queued keys to be copied, milliseconds
+    /// [default: 5000].
+    #[arg(long, value_name = "MS")]
+    drain_timeout_ms: Option<u64>,
+
+    /// Address of the HTTP server for /metrics (Prometheus text) and
+    /// /healthz [default: 127.0.0.1:9150].
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+}
+
+fn build(args: Args) -> anyhow::Result<(Config, String)> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let master = args.master.or(file.master);
+    let slaves = if args.slave.is_empty() {
+        file.slaves
+    } else {
+        args.slave
+    };
+    let peers = if args.peer.is_empty() {
+        file.peers
+    } else {
+        args.peer
+    };
+    let topology = match (master, peers.is_empty()) {
+        (Some(_), false) => bail!("give either --master/--slave or --peer, not both"),
+        (Some(master), true) => Topology::MasterSlave { master, slaves },
+        (None, false) => {
+            if !slaves.is_empty() {
+                bail!("--slave needs --master");
+            }
+            Topology::Mesh { peers }
+        }
+        (None, true) => {
+            bail!("nothing to replicate: give --master H:P --slave H:P, or --peer H:P --peer H:P")
+        }
+    };
+    let mut config = Config::new(topology);
+    if let Some(secs) = args.resync_interval.or(file.resync_interval_secs) {
+        config.resync_interval = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    if let Some(n) = args.shards.or(file.shards) {
+        config.shards = n;
+    }
+    if let Some(n) = args.queue_capacity.or(file.queue_capacity) {
+        config.queue_capacity = n;
+    }
+    if let Some(ms) = args.io_timeout_ms.or(file.io_timeout_ms) {
+        config.io_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = args.drain_timeout_ms.or(file.drain_timeout_ms) {
+        config.drain_timeout = Duration::from_millis(ms);
+    }
+    config.validate()?;
+    let metrics = args
+        .metrics
+        .or(file.metrics)
+        .unwrap_or_else(|| "127.0.0.1:9150".to_owned());
+    Ok((config, metrics))
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("replicator: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (config, metrics_addr) = build(args)?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let listener = tokio::net::TcpListener::bind(&metrics_addr)
+        .await
+        .with_context(|| format!("listening on {metrics_addr}"))?;
+    let replicator = Arc::new(Replicator::start(config)?);
+    let app = {
+        let r = Arc::clone(&replicator);
+        axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let r = Arc::clone(&r);
+                    async move {
+                        (
+                            [("content-type", "text/plain; version=0.0.4")],
+                            r.metrics_text(),
+                        )
+                    }
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+    };
+    tracing::info!(metrics = %listener.local_addr().map(|a| a.to_string()).unwrap_or(metrics_addr), "replicator started");
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+    tokio::select! {
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+    }
+    let _ = http_stop.send(());
+    let _ = http.await;
+    let replicator = Arc::try_unwrap(replicator)
+        .map_err(|_| anyhow::anyhow!("internal: metrics server still holds the replicator"))?;
+    let report = replicator.stop().await;
+    if report.drained {
+        tracing::info!("stopped; every queued key was copied");
+    } else {
+        tracing::warn!(
+            not_copied = report.not_copied,
+            "stopped before the queue drained; the next start's resync copies them"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Counters of one link and their Prometheus text.
+//!
+//! Hand-written text format (a few counters do not need a metrics crate),
+//! one label `link` per series.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the lag histogram, seconds.
+const LAG_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// Counters of one link (one master->slave pair, or one mesh of peers).
+#[derive(Debug, Default)]
+pub struct LinkMetrics {
+    /// Store events read from the feeds.
+    pub events: AtomicU64,
+    /// Feed lines that could not be read (logged, then ignored).
+    pub malformed: AtomicU64,
+    /// Events or keys dropped (full queue, failed copy); each schedules a
+    /// resync, which copies them.
+    pub skipped: AtomicU64,
+    /// Times the feed showed (or the server's stats revealed) missed events.
+    pub feed_gaps: AtomicU64,
+    /// Items written to a target.
+    pub copied: AtomicU64,
+    /// Items deleted on a target.
+    pub deleted: AtomicU64,
+    /// Items whose TTL alone was corrected.
+    pub touched: AtomicU64,
+    /// Keys checked and found equal (nothing written).
+    pub unchanged: AtomicU64,
+    /// master↔master: keys changed on two sides since their last in-sync
+    /// state (settled by the conflict rule).
+    pub conflicts: AtomicU64,
+    /// A conditional write lost to a concurrent client write (retried).
+    pub retries: AtomicU64,
+    /// Request or connection failures.
+    pub errors: AtomicU64,
+    /// Completed resyncs.
+    pub resyncs: AtomicU64,
+    /// Failed resyncs (retried with backoff).
+    pub resync_failures: AtomicU64,
+    /// 1 while a resync runs.
+    pub resync_running: AtomicU64,
+    /// Keys enqueued by the running (or last) resync.
+    pub resync_keys: AtomicU64,
+    /// Feeds currently connected.
+    pub feeds_connected: AtomicU64,
+    /// Keys waiting in the queues (updated by the copiers and the feed).
+    pub queue_depth: AtomicU64,
+    /// Lag histogram counts (cumulative buckets are computed on render).
+    lag_buckets: [AtomicU64; LAG_BUCKETS.len() + 1],
+    /// Sum of observed lags, microseconds.
+    lag_sum_us: AtomicU64,
+    /// Last observed lag, microseconds.
+    pub lag_last_us: AtomicU64,
+}
+
+impl LinkMetrics {
+    /// Records the lag of one copy: from the source's event timestamp to
+    /// the write on the target.
+    pub fn observe_lag(&self, secs: f64) {
+        let secs = secs.max(0.0);
+        let i = LAG_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LAG_BUCKETS.len());
+        self.lag_buckets[i].fetch_add(1, Ordering::Relaxed);
+        let us = (secs * 1e6) as u64;
+        self.lag_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.lag_last_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Number of lags observed.
+    pub fn lag_count(&self) -> u64 {
+        self.lag_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Reads one counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// Name, type, help and accessor of one series.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LinkMetrics) -> &AtomicU64,
+);
+
+/// Renders every link's counters in Prometheus text format.
+pub fn render(links: &[(String, &LinkMetrics)]) -> String {
+    let mut out = String::new();
+    let series: [Series; 17] = [
+        (
+            "replicator_events_total",
+            "counter",
+            "store events read from the feeds",
+            |m| &m.events,
+        ),
+        (
+            "replicator_malformed_lines_total",
+            "counter",
+            "feed lines that could not be read",
+            |m| &m.malformed,
+        ),
+        (
+            "replicator_skipped_total",
+            "counter",
+            "events or keys dropped and left to a resync",
+            |m| &m.skipped,
+        ),
+        (
+            "replicator_feed_gaps_total",
+            "counter",
+            "times the feed missed events",
+            |m| &m.feed_gaps,
+        ),
+        (
+            "replicator_copied_total",
+            "counter",
+            "items written to a target",
+            |m| &m.copied,
+        ),
+        (
+            "replicator_deleted_total",
+            "counter",
+            "items deleted on a target",
+            |m| &m.deleted,
+        ),
+        (
+            "replicator_touched_total",
+            "counter",
+            "items whose TTL was corrected",
+            |m| &m.touched,
+        ),
+        (
+            "replicator_unchanged_total",
+            "counter",
+            "keys checked and found in sync",
+            |m| &m.unchanged,
+        ),
+        (
+            "replicator_conflicts_total",
+            "counter",
+            "keys changed on two peers at once",
+            |m| &m.conflicts,
+        ),
+        (
+            "replicator_retries_total",
+            "counter",
+            "conditional writes retried after a concurrent write",
+            |m| &m.retries,
+        ),
+        (
+            "replicator_errors_total",
+            "counter",
+            "request or connection failures",
+            |m| &m.errors,
+        ),
+        (
+            "replicator_resyncs_total",
+            "counter",
+            "completed full comparisons",
+            |m| &m.resyncs,
+        ),
+        (
+            "replicator_resync_failures_total",
+            "counter",
+            "failed full comparisons",
+            |m| &m.resync_failures,
+        ),
+        (
+            "replicator_resync_running",
+            "gauge",
+            "1 while a full comparison runs",
+            |m| &m.resync_running,
+        ),
+        (
+            "replicator_resync_keys",
+            "gauge",
+            "keys enqueued by the current or last resync",
+            |m| &m.resync_keys,
+        ),
+        (
+            "replicator_feeds_connected",
+            "gauge",
+            "change feeds connected",
+            |m| &m.feeds_connected,
+        ),
+        (
+            "replicator_queue_depth",
+            "gauge",
+            "keys waiting to be copied",
+            |m| &m.queue_depth,
+        ),
+    ];
+    for (name, kind, help, get) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (link, m) in links {
+            let _ = writeln!(
+                out,
+                "{name}{{link=\"{link}\"}} {}",
+                get(m).load(Ordering::Relaxed)
+            );
+        }
+    }
+    let name = "replicator_lag_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} from a write on the source to its copy on the target\n# TYPE {name} histogram"
+    );
+    for (link, m) in links {
+        let mut cumulative = 0;
+        for (i, bound) in LAG_BUCKETS.iter().enumerate() {
+            cumulative += m.lag_buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{link=\"{link}\",le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let total = m.lag_count();
+        let _ = writeln!(out, "{name}_bucket{{link=\"{link}\",le=\"+Inf\"}} {total}");
+        let sum = m.lag_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{link=\"{link}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{link=\"{link}\"}} {total}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_lag() {
+        let m = LinkMetrics::default();
+        m.copied.fetch_add(3, Ordering::Relaxed);
+        m.observe_lag(0.002);
+        m.observe_lag(100.0);
+        let text = render(&[("a>b".into(), &m)]);
+        assert!(
+            text.contains("replicator_copied_total{link=\"a>b\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("replicator_lag_seconds_bucket{link=\"a>b\",le=\"0.0025\"} 1"));
+        assert!(text.contains("replicator_lag_seconds_bucket{link=\"a>b\",le=\"+Inf\"} 2"));
+        assert!(text.contains("replicator_lag_seconds_count{link=\"a>b\"} 2"));
+    }
+}

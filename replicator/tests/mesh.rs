@@ -1,0 +1,233 @@
+//! master <-> master against real memcached servers: writes on either side
+//! converge with a bounded number of writes (no ping-pong); concurrent
+//! writes of one key converge to the same value on both; a raw delete on
+//! either master reaches the other and never comes back; a partition
+//! (cut/heal) converges. Every test ends by comparing whole contents.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{conn, converged, converged_on, eventually, fast, keys, memcacheds, read, stat};
+use replicator::{Replicator, Topology};
+use session_core::Ttl;
+use session_core::codec::FLAGS_REPLICATED;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn mesh(servers: &[&common::Server]) -> Topology {
+    Topology::Mesh {
+        peers: servers.iter().map(|s| s.addr()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_both_sides_converge_without_ping_pong() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
+    let (_, metrics) = r.links().pop().unwrap();
+    eventually(LIMIT, "start resync", || async {
+        metrics.resyncs.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let (sets_a, sets_b) = (stat(a, "cmd_set").await, stat(b, "cmd_set").await);
+    let mut ca = conn(a).await;
+    let mut cb = conn(b).await;
+    for i in 0..100 {
+        ca.set(&format!("a{i}"), b"from a", 0x101, Ttl::seconds(600))
+            .await
+            .unwrap();
+        cb.set(&format!("b{i}"), b"from b", 0, Ttl::NEVER)
+            .await
+            .unwrap();
+    }
+    let mut known = keys("a", 100);
+    known.extend(keys("b", 100));
+    let snap = converged_on(&[a, b], true, LIMIT, &known).await;
+    assert_eq!(snap.len(), 200);
+    assert_eq!(snap["a5"], (b"from a".to_vec(), 0x101, true));
+    assert_eq!(snap["b5"], (b"from b".to_vec(), 0, false));
+    // Copies carry the marker; the originals do not.
+    assert_eq!(
+        cb.get("a5").await.unwrap().unwrap().flags,
+        0x101 | FLAGS_REPLICATED
+    );
+    assert_eq!(ca.get("a5").await.unwrap().unwrap().flags, 0x101);
+    // Let several more resyncs and feed echoes pass: nothing bounces.
+    let done = metrics.resyncs.load(Ordering::Relaxed);
+    eventually(LIMIT, "two more resyncs", || async {
+        metrics.resyncs.load(Ordering::Relaxed) >= done + 2
+    })
+    .await;
+    let writes_a = stat(a, "cmd_set").await - sets_a;
+    let writes_b = stat(b, "cmd_set").await - sets_b;
+    // 100 client writes and 100 copies on each side, nothing more.
+    assert_eq!((writes_a, writes_b), (200, 200));
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_of_one_key_converge_to_the_same_value() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
+    let writers = [a.addr(), b.addr()].map(|addr| {
+        tokio::spawn(async move {
+            let mut c =
+                backend_memcached::raw::RawConnection::connect(&addr, Duration::from_secs(2))
+                    .await
+                    .unwrap();
+            for round in 0..300 {
+                for k in 0..5 {
+                    c.set(
+                        &format!("hot{k}"),
+                        format!("{addr}#{round}").as_bytes(),
+                        0,
+                        Ttl::NEVER,
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+        })
+    });
+    for w in writers {
+        w.await.unwrap();
+    }
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("hot", 5)).await;
+    assert_eq!(snap.len(), 5);
+    for k in 0..5 {
+        let v = String::from_utf8(snap[&format!("hot{k}")].0.clone()).unwrap();
+        assert!(v.ends_with("#299"), "the last write of one side: {v}");
+    }
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_delete_on_either_master_reaches_the_other_and_never_comes_back() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
+    let (_, metrics) = r.links().pop().unwrap();
+    let mut ca = conn(a).await;
+    let mut cb = conn(b).await;
+    for i in 0..20 {
+        ca.set(&format!("s{i}"), b"session", 0x101, Ttl::NEVER)
+            .await
+            .unwrap();
+    }
+    converged(&[a, b], true, LIMIT).await;
+    // Make sure the copier saw the keys in sync on both sides.
+    let done = metrics.resyncs.load(Ordering::Relaxed);
+    eventually(LIMIT, "a resync after the copies", || async {
+        metrics.resyncs.load(Ordering::Relaxed) > done
+    })
+    .await;
+    // A delete on the side that wrote, and one on the side that got copies.
+    assert!(ca.delete("s1").await.unwrap());
+    assert!(cb.delete("s2").await.unwrap());
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("s", 20)).await;
+    assert_eq!(snap.len(), 18);
+    assert!(!snap.contains_key("s1") && !snap.contains_key("s2"));
+    // Several resyncs later, still gone.
+    let done = metrics.resyncs.load(Ordering::Relaxed);
+    eventually(LIMIT, "three more resyncs", || async {
+        metrics.resyncs.load(Ordering::Relaxed) >= done + 3
+    })
+    .await;
+    for c in [&mut ca, &mut cb] {
+        assert!(c.get("s1").await.unwrap().is_none());
+        assert!(c.get("s2").await.unwrap().is_none());
+    }
+    assert!(metrics.deleted.load(Ordering::Relaxed) >= 2);
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_heals_and_converges() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
+    let mut ca = conn(a).await;
+    for i in 0..50 {
+        ca.set(&format!("before{i}"), b"v", 0, Ttl::NEVER)
+            .await
+            .unwrap();
+    }
+    converged(&[a, b], true, LIMIT).await;
+    // The replicator (and every client) loses b; a's clients go on.
+    b.cut().await.unwrap();
+    for i in 0..50 {
+        ca.set(&format!("during{i}"), b"v", 0, Ttl::NEVER)
+            .await
+            .unwrap();
+    }
+    ca.set("before1", b"changed during the cut", 0, Ttl::NEVER)
+        .await
+        .unwrap();
+    b.heal().await.unwrap();
+    let mut known = keys("before", 50);
+    known.extend(keys("during", 50));
+    let snap = converged_on(&[a, b], true, LIMIT, &known).await;
+    assert_eq!(snap.len(), 100);
+    assert_eq!(snap["before1"].0, b"changed during the cut");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
+    let mut ca = conn(a).await;
+    for i in 0..100 {
+        ca.set(&format!("k{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
+    }
+    converged(&[a, b], true, LIMIT).await;
+    b.start().await.unwrap(); // restart: b comes back empty
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("k", 100)).await;
+    assert_eq!(snap.len(), 100, "a restart is not a mass delete");
+    assert_eq!(
+        read(b, &keys("k", 100).into_iter().collect(), true)
+            .await
+            .len(),
+        100
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_peers_converge_and_a_delete_reaches_all() {
+    let s = memcacheds(3).await;
+    let peers: Vec<&common::Server> = s.iter().collect();
+    let r = Replicator::start(fast(mesh(&peers))).unwrap();
+    let (_, metrics) = r.links().pop().unwrap();
+    let mut known = Vec::new();
+    for (p, server) in peers.iter().enumerate() {
+        let mut c = conn(server).await;
+        for i in 0..30 {
+            let key = format!("p{p}k{i}");
+            c.set(&key, format!("from {p}").as_bytes(), p as u32, Ttl::NEVER)
+                .await
+                .unwrap();
+            known.push(key);
+        }
+    }
+    let snap = converged_on(&peers, true, LIMIT, &known).await;
+    assert_eq!(snap.len(), 90);
+    assert_eq!(snap["p2k3"], (b"from 2".to_vec(), 2, false));
+    let done = metrics.resyncs.load(Ordering::Relaxed);
+    eventually(LIMIT, "a resync after the copies", || async {
+        metrics.resyncs.load(Ordering::Relaxed) > done
+    })
+    .await;
+    assert!(conn(peers[1]).await.delete("p0k0").await.unwrap());
+    let snap = converged_on(&peers, true, LIMIT, &known).await;
+    assert_eq!(snap.len(), 89);
+    assert!(!snap.contains_key("p0k0"));
+    r.stop().await;
+}
