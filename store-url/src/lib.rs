@@ -184,10 +184,7 @@ mod tests {
             "redis://h1,h2",
             "rediss://127.0.0.1",
         ] {
-            assert!(
-                matches!(open(bad, None), Err(Error::Redis { .. })),
-                "{bad}"
-            );
+            assert!(matches!(open(bad, None), Err(Error::Redis { .. })), "{bad}");
         }
         let cluster = open("redis://a:1,b:2?cluster=true", None);
         assert_eq!(cluster.is_ok(), cfg!(feature = "redis-cluster"));
