@@ -21,7 +21,9 @@ use std::{
 };
 
 use anyhow::Context;
-use test_support::{MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_ENV, Server};
+use test_support::{
+    MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_CLUSTER_ENV, REDIS_ENV, Server,
+};
 use tokio::{process::Command, sync::watch};
 
 use crate::{
@@ -280,14 +282,16 @@ async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
     }
     let provider = Provider::new(kind).await?;
     println!("    provider: {}", provider.description());
-    let (a, b, c, redis) = tokio::join!(
+    let (a, b, c, redis, cluster) = tokio::join!(
         provider.memcached(),
         provider.memcached(),
         provider.memcached(),
-        provider.redis()
+        provider.redis(),
+        provider.redis_cluster()
     );
     let memcached: [Server; MEMCACHED_SERVERS] = [a?, b?, c?];
     let redis = redis?;
+    let cluster = cluster?;
     let list = |servers: &[Server]| {
         servers
             .iter()
@@ -307,13 +311,16 @@ async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
         image(&memcached[0])
     );
     println!("    {REDIS_ENV}={}{}", redis.addr(), image(&redis));
+    println!("    {REDIS_CLUSTER_ENV}={}", list(cluster.nodes()));
     let env = vec![
         (MEMCACHED_ENV, list(&memcached)),
         (REDIS_ENV, redis.addr()),
+        (REDIS_CLUSTER_ENV, list(cluster.nodes())),
         (PROVIDER_ENV, provider.kind().as_str().to_owned()),
     ];
     let mut servers = Vec::from(memcached);
     servers.push(redis);
+    servers.extend(cluster.into_nodes());
     Ok(Shared {
         kind: provider.kind(),
         servers,
@@ -362,8 +369,10 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
             .await;
     }
 
-    let name =
-        format!("start shared servers ({MEMCACHED_SERVERS} memcached + 1 redis, provider {kind})");
+    let name = format!(
+        "start shared servers ({MEMCACHED_SERVERS} memcached + 1 redis + a 3-master redis cluster, \
+         provider {kind})"
+    );
     let shared = if let Some(signal) = runner.signal() {
         runner.skip(&name, &format!("interrupted by signal {signal}"));
         None
