@@ -8,10 +8,12 @@
 //!
 //! Why our own reconnect instead of the crate's `ConnectionManager`: its
 //! reconnects retry with their own backoff while callers wait on them, so a
-//! call could take far longer than the configured timeouts. Here a call
-//! waits at most one connect timeout (only the one call that finds the link
-//! broken tries to connect; the others fail fast while the backoff runs) and
-//! then one response timeout.
+//! call could take far longer than the configured timeouts. Here one call
+//! at a time connects, bounded by twice the connect timeout (the client
+//! bounds each connect; the outer bound also covers a cluster's slot-map
+//! discovery); calls arriving meanwhile wait for that attempt and then use
+//! its connection or fail fast while the backoff after a failure runs. A
+//! request then waits at most one response timeout.
 
 use std::time::{Duration, Instant};
 

@@ -287,12 +287,9 @@ impl From<Error> for session_core::Error {
                 server,
                 message: format!("{operation}: {message}"),
             },
-            e @ Error::Foreign { .. } => Core::Protocol {
-                server: match &e {
-                    Error::Foreign { server, .. } => server.clone(),
-                    _ => String::new(),
-                },
-                message: e.to_string(),
+            Error::Foreign { server, key } => Core::Protocol {
+                server,
+                message: format!("key {key:?} holds a value not written by RedisStore"),
             },
             Error::Protocol { server, message } => Core::Protocol { server, message },
         }

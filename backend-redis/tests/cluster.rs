@@ -86,10 +86,7 @@ async fn keys_spread_over_every_master_and_scan_finds_them_all() {
     let mut seen = BTreeSet::new();
     let mut cursor = None;
     for _ in 0..1000 {
-        let page = store
-            .scan(&run.to_string(), cursor.as_ref(), 7)
-            .await
-            .unwrap();
+        let page = store.scan(run.as_ref(), cursor.as_ref(), 7).await.unwrap();
         assert!(page.keys.len() <= 7, "{:?}", page.keys);
         seen.extend(page.keys);
         match page.next {
@@ -110,5 +107,125 @@ async fn keys_spread_over_every_master_and_scan_finds_them_all() {
         got.iter()
             .enumerate()
             .all(|(i, e)| i == 3 || e.as_ref().is_some_and(|e| e.flags == 1))
+    );
+}
+
+/// One command to a node, as text (status, bulk or integer replies).
+async fn text(addr: &str, args: &[&str]) -> String {
+    match common::raw(addr, args).await {
+        Ok(redis::Value::BulkString(b)) => String::from_utf8(b).unwrap(),
+        Ok(redis::Value::SimpleString(s)) => s,
+        Ok(redis::Value::Okay) => "OK".to_owned(),
+        Ok(redis::Value::Int(i)) => i.to_string(),
+        other => panic!("{args:?} on {addr}: {other:?}"),
+    }
+}
+
+/// A slot moved from one master to another while a store keeps using it:
+/// `ASK` during the move and `MOVED` after are followed by the client, and
+/// versions survive the move (a `cas` with the version read before it wins).
+/// On a cluster of its own, so the shared one keeps its layout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrating_between_masters_is_followed() {
+    let provider = test_support::Provider::from_env()
+        .await
+        .unwrap_or_else(|e| panic!("no provider for test servers: {e}"));
+    let cluster = provider
+        .redis_cluster()
+        .await
+        .unwrap_or_else(|e| panic!("starting a redis cluster ({}): {e}", provider.description()));
+    let addrs = cluster.addrs();
+    let url = format!("redis://{}?cluster=true&timeout_ms=2000", addrs.join(","));
+    let store = RedisStore::from_url(&url).unwrap();
+
+    store.set("moving", b"before", 5, Ttl::NEVER).await.unwrap();
+    let version = store.get("moving").await.unwrap().unwrap().version;
+    let slot = text(&addrs[0], &["CLUSTER", "KEYSLOT", "moving"]).await;
+    let port = owner(&addrs[0], "moving").await;
+    let from = addrs
+        .iter()
+        .position(|a| a.ends_with(&format!(":{port}")))
+        .unwrap();
+    let to = (from + 1) % addrs.len();
+    let (from_addr, to_addr) = (&addrs[from], &addrs[to]);
+    let from_id = text(from_addr, &["CLUSTER", "MYID"]).await;
+    let to_id = text(to_addr, &["CLUSTER", "MYID"]).await;
+
+    // Mid-migration: the slot is MIGRATING on the source, IMPORTING on the
+    // target. The key is still on the source; a new key of the slot would
+    // be asked of the target (ASK).
+    assert_eq!(
+        text(
+            to_addr,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]
+        )
+        .await,
+        "OK"
+    );
+    assert_eq!(
+        text(
+            from_addr,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]
+        )
+        .await,
+        "OK"
+    );
+    assert_eq!(store.get("moving").await.unwrap().unwrap().value, b"before");
+
+    // Move the key. MIGRATE runs on the source and connects to the target:
+    // processes reach it at its announced (proxy) address; containers at
+    // its address on their private network.
+    let (host, mport) = match cluster.nodes()[to].provider() {
+        test_support::ProviderKind::Docker => {
+            let nodes = text(from_addr, &["CLUSTER", "NODES"]).await;
+            let line = nodes
+                .lines()
+                .find(|l| l.starts_with(&to_id))
+                .unwrap()
+                .to_owned();
+            let ip = line
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .split(':')
+                .next()
+                .unwrap()
+                .to_owned();
+            (ip, "6379".to_owned())
+        }
+        _ => {
+            let (h, p) = to_addr.rsplit_once(':').unwrap();
+            (h.to_owned(), p.to_owned())
+        }
+    };
+    assert_eq!(
+        text(
+            from_addr,
+            &["MIGRATE", &host, &mport, "", "0", "5000", "KEYS", "moving"]
+        )
+        .await,
+        "OK"
+    );
+    // Now only the target holds it, still importing: the client is sent
+    // there with ASK.
+    assert_eq!(store.get("moving").await.unwrap().unwrap().value, b"before");
+
+    for addr in &addrs {
+        assert_eq!(
+            text(addr, &["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]).await,
+            "OK"
+        );
+    }
+    // Finished: the client's slot map is stale, the source answers MOVED.
+    let cas = store
+        .cas("moving", b"after", 6, Ttl::NEVER, version)
+        .await
+        .unwrap();
+    assert!(cas.is_stored(), "{cas:?}");
+    let read = store.get("moving").await.unwrap().unwrap();
+    assert_eq!((read.value.as_slice(), read.flags), (&b"after"[..], 6));
+    assert_eq!(
+        owner(&addrs[0], "moving").await.to_string(),
+        to_addr.rsplit_once(':').unwrap().1
     );
 }
