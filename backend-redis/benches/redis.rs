@@ -5,7 +5,9 @@
 //!   key holding as many bytes as a stored session, on one multiplexed
 //!   connection of the `redis` crate (the connection `RedisStore` uses);
 //! - `redis/session_load_save/N`: one operation is `Sessions::load`, one
-//!   field changed, `Sessions::save` (a read script, then the `cas` script).
+//!   field changed, `Sessions::save` (a read script, then the `cas` script);
+//! - `redis/store_get_cas/N`: the same two store calls without the session
+//!   layer (`Store::get`, then `Store::cas` of the bytes read).
 //!
 //! Each task works on its own key or session. Each measurement is bounded
 //! by time and by operation count; per-operation latencies give p50/p99.
@@ -180,6 +182,35 @@ async fn bench(out: &mut std::fs::File, addr: &str, warm: Duration, time: Durati
                 }
             }
         };
+        // The store alone: what a session load+save asks of it.
+        let store_pair = {
+            let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+            move |t: usize, _i: u64| {
+                let (store, ids) = (Arc::clone(&store), Arc::clone(&ids));
+                async move {
+                    let e = store.get(&ids[t]).await?.ok_or("session gone")?;
+                    let stored = store
+                        .cas(
+                            &ids[t],
+                            &e.value,
+                            e.flags,
+                            session_core::Ttl::seconds(300),
+                            e.version,
+                        )
+                        .await?;
+                    if !stored.is_stored() {
+                        return Err(format!("cas answered {stored:?}").into());
+                    }
+                    Ok(())
+                }
+            }
+        };
+        drive(tasks, warm, store_pair.clone()).await;
+        record(
+            out,
+            &format!("redis/store_get_cas/{tasks}"),
+            drive(tasks, time, store_pair).await,
+        )?;
         drive(tasks, warm, raw.clone()).await;
         drive(tasks, warm, session.clone()).await;
         let raw_rate = record(

@@ -134,6 +134,10 @@ impl RedisStore {
         })
     }
 
+    /// One script rather than a pipelined `GET` + `PTTL`: atomic, and a
+    /// single command, which the cluster client re-sends on `ASK` during a
+    /// slot migration (it hands a pipeline's `ASK` back as an error; the
+    /// slot-migration test caught that).
     async fn get_one(&self, key: &str) -> Result<Option<Entry>> {
         let full = self.full_key(key);
         let answer: Value = self

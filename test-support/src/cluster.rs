@@ -21,6 +21,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
@@ -40,6 +41,18 @@ const FORM_BUDGET: Duration = Duration::from_secs(20);
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<Server>,
+    /// The process nodes' cluster config files, removed on drop.
+    files: Vec<PathBuf>,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        // The nodes first: a running node rewrites its file.
+        self.nodes.clear();
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 impl RedisCluster {
@@ -51,11 +64,6 @@ impl RedisCluster {
     /// Every node's client address (its proxy), as the cluster announces it.
     pub fn addrs(&self) -> Vec<String> {
         self.nodes.iter().map(Server::addr).collect()
-    }
-
-    /// The nodes, to be kept (or dropped) with other servers.
-    pub fn into_nodes(self) -> Vec<Server> {
-        self.nodes
     }
 }
 
@@ -109,6 +117,7 @@ pub(crate) struct BusAddr {
 /// every node met by node 0, then polled until all agree it is up.
 pub(crate) async fn form(
     nodes: Vec<(Pending, Backend, SocketAddr, BusAddr)>,
+    files: Vec<PathBuf>,
 ) -> Result<RedisCluster, Error> {
     let fail = |detail: String| Error::NotReady {
         server: "redis cluster",
@@ -174,7 +183,10 @@ pub(crate) async fn form(
             }
         }
         if all_ok {
-            return Ok(RedisCluster { nodes: servers });
+            return Ok(RedisCluster {
+                nodes: servers,
+                files,
+            });
         }
         if start.elapsed() > FORM_BUDGET {
             return Err(fail(format!("the nodes never agreed: {last}")));

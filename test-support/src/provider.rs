@@ -154,6 +154,7 @@ impl Provider {
     /// [`RedisCluster`]).
     pub async fn redis_cluster(&self) -> Result<RedisCluster, Error> {
         let mut started = Vec::with_capacity(CLUSTER_MASTERS);
+        let mut files = Vec::new();
         for _ in 0..CLUSTER_MASTERS {
             let pending = Pending::new()?;
             let proxy_port = pending.proxy_port();
@@ -179,6 +180,7 @@ impl Provider {
                     ));
                     let args =
                         cluster::node_args(proxy_port, Some(bus_port), &file.to_string_lossy());
+                    files.push(file);
                     let (server, addr) =
                         runtime::run(ProcessServer::launch(ServerKind::Redis, args)).await?;
                     let bus = BusAddr {
@@ -190,7 +192,7 @@ impl Provider {
                 }
             }
         }
-        cluster::form(started).await
+        cluster::form(started, files).await
     }
 
     async fn launch(&self, kind: ServerKind, args: Vec<String>) -> Result<Server, Error> {

@@ -22,7 +22,8 @@ use std::{
 
 use anyhow::Context;
 use test_support::{
-    MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_CLUSTER_ENV, REDIS_ENV, Server,
+    MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_CLUSTER_ENV, REDIS_ENV,
+    RedisCluster, Server,
 };
 use tokio::{process::Command, sync::watch};
 
@@ -269,6 +270,7 @@ fn watch_signals() -> anyhow::Result<watch::Receiver<Option<i32>>> {
 struct Shared {
     kind: ProviderKind,
     servers: Vec<Server>,
+    cluster: RedisCluster,
     env: Vec<(&'static str, String)>,
 }
 
@@ -320,10 +322,10 @@ async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
     ];
     let mut servers = Vec::from(memcached);
     servers.push(redis);
-    servers.extend(cluster.into_nodes());
     Ok(Shared {
         kind: provider.kind(),
         servers,
+        cluster,
         env,
     })
 }
@@ -449,12 +451,12 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(shared) = shared {
         println!(
             "    stopping {} {} server(s)",
-            shared.servers.len(),
+            shared.servers.len() + shared.cluster.nodes().len(),
             shared.kind
         );
         // Dropping a server blocks until its process is reaped or its
         // container removed; tell the runtime this worker is busy.
-        tokio::task::block_in_place(move || drop(shared.servers));
+        tokio::task::block_in_place(move || drop((shared.servers, shared.cluster)));
     }
     runner.finish(name, started, Outcome::Passed);
 
