@@ -160,7 +160,9 @@ impl Provider {
             let proxy_port = pending.proxy_port();
             match &self.docker {
                 Some(ctx) => {
-                    let file = format!("/tmp/memorycached-nodes-{proxy_port}.conf");
+                    // /dev/shm: writable for any user in every image (the local
+                    // images run as nobody with a read-only working directory).
+                    let file = format!("/dev/shm/memorycached-nodes-{proxy_port}.conf");
                     let args = cluster::node_args(proxy_port, None, &file);
                     let (server, addr) =
                         DockerServer::launch(Arc::clone(ctx), ServerKind::Redis, args).await?;
