@@ -234,3 +234,82 @@ async fn a_slot_migrating_between_masters_is_followed() {
         to_addr.rsplit_once(':').unwrap().1
     );
 }
+
+/// A paused master: calls for its keys fail by their timeout, typed;
+/// keys of the other masters keep working (after at most a timeout or two,
+/// see below); after the pause the same store serves every key again. On a
+/// cluster of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_master_fails_its_keys_by_timeout_only() {
+    let provider = test_support::Provider::from_env()
+        .await
+        .unwrap_or_else(|e| panic!("no provider for test servers: {e}"));
+    let cluster = provider
+        .redis_cluster()
+        .await
+        .unwrap_or_else(|e| panic!("starting a redis cluster ({}): {e}", provider.description()));
+    let addrs = cluster.addrs();
+    let url = format!("redis://{}?cluster=true&timeout_ms=500", addrs.join(","));
+    let store = RedisStore::from_url(&url).unwrap();
+    // One key per master.
+    let mut keys: Vec<Option<String>> = vec![None; addrs.len()];
+    for i in 0..200 {
+        let key = format!("k{i}");
+        let port = owner(&addrs[0], &key).await;
+        let node = addrs
+            .iter()
+            .position(|a| a.ends_with(&format!(":{port}")))
+            .unwrap();
+        if keys[node].is_none() {
+            store.set(&key, b"v", 0, Ttl::NEVER).await.unwrap();
+            keys[node] = Some(key);
+        }
+    }
+    let keys: Vec<String> = keys.into_iter().map(Option::unwrap).collect();
+
+    cluster.nodes()[1].pause().await.unwrap();
+    let (r, took) = common::timed(store.get(&keys[1])).await;
+    let e = r.unwrap_err();
+    assert!(e.is_retryable() && (e.is_timeout() || e.is_io()), "{e:?}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    // The other masters keep serving. Measured with redis 1.8.1: the first
+    // call after the paused node's timeout may itself time out once (the
+    // client refreshes its slot map, asking the paused node too); the
+    // next ones answer at once.
+    for i in [0, 2] {
+        let mut failures = 0;
+        loop {
+            match common::timed(store.get(&keys[i])).await.0 {
+                Ok(found) => {
+                    assert!(found.is_some(), "key of master {i} during the pause");
+                    break;
+                }
+                Err(e) => {
+                    assert!(e.is_timeout(), "master {i} during the pause: {e:?}");
+                    failures += 1;
+                    assert!(
+                        failures <= 2,
+                        "master {i} kept failing during the pause: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    cluster.nodes()[1].unpause().await.unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        match common::timed(store.get(&keys[1])).await.0 {
+            Ok(found) => {
+                assert!(found.is_some());
+                break;
+            }
+            Err(e) => assert!(e.is_retryable(), "{e:?}"),
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no recovery"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
