@@ -83,7 +83,8 @@ enum Command {
 /// Which store, and the session settings a command writes with.
 #[derive(Args)]
 struct StoreArgs {
-    /// The store as a URL: memory:// (this process only), memcached://H:P[,H:P...][?options].
+    /// The store as a URL: memory:// (this process only), memcached://H:P[,H:P...][?options],
+    /// redis://[USER:PASSWORD@]H:P[/DB][?options].
     #[arg(long, value_name = "URL", conflicts_with = "servers")]
     store: Option<String>,
     /// The original's server list, H:P[,H:P...]: the same as --store memcached://H:P,...

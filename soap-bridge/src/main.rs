@@ -34,8 +34,8 @@ struct Args {
     listen: Option<SocketAddr>,
 
     /// Principal store: memory:// (in this process, the default),
-    /// memcached://HOST:PORT[,HOST:PORT[:WEIGHT]][?timeout_ms=..&...];
-    /// redis:// is planned.
+    /// memcached://HOST:PORT[,HOST:PORT[:WEIGHT]][?timeout_ms=..&...],
+    /// redis://[USER:PASSWORD@]HOST[:PORT][/DB][?prefix=..&timeout_ms=..].
     #[arg(long, value_name = "URL")]
     store: Option<String>,
 

@@ -82,7 +82,10 @@ async fn serves_and_stops_on_signals() {
 fn bad_settings_are_refused_before_listening() {
     for (args, says) in [
         (vec!["--codec", "yaml"], "unknown codec"),
-        (vec!["--store", "redis://127.0.0.1"], "not built yet"),
+        (
+            vec!["--store", "redis://127.0.0.1?nope=1"],
+            "unknown query key",
+        ),
         (vec!["--store", "ftp://x"], "unknown store URL"),
         (vec!["--principal", "_session_id"], "principal"),
         (vec!["--admin"], "the admin pages need [auth]"),

@@ -12,13 +12,15 @@
 //! |---|---|
 //! | `memory://` | [`session_core::MemoryStore`], in this process (no query keys) |
 //! | `memcached://H:P[,H:P[:weight]]?...` | `backend_memcached::MemcachedStore` (its docs list the query keys) |
-//! | `redis://` | not built yet: [`Error::NotBuilt`] |
+//! | `redis://[USER:PASSWORD@]HOST[:PORT][/DB]?...` | `backend_redis::RedisStore` (its docs list the query keys; `cluster=true` needs this crate's `redis-cluster` feature) |
+//! | `rediss://` | TLS: not built yet, a [`Error::Redis`] configuration error |
 //!
 //! ```
 //! let (servers, local) = store_url::open("memory://", None)?;
 //! assert!(local.is_none());
 //! # let _ = servers;
-//! assert!(matches!(store_url::open("redis://127.0.0.1", None), Err(store_url::Error::NotBuilt { .. })));
+//! assert!(store_url::open("redis://127.0.0.1:6379/1?prefix=app:", None).is_ok());
+//! assert!(matches!(store_url::open("redis://127.0.0.1?nope=1", None), Err(store_url::Error::Redis { .. })));
 //! assert!(matches!(store_url::open("ftp://x", None), Err(store_url::Error::UnknownScheme { .. })));
 //! # Ok::<(), store_url::Error>(())
 //! ```
@@ -26,6 +28,7 @@
 use std::sync::Arc;
 
 use backend_memcached::MemcachedStore;
+use backend_redis::RedisStore;
 use session_core::{MemoryStore, Store};
 
 /// Why a store URL could not be opened. Nothing is connected before the URL
@@ -35,14 +38,14 @@ use session_core::{MemoryStore, Store};
 pub enum Error {
     /// The URL names no scheme this build knows.
     #[error(
-        "unknown store URL {url:?}: expected memory://, memcached://HOST:PORT[,HOST:PORT]... (redis:// is planned)"
+        "unknown store URL {url:?}: expected memory://, memcached://HOST:PORT[,HOST:PORT]... or redis://HOST:PORT"
     )]
     UnknownScheme {
         /// The URL as given (printable form).
         url: String,
     },
     /// The scheme is planned but its backend is not part of this build yet.
-    #[error("the {scheme}:// store is not built yet; use memory:// or memcached://")]
+    #[error("the {scheme}:// store is not built yet; use memory://, memcached:// or redis://")]
     NotBuilt {
         /// The scheme, without `://`.
         scheme: &'static str,
@@ -61,6 +64,16 @@ pub enum Error {
         /// What the memcached backend said.
         #[source]
         source: backend_memcached::Error,
+    },
+    /// The Redis URL did not validate (bad address, unknown query key,
+    /// `rediss://`, a cluster without the `redis-cluster` feature...).
+    #[error("redis store URL {url:?}: {source}")]
+    Redis {
+        /// The URL as given, without its password.
+        url: String,
+        /// What the Redis backend said.
+        #[source]
+        source: backend_redis::Error,
     },
 }
 
@@ -101,10 +114,31 @@ pub fn open_one(url: &str) -> Result<Arc<dyn Store>, Error> {
                 url: printable(url),
                 source,
             }),
-        Some("redis") | Some("rediss") => Err(Error::NotBuilt { scheme: "redis" }),
+        Some("redis") | Some("rediss") => RedisStore::from_url(url)
+            .map(|s| Arc::new(s) as Arc<dyn Store>)
+            .map_err(|source| Error::Redis {
+                url: printable(&without_password(url)),
+                source,
+            }),
         _ => Err(Error::UnknownScheme {
             url: printable(url),
         }),
+    }
+}
+
+/// The URL with the password of `scheme://user:password@host` replaced, so
+/// an error message never shows it.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -144,10 +178,20 @@ mod tests {
             open("memory://", Some("127.0.0.1:1?bad=1")),
             Err(Error::Memcached { .. })
         ));
-        assert!(matches!(
-            open("redis://127.0.0.1:6379", None),
-            Err(Error::NotBuilt { scheme: "redis" })
-        ));
+        assert!(open("redis://127.0.0.1:6379/2?prefix=s:&timeout_ms=100", None).is_ok());
+        for bad in [
+            "redis://127.0.0.1:6379?nope=1",
+            "redis://h1,h2",
+            "rediss://127.0.0.1",
+        ] {
+            assert!(matches!(open(bad, None), Err(Error::Redis { .. })), "{bad}");
+        }
+        let cluster = open("redis://a:1,b:2?cluster=true", None);
+        assert_eq!(cluster.is_ok(), cfg!(feature = "redis-cluster"));
+        let e = open("redis://app:s3cret@h:1?bad=1", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("app:***@h:1"), "{e}");
         assert!(matches!(
             open("127.0.0.1:11211", None),
             Err(Error::UnknownScheme { .. })

@@ -445,6 +445,28 @@ impl DockerServer {
     }
 }
 
+impl DockerServer {
+    /// The container's address on the provider's private network, where
+    /// other containers reach it (a Redis Cluster's bus).
+    pub(crate) async fn network_ip(&self) -> Result<std::net::IpAddr, Error> {
+        let inner = Arc::clone(&self.inner);
+        runtime::run(async move {
+            let guard = inner.container.lock().await;
+            let Some(container) = guard.as_ref() else {
+                return Err(Error::docker("reading the network address")(
+                    "the container was removed".to_owned(),
+                ));
+            };
+            container.get_bridge_ip_address().await.map_err(|e| {
+                Error::docker(format!("reading the network address of {}", container.id()))(
+                    e.to_string(),
+                )
+            })
+        })
+        .await
+    }
+}
+
 impl Drop for DockerServer {
     /// Removes the container (`docker rm -f`), blocking until done.
     fn drop(&mut self) {

@@ -27,6 +27,8 @@
 //! are no import circles:
 //! - `provider.rs`: [`Provider`] and [`ProviderKind`]; `Auto` picks Docker when
 //!   a daemon answers a ping within 3 s, processes otherwise, and says so.
+//! - `cluster.rs`: [`RedisCluster`], three Redis masters formed into one
+//!   cluster that announces the nodes' proxies to clients.
 //! - `server.rs`: [`Server`] and its faults, over either provider.
 //! - `docker.rs`: containers through testcontainers' async API on a private
 //!   network per provider; labels, the signal watchdog and [`cleanup_stale`].
@@ -35,7 +37,8 @@
 //! - `proxy.rs`: the fault-injecting TCP proxy in front of every server.
 //! - leaves, which use nothing but the error type and each other's
 //!   [`ServerKind`]: `kind.rs` ([`ServerKind`], [`MemcachedOptions`]),
-//!   `ready.rs` (protocol ping and readiness polling), `binary.rs` (the host
+//!   `ready.rs` (protocol ping and readiness polling), `resp.rs` (one Redis
+//!   command in plain RESP, to form a cluster), `binary.rs` (the host
 //!   binaries), `daemon.rs` (the Docker connection), `port.rs` ([`dead_port`]),
 //!   `runtime.rs` (the background runtime everything long-lived runs on).
 //!
@@ -73,13 +76,14 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `MEMORYCACHED_PROVIDER` | `docker`, `process` or `auto` (default) for [`Provider::from_env`] |
-//! | `MEMORYCACHED_MEMCACHED`, `MEMORYCACHED_REDIS` | shared server lists, set by `cargo xtask test` |
+//! | `MEMORYCACHED_MEMCACHED`, `MEMORYCACHED_REDIS`, `MEMORYCACHED_REDIS_CLUSTER` | shared server lists, set by `cargo xtask test` |
 //! | `MEMORYCACHED_MEMCACHED_BIN`, `MEMORYCACHED_REDIS_BIN` | binaries to use instead of the ones on `PATH` |
 //! | `MEMORYCACHED_IMAGES` | `auto` (default): official image if present or pullable, else local; `official`; `local` |
 //! | `MEMORYCACHED_PULL_TIMEOUT_SECS` | how long a pull of an official image may take (60) |
 //! | `MEMORYCACHED_TEST_TIMINGS` | when set, print how long each container took to be ready |
 
 mod binary;
+mod cluster;
 mod daemon;
 mod docker;
 mod error;
@@ -90,9 +94,11 @@ mod process;
 mod provider;
 mod proxy;
 mod ready;
+mod resp;
 mod runtime;
 mod server;
 
+pub use cluster::{CLUSTER_MASTERS, RedisCluster};
 pub use docker::{CleanupReport, LABEL, OWNER_LABEL, cleanup_stale, disable_signal_cleanup};
 pub use error::Error;
 pub use images::{BuildMethod, ImageAction, ImageReport, build_image, build_images};
@@ -105,6 +111,9 @@ pub use server::Server;
 pub const MEMCACHED_ENV: &str = "MEMORYCACHED_MEMCACHED";
 /// The variable `cargo xtask test` fills with the shared Redis server.
 pub const REDIS_ENV: &str = "MEMORYCACHED_REDIS";
+/// The variable `cargo xtask test` fills with the shared Redis Cluster's
+/// nodes (their proxies), comma separated.
+pub const REDIS_CLUSTER_ENV: &str = "MEMORYCACHED_REDIS_CLUSTER";
 
 /// Reads a comma-separated `host:port` list from the environment variable `var`
 /// (e.g. [`MEMCACHED_ENV`], set by `cargo xtask test`).

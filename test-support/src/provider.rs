@@ -3,7 +3,9 @@
 use std::{fmt, str::FromStr, sync::Arc};
 
 use crate::{
-    Error, MemcachedOptions, Server, ServerKind, daemon,
+    Error, MemcachedOptions, Server, ServerKind,
+    cluster::{self, BusAddr, CLUSTER_MASTERS, Pending, RedisCluster},
+    daemon,
     docker::{DockerContext, DockerServer},
     kind,
     process::ProcessServer,
@@ -145,6 +147,54 @@ impl Provider {
     /// A Redis without persistence, started and ready.
     pub async fn redis(&self) -> Result<Server, Error> {
         self.launch(ServerKind::Redis, kind::redis_args()).await
+    }
+
+    /// A three-master Redis Cluster without persistence, formed and
+    /// serving every slot; each node behind its own proxy (see
+    /// [`RedisCluster`]).
+    pub async fn redis_cluster(&self) -> Result<RedisCluster, Error> {
+        let mut started = Vec::with_capacity(CLUSTER_MASTERS);
+        let mut files = Vec::new();
+        for _ in 0..CLUSTER_MASTERS {
+            let pending = Pending::new()?;
+            let proxy_port = pending.proxy_port();
+            match &self.docker {
+                Some(ctx) => {
+                    // /dev/shm: writable for any user in every image (the local
+                    // images run as nobody with a read-only working directory).
+                    let file = format!("/dev/shm/memorycached-nodes-{proxy_port}.conf");
+                    let args = cluster::node_args(proxy_port, None, &file);
+                    let (server, addr) =
+                        DockerServer::launch(Arc::clone(ctx), ServerKind::Redis, args).await?;
+                    let ip = server.network_ip().await?;
+                    let bus = BusAddr {
+                        ip,
+                        port: 6379,
+                        bus_port: 16379,
+                    };
+                    started.push((pending, Backend::Docker(server), addr, bus));
+                }
+                None => {
+                    let bus_port = crate::process::free_port()?;
+                    let file = std::env::temp_dir().join(format!(
+                        "memorycached-test-nodes-{}-{proxy_port}.conf",
+                        std::process::id()
+                    ));
+                    let args =
+                        cluster::node_args(proxy_port, Some(bus_port), &file.to_string_lossy());
+                    files.push(file);
+                    let (server, addr) =
+                        runtime::run(ProcessServer::launch(ServerKind::Redis, args)).await?;
+                    let bus = BusAddr {
+                        ip: cluster::LOOPBACK,
+                        port: addr.port(),
+                        bus_port,
+                    };
+                    started.push((pending, Backend::Process(server), addr, bus));
+                }
+            }
+        }
+        cluster::form(started, files).await
     }
 
     async fn launch(&self, kind: ServerKind, args: Vec<String>) -> Result<Server, Error> {

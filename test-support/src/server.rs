@@ -97,6 +97,25 @@ impl Server {
         })
     }
 
+    /// A server whose proxy was bound before it started (a cluster node
+    /// announces its proxy's port, so the port must be known first).
+    pub(crate) fn with_proxy(
+        kind: ServerKind,
+        backend: Backend,
+        upstream: SocketAddr,
+        proxy: Proxy,
+    ) -> Server {
+        proxy.set_upstream(Some(upstream));
+        Server {
+            kind,
+            proxy,
+            backend,
+            ops: tokio::sync::Mutex::new(()),
+            running: AtomicBool::new(true),
+            paused: AtomicBool::new(false),
+        }
+    }
+
     /// `127.0.0.1:PORT` for clients; stable for the life of the `Server`.
     pub fn addr(&self) -> String {
         self.proxy.addr().to_string()

@@ -21,7 +21,10 @@ use std::{
 };
 
 use anyhow::Context;
-use test_support::{MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_ENV, Server};
+use test_support::{
+    MEMCACHED_ENV, PROVIDER_ENV, Provider, ProviderKind, REDIS_CLUSTER_ENV, REDIS_ENV,
+    RedisCluster, Server,
+};
 use tokio::{process::Command, sync::watch};
 
 use crate::{
@@ -267,6 +270,7 @@ fn watch_signals() -> anyhow::Result<watch::Receiver<Option<i32>>> {
 struct Shared {
     kind: ProviderKind,
     servers: Vec<Server>,
+    cluster: RedisCluster,
     env: Vec<(&'static str, String)>,
 }
 
@@ -280,14 +284,16 @@ async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
     }
     let provider = Provider::new(kind).await?;
     println!("    provider: {}", provider.description());
-    let (a, b, c, redis) = tokio::join!(
+    let (a, b, c, redis, cluster) = tokio::join!(
         provider.memcached(),
         provider.memcached(),
         provider.memcached(),
-        provider.redis()
+        provider.redis(),
+        provider.redis_cluster()
     );
     let memcached: [Server; MEMCACHED_SERVERS] = [a?, b?, c?];
     let redis = redis?;
+    let cluster = cluster?;
     let list = |servers: &[Server]| {
         servers
             .iter()
@@ -307,9 +313,11 @@ async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
         image(&memcached[0])
     );
     println!("    {REDIS_ENV}={}{}", redis.addr(), image(&redis));
+    println!("    {REDIS_CLUSTER_ENV}={}", list(cluster.nodes()));
     let env = vec![
         (MEMCACHED_ENV, list(&memcached)),
         (REDIS_ENV, redis.addr()),
+        (REDIS_CLUSTER_ENV, list(cluster.nodes())),
         (PROVIDER_ENV, provider.kind().as_str().to_owned()),
     ];
     let mut servers = Vec::from(memcached);
@@ -317,6 +325,7 @@ async fn start_servers(kind: ProviderKind) -> anyhow::Result<Shared> {
     Ok(Shared {
         kind: provider.kind(),
         servers,
+        cluster,
         env,
     })
 }
@@ -362,8 +371,10 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
             .await;
     }
 
-    let name =
-        format!("start shared servers ({MEMCACHED_SERVERS} memcached + 1 redis, provider {kind})");
+    let name = format!(
+        "start shared servers ({MEMCACHED_SERVERS} memcached + 1 redis + a 3-master redis cluster, \
+         provider {kind})"
+    );
     let shared = if let Some(signal) = runner.signal() {
         runner.skip(&name, &format!("interrupted by signal {signal}"));
         None
@@ -440,12 +451,12 @@ async fn run_steps(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(shared) = shared {
         println!(
             "    stopping {} {} server(s)",
-            shared.servers.len(),
+            shared.servers.len() + shared.cluster.nodes().len(),
             shared.kind
         );
         // Dropping a server blocks until its process is reaped or its
         // container removed; tell the runtime this worker is busy.
-        tokio::task::block_in_place(move || drop(shared.servers));
+        tokio::task::block_in_place(move || drop((shared.servers, shared.cluster)));
     }
     runner.finish(name, started, Outcome::Passed);
 

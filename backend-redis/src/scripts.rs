@@ -1,0 +1,97 @@
+//! The Lua scripts behind the conditional and combined operations.
+//!
+//! Each script touches exactly one key (`KEYS[1]`), so on a cluster it runs
+//! on that key's node without any hash tag; `GET_MANY` takes several keys
+//! and is used on a standalone server only. Redis runs a script atomically,
+//! so "compare the version, then write" cannot interleave with another
+//! writer. The version is compared as the 8 bytes at offsets 5..13 of the
+//! stored string (see `envelope.rs`); TTLs are in milliseconds, `'0'`
+//! meaning "no expiry".
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// `GET` + `PTTL`: nil, or `{stored, pttl}`.
+pub(crate) static GET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+if not v then return false end
+return {v, redis.call('PTTL', KEYS[1])}",
+    )
+});
+
+/// `GET` + `PTTL` of every key: `{stored1, pttl1, stored2, pttl2, ...}`,
+/// `false` (nil) for a missing key's value.
+pub(crate) static GET_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local out = {}
+for i, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v then
+    out[2 * i - 1] = v
+    out[2 * i] = redis.call('PTTL', k)
+  else
+    out[2 * i - 1] = false
+    out[2 * i] = -2
+  end
+end
+return out",
+    )
+});
+
+/// Compare-and-set. `ARGV`: expected version (8 bytes), new stored string,
+/// TTL in ms. Returns 0 not found, 1 conflict, 2 stored.
+pub(crate) static CAS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if string.sub(cur, 6, 13) ~= ARGV[1] then return 1 end
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return 2",
+    )
+});
+
+/// Conditional delete. `ARGV[1]`: expected version (8 bytes). Returns 0
+/// not found, 1 conflict, 2 deleted.
+pub(crate) static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if string.sub(cur, 6, 13) ~= ARGV[1] then return 1 end
+redis.call('DEL', KEYS[1])
+return 2",
+    )
+});
+
+/// New expiry. `ARGV[1]`: TTL in ms (`'0'`: none). Returns 1 if the key existed.
+pub(crate) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[1] == '0' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 1",
+    )
+});
+
+/// Read and set a new expiry. `ARGV[1]` as for `TOUCH`. Returns nil or
+/// `{stored, pttl}` with the new TTL.
+pub(crate) static GET_AND_TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if ARGV[1] == '0' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return {v, redis.call('PTTL', KEYS[1])}",
+    )
+});
