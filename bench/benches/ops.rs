@@ -19,8 +19,8 @@
 //!   request that only reads, as the original's tie/untie does.
 //! - `update`: `Sessions::update` changing one field.
 //! - `find_by_principal`: the session of the task's user, by its reverse key.
-//! - `delete`: `delete_id` of sessions made by `create` (bounded by how
-//!   many it made; no warm-up, which would use them up).
+//! - `delete`: `delete_id` of sessions made by `create` (each task takes
+//!   an equal share of them; no warm-up, which would use them up).
 //!
 //! Every row but `raw_pair` names `raw_pair` at the same concurrency as its
 //! baseline. A failed operation is counted and reported, never hidden.
@@ -31,8 +31,7 @@ use anyhow::{Context as _, bail};
 use backend_memcached::MemcachedStore;
 use serde_json::{Map, Value, json};
 use session_core::{MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
-use test_support::bench::{self, BenchEnv, Output, Row};
-use tokio::sync::Mutex;
+use test_support::bench::{self, BenchEnv, Output, Pool, Row};
 
 /// Concurrency levels measured.
 const TASKS: [usize; 3] = [1, 16, 64];
@@ -49,8 +48,6 @@ const OPS: [&str; 8] = [
 ];
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
-/// Most ids one task keeps from `create` for `delete`.
-const MAX_KEPT: usize = 200_000;
 
 /// A typical single-sign-on session of 10 fields, as the Perl peer stores.
 fn ten_fields(uid: &str) -> Map<String, Value> {
@@ -81,8 +78,8 @@ struct Ctx {
     /// The bytes and flags one session is stored as: what `raw_pair` writes.
     value: Vec<u8>,
     flags: u32,
-    /// Ids `create` made, per task, for `delete`.
-    created: Vec<Mutex<Vec<String>>>,
+    /// Ids `create` made, for `delete`.
+    created: Pool<String>,
     /// Distinguishes this level's keys and users from other levels'.
     tag: String,
 }
@@ -106,7 +103,7 @@ impl Ctx {
             own,
             value: stored.value,
             flags: stored.flags,
-            created: (0..tasks).map(|_| Mutex::new(Vec::new())).collect(),
+            created: Pool::default(),
             tag,
         })
     }
@@ -124,10 +121,7 @@ impl Ctx {
             "create" => {
                 let user = format!("new{}x{t}x{i}", self.tag);
                 let s = self.sessions.create_with(ten_fields(&user), None).await?;
-                let mut kept = self.created[t].lock().await;
-                if kept.len() < MAX_KEPT {
-                    kept.push(s.id().as_str().to_owned());
-                }
+                self.created.push(s.id().as_str().to_owned());
             }
             "load" => {
                 self.sessions.load(own).await?.context("session gone")?;
@@ -153,7 +147,7 @@ impl Ctx {
                 }
             }
             "delete" => {
-                let id = self.created[t].lock().await.pop().context("no created session left")?;
+                let id = self.created.pop().context("no created session left")?;
                 if !self.sessions.delete_id(&id).await? {
                     bail!("delete_id({id}): the session was not there");
                 }
@@ -181,11 +175,7 @@ async fn bench_store(
                 move |t: usize, i: u64| ctx.clone().op(name, t, i)
             };
             let max = if name == "delete" {
-                let mut least = usize::MAX;
-                for kept in &ctx.created {
-                    least = least.min(kept.lock().await.len());
-                }
-                least as u64
+                ctx.created.per_task(tasks)
             } else {
                 bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, op.clone()).await;
                 MAX_OPS_PER_TASK

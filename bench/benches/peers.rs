@@ -21,6 +21,7 @@
 //! with the target where it gives one.
 
 use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,8 +30,7 @@ use anyhow::{Context as _, bail};
 use backend_memcached::MemcachedStore;
 use serde_json::{Map, Value, json};
 use session_core::{Codec, MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
-use test_support::bench::{self, BenchEnv, Output, Row, Sample};
-use tokio::sync::Mutex;
+use test_support::bench::{self, BenchEnv, Output, Pool, Row, Sample};
 use tower_sessions_core::SessionStore;
 use tower_sessions_core::session::{Id, Record};
 
@@ -124,29 +124,54 @@ async fn bench_perl(
     procs: usize,
 ) -> anyhow::Result<()> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/perl/peer.pl");
-    // Room for every process to start and load its modules first.
-    let start = epoch() + 1.0 + 0.05 * procs as f64;
-    let end = start + env.time.as_secs_f64().max(1.0);
     let tag = format!("{:x}", std::process::id());
     let mut children = Vec::new();
     for p in 0..procs {
         let key = format!("perlbench{tag}x{procs}x{p}");
-        let child = Command::new("perl")
+        let mut child = Command::new("perl")
             .arg(script)
-            .args([server, &key, &format!("{start:.6}"), &format!("{end:.6}")])
-            .stdin(Stdio::null())
+            .args([server, &key])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .context("starting perl: install `apt-get install perl libcache-memcached-perl`")?;
-        children.push((key, child));
+        let stdout = child.stdout.take().context("perl's stdout")?;
+        children.push((key, child, BufReader::new(stdout)));
     }
+    // Every process has loaded its modules and stored its session: start
+    // them together, shortly from now.
+    let children = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let mut ready = Vec::new();
+        for (key, child, mut stdout) in children {
+            let mut line = String::new();
+            stdout.read_line(&mut line)?;
+            if line.trim() != "ready" {
+                bail!("perl peer.pl did not get ready (said {line:?}); is libcache-memcached-perl installed?");
+            }
+            ready.push((key, child, stdout));
+        }
+        Ok(ready)
+    })
+    .await??;
+    let start = epoch() + 0.2;
+    let end = start + env.time.as_secs_f64().max(1.0);
     let mut sample = Sample::default();
     let mut keys = Vec::new();
-    for (key, child) in children {
-        let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        if !output.status.success() {
-            bail!("perl peer.pl failed ({}): {text}", output.status);
+    let mut waiting = Vec::new();
+    for (key, mut child, stdout) in children {
+        let mut stdin = child.stdin.take().context("perl's stdin")?;
+        writeln!(stdin, "{start:.6} {end:.6}")?;
+        waiting.push((key, child, stdout));
+    }
+    for (key, mut child, mut stdout) in waiting {
+        let (text, status) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text)?;
+            Ok((text, child.wait()?))
+        })
+        .await??;
+        if !status.success() {
+            bail!("perl peer.pl failed ({status}): {text}");
         }
         let mut words = text.split_whitespace();
         let mut number = |what: &str| -> anyhow::Result<u64> {
@@ -197,9 +222,9 @@ struct Ctx {
     /// The session bytes for the raw pairs.
     value: Vec<u8>,
     flags: u32,
-    /// Ids made by `create` (ours, tower), per task.
-    created: Vec<Mutex<Vec<String>>>,
-    tower_created: Vec<Mutex<Vec<Id>>>,
+    /// Ids made by `create` (ours, tower), shared by the tasks.
+    created: Pool<String>,
+    tower_created: Pool<Id>,
     tag: String,
 }
 
@@ -235,8 +260,8 @@ impl Ctx {
             tower,
             value: stored.value,
             flags: stored.flags,
-            created: (0..tasks).map(|_| Mutex::new(Vec::new())).collect(),
-            tower_created: (0..tasks).map(|_| Mutex::new(Vec::new())).collect(),
+            created: Pool::default(),
+            tower_created: Pool::default(),
             tag: format!("{:x}x{tasks}", std::process::id()),
         })
     }
@@ -257,13 +282,13 @@ impl Ctx {
             }
             Op::Create => {
                 let s = self.sessions.create_with(ten_fields(&format!("made{t}x{i}")), None).await?;
-                self.created[t].lock().await.push(s.id().as_str().to_owned());
+                self.created.push(s.id().as_str().to_owned());
             }
             Op::Load => {
                 self.sessions.load(own).await?.context("session gone")?;
             }
             Op::Delete => {
-                let id = self.created[t].lock().await.pop().context("no created session left")?;
+                let id = self.created.pop().context("no created session left")?;
                 if !self.sessions.delete_id(&id).await? {
                     bail!("delete_id({id}): the session was not there");
                 }
@@ -284,13 +309,13 @@ impl Ctx {
             Op::Create => {
                 let mut r = record_of(ten_fields(&format!("made{t}x{i}")));
                 self.tower.create(&mut r).await?;
-                self.tower_created[t].lock().await.push(r.id);
+                self.tower_created.push(r.id);
             }
             Op::Load => {
                 self.tower.load(own).await?.context("record gone")?;
             }
             Op::Delete => {
-                let id = self.tower_created[t].lock().await.pop().context("no created record left")?;
+                let id = self.tower_created.pop().context("no created record left")?;
                 self.tower.delete(&id).await?;
             }
         }
@@ -313,14 +338,6 @@ where
     }
 }
 
-async fn least<T>(lists: &[Mutex<Vec<T>>]) -> u64 {
-    let mut least = usize::MAX;
-    for list in lists {
-        least = least.min(list.lock().await.len());
-    }
-    least as u64
-}
-
 /// Ours against tower-sessions on memory: create, load, load+save, delete.
 async fn bench_tower(out: &mut Output, env: &BenchEnv, sessions: &Sessions, tasks: usize) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx::new(sessions.clone(), tasks).await?);
@@ -332,7 +349,10 @@ async fn bench_tower(out: &mut Output, env: &BenchEnv, sessions: &Sessions, task
     ] {
         let peer = format!("memory/tower_{label}/{tasks}");
         let (max_peer, max_ours) = match op {
-            Op::Delete => (Some(least(&ctx.tower_created).await), Some(least(&ctx.created).await)),
+            Op::Delete => (
+                Some(ctx.tower_created.per_task(tasks)),
+                Some(ctx.created.per_task(tasks)),
+            ),
             _ => (None, None),
         };
         let c = ctx.clone();

@@ -4,17 +4,19 @@
 # = freeze and set), through Cache::Memcached, which stores a hash reference
 # Storable-frozen (nfreeze) with flags 1, exactly as the original's nodes do.
 #
-# Usage: peer.pl SERVER KEY START END
-#   Stores a 10-field session under KEY, waits until the epoch time START,
-#   then loops get + change one field + set until END. Prints one line:
+# Usage: peer.pl SERVER KEY
+#   Stores a 10-field session under KEY, prints "ready", reads one line
+#   "START END" (epoch seconds) from stdin, waits until START, then loops
+#   get + change one field + set until END. Prints one line:
 #   "OPS ERRORS FIRST_ERROR_OR_- LATENCY_US..." (every operation's latency).
 use strict;
 use warnings;
 use Cache::Memcached;
 use Time::HiRes qw(time sleep);
 
-my ($server, $key, $start, $end) = @ARGV;
-die "usage: peer.pl SERVER KEY START END\n" unless defined $end;
+my ($server, $key) = @ARGV;
+die "usage: peer.pl SERVER KEY\n" unless defined $key;
+$| = 1;
 my $memd = Cache::Memcached->new({ servers => [$server] });
 my %session = (
     _session_id         => $key,
@@ -29,6 +31,8 @@ my %session = (
     profile             => 'p' x 200,
 );
 $memd->set($key, \%session, 600) or die "setting $key on $server failed\n";
+print "ready\n";
+my ($start, $end) = split ' ', (<STDIN> // die "no start time on stdin\n");
 my $wait = $start - time;
 sleep($wait) if $wait > 0;
 my ($ops, $errors, $first) = (0, 0, '-');

@@ -45,6 +45,8 @@ pub const MEMCACHED_ENV: &str = "MEMORYCACHED_BENCH_MEMCACHED";
 pub const MEMCACHED_CLUSTER_ENV: &str = "MEMORYCACHED_BENCH_MEMCACHED_CLUSTER";
 /// A memcached `host:port` of its own for the local read-first cache.
 pub const MEMCACHED_LOCAL_ENV: &str = "MEMORYCACHED_BENCH_MEMCACHED_LOCAL";
+/// One Redis `host:port`.
+pub const REDIS_ENV: &str = "MEMORYCACHED_BENCH_REDIS";
 
 /// A benchmark's settings, from the environment `cargo xtask bench` sets.
 #[derive(Debug, Clone)]
@@ -270,6 +272,39 @@ impl Output {
             source: std::io::Error::other("no VmHWM line"),
         })?;
         self.line(&json!({ "name": name, "peak_rss_kib": kib }))
+    }
+}
+
+/// Items one scenario makes for a later one to use up (the ids `create`
+/// made, for `delete`), shared by every task.
+#[derive(Debug)]
+pub struct Pool<T>(std::sync::Mutex<Vec<T>>);
+
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Pool(std::sync::Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Pool<T> {
+    fn items(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds one item.
+    pub fn push(&self, item: T) {
+        self.items().push(item);
+    }
+
+    /// Takes one item, if any is left.
+    pub fn pop(&self) -> Option<T> {
+        self.items().pop()
+    }
+
+    /// An equal share per task of what is there: `max_ops_per_task` for
+    /// [`drive`] when every operation takes one item.
+    pub fn per_task(&self, tasks: usize) -> u64 {
+        (self.items().len() / tasks.max(1)) as u64
     }
 }
 
