@@ -55,7 +55,15 @@ fn record(out: &mut Output, name: &str, mut s: Sample, check: Option<String>) ->
     if let Some(problem) = check {
         s.fail_check(problem);
     }
-    out.record(Row::new(name), s)?;
+    // Each subject beside its baseline of the same run (ratios in the report).
+    let baseline = match name {
+        "contended_save" | "update_counter" => Some("uncontended_save"),
+        "login_indexed" => Some("login_plain"),
+        "save_indexed" => Some("save_plain"),
+        _ => None,
+    };
+    let row = Row::new(name);
+    out.record(baseline.map_or(row.clone(), |b| row.baseline(b)), s)?;
     Ok(())
 }
 

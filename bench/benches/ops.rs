@@ -85,10 +85,17 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn new(sessions: Sessions, store: Arc<dyn Store>, tasks: usize, tag: String) -> anyhow::Result<Ctx> {
+    async fn new(
+        sessions: Sessions,
+        store: Arc<dyn Store>,
+        tasks: usize,
+        tag: String,
+    ) -> anyhow::Result<Ctx> {
         let mut own = Vec::new();
         for t in 0..tasks {
-            let s = sessions.create_with(ten_fields(&format!("own{tag}x{t}")), None).await?;
+            let s = sessions
+                .create_with(ten_fields(&format!("own{tag}x{t}")), None)
+                .await?;
             own.push(s.id().as_str().to_owned());
         }
         let first = own.first().context("no tasks")?;
@@ -115,7 +122,9 @@ impl Ctx {
             "raw_pair" => {
                 // A bounded key space per task: the servers do not fill up.
                 let key = format!("bench{}raw{t}x{}", self.tag, i % 256);
-                self.store.set(&key, &self.value, self.flags, Ttl::seconds(600)).await?;
+                self.store
+                    .set(&key, &self.value, self.flags, Ttl::seconds(600))
+                    .await?;
                 self.store.get(&key).await?.context("raw value gone")?;
             }
             "create" => {
@@ -202,7 +211,9 @@ fn main() -> anyhow::Result<()> {
         principal: Some("uid".into()),
         ..SessionsConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let memcached = |servers: &str| -> anyhow::Result<Arc<dyn Store>> {
             Ok(Arc::new(MemcachedStore::from_url(&format!(
@@ -217,8 +228,14 @@ fn main() -> anyhow::Result<()> {
         })?);
         let stores = [
             ("memory", Sessions::new(memory, config.clone())?),
-            ("memcached1", Sessions::new(memcached(&single)?, config.clone())?),
-            ("memcached3", Sessions::new(memcached(&cluster.join(","))?, config.clone())?),
+            (
+                "memcached1",
+                Sessions::new(memcached(&single)?, config.clone())?,
+            ),
+            (
+                "memcached3",
+                Sessions::new(memcached(&cluster.join(","))?, config.clone())?,
+            ),
             (
                 "local",
                 Sessions::new(memcached(&single)?, config.clone())?.with_local(memcached(&local)?),

@@ -61,7 +61,12 @@ fn ten_fields(uid: &str) -> Map<String, Value> {
 
 /// Runs memcslap's `test` with `threads` threads and `per_thread` keys
 /// each; returns (keys, seconds) from its "Time to TEST N keys by" line.
-fn memcslap(server: &str, test: &str, threads: usize, per_thread: usize) -> anyhow::Result<(f64, f64)> {
+fn memcslap(
+    server: &str,
+    test: &str,
+    threads: usize,
+    per_thread: usize,
+) -> anyhow::Result<(f64, f64)> {
     let output = Command::new("memcslap")
         .args(["-s", server, "-t", test, "-N"])
         .arg(format!("--concurrency={threads}"))
@@ -71,13 +76,24 @@ fn memcslap(server: &str, test: &str, threads: usize, per_thread: usize) -> anyh
         .context("running memcslap: install it with `apt-get install libmemcached-tools`")?;
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        bail!("memcslap -t {test} failed ({}): {text}{}", output.status, String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "memcslap -t {test} failed ({}): {text}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let prefix = format!("Time to {test}");
-    for line in text.lines().filter(|l| l.starts_with(&prefix) && l.contains(" keys by ")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(" keys by "))
+    {
         let words: Vec<&str> = line.split_whitespace().collect();
         let keys = words.get(3).and_then(|w| w.parse::<f64>().ok());
-        let secs = words.iter().rev().nth(1).and_then(|w| w.parse::<f64>().ok());
+        let secs = words
+            .iter()
+            .rev()
+            .nth(1)
+            .and_then(|w| w.parse::<f64>().ok());
         if let (Some(keys), Some(secs)) = (keys, secs) {
             return Ok((keys, secs));
         }
@@ -85,7 +101,12 @@ fn memcslap(server: &str, test: &str, threads: usize, per_thread: usize) -> anyh
     bail!("no \"{prefix} N keys by\" line in memcslap's output: {text}")
 }
 
-async fn bench_memcslap(out: &mut Output, env: &BenchEnv, server: &str, level: usize) -> anyhow::Result<()> {
+async fn bench_memcslap(
+    out: &mut Output,
+    env: &BenchEnv,
+    server: &str,
+    level: usize,
+) -> anyhow::Result<()> {
     let total = if env.quick { 4_000 } else { 100_000 };
     let per_thread = (total / level).max(200);
     let server = server.to_owned();
@@ -112,7 +133,9 @@ async fn bench_memcslap(out: &mut Output, env: &BenchEnv, server: &str, level: u
 
 /// Seconds since the epoch, as Perl's `Time::HiRes::time` counts.
 fn epoch() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// `procs` Perl processes running `peer.pl` for `time`, started together.
@@ -175,7 +198,10 @@ async fn bench_perl(
         }
         let mut words = text.split_whitespace();
         let mut number = |what: &str| -> anyhow::Result<u64> {
-            words.next().and_then(|w| w.parse().ok()).with_context(|| format!("no {what} in peer.pl's output: {text}"))
+            words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .with_context(|| format!("no {what} in peer.pl's output: {text}"))
         };
         sample.ops += number("ops")?;
         sample.errors += number("errors")?;
@@ -184,7 +210,9 @@ async fn bench_perl(
             sample.first_error = Some(format!("perl: {first}"));
         }
         for w in words {
-            sample.latencies.push(Duration::from_micros(w.parse().context("a latency of peer.pl")?));
+            sample.latencies.push(Duration::from_micros(
+                w.parse().context("a latency of peer.pl")?,
+            ));
         }
         keys.push(key);
     }
@@ -197,7 +225,10 @@ async fn bench_perl(
             None => sample.fail_check(format!("{key} is gone after the run")),
         }
     }
-    out.record(Row::new(format!("memcached/perl_load_save/{procs}")), sample)?;
+    out.record(
+        Row::new(format!("memcached/perl_load_save/{procs}")),
+        sample,
+    )?;
     Ok(())
 }
 
@@ -241,7 +272,9 @@ impl Ctx {
         let tower = tower_sessions_memory_store::MemoryStore::default();
         let (mut own, mut tower_own) = (Vec::new(), Vec::new());
         for t in 0..tasks {
-            let s = sessions.create_with(ten_fields(&format!("peer{t}")), None).await?;
+            let s = sessions
+                .create_with(ten_fields(&format!("peer{t}")), None)
+                .await?;
             own.push(s.id().as_str().to_owned());
             let mut r = record_of(ten_fields(&format!("peer{t}")));
             tower.create(&mut r).await?;
@@ -272,7 +305,9 @@ impl Ctx {
             Op::RawPair => {
                 let store = self.sessions.servers();
                 let key = format!("peerbench{}raw{t}x{}", self.tag, i % 256);
-                store.set(&key, &self.value, self.flags, Ttl::seconds(600)).await?;
+                store
+                    .set(&key, &self.value, self.flags, Ttl::seconds(600))
+                    .await?;
                 store.get(&key).await?.context("raw value gone")?;
             }
             Op::LoadSave => {
@@ -281,7 +316,10 @@ impl Ctx {
                 self.sessions.save(&mut s).await?;
             }
             Op::Create => {
-                let s = self.sessions.create_with(ten_fields(&format!("made{t}x{i}")), None).await?;
+                let s = self
+                    .sessions
+                    .create_with(ten_fields(&format!("made{t}x{i}")), None)
+                    .await?;
                 self.created.push(s.id().as_str().to_owned());
             }
             Op::Load => {
@@ -339,7 +377,12 @@ where
 }
 
 /// Ours against tower-sessions on memory: create, load, load+save, delete.
-async fn bench_tower(out: &mut Output, env: &BenchEnv, sessions: &Sessions, tasks: usize) -> anyhow::Result<()> {
+async fn bench_tower(
+    out: &mut Output,
+    env: &BenchEnv,
+    sessions: &Sessions,
+    tasks: usize,
+) -> anyhow::Result<()> {
     let ctx = Arc::new(Ctx::new(sessions.clone(), tasks).await?);
     for (label, op) in [
         ("create", Op::Create),
@@ -360,7 +403,12 @@ async fn bench_tower(out: &mut Output, env: &BenchEnv, sessions: &Sessions, task
         out.record(Row::new(&peer), sample)?;
         let c = ctx.clone();
         let sample = measure(env, tasks, max_ours, move |t, i| c.clone().ours(op, t, i)).await;
-        out.record(Row::new(format!("memory/ours_{label}/{tasks}")).baseline(peer).target(1.0), sample)?;
+        out.record(
+            Row::new(format!("memory/ours_{label}/{tasks}"))
+                .baseline(peer)
+                .target(1.0),
+            sample,
+        )?;
     }
     Ok(())
 }
@@ -369,7 +417,9 @@ fn main() -> anyhow::Result<()> {
     let env = BenchEnv::from_env()?;
     let server = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
     let mut out = env.output()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let store = MemcachedStore::from_url(&format!("memcached://{server}?pool_size=64"))?;
         let storable = Sessions::new(
@@ -384,20 +434,35 @@ fn main() -> anyhow::Result<()> {
             max_bytes: 2 << 30,
             ..MemoryStoreConfig::default()
         })?);
-        let in_memory = Sessions::new(memory, SessionsConfig { timeout: Ttl::seconds(600), ..SessionsConfig::default() })?;
+        let in_memory = Sessions::new(
+            memory,
+            SessionsConfig {
+                timeout: Ttl::seconds(600),
+                ..SessionsConfig::default()
+            },
+        )?;
         for level in LEVELS {
-            println!("-- level {level}: memcslap, our raw pair, Perl, ours load+save, tower-sessions");
+            println!(
+                "-- level {level}: memcslap, our raw pair, Perl, ours load+save, tower-sessions"
+            );
             bench_memcslap(&mut out, &env, &server, level).await?;
             let ctx = Arc::new(Ctx::new(storable.clone(), level).await?);
             let c = ctx.clone();
-            let sample = measure(&env, level, None, move |t, i| c.clone().ours(Op::RawPair, t, i)).await;
+            let sample = measure(&env, level, None, move |t, i| {
+                c.clone().ours(Op::RawPair, t, i)
+            })
+            .await;
             out.record(
-                Row::new(format!("memcached/ours_raw_pair/{level}")).baseline(format!("memcached/memcslap_pair/{level}")),
+                Row::new(format!("memcached/ours_raw_pair/{level}"))
+                    .baseline(format!("memcached/memcslap_pair/{level}")),
                 sample,
             )?;
             bench_perl(&mut out, &env, &server, &store, level).await?;
             let c = ctx.clone();
-            let sample = measure(&env, level, None, move |t, i| c.clone().ours(Op::LoadSave, t, i)).await;
+            let sample = measure(&env, level, None, move |t, i| {
+                c.clone().ours(Op::LoadSave, t, i)
+            })
+            .await;
             let mut row = Row::new(format!("memcached/ours_load_save/{level}"))
                 .baseline(format!("memcached/perl_load_save/{level}"));
             // The targets: >= 5x the Perl peer at 1 task, >= 20x at 64.

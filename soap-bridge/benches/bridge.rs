@@ -31,9 +31,9 @@ use soap_bridge::Config;
 use soap_bridge::http::AppState;
 use soap_bridge::metrics::Metrics;
 use soap_bridge::service::Service;
+use test_support::bench::{self, BenchEnv, Output, Row, Sample};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
-use test_support::bench::{self, BenchEnv, Output, Row, Sample};
 use tokio::sync::Mutex;
 
 /// Connection counts measured.

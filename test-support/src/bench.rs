@@ -70,7 +70,7 @@ impl BenchEnv {
         let (warm, time) = if quick {
             (Duration::from_millis(100), Duration::from_millis(300))
         } else {
-            (Duration::from_millis(500), Duration::from_millis(2000))
+            (Duration::from_millis(500), Duration::from_millis(1500))
         };
         Ok(BenchEnv {
             out: out.into(),
@@ -288,7 +288,9 @@ impl<T> Default for Pool<T> {
 
 impl<T> Pool<T> {
     fn items(&self) -> std::sync::MutexGuard<'_, Vec<T>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds one item.

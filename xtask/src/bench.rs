@@ -76,7 +76,11 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
         "peers",
         "Floor and peers: memcslap, Perl Cache::Memcached + Storable, tower-sessions",
     ),
-    ("soap-bridge", "bridge", "SOAP bridge: requests/s beside the raw store ops"),
+    (
+        "soap-bridge",
+        "bridge",
+        "SOAP bridge: requests/s beside the raw store ops",
+    ),
     (
         "backend-memcached",
         "contention",
@@ -131,7 +135,12 @@ fn start_servers(runtime: &tokio::runtime::Runtime) -> Result<Servers> {
             ..MemcachedOptions::default()
         };
         let mut daemons = Vec::new();
-        for label in ["memcached A", "memcached B", "memcached C", "memcached local"] {
+        for label in [
+            "memcached A",
+            "memcached B",
+            "memcached C",
+            "memcached local",
+        ] {
             daemons.push((label.to_owned(), provider.memcached_with(options()).await?));
         }
         daemons.push(("redis".to_owned(), provider.redis().await?));
@@ -153,7 +162,8 @@ fn start_servers(runtime: &tokio::runtime::Runtime) -> Result<Servers> {
 /// that the next reading is the peak of the next section alone.
 fn reset_peaks(servers: &Servers) -> bool {
     servers.daemons.iter().all(|(_, s)| {
-        s.pid().is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+        s.pid()
+            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
     })
 }
 
@@ -166,7 +176,10 @@ pub fn run(args: Args) -> Result<()> {
         .filter(|(_, bench, _)| args.only.is_empty() || args.only.iter().any(|o| o == bench))
         .collect();
     if sections.is_empty() {
-        bail!("--only names no section; the bench targets are: {:?}", SECTIONS.iter().map(|s| s.1).collect::<Vec<_>>());
+        bail!(
+            "--only names no section; the bench targets are: {:?}",
+            SECTIONS.iter().map(|s| s.1).collect::<Vec<_>>()
+        );
     }
     let started = std::time::Instant::now();
     let machine = report::Machine::read(&root);
@@ -196,7 +209,8 @@ pub fn run(args: Args) -> Result<()> {
                 .args(["bench", "-p", krate, "--bench", bench])
                 .env(env_names::OUT_ENV, &out);
             if args.quick {
-                cmd.args(["--profile", "dev"]).env(env_names::QUICK_ENV, "1");
+                cmd.args(["--profile", "dev"])
+                    .env(env_names::QUICK_ENV, "1");
             }
             for (k, v) in &servers.env {
                 cmd.env(k, v);
@@ -210,7 +224,12 @@ pub fn run(args: Args) -> Result<()> {
             let daemons: Vec<(String, Option<f64>)> = servers
                 .daemons
                 .iter()
-                .map(|(label, s)| (label.clone(), s.pid().and_then(test_support::bench::peak_rss_kib)))
+                .map(|(label, s)| {
+                    (
+                        label.clone(),
+                        s.pid().and_then(test_support::bench::peak_rss_kib),
+                    )
+                })
                 .collect();
             results.add(bench, title, run, &text, daemons, reset)?;
         }
@@ -223,7 +242,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let written = report::write(&out_dir, &info, &results)?;
     println!("{}", report::main_table(&results));
-    println!("==> wrote {} ({:.0}s)", written.display(), started.elapsed().as_secs_f64());
+    println!(
+        "==> wrote {} ({:.0}s)",
+        written.display(),
+        started.elapsed().as_secs_f64()
+    );
     drop(servers);
     results.check()
 }

@@ -18,7 +18,9 @@ fn groups(rows: &[Row]) -> BTreeMap<String, Series> {
     let mut out: BTreeMap<String, Series> = BTreeMap::new();
     for r in rows {
         let parts: Vec<&str> = r.name.split('/').collect();
-        let [group, series, n] = parts[..] else { continue };
+        let [group, series, n] = parts[..] else {
+            continue;
+        };
         let Ok(n) = n.parse::<f64>() else { continue };
         let list = out.entry(group.to_owned()).or_default();
         let point = (n, r.ops_per_s, r.p50_us, r.p99_us);
@@ -50,14 +52,31 @@ fn color(i: usize) -> RGBColor {
 
 /// Draws one chart: x = concurrency (log), y (log) from `pick`; one line
 /// per (label, points).
-fn chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Vec<(f64, f64)>, bool)]) -> Result<()> {
-    let ys: Vec<f64> = lines.iter().flat_map(|(_, p, _)| p.iter().map(|(_, y)| *y)).filter(|y| *y > 0.0).collect();
-    let xs: Vec<f64> = lines.iter().flat_map(|(_, p, _)| p.iter().map(|(x, _)| *x)).collect();
+fn chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    lines: &[(String, Vec<(f64, f64)>, bool)],
+) -> Result<()> {
+    let ys: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p, _)| p.iter().map(|(_, y)| *y))
+        .filter(|y| *y > 0.0)
+        .collect();
+    let xs: Vec<f64> = lines
+        .iter()
+        .flat_map(|(_, p, _)| p.iter().map(|(x, _)| *x))
+        .collect();
     if ys.is_empty() {
         return Ok(());
     }
-    let (ymin, ymax) = ys.iter().fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(*y), b.max(*y)));
+    let (ymin, ymax) = ys
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(*y), b.max(*y)));
     let xmax = xs.iter().copied().fold(1.0, f64::max);
+    let mut ticks: Vec<f64> = xs.clone();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     let e = |e: DrawingAreaErrorKind<_>| anyhow!("drawing {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(e)?;
@@ -66,7 +85,11 @@ fn chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Vec<(f64, f6
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0.8f64..xmax * 1.25).log_scale(), (ymin / 1.5..ymax * 1.5).log_scale())
+        .build_cartesian_2d(
+            // Room on the right for the legend, clear of the lines.
+            (0.8f64..xmax * 6.0).log_scale().with_key_points(ticks),
+            (ymin / 1.5..ymax * 1.5).log_scale(),
+        )
         .map_err(e)?;
     c.configure_mesh()
         .x_desc("concurrent tasks / processes")
@@ -77,13 +100,18 @@ fn chart(path: &Path, title: &str, y_label: &str, lines: &[(String, Vec<(f64, f6
         .map_err(e)?;
     for (i, (label, points, thin)) in lines.iter().enumerate() {
         let col = color(i / if lines.iter().any(|l| l.2) { 2 } else { 1 });
-        let style = if *thin { col.mix(0.55).stroke_width(1) } else { col.stroke_width(2) };
+        let style = if *thin {
+            col.mix(0.55).stroke_width(1)
+        } else {
+            col.stroke_width(2)
+        };
         let pts: Vec<(f64, f64)> = points.iter().copied().filter(|(_, y)| *y > 0.0).collect();
         c.draw_series(LineSeries::new(pts.clone(), style))
             .map_err(e)?
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
-        c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, col.filled()))).map_err(e)?;
+        c.draw_series(pts.iter().map(|p| Circle::new(*p, 3, col.filled())))
+            .map_err(e)?;
     }
     c.configure_series_labels()
         .background_style(WHITE.mix(0.85))
@@ -101,22 +129,50 @@ pub fn section(dir: &Path, bench: &str, rows: &[Row]) -> Result<Vec<String>> {
     for (group, series) in groups(rows) {
         let ops: Vec<(String, Vec<(f64, f64)>, bool)> = series
             .iter()
-            .map(|(s, p)| (s.clone(), p.iter().map(|(n, o, _, _)| (*n, *o)).collect(), false))
+            .map(|(s, p)| {
+                (
+                    s.clone(),
+                    p.iter().map(|(n, o, _, _)| (*n, *o)).collect(),
+                    false,
+                )
+            })
             .collect();
         let name = format!("{bench}-{group}-ops.svg");
-        chart(&dir.join(&name), &format!("{bench}: {group}, ops/s (higher is better)"), "ops/s", &ops)?;
+        chart(
+            &dir.join(&name),
+            &format!("{bench}: {group}, ops/s (higher is better)"),
+            "ops/s",
+            &ops,
+        )?;
         files.push(name);
         let mut lat = Vec::new();
         for (s, p) in &series {
             if p.iter().all(|(_, _, p50, _)| p50.is_none()) {
                 continue;
             }
-            lat.push((format!("{s} p50"), p.iter().filter_map(|(n, _, p50, _)| p50.map(|v| (*n, v))).collect(), false));
-            lat.push((format!("{s} p99"), p.iter().filter_map(|(n, _, _, p99)| p99.map(|v| (*n, v))).collect(), true));
+            lat.push((
+                format!("{s} p50"),
+                p.iter()
+                    .filter_map(|(n, _, p50, _)| p50.map(|v| (*n, v)))
+                    .collect(),
+                false,
+            ));
+            lat.push((
+                format!("{s} p99"),
+                p.iter()
+                    .filter_map(|(n, _, _, p99)| p99.map(|v| (*n, v)))
+                    .collect(),
+                true,
+            ));
         }
         if !lat.is_empty() {
             let name = format!("{bench}-{group}-latency.svg");
-            chart(&dir.join(&name), &format!("{bench}: {group}, latency p50 (bold) and p99 (thin), µs"), "µs", &lat)?;
+            chart(
+                &dir.join(&name),
+                &format!("{bench}: {group}, latency p50 (bold) and p99 (thin), µs"),
+                "µs",
+                &lat,
+            )?;
             files.push(name);
         }
     }

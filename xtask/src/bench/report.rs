@@ -41,17 +41,30 @@ impl Machine {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0.0);
         let commit = output(
-            Command::new("git").current_dir(root).args(["rev-parse", "--short", "HEAD"]),
+            Command::new("git")
+                .current_dir(root)
+                .args(["rev-parse", "--short", "HEAD"]),
             "unknown",
         );
         let dirty = !output(
-            Command::new("git").current_dir(root).args(["status", "--porcelain", "--untracked-files=no"]),
+            Command::new("git").current_dir(root).args([
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ]),
             "",
         )
         .is_empty();
         Machine {
-            date: output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]), "unknown"),
-            commit: if dirty { format!("{commit} (with uncommitted changes)") } else { commit },
+            date: output(
+                Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]),
+                "unknown",
+            ),
+            commit: if dirty {
+                format!("{commit} (with uncommitted changes)")
+            } else {
+                commit
+            },
             cores: std::thread::available_parallelism().map_or(0, usize::from),
             cpu: cpuinfo
                 .lines()
@@ -95,20 +108,60 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "memcached/perl_load_save",
         ">= 5x at 1, >= 20x at 64",
     ),
-    ("create, memory: ours / tower-sessions", "memory/ours_create", "memory/tower_create", ">= 1x"),
-    ("load, memory: ours / tower-sessions", "memory/ours_load", "memory/tower_load", ">= 1x"),
+    (
+        "create, memory: ours / tower-sessions",
+        "memory/ours_create",
+        "memory/tower_create",
+        ">= 1x",
+    ),
+    (
+        "load, memory: ours / tower-sessions",
+        "memory/ours_load",
+        "memory/tower_load",
+        ">= 1x",
+    ),
     (
         "load+change+save, memory: ours / tower-sessions",
         "memory/ours_load_save",
         "memory/tower_load_save",
         ">= 1x",
     ),
-    ("delete, memory: ours / tower-sessions", "memory/ours_delete", "memory/tower_delete", ">= 1x"),
-    ("load, 1 memcached / raw pair", "memcached1/load", "memcached1/raw_pair", ""),
-    ("load+change+save, 1 memcached / raw pair", "memcached1/save_changed", "memcached1/raw_pair", ""),
-    ("update, 1 memcached / raw pair", "memcached1/update", "memcached1/raw_pair", ""),
-    ("load+change+save, 3 memcached / raw pair", "memcached3/save_changed", "memcached3/raw_pair", ""),
-    ("load, with local cache / raw pair", "local/load", "local/raw_pair", ""),
+    (
+        "delete, memory: ours / tower-sessions",
+        "memory/ours_delete",
+        "memory/tower_delete",
+        ">= 1x",
+    ),
+    (
+        "load, 1 memcached / raw pair",
+        "memcached1/load",
+        "memcached1/raw_pair",
+        "",
+    ),
+    (
+        "load+change+save, 1 memcached / raw pair",
+        "memcached1/save_changed",
+        "memcached1/raw_pair",
+        "",
+    ),
+    (
+        "update, 1 memcached / raw pair",
+        "memcached1/update",
+        "memcached1/raw_pair",
+        "",
+    ),
+    (
+        "load+change+save, 3 memcached / raw pair",
+        "memcached3/save_changed",
+        "memcached3/raw_pair",
+        "",
+    ),
+    (
+        "load, with local cache / raw pair",
+        "local/load",
+        "local/raw_pair",
+        "",
+    ),
 ];
 const LEVELS: [usize; 3] = [1, 16, 64];
 
@@ -135,14 +188,26 @@ fn cell(results: &Results, subject: &str, baseline: &str, level: usize) -> (Stri
         (Some(named), Some(r)) if named == &format!("{baseline}/{level}") => r,
         _ => s.ops_per_s / b.ops_per_s.max(1e-9),
     };
-    (format!("{ratio:.2}x ({}/s vs {}/s)", rate(s.ops_per_s), rate(b.ops_per_s)), Some(ratio))
+    (
+        format!(
+            "{ratio:.2}x ({}/s vs {}/s)",
+            rate(s.ops_per_s),
+            rate(b.ops_per_s)
+        ),
+        Some(ratio),
+    )
 }
 
 /// The main table, as markdown (also printed at the end of the run).
 pub fn main_table(results: &Results) -> String {
-    let mut t = String::from("| ratio (ours/s vs theirs/s) | 1 task | 16 tasks | 64 tasks | target |\n|---|---|---|---|---|\n");
+    let mut t = String::from(
+        "| ratio (ours/s vs theirs/s) | 1 task | 16 tasks | 64 tasks | target |\n|---|---|---|---|---|\n",
+    );
     for (what, subject, baseline, target) in MAIN {
-        let cells: Vec<String> = LEVELS.iter().map(|&n| cell(results, subject, baseline, n).0).collect();
+        let cells: Vec<String> = LEVELS
+            .iter()
+            .map(|&n| cell(results, subject, baseline, n).0)
+            .collect();
         if cells.iter().all(|c| c == "-") {
             continue;
         }
@@ -156,7 +221,9 @@ fn us(v: Option<f64>) -> String {
 }
 
 fn section_table(rows: &[Row]) -> String {
-    let mut t = String::from("| name | ops/s | p50 µs | p99 µs | ratio | to | target | errors |\n|---|---:|---:|---:|---:|---|---:|---:|\n");
+    let mut t = String::from(
+        "| name | ops/s | p50 µs | p99 µs | ratio | to | target | errors |\n|---|---:|---:|---:|---:|---|---:|---:|\n",
+    );
     for r in rows {
         let ratio = r.ratio.map_or_else(String::new, |x| format!("{x:.2}x"));
         let target = match (r.target, r.ratio) {
@@ -189,7 +256,12 @@ fn memory_rows(section: &Section) -> Vec<(String, f64, bool)> {
     let mut rows: Vec<(String, f64, bool)> = names
         .iter()
         .map(|n| {
-            let v: Vec<f64> = section.own_rss.iter().filter(|(x, _)| x == n).map(|(_, k)| *k).collect();
+            let v: Vec<f64> = section
+                .own_rss
+                .iter()
+                .filter(|(x, _)| x == n)
+                .map(|(_, k)| *k)
+                .collect();
             (n.clone(), median(&v) / 1024.0, true)
         })
         .collect();
@@ -200,10 +272,18 @@ fn memory_rows(section: &Section) -> Vec<(String, f64, bool)> {
         }
     }
     for d in daemons {
-        let all: Vec<&(String, Option<f64>, bool)> = section.daemon_rss.iter().filter(|(x, _, _)| x == &d).collect();
+        let all: Vec<&(String, Option<f64>, bool)> = section
+            .daemon_rss
+            .iter()
+            .filter(|(x, _, _)| x == &d)
+            .collect();
         let v: Vec<f64> = all.iter().filter_map(|(_, k, _)| *k).collect();
         if !v.is_empty() {
-            rows.push((format!("{d} (daemon)"), median(&v) / 1024.0, all.iter().all(|(_, _, r)| *r)));
+            rows.push((
+                format!("{d} (daemon)"),
+                median(&v) / 1024.0,
+                all.iter().all(|(_, _, r)| *r),
+            ));
         }
     }
     rows
@@ -222,7 +302,11 @@ pub fn write(dir: &Path, info: &Info, results: &Results) -> Result<PathBuf> {
     let _ = writeln!(
         md,
         "- mode: {}, {} run(s), {:.0} s in all; values are medians over the runs, ratios the median of each run's ratio (both sides measured in the same run, on the same servers)\n",
-        if info.quick { "--quick (a smoke run: short measurements, dev-profile build; the numbers mean little)" } else { "full" },
+        if info.quick {
+            "--quick (a smoke run: short measurements, dev-profile build; the numbers mean little)"
+        } else {
+            "full"
+        },
         info.runs,
         info.secs
     );
@@ -230,16 +314,29 @@ pub fn write(dir: &Path, info: &Info, results: &Results) -> Result<PathBuf> {
     let mut json_sections = Vec::new();
     for section in &results.sections {
         let rows = results.rows(section);
-        let _ = writeln!(md, "## {} (`{}`)\n\n{}", section.title, section.bench, section_table(&rows));
+        let _ = writeln!(
+            md,
+            "## {} (`{}`)\n\n{}",
+            section.title,
+            section.bench,
+            section_table(&rows)
+        );
         let files = plots::section(&plot_dir, &section.bench, &rows)?;
         for f in &files {
             let _ = writeln!(md, "![{f}](plots/{f})");
         }
         let memory = memory_rows(section);
         if !memory.is_empty() {
-            let _ = writeln!(md, "\nPeak RSS during this section (MiB):\n\n| process | peak RSS |\n|---|---:|");
+            let _ = writeln!(
+                md,
+                "\nPeak RSS during this section (MiB):\n\n| process | peak RSS |\n|---|---:|"
+            );
             for (name, mib, reset) in &memory {
-                let note = if *reset { "" } else { " (since start: peak not resettable)" };
+                let note = if *reset {
+                    ""
+                } else {
+                    " (since start: peak not resettable)"
+                };
                 let _ = writeln!(md, "| {name} | {mib:.1}{note} |");
             }
         }
@@ -276,7 +373,10 @@ pub fn write(dir: &Path, info: &Info, results: &Results) -> Result<PathBuf> {
         "main": main,
         "sections": json_sections,
     });
-    std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let path = dir.join("report.md");
     std::fs::write(&path, md)?;
     Ok(path)

@@ -2,7 +2,6 @@
 //! gathered per section and run, then summarised: medians over runs, and
 //! ratios to baselines of the same run.
 
-
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
@@ -79,7 +78,10 @@ fn parse(v: &Value, line: &str) -> Result<Option<Line>> {
         ops_per_s: num("ops_per_s")?,
         p50_us: v.get("p50_us").and_then(Value::as_f64),
         p99_us: v.get("p99_us").and_then(Value::as_f64),
-        first_error: v.get("first_error").and_then(Value::as_str).map(str::to_owned),
+        first_error: v
+            .get("first_error")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         baseline: v.get("baseline").and_then(Value::as_str).map(str::to_owned),
         target: v.get("target").and_then(Value::as_f64),
     }))
