@@ -13,6 +13,9 @@ use super::sections::Row;
 /// (series, [(N, ops/s, p50, p99)]) of one group.
 type Series = Vec<(String, Vec<(f64, f64, Option<f64>, Option<f64>)>)>;
 
+/// One line of a chart: (label, points (x, y), drawn thin).
+type Line = (String, Vec<(f64, f64)>, bool);
+
 /// Rows named `group/series/N`, grouped.
 fn groups(rows: &[Row]) -> BTreeMap<String, Series> {
     let mut out: BTreeMap<String, Series> = BTreeMap::new();
@@ -52,12 +55,7 @@ fn color(i: usize) -> RGBColor {
 
 /// Draws one chart: x = concurrency (log), y (log) from `pick`; one line
 /// per (label, points).
-fn chart(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    lines: &[(String, Vec<(f64, f64)>, bool)],
-) -> Result<()> {
+fn chart(path: &Path, title: &str, y_label: &str, lines: &[Line]) -> Result<()> {
     let ys: Vec<f64> = lines
         .iter()
         .flat_map(|(_, p, _)| p.iter().map(|(_, y)| *y))
@@ -127,7 +125,7 @@ fn chart(
 pub fn section(dir: &Path, bench: &str, rows: &[Row]) -> Result<Vec<String>> {
     let mut files = Vec::new();
     for (group, series) in groups(rows) {
-        let ops: Vec<(String, Vec<(f64, f64)>, bool)> = series
+        let ops: Vec<Line> = series
             .iter()
             .map(|(s, p)| {
                 (
@@ -145,7 +143,7 @@ pub fn section(dir: &Path, bench: &str, rows: &[Row]) -> Result<Vec<String>> {
             &ops,
         )?;
         files.push(name);
-        let mut lat = Vec::new();
+        let mut lat: Vec<Line> = Vec::new();
         for (s, p) in &series {
             if p.iter().all(|(_, _, p50, _)| p50.is_none()) {
                 continue;
