@@ -68,7 +68,7 @@ impl BenchEnv {
         let out = std::env::var_os(OUT_ENV).ok_or_else(|| not_set(OUT_ENV))?;
         let quick = std::env::var_os(QUICK_ENV).is_some();
         let (warm, time) = if quick {
-            (Duration::from_millis(100), Duration::from_millis(300))
+            (Duration::from_millis(50), Duration::from_millis(150))
         } else {
             (Duration::from_millis(500), Duration::from_millis(1500))
         };
