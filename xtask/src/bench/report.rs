@@ -329,7 +329,9 @@ pub fn write(dir: &Path, info: &Info, results: &Results) -> Result<PathBuf> {
         if !memory.is_empty() {
             let _ = writeln!(
                 md,
-                "\nPeak RSS during this section (MiB):\n\n| process | peak RSS |\n|---|---:|"
+                "\nPeak RSS during this section (MiB; a daemon's peak is reset to its current RSS \
+                 when the section starts, and memcached keeps the memory of earlier sections' \
+                 items):\n\n| process | peak RSS |\n|---|---:|"
             );
             for (name, mib, reset) in &memory {
                 let note = if *reset {
