@@ -65,6 +65,8 @@ use crate::project_root;
 
 /// Every section of the report, in order: (crate, bench target, title).
 /// One line per bench target; see the module docs for what it must print.
+/// Bench target names must be unique across the workspace (every `cargo
+/// bench` names all these crates, see [`packages`]).
 pub const SECTIONS: &[(&str, &str, &str)] = &[
     (
         "memorycached-bench",
@@ -158,6 +160,24 @@ fn start_servers(runtime: &tokio::runtime::Runtime) -> Result<Servers> {
     })
 }
 
+/// The packages every `cargo bench` of the run names. Always the same set,
+/// whichever section runs: cargo unifies dependency features over the
+/// packages it is given, so a different set per section would rebuild the
+/// dependencies for each. `--quick` takes the whole workspace, as the test
+/// build does, so that CI's smoke run reuses the test build's artifacts.
+fn packages(quick: bool) -> Vec<String> {
+    if quick {
+        return vec!["--workspace".to_owned()];
+    }
+    let mut args: Vec<String> = Vec::new();
+    for (krate, _, _) in SECTIONS {
+        if !args.iter().any(|a| a == krate) {
+            args.extend(["-p".to_owned(), (*krate).to_owned()]);
+        }
+    }
+    args
+}
+
 /// Resets each daemon's peak-RSS counter (`/proc/PID/clear_refs` = 5), so
 /// that the next reading is the peak of the next section alone.
 fn reset_peaks(servers: &Servers) -> bool {
@@ -196,7 +216,7 @@ pub fn run(args: Args) -> Result<()> {
         for &&(krate, bench, title) in &sections {
             step += 1;
             println!(
-                "==> [{step}/{steps}] run {run}/{runs}: {title} (cargo bench -p {krate} --bench {bench}{}), {:.0}s so far",
+                "==> [{step}/{steps}] run {run}/{runs}: {title} ({krate}, bench {bench}{}), {:.0}s so far",
                 if args.quick { " --profile dev" } else { "" },
                 started.elapsed().as_secs_f64()
             );
@@ -206,7 +226,9 @@ pub fn run(args: Args) -> Result<()> {
             let reset = reset_peaks(&servers);
             let mut cmd = Command::new(crate::cargo());
             cmd.current_dir(&root)
-                .args(["bench", "-p", krate, "--bench", bench])
+                .arg("bench")
+                .args(packages(args.quick))
+                .args(["--bench", bench])
                 .env(env_names::OUT_ENV, &out);
             if args.quick {
                 cmd.args(["--profile", "dev"])
