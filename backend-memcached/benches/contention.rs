@@ -18,18 +18,19 @@
 //!   session naming a user, without and with `principal_index`.
 //!
 //! Each measurement is bounded by time and by operation count; per-operation
-//! latencies give p50/p99. Results go to `MEMORYCACHED_BENCH_OUT`, one JSON
-//! object per line. A failed check or operation is reported, not hidden.
+//! latencies give p50/p99 (the load loop is `test_support::bench`'s).
+//! Results go to `MEMORYCACHED_BENCH_OUT`, one JSON object per line. A
+//! failed check or operation is reported, not hidden.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backend_memcached::MemcachedStore;
 use serde_json::{Map, Value, json};
 use session_core::{PrincipalIndex, Sessions, SessionsConfig, Store, Ttl};
+use test_support::bench::{self, BenchEnv, Output, Row, Sample};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -40,95 +41,29 @@ const MAX_OPS_PER_TASK: u64 = 100_000;
 /// Distinct users of the login scenarios.
 const USERS: u64 = 4096;
 
-/// One measurement's outcome.
-struct Sample {
-    ops: u64,
-    errors: u64,
-    first_error: Option<String>,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-/// Runs `op(task, i)` on `TASKS` tasks until `time` is over; records each
-/// call's latency.
+/// Runs `op` on `TASKS` tasks for `time` (the shared load loop).
 async fn drive<F, Fut>(time: Duration, op: F) -> Sample
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Res<()>> + Send,
 {
-    let started = Instant::now();
-    let deadline = started + time;
-    let mut handles = Vec::new();
-    for t in 0..TASKS {
-        let op = op.clone();
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let (mut errors, mut first) = (0u64, None);
-            for i in 0..MAX_OPS_PER_TASK {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let t0 = Instant::now();
-                if let Err(e) = op(t, i).await {
-                    errors += 1;
-                    first.get_or_insert_with(|| e.to_string());
-                }
-                lat.push(t0.elapsed());
-            }
-            (lat, errors, first)
-        }));
-    }
-    let mut sample = Sample {
-        ops: 0,
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for h in handles {
-        match h.await {
-            Ok((lat, errors, first)) => {
-                sample.ops += lat.len() as u64;
-                sample.errors += errors;
-                if sample.first_error.is_none() {
-                    sample.first_error = first;
-                }
-                sample.latencies.extend(lat);
-            }
-            Err(e) => {
-                sample.errors += 1;
-                sample.first_error.get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
-    sample.elapsed = started.elapsed();
-    sample
-}
-
-/// The `q` quantile of sorted latencies, in microseconds.
-fn quantile_us(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e6
+    bench::drive(TASKS, time, MAX_OPS_PER_TASK, op).await
 }
 
 /// Writes one result line; `check` is a failed post-condition, if any.
-fn record(out: &mut std::fs::File, name: &str, mut s: Sample, check: Option<String>) -> Res<()> {
-    s.latencies.sort();
-    let line = json!({
-        "name": name,
-        "ops": s.ops,
-        "secs": s.elapsed.as_secs_f64(),
-        "ops_per_s": s.ops as f64 / s.elapsed.as_secs_f64().max(1e-9),
-        "p50_us": quantile_us(&s.latencies, 0.50),
-        "p99_us": quantile_us(&s.latencies, 0.99),
-        "errors": s.errors + u64::from(check.is_some()),
-        "first_error": check.or(s.first_error),
-    });
-    println!("{line}");
-    writeln!(out, "{line}")?;
+fn record(out: &mut Output, name: &str, mut s: Sample, check: Option<String>) -> Res<()> {
+    if let Some(problem) = check {
+        s.fail_check(problem);
+    }
+    // Each subject beside its baseline of the same run (ratios in the report).
+    let baseline = match name {
+        "contended_save" | "update_counter" => Some("uncontended_save"),
+        "login_indexed" => Some("login_plain"),
+        "save_indexed" => Some("save_plain"),
+        _ => None,
+    };
+    let row = Row::new(name);
+    out.record(baseline.map_or(row.clone(), |b| row.baseline(b)), s)?;
     Ok(())
 }
 
@@ -147,7 +82,7 @@ async fn save_field(sessions: &Sessions, id: &str, field: String, value: u64) ->
     Ok(())
 }
 
-async fn bench(out: &mut std::fs::File, addr: &str, warm: Duration, time: Duration) -> Res<()> {
+async fn bench(out: &mut Output, addr: &str, warm: Duration, time: Duration) -> Res<()> {
     let store: Arc<dyn Store> = Arc::new(MemcachedStore::from_url(&format!(
         "memcached://{addr}?pool_size=64"
     ))?);
@@ -305,21 +240,11 @@ async fn bench(out: &mut std::fs::File, addr: &str, warm: Duration, time: Durati
 }
 
 fn main() -> Res<()> {
-    let Ok(addr) = std::env::var("MEMORYCACHED_BENCH_MEMCACHED") else {
-        return Err("MEMORYCACHED_BENCH_MEMCACHED is not set: run `cargo xtask bench`, which starts memcached".into());
-    };
-    let Ok(out_path) = std::env::var("MEMORYCACHED_BENCH_OUT") else {
-        return Err("MEMORYCACHED_BENCH_OUT is not set: run `cargo xtask bench`".into());
-    };
-    let quick = std::env::var_os("MEMORYCACHED_BENCH_QUICK").is_some();
-    let (warm, time) = if quick {
-        (Duration::from_millis(300), Duration::from_secs(1))
-    } else {
-        (Duration::from_secs(1), Duration::from_secs(3))
-    };
-    let mut out = std::fs::File::create(&out_path)?;
+    let env = BenchEnv::from_env()?;
+    let addr = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
+    let mut out = env.output()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(bench(&mut out, &addr, warm, time))
+    rt.block_on(bench(&mut out, &addr, env.warm, env.time))
 }

@@ -17,13 +17,13 @@
 //! - `raw_set` / `soap_set`: write a new session of the same bytes
 //!   (`setSession` without `_session_id` is one `add`; the raw op a `set`).
 //!
-//! Each measurement is bounded by time and by request count; results go to
-//! `MEMORYCACHED_BENCH_OUT` as one JSON object per line.
+//! Each measurement is bounded by time and by request count (the load loop
+//! is `test_support::bench`'s); results go to `MEMORYCACHED_BENCH_OUT` as
+//! one JSON object per line, each `soap_*` row with its `raw_*` baseline.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use session_core::{MemoryStore, MemoryStoreConfig, Sessions, Store, Ttl};
@@ -31,6 +31,7 @@ use soap_bridge::Config;
 use soap_bridge::http::AppState;
 use soap_bridge::metrics::Metrics;
 use soap_bridge::service::Service;
+use test_support::bench::{self, BenchEnv, Output, Row, Sample};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -40,96 +41,13 @@ const CONNECTIONS: [usize; 2] = [1, 16];
 /// Most requests one task makes in one measurement (the time bound usually ends it first).
 const MAX_OPS_PER_TASK: u64 = 200_000;
 
-/// One measurement's outcome.
-struct Sample {
-    ops: u64,
-    errors: u64,
-    first_error: Option<String>,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-/// Runs `op(task, i)` on `tasks` concurrent tasks until `time` is over (or
-/// each made `MAX_OPS_PER_TASK` calls); records each call's latency.
+/// Runs `op` on `tasks` tasks for `time` (the shared load loop).
 async fn drive<F, Fut>(tasks: usize, time: Duration, op: F) -> Sample
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
-    let started = Instant::now();
-    let deadline = started + time;
-    let mut handles = Vec::new();
-    for t in 0..tasks {
-        let op = op.clone();
-        handles.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let (mut errors, mut first) = (0u64, None);
-            for i in 0..MAX_OPS_PER_TASK {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let t0 = Instant::now();
-                if let Err(e) = op(t, i).await {
-                    errors += 1;
-                    first.get_or_insert_with(|| format!("{e:#}"));
-                }
-                lat.push(t0.elapsed());
-            }
-            (lat, errors, first)
-        }));
-    }
-    let mut sample = Sample {
-        ops: 0,
-        errors: 0,
-        first_error: None,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for h in handles {
-        match h.await {
-            Ok((lat, errors, first)) => {
-                sample.ops += lat.len() as u64;
-                sample.errors += errors;
-                if sample.first_error.is_none() {
-                    sample.first_error = first;
-                }
-                sample.latencies.extend(lat);
-            }
-            Err(e) => {
-                sample.errors += 1;
-                sample.first_error.get_or_insert_with(|| e.to_string());
-            }
-        }
-    }
-    sample.elapsed = started.elapsed();
-    sample
-}
-
-/// The `q` quantile of sorted latencies, in microseconds.
-fn quantile_us(sorted: &[Duration], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e6
-}
-
-/// Writes one result line.
-fn record(out: &mut std::fs::File, name: &str, mut s: Sample) -> anyhow::Result<()> {
-    s.latencies.sort();
-    let line = serde_json::json!({
-        "name": name,
-        "ops": s.ops,
-        "secs": s.elapsed.as_secs_f64(),
-        "ops_per_s": s.ops as f64 / s.elapsed.as_secs_f64().max(1e-9),
-        "p50_us": quantile_us(&s.latencies, 0.50),
-        "p99_us": quantile_us(&s.latencies, 0.99),
-        "errors": s.errors,
-        "first_error": s.first_error,
-    });
-    println!("{line}");
-    writeln!(out, "{line}")?;
-    Ok(())
+    bench::drive(tasks, time, MAX_OPS_PER_TASK, op).await
 }
 
 /// A kept-alive HTTP/1.1 connection to the bridge.
@@ -304,7 +222,7 @@ impl Ctx {
 
 /// One store's scenarios.
 async fn bench_store(
-    out: &mut std::fs::File,
+    out: &mut Output,
     label: &str,
     store: Arc<dyn Store>,
     url: &str,
@@ -364,7 +282,11 @@ async fn bench_store(
             };
             drive(tasks, warm, op.clone()).await;
             let sample = drive(tasks, time, op).await;
-            record(out, &format!("{label}/{name}/{tasks}"), sample)?;
+            let mut row = Row::new(format!("{label}/{name}/{tasks}"));
+            if let Some(raw) = name.strip_prefix("soap_") {
+                row = row.baseline(format!("{label}/raw_{raw}/{tasks}"));
+            }
+            out.record(row, sample)?;
         }
     }
     let _ = stop.send(());
@@ -372,21 +294,10 @@ async fn bench_store(
 }
 
 fn main() -> anyhow::Result<()> {
-    let Ok(addr) = std::env::var("MEMORYCACHED_BENCH_MEMCACHED") else {
-        bail!(
-            "MEMORYCACHED_BENCH_MEMCACHED is not set: run `cargo xtask bench`, which starts memcached"
-        );
-    };
-    let out_path = std::env::var("MEMORYCACHED_BENCH_OUT")
-        .context("MEMORYCACHED_BENCH_OUT is not set: run `cargo xtask bench`")?;
-    let quick = std::env::var_os("MEMORYCACHED_BENCH_QUICK").is_some();
-    let (warm, time) = if quick {
-        (Duration::from_millis(300), Duration::from_secs(1))
-    } else {
-        (Duration::from_secs(1), Duration::from_secs(3))
-    };
-    let mut out =
-        std::fs::File::create(&out_path).with_context(|| format!("creating {out_path}"))?;
+    let env = BenchEnv::from_env()?;
+    let addr = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
+    let (warm, time) = (env.warm, env.time);
+    let mut out = env.output()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -410,22 +321,8 @@ fn main() -> anyhow::Result<()> {
         let memcached = store_url::open_one(&url)?;
         bench_store(&mut out, "memcached", memcached, &url, warm, time).await
     })?;
-    record_peak_rss(&mut out)
-}
-
-/// Records the process's peak resident memory (`VmHWM`). The bridge runs
-/// in this process beside the load generator, so this is an upper bound of
-/// the bridge's own peak under the load above.
-fn record_peak_rss(out: &mut std::fs::File) -> anyhow::Result<()> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/self/status")?;
-    let line = serde_json::json!({ "name": "process/peak_rss", "peak_rss_kib": kib });
-    println!("{line}");
-    writeln!(out, "{line}")?;
+    // The bridge runs in this process beside the load generator, so this
+    // is an upper bound of the bridge's own peak under the load above.
+    out.record_own_peak_rss("bridge benchmark process (bridge + load generator)")?;
     Ok(())
 }

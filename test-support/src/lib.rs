@@ -82,6 +82,7 @@
 //! | `MEMORYCACHED_PULL_TIMEOUT_SECS` | how long a pull of an official image may take (60) |
 //! | `MEMORYCACHED_TEST_TIMINGS` | when set, print how long each container took to be ready |
 
+pub mod bench;
 mod binary;
 mod cluster;
 mod daemon;

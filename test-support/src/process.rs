@@ -77,6 +77,11 @@ impl ProcessServer {
         }))
     }
 
+    /// The running process's id; `None` while stopped.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.inner.lock().as_ref().map(|running| running.child.id())
+    }
+
     pub(crate) async fn stop(&self) -> Result<(), Error> {
         self.kill();
         Ok(())

@@ -135,6 +135,16 @@ impl Server {
         self.proxy.upstream()
     }
 
+    /// The server process's id, for reading its memory use (`cargo xtask
+    /// bench` reports each daemon's peak RSS); `None` for a container or
+    /// while stopped.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Process(p) => p.pid(),
+            Backend::Docker(_) => None,
+        }
+    }
+
     /// memcached or Redis.
     pub fn kind(&self) -> ServerKind {
         self.kind

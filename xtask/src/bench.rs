@@ -1,157 +1,274 @@
-//! `cargo xtask bench`: runs the criterion benchmarks against a real memcached
-//! started for the run, then prints each measurement as a ratio to the
-//! baseline measured in the same run (absolute times on shared, noisy
-//! machines are not comparable across runs; ratios are).
+//! `cargo xtask bench`: one report of memorycached against the floor and
+//! its peers, as ratios measured in the same run, with plots.
 //!
-//! The server is a local process from test-support (readiness polled, killed
-//! on drop, `-m 64` as `benches/sessions.rs` expects), reached directly
-//! rather than through test-support's fault proxy.
+//! It starts its own servers (local processes through test-support, reached
+//! directly rather than through the fault proxy: three memcached, one more
+//! memcached for the local cache, one Redis), runs every bench target in
+//! [`SECTIONS`] `--runs` times against them, and writes
+//! `target/bench/report.md`, `target/bench/report.json` and the SVG plots
+//! in `target/bench/plots/`. Absolute rates on a shared, noisy machine drift
+//! between runs; ratios to rows measured in the same run hold.
 //!
-//! Three sections, each run `--runs` times, tables printed at the end:
-//! the criterion session benchmarks (here), the SOAP bridge and the
-//! contention / principal-index load tests ([`sections`]).
+//! # Adding a section
+//!
+//! Write a `harness = false` bench target that prints the lines below
+//! (`test_support::bench` has the load loop and the writer), and add one
+//! line `(crate, bench, title)` to [`SECTIONS`]. Its rows become a table,
+//! its `group/series/N` rows plots, its own peak RSS lines rows of the
+//! memory table, beside each daemon's peak RSS during its run.
+//!
+//! # Environment given to every bench target
+//!
+//! | variable | value |
+//! |---|---|
+//! | `MEMORYCACHED_BENCH_OUT` | the file to write the JSON lines to |
+//! | `MEMORYCACHED_BENCH_QUICK` | set for `--quick` (a smoke run: measure briefly) |
+//! | `MEMORYCACHED_BENCH_MEMCACHED` | one memcached `host:port` |
+//! | `MEMORYCACHED_BENCH_MEMCACHED_CLUSTER` | three memcached, comma-separated (the first is the one above) |
+//! | `MEMORYCACHED_BENCH_MEMCACHED_LOCAL` | a memcached of its own, for a local read-first cache |
+//! | `MEMORYCACHED_BENCH_REDIS` | one Redis `host:port` |
+//!
+//! # The JSON line format
+//!
+//! One JSON object per line in `MEMORYCACHED_BENCH_OUT` (other output of
+//! the bench goes to the terminal as progress). A measurement:
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `name` | string | unique in the section; `group/series/N` (N = concurrency) is plotted: one chart per group, one line per series |
+//! | `ops` | number | operations made, failed ones included |
+//! | `errors` | number | failed operations and failed checks; any > 0 fails the run |
+//! | `ops_per_s` | number | operations per second of wall time |
+//! | `p50_us`, `p99_us` | number or null | latency percentiles in µs (null: not measured, e.g. an outside tool) |
+//! | `first_error` | string or null | the first failure's message |
+//! | `baseline` | string, optional | a row of the same run (this section first, then any) this one is divided by: ratio = ops_per_s / baseline's |
+//! | `target` | number, optional | the ratio aimed for, shown beside it |
+//!
+//! A memory line: `{"name": "...", "peak_rss_kib": N}` (a process's own
+//! `VmHWM`; the daemons' are read by xtask itself).
+//!
+//! `--quick` builds the bench targets with the dev profile (reusing the test
+//! build) and measures briefly: CI runs it to check that the report is
+//! written, not for the numbers.
 
+mod plots;
+mod report;
 mod sections;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use test_support::{MemcachedOptions, Provider, ProviderKind};
+use test_support::bench as env_names;
+use test_support::{MemcachedOptions, Provider, ProviderKind, Server};
 
 use crate::project_root;
 
-/// What `--quick` changes: criterion's own options for a shorter run.
-const QUICK_ARGS: &[&str] = &["--warm-up-time", "1", "--measurement-time", "2"];
+/// Every section of the report, in order: (crate, bench target, title).
+/// One line per bench target; see the module docs for what it must print.
+/// Bench target names must be unique across the workspace (every `cargo
+/// bench` names all these crates, see [`packages`]).
+pub const SECTIONS: &[(&str, &str, &str)] = &[
+    (
+        "memorycached-bench",
+        "ops",
+        "Ours: session operations on each store, beside raw set+get pairs",
+    ),
+    (
+        "memorycached-bench",
+        "peers",
+        "Floor and peers: memcslap, Perl Cache::Memcached + Storable, tower-sessions",
+    ),
+    (
+        "soap-bridge",
+        "bridge",
+        "SOAP bridge: requests/s beside the raw store ops",
+    ),
+    (
+        "backend-memcached",
+        "contention",
+        "Contention and principal index, 64 tasks, one memcached",
+    ),
+];
 
-/// The session benchmarks and their baseline, per concurrency level.
-const BASELINE: &str = "raw_pair";
-const SUBJECTS: &[&str] = &["session_update_only", "session_full"];
-const CONCURRENCY: &[&str] = &["1", "64"];
-/// The target of the memcached backend issue: session ops at >= 0.9x of raw pairs.
-const TARGET: f64 = 0.9;
+/// memcached's memory for the run: enough that nothing the run writes is
+/// evicted (a session read later must still be there).
+const MEMORY_MB: u32 = 1024;
 
-/// The server's memory: `benches/sessions.rs` prefills past it, so every
-/// benchmark runs against the same steady (evicting) state.
-const MEMORY_MB: u32 = 64;
+/// Flags of `cargo xtask bench`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// A smoke run of about a minute (plus the build): dev-profile build,
+    /// short measurements, one run. Checks that everything runs and the
+    /// report is written; its numbers mean little.
+    #[arg(long)]
+    pub quick: bool,
+    /// How many times to run every section; medians are reported (ratios:
+    /// the median of each run's ratio). Default: 3, or 1 with --quick.
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// Only the sections whose bench target is named here (repeatable),
+    /// e.g. `--only ops --only peers`.
+    #[arg(long)]
+    pub only: Vec<String>,
+}
 
-/// A local memcached process started through test-support (the process
-/// provider: no container network between client and server), with its
-/// direct address: the fault proxy in front of it would be measured too.
-fn start_memcached(runtime: &tokio::runtime::Runtime) -> Result<(test_support::Server, String)> {
+/// The servers of the run, kept alive until it ends.
+pub struct Servers {
+    /// (label, server): the three memcached, the local cache, Redis.
+    pub daemons: Vec<(String, Server)>,
+    env: Vec<(&'static str, String)>,
+}
+
+fn direct(server: &Server) -> Result<String> {
+    Ok(server
+        .direct_addr()
+        .context("a server just started has no address")?
+        .to_string())
+}
+
+/// Local processes (no container network between client and server).
+fn start_servers(runtime: &tokio::runtime::Runtime) -> Result<Servers> {
     runtime.block_on(async {
         let provider = Provider::new(ProviderKind::Process).await?;
-        let server = provider
-            .memcached_with(MemcachedOptions {
-                memory_mb: MEMORY_MB,
-                // As many connections as the 64-task benchmarks open, and more.
-                extra_args: vec!["-c".to_owned(), "1024".to_owned()],
-                ..MemcachedOptions::default()
-            })
-            .await?;
-        let addr = server
-            .direct_addr()
-            .context("the memcached just started has no address")?;
-        Ok((server, addr.to_string()))
+        let options = || MemcachedOptions {
+            memory_mb: MEMORY_MB,
+            // 64 tasks' pools on each store, 64 Perl processes, memcslap.
+            extra_args: vec!["-c".to_owned(), "4096".to_owned()],
+            ..MemcachedOptions::default()
+        };
+        let mut daemons = Vec::new();
+        for label in [
+            "memcached A",
+            "memcached B",
+            "memcached C",
+            "memcached local",
+        ] {
+            daemons.push((label.to_owned(), provider.memcached_with(options()).await?));
+        }
+        daemons.push(("redis".to_owned(), provider.redis().await?));
+        let addrs = daemons
+            .iter()
+            .map(|(_, s)| direct(s))
+            .collect::<Result<Vec<_>>>()?;
+        let env = vec![
+            (env_names::MEMCACHED_ENV, addrs[0].clone()),
+            (env_names::MEMCACHED_CLUSTER_ENV, addrs[..3].join(",")),
+            (env_names::MEMCACHED_LOCAL_ENV, addrs[3].clone()),
+            (env_names::REDIS_ENV, addrs[4].clone()),
+        ];
+        Ok(Servers { daemons, env })
     })
 }
 
-/// Runs the benchmarks `runs` times and prints each run's ratios and their
-/// median. One run's ratio moves by tens of percent on a shared machine
-/// (neighbours come and go between the baseline and the subject); the
-/// median of a few runs is what we report.
-pub fn run(quick: bool, runs: usize) -> Result<()> {
-    let root = project_root();
-    let runs = runs.max(1);
-    // Kept for the whole run: the server lives as long as `_server`, and
-    // its `Drop` (kill and reap) needs the runtime's background threads.
-    let runtime = crate::runtime()?;
-    let (_server, addr) = start_memcached(&runtime)?;
-    // ratios[(subject, tasks)] = one ratio per run
-    let mut ratios: BTreeMap<(&str, &str), Vec<f64>> = BTreeMap::new();
-    let mut loads = sections::Results::default();
-    for run in 1..=runs {
-        println!(
-            "==> [{run}/{}] cargo bench -p backend-memcached (memcached on {addr})",
-            runs + 1
-        );
-        let mut cmd = Command::new(crate::cargo());
-        cmd.current_dir(&root)
-            .args([
-                "bench",
-                "-p",
-                "backend-memcached",
-                "--bench",
-                "sessions",
-                "--",
-            ])
-            .env("MEMORYCACHED_BENCH_MEMCACHED", &addr);
-        if quick {
-            cmd.args(QUICK_ARGS);
-        }
-        let status = cmd.status().context("running cargo bench")?;
-        if !status.success() {
-            bail!("cargo bench failed ({status})");
-        }
-        let criterion = root.join("target/criterion/memcached");
-        for tasks in CONCURRENCY {
-            let raw = mean_ns(&criterion, BASELINE, tasks)?;
-            for subject in SUBJECTS {
-                // Throughput ratio: session ops per raw pair's time.
-                let ratio = raw / mean_ns(&criterion, subject, tasks)?;
-                ratios.entry((subject, tasks)).or_default().push(ratio);
-            }
-        }
-        loads.run_once(&root, &addr, quick)?;
+/// The packages every `cargo bench` of the run names. Always the same set,
+/// whichever section runs: cargo unifies dependency features over the
+/// packages it is given, so a different set per section would rebuild the
+/// dependencies for each. `--quick` takes the whole workspace, as the test
+/// build does, so that CI's smoke run reuses the test build's artifacts.
+fn packages(quick: bool) -> Vec<String> {
+    if quick {
+        return vec!["--workspace".to_owned()];
     }
-    println!(
-        "==> [{}/{}] ratios to the raw client's set+get pairs, same server, same run",
-        runs + 1,
-        runs + 1
-    );
-    println!(
-        "{:<22} {:>6} {:>8}   per run",
-        "benchmark", "tasks", "median"
-    );
-    let mut below = Vec::new();
-    for ((subject, tasks), mut per_run) in ratios {
-        let shown: Vec<String> = per_run.iter().map(|r| format!("{r:.2}")).collect();
-        per_run.sort_by(f64::total_cmp);
-        let median = per_run[per_run.len() / 2];
-        println!(
-            "{subject:<22} {tasks:>6} {median:>8.2}   {}",
-            shown.join(" ")
-        );
-        if subject == "session_update_only" && median < TARGET {
-            below.push(format!("{subject}/{tasks}: {median:.2}"));
+    let mut args: Vec<String> = Vec::new();
+    for (krate, _, _) in SECTIONS {
+        if !args.iter().any(|a| a == krate) {
+            args.extend(["-p".to_owned(), (*krate).to_owned()]);
         }
     }
-    println!(
-        "(ratio = raw pair time / session op time; session_update_only makes the same two round trips as a raw pair, session_full three)"
-    );
-    if below.is_empty() {
-        println!(
-            "target {TARGET}x met by session_update_only at every concurrency (median of {runs})"
-        );
-    } else {
-        println!(
-            "below the {TARGET}x target (median of {runs}): {}",
-            below.join(", ")
-        );
-    }
-    loads.print_bridge(runs)?;
-    loads.print_contention(runs)?;
-    loads.check()
+    args
 }
 
-/// criterion's mean estimate, in nanoseconds per iteration (= per operation).
-fn mean_ns(dir: &Path, bench: &str, tasks: &str) -> Result<f64> {
-    let path = dir.join(bench).join(tasks).join("new/estimates.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("reading {} (did the benchmark run?)", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)?;
-    json.pointer("/mean/point_estimate")
-        .and_then(serde_json::Value::as_f64)
-        .with_context(|| format!("{} has no mean estimate", path.display()))
+/// Resets each daemon's peak-RSS counter (`/proc/PID/clear_refs` = 5), so
+/// that the next reading is the peak of the next section alone.
+fn reset_peaks(servers: &Servers) -> bool {
+    servers.daemons.iter().all(|(_, s)| {
+        s.pid()
+            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
+    })
+}
+
+/// Runs the report; see the module docs.
+pub fn run(args: Args) -> Result<()> {
+    let root = project_root();
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let sections: Vec<_> = SECTIONS
+        .iter()
+        .filter(|(_, bench, _)| args.only.is_empty() || args.only.iter().any(|o| o == bench))
+        .collect();
+    if sections.is_empty() {
+        bail!(
+            "--only names no section; the bench targets are: {:?}",
+            SECTIONS.iter().map(|s| s.1).collect::<Vec<_>>()
+        );
+    }
+    let started = std::time::Instant::now();
+    let machine = report::Machine::read(&root);
+    // Kept for the whole run: the servers' `Drop` needs the runtime's threads.
+    let runtime = crate::runtime()?;
+    println!("==> starting 4 memcached and 1 Redis (local processes)");
+    let servers = start_servers(&runtime)?;
+    let out_dir = root.join("target/bench");
+    std::fs::create_dir_all(out_dir.join("results"))?;
+    let mut results = sections::Results::new();
+    let steps = runs * sections.len();
+    let mut step = 0;
+    for run in 1..=runs {
+        for &&(krate, bench, title) in &sections {
+            step += 1;
+            println!(
+                "==> [{step}/{steps}] run {run}/{runs}: {title} ({krate}, bench {bench}{}), {:.0}s so far",
+                if args.quick { " --profile dev" } else { "" },
+                started.elapsed().as_secs_f64()
+            );
+            let out = out_dir.join(format!("results/{bench}-{run}.jsonl"));
+            // A stale file from an earlier run must not pass for this one.
+            let _ = std::fs::remove_file(&out);
+            let reset = reset_peaks(&servers);
+            let mut cmd = Command::new(crate::cargo());
+            cmd.current_dir(&root)
+                .arg("bench")
+                .args(packages(args.quick))
+                .args(["--bench", bench])
+                .env(env_names::OUT_ENV, &out);
+            if args.quick {
+                cmd.args(["--profile", "dev"])
+                    .env(env_names::QUICK_ENV, "1");
+            }
+            for (k, v) in &servers.env {
+                cmd.env(k, v);
+            }
+            let status = cmd.status().context("running cargo bench")?;
+            if !status.success() {
+                bail!("cargo bench -p {krate} --bench {bench} failed ({status})");
+            }
+            let text = std::fs::read_to_string(&out)
+                .with_context(|| format!("reading {} (did the benchmark run?)", out.display()))?;
+            let daemons: Vec<(String, Option<f64>)> = servers
+                .daemons
+                .iter()
+                .map(|(label, s)| {
+                    (
+                        label.clone(),
+                        s.pid().and_then(test_support::bench::peak_rss_kib),
+                    )
+                })
+                .collect();
+            results.add(bench, title, run, &text, daemons, reset)?;
+        }
+    }
+    let info = report::Info {
+        machine,
+        quick: args.quick,
+        runs,
+        secs: started.elapsed().as_secs_f64(),
+    };
+    let written = report::write(&out_dir, &info, &results)?;
+    println!("{}", report::main_table(&results));
+    println!(
+        "==> wrote {} ({:.0}s)",
+        written.display(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(servers);
+    results.check()
 }

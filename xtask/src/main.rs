@@ -30,29 +30,19 @@ struct Cli {
 enum Command {
     /// fmt, clippy, shared servers, then every test against them.
     Test(test::Args),
-    /// Criterion benchmarks against a memcached started for the run, printed
-    /// as ratios to the raw client measured in the same run.
-    Bench(BenchArgs),
+    /// One report (target/bench/report.md, .json, plots) of every bench
+    /// target against the floor and the peers, as ratios measured in the
+    /// same run, on servers started for it.
+    Bench(bench::Args),
     /// Build the local Docker images of memcached and Redis from the host's binaries.
     Images(images::Args),
-}
-
-/// Flags of `cargo xtask bench`.
-#[derive(clap::Args)]
-struct BenchArgs {
-    /// Shorter warm-up and measurement (1 s + 2 s per benchmark instead of 1 s + 4 s).
-    #[arg(long)]
-    quick: bool,
-    /// How many times to run the whole suite; the median ratio is reported.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test::run(args),
-        Command::Bench(args) => bench::run(args.quick, args.runs).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Images(args) => images::run(args),
     };
     match result {

@@ -1,239 +1,236 @@
-//! The two load-generator sections of `cargo xtask bench`: the SOAP bridge
-//! (`soap-bridge/benches/bridge.rs`) and contention / principal index
-//! (`backend-memcached/benches/contention.rs`). Each bench writes one JSON
-//! object per measurement; here they become ratios to the baseline measured
-//! in the same run, and the median over runs is printed.
-
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+//! The bench targets' JSON lines (format in the parent module's docs),
+//! gathered per section and run, then summarised: medians over runs, and
+//! ratios to baselines of the same run.
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 
-/// The original SOAP::Lite daemon's best `getSession` rate, as reported for
-/// it (a stated constant: it is not measured by this run).
-const ORIGINAL_BEST_GET_PER_S: f64 = 840.0;
-
-/// One measurement of one run.
-#[derive(Debug, Clone, Copy)]
-struct Measured {
-    ops_per_s: f64,
-    p50_us: f64,
-    p99_us: f64,
+/// One measurement line of one run.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub name: String,
+    pub ops: f64,
+    pub errors: f64,
+    pub ops_per_s: f64,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub first_error: Option<String>,
+    pub baseline: Option<String>,
+    pub target: Option<f64>,
 }
 
-/// Every run's measurements, by name (`memory/soap_get/16`, `contended_save`...).
-#[derive(Default)]
+/// One section (bench target) over all runs.
+#[derive(Debug)]
+pub struct Section {
+    pub bench: String,
+    pub title: String,
+    /// Measurement lines, per run (index = run - 1).
+    pub runs: Vec<Vec<Line>>,
+    /// The bench process's own peak RSS lines: (name, KiB), every run.
+    pub own_rss: Vec<(String, f64)>,
+    /// Each daemon's peak RSS during this section (KiB), every run; the
+    /// flag says whether the peak was reset before (else: since start).
+    pub daemon_rss: Vec<(String, Option<f64>, bool)>,
+}
+
+/// A summarised row: medians over runs.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub name: String,
+    pub ops_per_s: f64,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub errors: f64,
+    pub ops: f64,
+    pub first_error: Option<String>,
+    pub baseline: Option<String>,
+    /// Median of the per-run ratios ops_per_s / baseline's ops_per_s.
+    pub ratio: Option<f64>,
+    /// Every run's ratio, in run order.
+    pub ratios: Vec<f64>,
+    pub target: Option<f64>,
+}
+
+/// Everything measured.
+#[derive(Debug)]
 pub struct Results {
-    runs: BTreeMap<String, Vec<Measured>>,
-    /// Measurements that reported errors or failed checks.
-    problems: Vec<String>,
-    /// Peak resident memory of the bridge benchmark's process, per run (KiB).
-    bridge_rss_kib: Vec<f64>,
+    pub sections: Vec<Section>,
 }
 
-/// A section's bench: crate, bench target, output file stem.
-const BRIDGE: (&str, &str) = ("soap-bridge", "bridge");
-const CONTENTION: (&str, &str) = ("backend-memcached", "contention");
+fn parse(v: &Value, line: &str) -> Result<Option<Line>> {
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .with_context(|| format!("no name in {line}"))?
+        .to_owned();
+    if v.get("peak_rss_kib").is_some() {
+        return Ok(None);
+    }
+    let num = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .with_context(|| format!("no number {k} in {line}"))
+    };
+    Ok(Some(Line {
+        name,
+        ops: num("ops")?,
+        errors: num("errors")?,
+        ops_per_s: num("ops_per_s")?,
+        p50_us: v.get("p50_us").and_then(Value::as_f64),
+        p99_us: v.get("p99_us").and_then(Value::as_f64),
+        first_error: v
+            .get("first_error")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        baseline: v.get("baseline").and_then(Value::as_str).map(str::to_owned),
+        target: v.get("target").and_then(Value::as_f64),
+    }))
+}
 
 impl Results {
-    /// Runs both sections once against memcached at `addr`.
-    pub fn run_once(&mut self, root: &Path, addr: &str, quick: bool) -> Result<()> {
-        for (krate, bench) in [BRIDGE, CONTENTION] {
-            self.run_bench(root, krate, bench, addr, quick)?;
+    pub fn new() -> Results {
+        Results {
+            sections: Vec::new(),
         }
-        Ok(())
     }
 
-    fn run_bench(
+    /// Adds one run of one section from its result file's `text`.
+    pub fn add(
         &mut self,
-        root: &Path,
-        krate: &str,
         bench: &str,
-        addr: &str,
-        quick: bool,
+        title: &str,
+        run: usize,
+        text: &str,
+        daemons: Vec<(String, Option<f64>)>,
+        reset: bool,
     ) -> Result<()> {
-        let dir = root.join("target/bench-results");
-        std::fs::create_dir_all(&dir)?;
-        let out = dir.join(format!("{bench}.jsonl"));
-        // A stale file from an earlier run must not pass for this one.
-        let _ = std::fs::remove_file(&out);
-        println!("==> cargo bench -p {krate} --bench {bench} (memcached on {addr})");
-        let mut cmd = Command::new(crate::cargo());
-        cmd.current_dir(root)
-            .args(["bench", "-p", krate, "--bench", bench])
-            .env("MEMORYCACHED_BENCH_MEMCACHED", addr)
-            .env("MEMORYCACHED_BENCH_OUT", &out);
-        if quick {
-            cmd.env("MEMORYCACHED_BENCH_QUICK", "1");
-        }
-        let status = cmd.status().context("running cargo bench")?;
-        if !status.success() {
-            bail!("cargo bench -p {krate} --bench {bench} failed ({status})");
-        }
-        let text = std::fs::read_to_string(&out)
-            .with_context(|| format!("reading {} (did the benchmark run?)", out.display()))?;
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("{}: not JSON: {line}", out.display()))?;
-            let num = |k: &str| {
-                v.get(k)
-                    .and_then(serde_json::Value::as_f64)
-                    .with_context(|| format!("{}: no {k} in {line}", out.display()))
-            };
-            if let Some(kib) = v.get("peak_rss_kib").and_then(serde_json::Value::as_f64) {
-                self.bridge_rss_kib.push(kib);
-                continue;
+        let index = match self.sections.iter().position(|s| s.bench == bench) {
+            Some(i) => i,
+            None => {
+                self.sections.push(Section {
+                    bench: bench.to_owned(),
+                    title: title.to_owned(),
+                    runs: Vec::new(),
+                    own_rss: Vec::new(),
+                    daemon_rss: Vec::new(),
+                });
+                self.sections.len() - 1
             }
-            let name = v
-                .get("name")
-                .and_then(serde_json::Value::as_str)
-                .with_context(|| format!("{}: no name in {line}", out.display()))?
-                .to_owned();
-            if num("errors")? > 0.0 || num("ops")? == 0.0 {
-                let first = v.get("first_error").and_then(serde_json::Value::as_str);
-                self.problems.push(format!(
-                    "{name}: {} errors of {} ops (first: {})",
-                    num("errors")?,
-                    num("ops")?,
-                    first.unwrap_or("none")
-                ));
-            }
-            self.runs.entry(name).or_default().push(Measured {
-                ops_per_s: num("ops_per_s")?,
-                p50_us: num("p50_us")?,
-                p99_us: num("p99_us")?,
-            });
-        }
-        Ok(())
-    }
-
-    /// Per-run values of `f(subject, baseline)`, paired by run.
-    fn paired(
-        &self,
-        subject: &str,
-        baseline: &str,
-        f: impl Fn(&Measured, &Measured) -> f64,
-    ) -> Result<Vec<f64>> {
-        let (Some(s), Some(b)) = (self.runs.get(subject), self.runs.get(baseline)) else {
-            bail!("no results for {subject} or {baseline} (did the benchmark run?)");
         };
-        Ok(s.iter().zip(b).map(|(s, b)| f(s, b)).collect())
-    }
-
-    /// Prints the SOAP bridge table.
-    pub fn print_bridge(&self, runs: usize) -> Result<()> {
-        println!();
-        println!(
-            "SOAP bridge (in-process, same tokio runtime as the load generator), requests/s as ratios to the raw Store op on the same store, median of {runs}"
-        );
-        println!(
-            "{:<10} {:<11} {:>5} {:>11} {:>10} {:>12}   per run (ratio)",
-            "store", "operation", "conns", "soap/raw", "soap req/s", "x original"
-        );
-        for store in ["memory", "memcached"] {
-            for (op, raw, soap) in [
-                ("getSession", "raw_get", "soap_get"),
-                ("setSession", "raw_set", "soap_set"),
-            ] {
-                for conns in [1, 16] {
-                    let subject = format!("{store}/{soap}/{conns}");
-                    let ratios =
-                        self.paired(&subject, &format!("{store}/{raw}/{conns}"), |s, b| {
-                            s.ops_per_s / b.ops_per_s
-                        })?;
-                    let rates = self.paired(&subject, &subject, |s, _| s.ops_per_s)?;
-                    let rate = median(&rates);
-                    let original = if op == "getSession" {
-                        format!("{:.1}x", rate / ORIGINAL_BEST_GET_PER_S)
-                    } else {
-                        "-".to_owned()
-                    };
-                    println!(
-                        "{store:<10} {op:<11} {conns:>5} {:>11.2} {rate:>10.0} {original:>12}   {}",
-                        median(&ratios),
-                        shown(&ratios)
-                    );
+        let section = &mut self.sections[index];
+        let mut lines = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line)
+                .with_context(|| format!("{bench}: not a JSON line: {line}"))?;
+            match parse(&v, line).with_context(|| format!("bench {bench}"))? {
+                Some(l) => lines.push(l),
+                None => {
+                    let name = v.get("name").and_then(Value::as_str).unwrap_or("process");
+                    if let Some(kib) = v.get("peak_rss_kib").and_then(Value::as_f64) {
+                        section.own_rss.push((name.to_owned(), kib));
+                    }
                 }
             }
         }
-        println!(
-            "(soap/raw = bridge requests/s / raw Store::get|set ops/s, same concurrency; soap req/s is this machine's absolute rate and drifts between runs;"
-        );
-        println!(
-            " \"x original\" = getSession req/s / {ORIGINAL_BEST_GET_PER_S}, the original SOAP::Lite daemon's best as reported for it: a stated constant, not measured in this run)"
-        );
-        if !self.bridge_rss_kib.is_empty() {
-            println!(
-                "peak RSS of the bridge benchmark's process (bridge + load generator, an upper bound of the bridge's own): {:.1} MiB (median of {})",
-                median(&self.bridge_rss_kib) / 1024.0,
-                self.bridge_rss_kib.len()
-            );
+        if lines.is_empty() {
+            bail!("bench {bench} wrote no measurement (run {run})");
         }
+        section.runs.push(lines);
+        section
+            .daemon_rss
+            .extend(daemons.into_iter().map(|(d, kib)| (d, kib, reset)));
         Ok(())
     }
 
-    /// Prints the contention and principal-index table.
-    pub fn print_contention(&self, runs: usize) -> Result<()> {
-        println!();
-        println!(
-            "Contention and principal index, 64 tasks, one memcached, one Sessions; ratios subject/baseline, median of {runs}"
-        );
-        println!(
-            "{:<16} {:<17} {:>8} {:>8} {:>8} {:>10}   per run (ops/s ratio)",
-            "subject", "baseline", "ops/s", "p50", "p99", "subj ops/s"
-        );
-        for (subject, baseline) in [
-            ("contended_save", "uncontended_save"),
-            ("update_counter", "uncontended_save"),
-            ("login_indexed", "login_plain"),
-            ("save_indexed", "save_plain"),
-        ] {
-            let ops = self.paired(subject, baseline, |s, b| s.ops_per_s / b.ops_per_s)?;
-            let p50 = self.paired(subject, baseline, |s, b| s.p50_us / b.p50_us.max(1e-3))?;
-            let p99 = self.paired(subject, baseline, |s, b| s.p99_us / b.p99_us.max(1e-3))?;
-            let rate = self.paired(subject, subject, |s, _| s.ops_per_s)?;
-            println!(
-                "{subject:<16} {baseline:<17} {:>8.2} {:>8.2} {:>8.2} {:>10.0}   {}",
-                median(&ops),
-                median(&p50),
-                median(&p99),
-                median(&rate),
-                shown(&ops)
-            );
-        }
-        println!(
-            "(ops/s ratio < 1 = slower than the baseline; p50/p99 ratios > 1 = slower; contended = 64 tasks each setting its own field of ONE session, load+save;"
-        );
-        println!(
-            " uncontended = one session per task; update_counter = Sessions::update of one counter; indexed = principal_index set, plain = principal only)"
-        );
-        Ok(())
+    /// `name`'s ops/s in run `run` (0-based): this section first, then any.
+    fn ops_in_run(&self, section: &Section, run: usize, name: &str) -> Option<f64> {
+        let find = |s: &Section| {
+            s.runs
+                .get(run)
+                .and_then(|lines| lines.iter().find(|l| l.name == name))
+                .map(|l| l.ops_per_s)
+        };
+        find(section).or_else(|| self.sections.iter().find_map(find))
     }
 
-    /// Fails when a measurement reported errors or a failed check.
+    /// A section's rows, in the order of its first run, summarised.
+    pub fn rows(&self, section: &Section) -> Vec<Row> {
+        let Some(first) = section.runs.first() else {
+            return Vec::new();
+        };
+        first
+            .iter()
+            .map(|l| {
+                let all: Vec<&Line> = section
+                    .runs
+                    .iter()
+                    .filter_map(|lines| lines.iter().find(|x| x.name == l.name))
+                    .collect();
+                let med = |f: &dyn Fn(&Line) -> Option<f64>| {
+                    let v: Vec<f64> = all.iter().filter_map(|x| f(x)).collect();
+                    (!v.is_empty()).then(|| median(&v))
+                };
+                let ratios: Vec<f64> = match &l.baseline {
+                    None => Vec::new(),
+                    Some(b) => (0..section.runs.len())
+                        .filter_map(|run| {
+                            let subject = section.runs[run].iter().find(|x| x.name == l.name)?;
+                            let base = self.ops_in_run(section, run, b)?;
+                            (base > 0.0).then(|| subject.ops_per_s / base)
+                        })
+                        .collect(),
+                };
+                Row {
+                    name: l.name.clone(),
+                    ops_per_s: med(&|x| Some(x.ops_per_s)).unwrap_or(0.0),
+                    p50_us: med(&|x| x.p50_us),
+                    p99_us: med(&|x| x.p99_us),
+                    errors: all.iter().map(|x| x.errors).sum(),
+                    ops: all.iter().map(|x| x.ops).sum(),
+                    first_error: all.iter().find_map(|x| x.first_error.clone()),
+                    baseline: l.baseline.clone(),
+                    ratio: (!ratios.is_empty()).then(|| median(&ratios)),
+                    ratios,
+                    target: l.target,
+                }
+            })
+            .collect()
+    }
+
+    /// A row by name in any section.
+    pub fn find(&self, name: &str) -> Option<Row> {
+        self.sections
+            .iter()
+            .find_map(|s| self.rows(s).into_iter().find(|r| r.name == name))
+    }
+
+    /// Fails when a measurement reported errors or made no operation.
     pub fn check(&self) -> Result<()> {
-        if self.problems.is_empty() {
+        let mut problems = Vec::new();
+        for section in &self.sections {
+            for row in self.rows(section) {
+                if row.errors > 0.0 || row.ops == 0.0 {
+                    problems.push(format!(
+                        "{}: {}: {} errors of {} ops (first: {})",
+                        section.bench,
+                        row.name,
+                        row.errors,
+                        row.ops,
+                        row.first_error.as_deref().unwrap_or("none")
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
             return Ok(());
         }
-        bail!(
-            "benchmark operations failed:\n  {}",
-            self.problems.join("\n  ")
-        )
+        bail!("benchmark operations failed:\n  {}", problems.join("\n  "))
     }
 }
 
-/// The median (upper median for an even count).
-fn median(values: &[f64]) -> f64 {
+/// The median (upper median for an even count); NaN when empty.
+pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn shown(values: &[f64]) -> String {
-    values
-        .iter()
-        .map(|r| format!("{r:.2}"))
-        .collect::<Vec<_>>()
-        .join(" ")
 }

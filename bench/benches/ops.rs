@@ -1,0 +1,251 @@
+//! Every session operation at 1, 16 and 64 concurrent tasks on each store,
+//! beside the floor: raw `set`+`get` pairs through the very same store, in
+//! the same run (`cargo xtask bench` starts the servers and writes the
+//! report; absolute rates on a shared machine drift, ratios hold).
+//!
+//! Stores (the row's first name component): `memory` (`MemoryStore`),
+//! `memcached1` (one server), `memcached3` (three, routed as Perl routes),
+//! `local` (one server plus a second memcached as the read-first local
+//! cache). Every `Sessions` names `uid` as its principal.
+//!
+//! Operations (one operation = what one task does per loop), each task on
+//! its own 10-field session (about 400 bytes), so tasks never conflict:
+//! - `raw_pair`: `Store::set` + `Store::get` of those bytes: the floor.
+//! - `create`: `create_with` of a new session (an `add`, plus the reverse
+//!   key of its principal).
+//! - `load`: `load` of the task's session.
+//! - `save_changed`: `load`, one field changed, `save` (a conditional write).
+//! - `save_unchanged`: `load`, `save` with nothing changed (no write): a
+//!   request that only reads, as the original's tie/untie does.
+//! - `update`: `Sessions::update` changing one field.
+//! - `find_by_principal`: the session of the task's user, by its reverse key.
+//! - `delete`: `delete_id` of sessions made by `create` (each task takes
+//!   an equal share of them; no warm-up, which would use them up).
+//!
+//! Every row but `raw_pair` names `raw_pair` at the same concurrency as its
+//! baseline. A failed operation is counted and reported, never hidden.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use backend_memcached::MemcachedStore;
+use serde_json::{Map, Value, json};
+use session_core::{MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
+use test_support::bench::{self, BenchEnv, Output, Pool, Row};
+
+/// Concurrency levels measured.
+const TASKS: [usize; 3] = [1, 16, 64];
+/// Operations measured, in order (`delete` last: it removes `create`'s sessions).
+const OPS: [&str; 8] = [
+    "raw_pair",
+    "create",
+    "load",
+    "save_changed",
+    "save_unchanged",
+    "update",
+    "find_by_principal",
+    "delete",
+];
+/// Most operations one task makes in one measurement.
+const MAX_OPS_PER_TASK: u64 = 1_000_000;
+
+/// A typical single-sign-on session of 10 fields, as the Perl peer stores.
+fn ten_fields(uid: &str) -> Map<String, Value> {
+    let fields = json!({
+        "uid": uid,
+        "cn": "Jean Dupont",
+        "mail": "jean.dupont@example.org",
+        "givenName": "Jean",
+        "sn": "Dupont",
+        "groups": "admins; staff; vpn-users",
+        "ipAddr": "192.0.2.10",
+        "_utime": 1_700_000_000u64,
+        "authenticationLevel": 2,
+        "profile": "p".repeat(200),
+    });
+    match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// One store's sessions, at one concurrency level.
+struct Ctx {
+    sessions: Sessions,
+    store: Arc<dyn Store>,
+    /// Each task's own session id; its user is `own{t}`.
+    own: Vec<String>,
+    /// The bytes and flags one session is stored as: what `raw_pair` writes.
+    value: Vec<u8>,
+    flags: u32,
+    /// Ids `create` made, for `delete`.
+    created: Pool<String>,
+    /// Distinguishes this level's keys and users from other levels'.
+    tag: String,
+}
+
+impl Ctx {
+    async fn new(
+        sessions: Sessions,
+        store: Arc<dyn Store>,
+        tasks: usize,
+        tag: String,
+    ) -> anyhow::Result<Ctx> {
+        let mut own = Vec::new();
+        for t in 0..tasks {
+            let s = sessions
+                .create_with(ten_fields(&format!("own{tag}x{t}")), None)
+                .await?;
+            own.push(s.id().as_str().to_owned());
+        }
+        let first = own.first().context("no tasks")?;
+        let stored = sessions
+            .servers()
+            .get(&sessions.key_of(&session_core::SessionId::parse(first)?))
+            .await?
+            .context("the session just created is not in the store")?;
+        Ok(Ctx {
+            sessions,
+            store,
+            own,
+            value: stored.value,
+            flags: stored.flags,
+            created: Pool::default(),
+            tag,
+        })
+    }
+
+    /// One operation `name` by task `t`, its `i`-th.
+    async fn op(self: Arc<Self>, name: &'static str, t: usize, i: u64) -> anyhow::Result<()> {
+        let own = &self.own[t];
+        match name {
+            "raw_pair" => {
+                // A bounded key space per task: the servers do not fill up.
+                let key = format!("bench{}raw{t}x{}", self.tag, i % 256);
+                self.store
+                    .set(&key, &self.value, self.flags, Ttl::seconds(600))
+                    .await?;
+                self.store.get(&key).await?.context("raw value gone")?;
+            }
+            "create" => {
+                let user = format!("new{}x{t}x{i}", self.tag);
+                let s = self.sessions.create_with(ten_fields(&user), None).await?;
+                self.created.push(s.id().as_str().to_owned());
+            }
+            "load" => {
+                self.sessions.load(own).await?.context("session gone")?;
+            }
+            "save_changed" | "save_unchanged" => {
+                let mut s = self.sessions.load(own).await?.context("session gone")?;
+                if name == "save_changed" {
+                    s.insert("seen", i)?;
+                }
+                self.sessions.save(&mut s).await?;
+            }
+            "update" => {
+                self.sessions
+                    .update(own, |s| s.insert("counted", i).map(|_| ()))
+                    .await?
+                    .context("session gone")?;
+            }
+            "find_by_principal" => {
+                let user = format!("own{}x{t}", self.tag);
+                let found = self.sessions.find_by_principal(&user).await?;
+                if found.as_ref().map(|s| s.id().as_str()) != Some(own.as_str()) {
+                    bail!("find_by_principal({user}) did not find the task's session");
+                }
+            }
+            "delete" => {
+                let id = self.created.pop().context("no created session left")?;
+                if !self.sessions.delete_id(&id).await? {
+                    bail!("delete_id({id}): the session was not there");
+                }
+            }
+            other => bail!("unknown operation {other}"),
+        }
+        Ok(())
+    }
+}
+
+/// All operations at all levels on one store.
+async fn bench_store(
+    out: &mut Output,
+    env: &BenchEnv,
+    label: &str,
+    sessions: Sessions,
+) -> anyhow::Result<()> {
+    let store = sessions.servers().clone();
+    for tasks in TASKS {
+        let tag = format!("{:x}{label}{tasks}", std::process::id());
+        let ctx = Arc::new(Ctx::new(sessions.clone(), store.clone(), tasks, tag).await?);
+        for name in OPS {
+            let op = {
+                let ctx = ctx.clone();
+                move |t: usize, i: u64| ctx.clone().op(name, t, i)
+            };
+            let max = if name == "delete" {
+                ctx.created.per_task(tasks)
+            } else {
+                bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, op.clone()).await;
+                MAX_OPS_PER_TASK
+            };
+            let sample = bench::drive(tasks, env.time, max, op).await;
+            let mut row = Row::new(format!("{label}/{name}/{tasks}"));
+            if name != "raw_pair" {
+                row = row.baseline(format!("{label}/raw_pair/{tasks}"));
+            }
+            out.record(row, sample)?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let env = BenchEnv::from_env()?;
+    let cluster = BenchEnv::servers(bench::MEMCACHED_CLUSTER_ENV)?;
+    let single = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
+    let local = BenchEnv::servers(bench::MEMCACHED_LOCAL_ENV)?.remove(0);
+    let mut out = env.output()?;
+    let config = SessionsConfig {
+        timeout: Ttl::seconds(600),
+        principal: Some("uid".into()),
+        ..SessionsConfig::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let memcached = |servers: &str| -> anyhow::Result<Arc<dyn Store>> {
+            Ok(Arc::new(MemcachedStore::from_url(&format!(
+                "memcached://{servers}?pool_size=64"
+            ))?))
+        };
+        // Room for every session the run creates (the default 64 MiB
+        // refuses writes once full rather than evicting).
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::with_config(MemoryStoreConfig {
+            max_bytes: 2 << 30,
+            ..MemoryStoreConfig::default()
+        })?);
+        let stores = [
+            ("memory", Sessions::new(memory, config.clone())?),
+            (
+                "memcached1",
+                Sessions::new(memcached(&single)?, config.clone())?,
+            ),
+            (
+                "memcached3",
+                Sessions::new(memcached(&cluster.join(","))?, config.clone())?,
+            ),
+            (
+                "local",
+                Sessions::new(memcached(&single)?, config.clone())?.with_local(memcached(&local)?),
+            ),
+        ];
+        for (label, sessions) in stores {
+            bench_store(&mut out, &env, label, sessions).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    out.record_own_peak_rss("ops benchmark process (MemoryStore + load generator)")?;
+    Ok(())
+}
