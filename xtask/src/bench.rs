@@ -88,6 +88,21 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
         "contention",
         "Contention and principal index, 64 tasks, one memcached",
     ),
+    (
+        "backend-redis",
+        "redis",
+        "Redis: session load+save beside raw GET+SET pairs, same client",
+    ),
+    (
+        "tower-sessions-memorycached",
+        "app",
+        "axum app (tower-sessions): counter page, our store beside tower-sessions' MemoryStore",
+    ),
+    (
+        "replicator",
+        "lag",
+        "Replication lag: a write on the master until it is visible on the slave",
+    ),
 ];
 
 /// memcached's memory for the run: enough that nothing the run writes is
