@@ -40,7 +40,7 @@ pub(crate) struct Copier {
     conns: Vec<Option<RawConnection>>,
     /// Each node's identity (`pid` and start time) when last connected: a
     /// change means it restarted empty, so what we knew of it is void.
-    epochs: Vec<Option<(i64, i64)>>,
+    epochs: Vec<Option<Epoch>>,
     /// master↔master: per key, what each node held when last in sync.
     state: HashMap<String, Vec<Prev>>,
     /// When each node may be tried again after a failure.
@@ -133,7 +133,7 @@ impl Copier {
             .await;
             match opened {
                 Ok((c, epoch)) => {
-                    if self.epochs[node].is_some_and(|e| !same_epoch(e, epoch)) {
+                    if self.epochs[node].is_some_and(|e| !e.same_run(epoch)) {
                         // Restarted: its absences say nothing about deletes.
                         for prev in self.state.values_mut() {
                             prev[node] = None;
@@ -299,9 +299,32 @@ impl Copier {
     }
 }
 
-/// Who a server is: its `pid` and start time (`time - uptime`), from
-/// `stats`. Changes exactly when the server restarted.
-pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<(i64, i64)> {
+/// Which run of a server we talk to, from `stats`: its `pid`, its start
+/// time (`time - uptime`) and its `total_connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Epoch {
+    pid: i64,
+    started: i64,
+    total_connections: i64,
+}
+
+impl Epoch {
+    /// True while `now` can be the same run as `self` (read earlier): the
+    /// same pid (always 1 in a container), the same start time, and a
+    /// connection count that has not gone down. memcached reports `time`
+    /// and `uptime` from one clock reading, so `time - uptime` is the same
+    /// second for the whole run (no jitter to allow for). The count tells a
+    /// restart within that same second (a container restarted at once keeps
+    /// pid 1): a new run counts from zero, and we connected to the old one.
+    pub(crate) fn same_run(self, now: Epoch) -> bool {
+        self.pid == now.pid
+            && self.started == now.started
+            && now.total_connections >= self.total_connections
+    }
+}
+
+/// The [`Epoch`] of the server behind `c`.
+pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<Epoch> {
     let stats = c.stats().await?;
     let get = |name: &str| {
         stats
@@ -310,11 +333,35 @@ pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<(i64, i64)> {
             .and_then(|(_, v)| v.parse::<i64>().ok())
             .unwrap_or(0)
     };
-    Ok((get("pid"), get("time") - get("uptime")))
+    Ok(Epoch {
+        pid: get("pid"),
+        started: get("time") - get("uptime"),
+        total_connections: get("total_connections"),
+    })
 }
 
-/// The same server run: same pid (always 1 in a container) and a start
-/// time within the second of jitter between `time` and `uptime`.
-fn same_epoch(a: (i64, i64), b: (i64, i64)) -> bool {
-    a.0 == b.0 && (a.1 - b.1).abs() <= 2
+#[cfg(test)]
+mod tests {
+    use super::Epoch;
+
+    fn epoch(pid: i64, started: i64, total_connections: i64) -> Epoch {
+        Epoch {
+            pid,
+            started,
+            total_connections,
+        }
+    }
+
+    #[test]
+    fn a_restart_is_told_even_within_the_same_second() {
+        let before = epoch(1, 1_000, 40);
+        // The same run, read later: more connections.
+        assert!(before.same_run(epoch(1, 1_000, 41)));
+        assert!(before.same_run(epoch(1, 1_000, 40)));
+        // A new process, a later start, or a container restarted at once
+        // (pid 1 again, same start second, counting from zero again).
+        assert!(!before.same_run(epoch(2, 1_000, 41)));
+        assert!(!before.same_run(epoch(1, 1_001, 41)));
+        assert!(!before.same_run(epoch(1, 1_000, 3)));
+    }
 }
