@@ -69,7 +69,8 @@
 //!    configuration order wins**. The decision is taken once, by one copier
 //!    for that key, and applied to all peers, so it is the same on both.
 //! 3. Without memory of an in-sync state (replicator just started, memory
-//!    full, or a peer restarted — detected by its `pid` and start time), an
+//!    full, or a peer restarted — detected by its `pid`, start time and
+//!    `total_connections`, which a new run counts from zero), an
 //!    absence is not a delete: present items are copied to where they are
 //!    missing. A delete made while the replicator was not running is
 //!    therefore undone at its start; one made while it runs never is.
