@@ -40,54 +40,32 @@ pub(crate) async fn execute(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    loop {
-        conn.send(OP, METADUMP).await?;
-        // Max-heap of the smallest `limit + 1` keys: the extra one says
-        // whether there is more after this page.
-        let mut page: BinaryHeap<String> = BinaryHeap::with_capacity(limit + 2);
-        let mut first = true;
-        loop {
-            let line = conn.read_lf_line(OP).await?;
-            if line == b"END" {
-                let mut keys = page.into_sorted_vec();
-                let more = keys.len() > limit;
-                keys.truncate(limit);
-                return Ok(Reply::Keys { keys, more });
-            }
-            if first && line.starts_with(b"BUSY") {
-                // Another client's crawl; ours was not started.
-                tokio::time::sleep(BUSY_RETRY).await;
-                break;
-            }
-            first = false;
-            let Some(item) = parse_item(&line) else {
-                return Err(error_line(conn.server(), &line, 0).unwrap_or_else(|| {
-                    Error::Protocol {
-                        server: conn.server().to_owned(),
-                        message: format!(
-                            "unexpected metadump line: {:?}",
-                            String::from_utf8_lossy(&line[..line.len().min(100)])
-                        ),
-                    }
-                }));
-            };
-            // A key of another client that is not UTF-8 cannot match a
-            // `&str` prefix we were given, nor be returned as a `String`.
-            let Ok(key) = String::from_utf8(item.key) else {
-                continue;
-            };
-            let live = item.exp.is_none_or(|exp| exp > now);
-            if !live || !key.starts_with(prefix) || after.is_some_and(|a| key.as_str() <= a) {
-                continue;
-            }
-            if page.len() <= limit {
-                page.push(key);
-            } else if page.peek().is_some_and(|largest| key < *largest) {
-                page.pop();
-                page.push(key);
-            }
+    // Max-heap of the smallest `limit + 1` keys: the extra one says
+    // whether there is more after this page.
+    let mut page: BinaryHeap<String> = BinaryHeap::with_capacity(limit + 2);
+    metadump(conn, OP, |item| {
+        // A key of another client that is not UTF-8 cannot match a
+        // `&str` prefix we were given, nor be returned as a `String`.
+        let Ok(key) = String::from_utf8(item.key) else {
+            return Ok(());
+        };
+        let live = item.exp.is_none_or(|exp| exp > now);
+        if !live || !key.starts_with(prefix) || after.is_some_and(|a| key.as_str() <= a) {
+            return Ok(());
         }
-    }
+        if page.len() <= limit {
+            page.push(key);
+        } else if page.peek().is_some_and(|largest| key < *largest) {
+            page.pop();
+            page.push(key);
+        }
+        Ok(())
+    })
+    .await?;
+    let mut keys = page.into_sorted_vec();
+    let more = keys.len() > limit;
+    keys.truncate(limit);
+    Ok(Reply::Keys { keys, more })
 }
 
 /// Dumps every live key of the server with its expiry, for the
@@ -96,18 +74,44 @@ pub(crate) async fn execute(
 /// huge server cannot take unbounded memory).
 pub(crate) async fn dump_all(conn: &mut Connection, max_keys: usize) -> Result<Vec<Item>> {
     const OP: &str = "metadump";
-    loop {
-        conn.send(OP, METADUMP).await?;
-        let mut items = Vec::new();
+    let server = conn.server().to_owned();
+    let mut items = Vec::new();
+    metadump(conn, OP, |item| {
+        if items.len() >= max_keys {
+            return Err(Error::Protocol {
+                server: server.clone(),
+                message: format!("metadump lists more than {max_keys} keys"),
+            });
+        }
+        items.push(item);
+        Ok(())
+    })
+    .await?;
+    Ok(items)
+}
+
+/// Runs one whole `lru_crawler metadump all` and hands each item to
+/// `each`, in the server's order, until `END` (or the first error, from the
+/// server or from `each`). A crawl already running (`BUSY`, which can only
+/// be the first line) is waited out and asked again, within the caller's
+/// deadline; no item has been handed over by then.
+async fn metadump(
+    conn: &mut Connection,
+    op: &'static str,
+    mut each: impl FnMut(Item) -> Result<()>,
+) -> Result<()> {
+    'dump: loop {
+        conn.send(op, METADUMP).await?;
         let mut first = true;
         loop {
-            let line = conn.read_lf_line(OP).await?;
+            let line = conn.read_lf_line(op).await?;
             if line == b"END" {
-                return Ok(items);
+                return Ok(());
             }
             if first && line.starts_with(b"BUSY") {
+                // Another client's crawl; ours was not started.
                 tokio::time::sleep(BUSY_RETRY).await;
-                break;
+                continue 'dump;
             }
             first = false;
             let Some(item) = parse_item(&line) else {
@@ -121,13 +125,7 @@ pub(crate) async fn dump_all(conn: &mut Connection, max_keys: usize) -> Result<V
                     }
                 }));
             };
-            if items.len() >= max_keys {
-                return Err(Error::Protocol {
-                    server: conn.server().to_owned(),
-                    message: format!("metadump lists more than {max_keys} keys"),
-                });
-            }
-            items.push(item);
+            each(item)?;
         }
     }
 }
