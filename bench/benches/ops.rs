@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use backend_memcached::MemcachedStore;
-use serde_json::{Map, Value, json};
+use memorycached_bench::ten_fields;
 use session_core::{MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
 use test_support::bench::{self, BenchEnv, Output, Pool, Row};
 
@@ -48,26 +48,6 @@ const OPS: [&str; 8] = [
 ];
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
-
-/// A typical single-sign-on session of 10 fields, as the Perl peer stores.
-fn ten_fields(uid: &str) -> Map<String, Value> {
-    let fields = json!({
-        "uid": uid,
-        "cn": "Jean Dupont",
-        "mail": "jean.dupont@example.org",
-        "givenName": "Jean",
-        "sn": "Dupont",
-        "groups": "admins; staff; vpn-users",
-        "ipAddr": "192.0.2.10",
-        "_utime": 1_700_000_000u64,
-        "authenticationLevel": 2,
-        "profile": "p".repeat(200),
-    });
-    match fields {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
 
 /// One store's sessions, at one concurrency level.
 struct Ctx {

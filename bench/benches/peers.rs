@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use backend_memcached::MemcachedStore;
+use memorycached_bench::ten_fields;
 use serde_json::{Map, Value, json};
 use session_core::{Codec, MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
 use test_support::bench::{self, BenchEnv, Output, Pool, Row, Sample};
@@ -43,26 +44,6 @@ use tower_sessions_core::session::{Id, Record};
 const LEVELS: [usize; 3] = [1, 16, 64];
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
-
-/// The 10-field session both sides store (as `perl/peer.pl` does).
-fn ten_fields(uid: &str) -> Map<String, Value> {
-    let fields = json!({
-        "uid": uid,
-        "cn": "Jean Dupont",
-        "mail": "jean.dupont@example.org",
-        "givenName": "Jean",
-        "sn": "Dupont",
-        "groups": "admins; staff; vpn-users",
-        "ipAddr": "192.0.2.10",
-        "_utime": 1_700_000_000u64,
-        "authenticationLevel": 2,
-        "profile": "p".repeat(200),
-    });
-    match fields {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
 
 /// Runs memcslap's `test` with `threads` threads and `per_thread` keys
 /// each; returns (keys, seconds) from its "Time to TEST N keys by" line.

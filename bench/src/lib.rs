@@ -1,5 +1,6 @@
 //! memorycached's load-generator benchmarks, run by `cargo xtask bench`
-//! (this library is empty: everything is in `benches/`).
+//! (this library holds only what both bench targets share: the session
+//! they store).
 //!
 //! - `benches/ops.rs`: every session operation (create, load, save changed
 //!   and unchanged, update, delete, find_by_principal) at 1, 16 and 64
@@ -12,3 +13,26 @@
 //!
 //! Both print the JSON lines `cargo xtask bench` reads (format in
 //! `xtask/src/bench.rs`) through `test_support::bench`.
+
+use serde_json::{Map, Value, json};
+
+/// The typical single-sign-on session of 10 fields that every side of the
+/// benchmarks stores (ours, and the Perl peer's `perl/peer.pl`).
+pub fn ten_fields(uid: &str) -> Map<String, Value> {
+    let fields = json!({
+        "uid": uid,
+        "cn": "Jean Dupont",
+        "mail": "jean.dupont@example.org",
+        "givenName": "Jean",
+        "sn": "Dupont",
+        "groups": "admins; staff; vpn-users",
+        "ipAddr": "192.0.2.10",
+        "_utime": 1_700_000_000u64,
+        "authenticationLevel": 2,
+        "profile": "p".repeat(200),
+    });
+    match fields {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
