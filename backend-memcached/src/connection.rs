@@ -10,7 +10,7 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -41,63 +41,31 @@ pub(crate) enum IdleState {
     Unsolicited,
 }
 
-/// An open connection.
+/// The read side of a connection: answer lines and data blocks, with the
+/// limits that keep a confused or hostile stream from costing more than
+/// what it really sends. Generic over the stream so that a pooled
+/// [`Connection`] (a whole `TcpStream`) and a multiplexed connection's
+/// reader task (the read half alone, `crate::mux`) share it.
 #[derive(Debug)]
-pub(crate) struct Connection {
-    stream: BufReader<TcpStream>,
+pub(crate) struct Reader<R> {
+    stream: BufReader<R>,
     server: String,
-    /// Bytes read since the last request was written: zero after a failure
+    /// Bytes read since [`Reader::reset_count`]: zero after a failure
     /// means the server sent nothing back, so the request was not answered.
-    read_since_request: usize,
-    /// Bytes of the last request handed to the socket: zero after a failed
-    /// [`Connection::send`] means none of it can have reached the server.
-    written_since_request: usize,
-    /// The longest data block accepted (see [`Connection::set_max_block`]).
+    read_count: usize,
+    /// The longest data block accepted (see [`Reader::set_max_block`]).
     max_block: usize,
 }
 
-impl Connection {
-    /// Opens a connection to `server` (`host:port`) within `timeout`.
-    #[cfg(test)]
-    pub(crate) async fn connect(server: &str, timeout: Duration) -> Result<Self> {
-        Connection::connect_until(server, Instant::now() + timeout, timeout).await
-    }
-
-    /// Opens a connection to `server`, giving up at `deadline`; `after` is
-    /// the budget the deadline stands for, for the error.
-    pub(crate) async fn connect_until(
-        server: &str,
-        deadline: Instant,
-        after: Duration,
-    ) -> Result<Self> {
-        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => {
-                return Err(Error::Connect {
-                    server: server.to_owned(),
-                    source,
-                });
-            }
-            Err(_) => {
-                return Err(Error::ConnectTimeout {
-                    server: server.to_owned(),
-                    after,
-                });
-            }
-        };
-        // Requests are written whole; Nagle would only add latency to the
-        // small ones.
-        stream.set_nodelay(true).map_err(|source| Error::Connect {
-            server: server.to_owned(),
-            source,
-        })?;
-        Ok(Connection {
+impl<R: AsyncRead + Unpin> Reader<R> {
+    /// A reader of `stream`, which talks to `server`.
+    pub(crate) fn new(stream: R, server: String) -> Self {
+        Reader {
             stream: BufReader::with_capacity(16 * 1024, stream),
-            server: server.to_owned(),
-            read_since_request: 0,
-            written_since_request: 0,
+            server,
+            read_count: 0,
             max_block: DEFAULT_MAX_BLOCK,
-        })
+        }
     }
 
     /// The server address, for errors.
@@ -105,17 +73,7 @@ impl Connection {
         &self.server
     }
 
-    /// True when nothing has been read since the last [`Connection::send`].
-    pub(crate) fn nothing_read(&self) -> bool {
-        self.read_since_request == 0
-    }
-
-    /// True when no byte of the last request was handed to the socket.
-    pub(crate) fn nothing_written(&self) -> bool {
-        self.written_since_request == 0
-    }
-
-    /// Sets the longest data block [`Connection::read_block`] accepts. The
+    /// Sets the longest data block [`Reader::read_block`] accepts. The
     /// server knows its limits (the store's `max_value_size`, the server's
     /// `item_size_max`); a longer length is a confused or hostile stream.
     pub(crate) fn set_max_block(&mut self, max_block: usize) {
@@ -128,52 +86,30 @@ impl Connection {
         !self.stream.buffer().is_empty()
     }
 
-    /// Whether an idle connection can take a request: nothing buffered and
-    /// nothing (data or end of stream) waiting in the socket. Does not
-    /// block; readiness the runtime has not seen yet reads as clean.
-    pub(crate) fn idle_state(&self) -> IdleState {
-        if self.has_unread() {
-            return IdleState::Unsolicited;
-        }
-        let mut probe = [0u8; 1];
-        match self.stream.get_ref().try_read(&mut probe) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Clean,
-            Ok(0) | Err(_) => IdleState::Closed,
-            Ok(_) => IdleState::Unsolicited,
-        }
+    /// Waits until at least one byte can be read without consuming it;
+    /// false at the end of the stream.
+    pub(crate) async fn wait_readable(&mut self) -> io::Result<bool> {
+        Ok(!self.stream.fill_buf().await?.is_empty())
     }
 
-    /// An I/O error of the current request: `sent` unless it failed
-    /// before any byte of the request was handed to the socket.
+    /// Bytes read since the last [`Reader::reset_count`].
+    pub(crate) fn read_count(&self) -> usize {
+        self.read_count
+    }
+
+    fn reset_count(&mut self) {
+        self.read_count = 0;
+    }
+
+    /// An I/O error while reading an answer: reading comes after the whole
+    /// request was written, so it was sent.
     fn io_error(&self, operation: &'static str, source: io::Error) -> Error {
         Error::Io {
             operation,
             server: self.server.clone(),
             source,
-            sent: self.written_since_request > 0,
+            sent: true,
         }
-    }
-
-    /// Writes a whole request.
-    pub(crate) async fn send(&mut self, operation: &'static str, request: &[u8]) -> Result<()> {
-        self.read_since_request = 0;
-        self.written_since_request = 0;
-        let result = async {
-            // `write_all` by hand, counting, so a failure can tell whether
-            // any byte may have reached the server.
-            let mut rest = request;
-            while !rest.is_empty() {
-                let n = self.stream.get_mut().write(rest).await?;
-                if n == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                self.written_since_request += n;
-                rest = &rest[n..];
-            }
-            self.stream.get_mut().flush().await
-        }
-        .await;
-        result.map_err(|e| self.io_error(operation, e))
     }
 
     /// Reads one line and returns it without its `\r\n`.
@@ -215,7 +151,7 @@ impl Connection {
             .read_until(b'\n', &mut line)
             .await
             .map_err(|e| self.io_error(operation, e))?;
-        self.read_since_request += n;
+        self.read_count += n;
         if n == 0 {
             return Err(self.io_error(
                 operation,
@@ -256,7 +192,7 @@ impl Connection {
             .read_to_end(&mut data)
             .await
             .map_err(|e| self.io_error(operation, e))?;
-        self.read_since_request += n;
+        self.read_count += n;
         if n < want {
             return Err(self.io_error(
                 operation,
@@ -275,6 +211,162 @@ impl Connection {
         data.truncate(len);
         Ok(data)
     }
+}
+
+/// An open connection, used by one request at a time.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    reader: Reader<TcpStream>,
+    /// Bytes of the last request handed to the socket: zero after a failed
+    /// [`Connection::send`] means none of it can have reached the server.
+    written_since_request: usize,
+}
+
+impl Connection {
+    /// Opens a connection to `server` (`host:port`) within `timeout`.
+    #[cfg(test)]
+    pub(crate) async fn connect(server: &str, timeout: Duration) -> Result<Self> {
+        Connection::connect_until(server, Instant::now() + timeout, timeout).await
+    }
+
+    /// Opens a connection to `server`, giving up at `deadline`; `after` is
+    /// the budget the deadline stands for, for the error.
+    pub(crate) async fn connect_until(
+        server: &str,
+        deadline: Instant,
+        after: Duration,
+    ) -> Result<Self> {
+        let stream = connect_stream(server, deadline, after).await?;
+        Ok(Connection {
+            reader: Reader::new(stream, server.to_owned()),
+            written_since_request: 0,
+        })
+    }
+
+    /// The server address, for errors.
+    pub(crate) fn server(&self) -> &str {
+        self.reader.server()
+    }
+
+    /// The read side, for the answer parsers.
+    pub(crate) fn reader(&mut self) -> &mut Reader<TcpStream> {
+        &mut self.reader
+    }
+
+    /// True when nothing has been read since the last [`Connection::send`].
+    pub(crate) fn nothing_read(&self) -> bool {
+        self.reader.read_count() == 0
+    }
+
+    /// True when no byte of the last request was handed to the socket.
+    pub(crate) fn nothing_written(&self) -> bool {
+        self.written_since_request == 0
+    }
+
+    /// See [`Reader::set_max_block`].
+    pub(crate) fn set_max_block(&mut self, max_block: usize) {
+        self.reader.set_max_block(max_block);
+    }
+
+    /// See [`Reader::has_unread`].
+    pub(crate) fn has_unread(&self) -> bool {
+        self.reader.has_unread()
+    }
+
+    /// Whether an idle connection can take a request: nothing buffered and
+    /// nothing (data or end of stream) waiting in the socket. Does not
+    /// block; readiness the runtime has not seen yet reads as clean.
+    pub(crate) fn idle_state(&self) -> IdleState {
+        if self.has_unread() {
+            return IdleState::Unsolicited;
+        }
+        let mut probe = [0u8; 1];
+        match self.reader.stream.get_ref().try_read(&mut probe) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Clean,
+            Ok(0) | Err(_) => IdleState::Closed,
+            Ok(_) => IdleState::Unsolicited,
+        }
+    }
+
+    /// The socket itself, for a multiplexed connection to split (nothing
+    /// may be buffered yet: it is taken right after connecting).
+    pub(crate) fn into_stream(self) -> TcpStream {
+        self.reader.stream.into_inner()
+    }
+
+    /// Writes a whole request.
+    pub(crate) async fn send(&mut self, operation: &'static str, request: &[u8]) -> Result<()> {
+        self.reader.reset_count();
+        self.written_since_request = 0;
+        let result = async {
+            // `write_all` by hand, counting, so a failure can tell whether
+            // any byte may have reached the server.
+            let mut rest = request;
+            while !rest.is_empty() {
+                let n = self.reader.stream.get_mut().write(rest).await?;
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                self.written_since_request += n;
+                rest = &rest[n..];
+            }
+            self.reader.stream.get_mut().flush().await
+        }
+        .await;
+        result.map_err(|source| Error::Io {
+            operation,
+            server: self.server().to_owned(),
+            source,
+            sent: self.written_since_request > 0,
+        })
+    }
+
+    /// See [`Reader::read_line`].
+    pub(crate) async fn read_line(&mut self, operation: &'static str) -> Result<Vec<u8>> {
+        self.reader.read_line(operation).await
+    }
+
+    /// See [`Reader::read_lf_line`].
+    pub(crate) async fn read_lf_line(&mut self, operation: &'static str) -> Result<Vec<u8>> {
+        self.reader.read_lf_line(operation).await
+    }
+
+    /// See [`Reader::read_block`].
+    #[cfg(test)]
+    pub(crate) async fn read_block(
+        &mut self,
+        operation: &'static str,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        self.reader.read_block(operation, len).await
+    }
+}
+
+/// Opens a TCP connection to `server` with Nagle off, giving up at
+/// `deadline` (`after` is the budget it stands for, for the error).
+async fn connect_stream(server: &str, deadline: Instant, after: Duration) -> Result<TcpStream> {
+    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => {
+            return Err(Error::Connect {
+                server: server.to_owned(),
+                source,
+            });
+        }
+        Err(_) => {
+            return Err(Error::ConnectTimeout {
+                server: server.to_owned(),
+                after,
+            });
+        }
+    };
+    // Requests are written whole; Nagle would only add latency to the
+    // small ones.
+    stream.set_nodelay(true).map_err(|source| Error::Connect {
+        server: server.to_owned(),
+        source,
+    })?;
+    Ok(stream)
 }
 
 /// `line` without its trailing `\n` or `\r\n`.

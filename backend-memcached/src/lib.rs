@@ -59,6 +59,7 @@ pub mod error;
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../tests/common/fake.rs"]
 mod fake;
+mod mux;
 mod pool;
 mod protocol;
 pub mod raw;
@@ -67,7 +68,7 @@ pub mod scan;
 mod server;
 mod store;
 
-pub use config::{FailurePolicy, MemcachedConfig, Protocol, Routing, ServerSpec};
+pub use config::{ConnectionMode, FailurePolicy, MemcachedConfig, Protocol, Routing, ServerSpec};
 pub use error::{Error, Result};
 pub use router::Router;
 pub use server::{ServerState, ServerStats};

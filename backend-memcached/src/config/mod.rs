@@ -24,6 +24,8 @@
 //! | `failure` | `fail` or `rehash` | `fail` |
 //! | `max_value_size` | largest value in bytes a write accepts | 1048263 |
 //! | `pool_size` | most open connections per server | 16 |
+//! | `mode` | `multiplexed` or `pooled` (see [`ConnectionMode`]) | `multiplexed` |
+//! | `connections` | multiplexed connections per server | 2 |
 //! | `backoff_initial_ms` | first retry delay after a server is marked down | 100 |
 //! | `backoff_max_ms` | the retry delay doubles up to this | 30000 |
 //!
@@ -92,6 +94,24 @@ pub enum Protocol {
     /// mcrouter or twemproxy. Writes report no version, reads no TTL, and
     /// there is no conditional delete (`delete_if` is unsupported).
     Classic,
+}
+
+/// How requests share connections to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ConnectionMode {
+    /// A few connections per server ([`MemcachedConfig::connections`])
+    /// shared by every task: requests from many tasks are written together
+    /// in one syscall and their answers read together, in order (memcached
+    /// answers each connection's requests in order, in both dialects).
+    /// Under concurrency this does several times the work per syscall and
+    /// wake-up of one request per connection. Scans, `stats` and a
+    /// server's first request still use the pool.
+    #[default]
+    Multiplexed,
+    /// One request at a time per connection, from a pool of at most
+    /// [`MemcachedConfig::pool_size`] connections per server.
+    Pooled,
 }
 
 /// How a key picks its server.
@@ -311,6 +331,24 @@ const URL_KEYS: &[UrlKey] = &[
         },
     },
     UrlKey {
+        key: "mode",
+        set: |c, v| {
+            c.mode = match v {
+                "multiplexed" => ConnectionMode::Multiplexed,
+                "pooled" => ConnectionMode::Pooled,
+                _ => return Err("multiplexed or pooled"),
+            };
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "connections",
+        set: |c, v| {
+            c.connections = v.parse().map_err(|_| "a count")?;
+            Ok(())
+        },
+    },
+    UrlKey {
         key: "backoff_initial_ms",
         set: |c, v| {
             c.backoff_initial = millis(v)?;
@@ -358,8 +396,17 @@ pub struct MemcachedConfig {
     /// [`session_core::Error::ValueTooLarge`] (memcached would otherwise
     /// drop the key's old value along with the refused one).
     pub max_value_size: usize,
-    /// The most connections open to one server at a time.
+    /// The most pooled connections open to one server at a time (all
+    /// requests in [`ConnectionMode::Pooled`]; scans, `stats` and first
+    /// requests in [`ConnectionMode::Multiplexed`]).
     pub pool_size: usize,
+    /// How requests share connections.
+    pub mode: ConnectionMode,
+    /// Multiplexed connections per server (in
+    /// [`ConnectionMode::Multiplexed`]), used in turn. Two keep both of a
+    /// small machine's cores busy; memcached serves each connection on
+    /// one of its worker threads, so more let a big server use more.
+    pub connections: usize,
     /// How long a server stays marked down after its first failure.
     pub backoff_initial: Duration,
     /// The retry delay doubles after each failed retry, up to this (at
@@ -378,6 +425,8 @@ impl Default for MemcachedConfig {
             io_timeout: Duration::from_secs(1),
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             pool_size: 16,
+            mode: ConnectionMode::Multiplexed,
+            connections: 2,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
         }
@@ -508,6 +557,9 @@ impl MemcachedConfig {
         }
         if self.pool_size == 0 || self.pool_size > 1024 {
             return bad(format!("pool_size {} is not in 1..=1024", self.pool_size));
+        }
+        if self.connections == 0 || self.connections > 64 {
+            return bad(format!("connections {} is not in 1..=64", self.connections));
         }
         Ok(())
     }

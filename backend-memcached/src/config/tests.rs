@@ -133,6 +133,8 @@ fn every_url_key_is_documented_and_parsed() {
             "protocol" => "classic",
             "routing" => "ketama",
             "failure" => "rehash",
+            "mode" => "pooled",
+            "connections" => "10",
             _ => "100",
         };
         MemcachedConfig::from_url(&format!("memcached://h?{key}={good}"))

@@ -16,8 +16,8 @@ use session_core::Entry;
 
 use super::StoreReply;
 
-use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
-use crate::connection::Connection;
+use super::frame::{Frame, Framing};
+use super::{Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
 use crate::error::{Error, Result};
 
 /// A parsed `VALUE <key> <flags> <bytes> [<cas>]` line.
@@ -94,25 +94,20 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
     buf.extend_from_slice(line.as_bytes());
 }
 
-/// Reads `VALUE` blocks up to `END`, keyed by key.
-async fn read_values(conn: &mut Connection, op: &Op<'_>) -> Result<HashMap<Vec<u8>, Entry>> {
-    let mut found = HashMap::new();
-    loop {
-        let line = conn.read_line(op.name()).await?;
-        if line == b"END" {
-            return Ok(found);
-        }
-        let Some(v) = parse_value_line(&line) else {
-            return Err(error_line(conn.server(), &line, 0)
-                .unwrap_or_else(|| unexpected(conn.server(), op, &line)));
+/// The `VALUE` frames of a retrieval answer, keyed by key.
+fn values(server: &str, op: &Op<'_>, frames: Vec<Frame>) -> Result<HashMap<Vec<u8>, Entry>> {
+    let mut found = HashMap::with_capacity(frames.len());
+    for frame in frames {
+        let (Some(v), Some(value)) = (parse_value_line(&frame.line), frame.data) else {
+            return Err(error_line(server, &frame.line, 0)
+                .unwrap_or_else(|| unexpected(server, op, &frame.line)));
         };
-        let value = conn.read_block(op.name(), v.len).await?;
         let cas = v.cas.ok_or_else(|| Error::Protocol {
-            server: conn.server().to_owned(),
+            server: server.to_owned(),
             message: "VALUE line of gets lacks the CAS unique".into(),
         })?;
         // A `-C` server answers `gets` with CAS 0: an error, not a version.
-        let version = version_of(conn.server(), cas)?;
+        let version = version_of(server, cas)?;
         found.insert(
             v.key,
             Entry {
@@ -123,53 +118,46 @@ async fn read_values(conn: &mut Connection, op: &Op<'_>) -> Result<HashMap<Vec<u
             },
         );
     }
+    Ok(found)
 }
 
-/// Sends `op` and reads its answer.
-pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply> {
+/// How the answer to `op` is delimited (for one batch of a multi-get).
+pub(crate) fn framing(op: &Op<'_>) -> Framing {
+    match op {
+        Op::GetMany(_) | Op::Get(_) | Op::Version(_) | Op::GetAndTouch(..) => {
+            Framing::ClassicValues(1)
+        }
+        _ => Framing::ClassicLine,
+    }
+}
+
+/// Turns the answer frames to `op` into its [`Reply`].
+pub(crate) fn interpret(server: &str, op: &Op<'_>, frames: Vec<Frame>) -> Result<Reply> {
     let value_len = match op {
         Op::Store { value, .. } => value.len(),
         _ => 0,
     };
     match op {
         Op::GetMany(keys) => {
-            let mut out = Vec::with_capacity(keys.len());
-            for batch in keys.chunks(GET_BATCH) {
-                let mut buf = Vec::with_capacity(8 + batch.len() * 32);
-                encode(&mut buf, &Op::GetMany(batch));
-                conn.send(op.name(), &buf).await?;
-                let mut found = read_values(conn, op).await?;
-                for key in batch {
-                    // A key asked twice is answered twice; either copy will do.
-                    out.push(found.get(key.as_bytes()).cloned());
-                }
-                found.clear();
-            }
-            return Ok(Reply::Entries(out));
+            let found = values(server, op, frames)?;
+            // A key asked twice is answered twice; either copy will do.
+            let out = keys.iter().map(|key| found.get(key.as_bytes()).cloned());
+            return Ok(Reply::Entries(out.collect()));
         }
         Op::Get(key) | Op::Version(key) | Op::GetAndTouch(key, _) => {
-            let mut buf = Vec::with_capacity(16 + key.len());
-            encode(&mut buf, op);
-            conn.send(op.name(), &buf).await?;
-            let entry = read_values(conn, op).await?.remove(key.as_bytes());
+            let entry = values(server, op, frames)?.remove(key.as_bytes());
             return Ok(match op {
                 Op::Version(_) => Reply::Version(entry.map(|e| e.version)),
                 _ => Reply::Entry(entry),
             });
         }
-        Op::DeleteIf(..) | Op::Scan { .. } | Op::Stats => {
-            return Err(Error::Protocol {
-                server: conn.server().to_owned(),
-                message: format!("internal error: {} has no classic command", op.name()),
-            });
-        }
         _ => {}
     }
-
-    let mut buf = Vec::with_capacity(64 + value_len);
-    encode(&mut buf, op);
-    conn.send(op.name(), &buf).await?;
-    let line = conn.read_line(op.name()).await?;
+    let line = frames
+        .into_iter()
+        .next()
+        .map(|f| f.line)
+        .unwrap_or_default();
     let reply = match (op, line.as_slice()) {
         (Op::Store { .. }, b"STORED") => Reply::Stored(StoreReply::Stored(None)),
         (
@@ -196,8 +184,8 @@ pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply>
         (Op::Delete(_), b"DELETED") | (Op::Touch(..), b"TOUCHED") => Reply::Existed(true),
         (Op::Delete(_) | Op::Touch(..), b"NOT_FOUND") => Reply::Existed(false),
         _ => {
-            return Err(error_line(conn.server(), &line, value_len)
-                .unwrap_or_else(|| unexpected(conn.server(), op, &line)));
+            return Err(error_line(server, &line, value_len)
+                .unwrap_or_else(|| unexpected(server, op, &line)));
         }
     };
     Ok(reply)

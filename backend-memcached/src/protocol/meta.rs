@@ -18,15 +18,19 @@
 //! Listing keys (`scan`) is the same command in both dialects (`scan.rs`).
 //!
 //! `t` reads `-1` for an item without expiry. Every request gets exactly one
-//! answer, in order, so a pipelined multi-get needs no opaque tokens: it
-//! sends one `mg` per key and reads as many answers.
+//! answer, in order. Each request line also carries an opaque token
+//! (`O<n>`, fresh per call, the same for every line of a multi-get), which
+//! memcached copies into every meta answer, misses included: an answer
+//! with another call's token means the stream is out of step (a lost or
+//! duplicated answer), and is refused rather than handed to the wrong
+//! caller (`frame.rs`).
 
 use session_core::{DeleteOutcome, Entry, Ttl, Version};
 
 use super::StoreReply;
 
-use super::{GET_BATCH, Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
-use crate::connection::Connection;
+use super::frame::Frame;
+use super::{Op, Reply, StoreMode, error_line, parse_num, unexpected, version_of};
 use crate::error::{Error, Result};
 
 /// The status of a meta answer.
@@ -53,6 +57,8 @@ pub(crate) struct Header {
     pub(crate) cas: Option<u64>,
     pub(crate) flags: Option<u32>,
     pub(crate) ttl: Option<i64>,
+    /// The `O` token the request carried, echoed back.
+    pub(crate) opaque: Option<u32>,
 }
 
 /// Parses a meta answer line (without CRLF); `None` if it is not one.
@@ -72,6 +78,7 @@ pub(crate) fn parse_header(line: &[u8]) -> Option<Header> {
         cas: None,
         flags: None,
         ttl: None,
+        opaque: None,
     };
     for field in fields {
         let (&letter, value) = field.split_first()?;
@@ -79,6 +86,7 @@ pub(crate) fn parse_header(line: &[u8]) -> Option<Header> {
             b'c' => header.cas = Some(parse_num(value)?),
             b'f' => header.flags = Some(parse_num(value)?),
             b't' => header.ttl = Some(parse_num(value)?),
+            b'O' => header.opaque = Some(parse_num(value)?),
             // Flags we did not ask for carry nothing we need.
             _ => {}
         }
@@ -96,11 +104,14 @@ pub(crate) fn ttl_from_flag(t: i64) -> Ttl {
     }
 }
 
-/// Appends the request for `op` (except [`Op::GetMany`]) to `buf`.
-pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
+/// Appends the request for `op` to `buf`, every line carrying the token
+/// `O<opaque>` (nothing for the ops that are not meta commands: scan and
+/// stats).
+pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>, opaque: u32) {
+    let token = format!(" O{opaque}");
     match *op {
-        Op::Get(key) => push_line(buf, &["mg ", key, " v f c t"]),
-        Op::Version(key) => push_line(buf, &["mg ", key, " c"]),
+        Op::Get(key) => push_line(buf, &["mg ", key, " v f c t", &token]),
+        Op::Version(key) => push_line(buf, &["mg ", key, " c", &token]),
         Op::Store {
             mode,
             key,
@@ -113,23 +124,29 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>) {
                 StoreMode::Add => " ME".to_owned(),
                 StoreMode::Cas(cas) => format!(" C{cas}"),
             };
-            let line = format!("ms {key} {} F{flags} T{exptime} c{mode}\r\n", value.len());
+            let line = format!(
+                "ms {key} {} F{flags} T{exptime} c{mode}{token}\r\n",
+                value.len()
+            );
             buf.extend_from_slice(line.as_bytes());
             buf.extend_from_slice(value);
             buf.extend_from_slice(b"\r\n");
         }
-        Op::Delete(key) => push_line(buf, &["md ", key]),
+        Op::Delete(key) => push_line(buf, &["md ", key, &token]),
         Op::Touch(key, exptime) => {
-            push_line(buf, &["mg ", key, " T", &exptime.to_string()]);
+            push_line(buf, &["mg ", key, " T", &exptime.to_string(), &token]);
         }
         Op::GetMany(keys) => {
             for key in keys {
-                push_line(buf, &["mg ", key, " v f c t"]);
+                push_line(buf, &["mg ", key, " v f c t", &token]);
             }
         }
-        Op::DeleteIf(key, cas) => push_line(buf, &["md ", key, " C", &cas.to_string()]),
+        Op::DeleteIf(key, cas) => push_line(buf, &["md ", key, " C", &cas.to_string(), &token]),
         Op::GetAndTouch(key, exptime) => {
-            push_line(buf, &["mg ", key, " T", &exptime.to_string(), " v f c t"]);
+            push_line(
+                buf,
+                &["mg ", key, " T", &exptime.to_string(), " v f c t", &token],
+            );
         }
         // Sent by `scan.rs`, never encoded here.
         Op::Scan { .. } | Op::Stats => {}
@@ -143,125 +160,122 @@ fn push_line(buf: &mut Vec<u8>, parts: &[&str]) {
     buf.extend_from_slice(b"\r\n");
 }
 
-/// Reads one answer: its header and, for `VA`, its data.
-async fn read_answer(
-    conn: &mut Connection,
-    op: &Op<'_>,
-    value_len: usize,
-) -> Result<(Header, Vec<u8>)> {
-    let line = conn.read_line(op.name()).await?;
-    let Some(header) = parse_header(&line) else {
-        return Err(error_line(conn.server(), &line, value_len)
-            .unwrap_or_else(|| unexpected(conn.server(), op, &line)));
-    };
-    let data = match header.status {
-        Status::Value(len) => conn.read_block(op.name(), len).await?,
-        _ => Vec::new(),
-    };
-    Ok((header, data))
-}
-
 /// The version in an answer that must carry one (we asked for `c`).
-fn require_cas(conn: &Connection, op: &Op<'_>, header: &Header) -> Result<Version> {
+fn require_cas(server: &str, op: &Op<'_>, header: &Header) -> Result<Version> {
     let cas = header.cas.ok_or_else(|| Error::Protocol {
-        server: conn.server().to_owned(),
+        server: server.to_owned(),
         message: format!("answer to {} lacks the requested CAS", op.name()),
     })?;
     // `c0` from a server started with `-C` is an error, not a version.
-    version_of(conn.server(), cas)
+    version_of(server, cas)
 }
 
-fn entry(conn: &Connection, op: &Op<'_>, header: Header, value: Vec<u8>) -> Result<Option<Entry>> {
+fn entry(server: &str, op: &Op<'_>, header: Header, value: Vec<u8>) -> Result<Option<Entry>> {
     match header.status {
         Status::Value(_) => Ok(Some(Entry {
             value,
             // We asked for `f`: an answer without it is not "flags 0" (that
             // would make a session's codec unreadable), it is a broken peer.
             flags: header.flags.ok_or_else(|| Error::Protocol {
-                server: conn.server().to_owned(),
+                server: server.to_owned(),
                 message: format!("answer to {} lacks the requested client flags", op.name()),
             })?,
-            version: require_cas(conn, op, &header)?,
+            version: require_cas(server, op, &header)?,
             ttl: header.ttl.map(ttl_from_flag),
         })),
         Status::Miss => Ok(None),
         _ => Err(Error::Protocol {
-            server: conn.server().to_owned(),
+            server: server.to_owned(),
             message: format!("unexpected {:?} answer to {}", header.status, op.name()),
         }),
     }
 }
 
-/// Sends `op` and reads its answer.
-pub(crate) async fn execute(conn: &mut Connection, op: &Op<'_>) -> Result<Reply> {
-    if let Op::Scan { .. } = op {
-        return Err(Error::Protocol {
-            server: conn.server().to_owned(),
-            message: "internal error: scan is not a meta command".into(),
-        });
-    }
-    if let Op::GetMany(keys) = op {
-        let mut out = Vec::with_capacity(keys.len());
-        for batch in keys.chunks(GET_BATCH) {
-            let batch_op = Op::GetMany(batch);
-            let mut buf = Vec::with_capacity(batch.len() * 32);
-            encode(&mut buf, &batch_op);
-            conn.send(op.name(), &buf).await?;
-            for _ in batch {
-                let (header, data) = read_answer(conn, op, 0).await?;
-                out.push(entry(conn, op, header, data)?);
-            }
-        }
-        return Ok(Reply::Entries(out));
-    }
+/// The header of one answer frame, or the error its line reports.
+fn header(server: &str, op: &Op<'_>, frame: &Frame, value_len: usize) -> Result<Header> {
+    parse_header(&frame.line).ok_or_else(|| {
+        error_line(server, &frame.line, value_len)
+            .unwrap_or_else(|| unexpected(server, op, &frame.line))
+    })
+}
 
+/// Turns the answer frames to `op` (one per request line, in order) into
+/// its [`Reply`].
+pub(crate) fn interpret(server: &str, op: &Op<'_>, frames: Vec<Frame>) -> Result<Reply> {
     let value_len = match op {
         Op::Store { value, .. } => value.len(),
         _ => 0,
     };
-    let mut buf = Vec::with_capacity(64 + value_len);
-    encode(&mut buf, op);
-    conn.send(op.name(), &buf).await?;
-    let (header, data) = read_answer(conn, op, value_len).await?;
-    let bad = |conn: &Connection| {
+    let expected = match op {
+        Op::GetMany(keys) => keys.len(),
+        _ => 1,
+    };
+    if frames.len() != expected {
+        return Err(Error::Protocol {
+            server: server.to_owned(),
+            message: format!(
+                "{} answers to {} where {expected} were asked for",
+                frames.len(),
+                op.name()
+            ),
+        });
+    }
+    if let Op::GetMany(_) = op {
+        let mut out = Vec::with_capacity(frames.len());
+        for frame in frames {
+            let header = header(server, op, &frame, 0)?;
+            out.push(entry(server, op, header, frame.data.unwrap_or_default())?);
+        }
+        return Ok(Reply::Entries(out));
+    }
+    let Some(frame) = frames.into_iter().next() else {
+        return Err(unexpected(server, op, b""));
+    };
+    let header = header(server, op, &frame, value_len)?;
+    let bad = || {
         Err(Error::Protocol {
-            server: conn.server().to_owned(),
+            server: server.to_owned(),
             message: format!("unexpected {:?} answer to {}", header.status, op.name()),
         })
     };
     match op {
-        Op::Get(_) | Op::GetAndTouch(..) => Ok(Reply::Entry(entry(conn, op, header, data)?)),
+        Op::Get(_) | Op::GetAndTouch(..) => Ok(Reply::Entry(entry(
+            server,
+            op,
+            header,
+            frame.data.unwrap_or_default(),
+        )?)),
         Op::DeleteIf(..) => match header.status {
             Status::Done => Ok(Reply::Deleted(DeleteOutcome::Deleted)),
             Status::Exists => Ok(Reply::Deleted(DeleteOutcome::Conflict)),
             Status::NotFound => Ok(Reply::Deleted(DeleteOutcome::NotFound)),
-            _ => bad(conn),
+            _ => bad(),
         },
         Op::Version(_) => match header.status {
-            Status::Done => Ok(Reply::Version(Some(require_cas(conn, op, &header)?))),
+            Status::Done => Ok(Reply::Version(Some(require_cas(server, op, &header)?))),
             Status::Miss => Ok(Reply::Version(None)),
-            _ => bad(conn),
+            _ => bad(),
         },
         Op::Store { mode, .. } => match (header.status, mode) {
             (Status::Done, _) => Ok(Reply::Stored(StoreReply::Stored(Some(require_cas(
-                conn, op, &header,
+                server, op, &header,
             )?)))),
             (Status::NotStored, StoreMode::Add) => Ok(Reply::Stored(StoreReply::Exists)),
             (Status::Exists, StoreMode::Cas(_)) => Ok(Reply::Stored(StoreReply::Conflict)),
             (Status::NotFound, StoreMode::Cas(_)) => Ok(Reply::Stored(StoreReply::NotFound)),
-            _ => bad(conn),
+            _ => bad(),
         },
         Op::Delete(_) => match header.status {
             Status::Done => Ok(Reply::Existed(true)),
             Status::NotFound => Ok(Reply::Existed(false)),
-            _ => bad(conn),
+            _ => bad(),
         },
         Op::Touch(..) => match header.status {
             Status::Done => Ok(Reply::Existed(true)),
             Status::Miss => Ok(Reply::Existed(false)),
-            _ => bad(conn),
+            _ => bad(),
         },
-        Op::GetMany(_) | Op::Scan { .. } | Op::Stats => bad(conn),
+        Op::GetMany(_) | Op::Scan { .. } | Op::Stats => bad(),
     }
 }
 
@@ -277,7 +291,8 @@ mod tests {
                 status: Status::Value(3),
                 cas: Some(2),
                 flags: Some(5),
-                ttl: Some(99)
+                ttl: Some(99),
+                opaque: None
             })
         );
         let h = parse_header(b"HD c7").unwrap();
@@ -287,10 +302,10 @@ mod tests {
         assert_eq!(parse_header(b"EX c0").unwrap().status, Status::Exists);
         assert_eq!(parse_header(b"NF").unwrap().status, Status::NotFound);
         assert_eq!(parse_header(b"HD t-1").unwrap().ttl, Some(-1));
-        assert_eq!(
-            parse_header(b"VA 3 kfoo Oabc").unwrap().status,
-            Status::Value(3)
-        );
+        let h = parse_header(b"VA 3 kfoo O12").unwrap();
+        assert_eq!((h.status, h.opaque), (Status::Value(3), Some(12)));
+        // We send only numeric tokens: another one is not our answer.
+        assert!(parse_header(b"EN Oabc").is_none());
         assert!(parse_header(b"SERVER_ERROR object too large for cache").is_none());
         assert!(parse_header(b"VA x").is_none());
         assert!(parse_header(b"HD cX").is_none());
@@ -316,8 +331,9 @@ mod tests {
                 flags: 3,
                 exptime: 60,
             },
+            7,
         );
-        assert_eq!(b, b"ms k 4 F3 T60 c C9\r\na\r\nb\r\n");
+        assert_eq!(b, b"ms k 4 F3 T60 c C9 O7\r\na\r\nb\r\n");
         b.clear();
         encode(
             &mut b,
@@ -328,20 +344,22 @@ mod tests {
                 flags: 0,
                 exptime: 0,
             },
+            7,
         );
-        assert_eq!(b, b"ms k 0 F0 T0 c ME\r\n\r\n");
+        assert_eq!(b, b"ms k 0 F0 T0 c ME O7\r\n\r\n");
         b.clear();
-        encode(&mut b, &Op::Touch("k", 5));
-        encode(&mut b, &Op::Delete("k"));
-        encode(&mut b, &Op::Version("k"));
-        encode(&mut b, &Op::GetMany(&["a", "b"]));
+        encode(&mut b, &Op::Touch("k", 5), 7);
+        encode(&mut b, &Op::Delete("k"), 7);
+        encode(&mut b, &Op::Version("k"), 7);
+        encode(&mut b, &Op::GetMany(&["a", "b"]), 7);
         assert_eq!(
             b,
-            b"mg k T5\r\nmd k\r\nmg k c\r\nmg a v f c t\r\nmg b v f c t\r\n".to_vec()
+            b"mg k T5 O7\r\nmd k O7\r\nmg k c O7\r\nmg a v f c t O7\r\nmg b v f c t O7\r\n"
+                .to_vec()
         );
         b.clear();
-        encode(&mut b, &Op::DeleteIf("k", 42));
-        encode(&mut b, &Op::GetAndTouch("k", 300));
-        assert_eq!(b, b"md k C42\r\nmg k T300 v f c t\r\n".to_vec());
+        encode(&mut b, &Op::DeleteIf("k", 42), 7);
+        encode(&mut b, &Op::GetAndTouch("k", 300), 7);
+        assert_eq!(b, b"md k C42 O7\r\nmg k T300 v f c t O7\r\n".to_vec());
     }
 }

@@ -6,9 +6,11 @@
 //! `server.rs` own pooling, deadlines and health once for both dialects.
 
 pub(crate) mod classic;
+pub(crate) mod frame;
 pub(crate) mod meta;
 pub(crate) mod scan;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use session_core::{DeleteOutcome, Entry, Ttl, Version};
@@ -16,6 +18,7 @@ use session_core::{DeleteOutcome, Entry, Ttl, Version};
 use crate::config::{MAX_VALUE_SIZE_LIMIT, Protocol};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
+use frame::{Frame, Framing};
 
 /// Keys per pipelined batch of a multi-get. A batch's request (at most
 /// 64 x ~260 bytes) fits in the socket buffers, so writing it can never block
@@ -42,7 +45,7 @@ pub(crate) enum StoreMode {
 }
 
 /// One request, in store terms.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum Op<'a> {
     /// Read one item with its version (and TTL in meta mode).
     Get(&'a str),
@@ -302,9 +305,117 @@ pub(crate) async fn execute(
     if let Op::Stats = op {
         return read_stats(conn).await;
     }
+    refuse_unsendable(protocol, conn.server(), op)?;
+    let mut frames = Vec::new();
+    let mut buf = Vec::new();
+    let opaque = next_opaque();
+    // One batch at a time: a batch's request fits in the socket buffers,
+    // so writing it cannot block on a server blocked writing answers we
+    // have not read yet (see [`GET_BATCH`]).
+    for batch in batches(op) {
+        buf.clear();
+        let framing = encode(protocol, &batch, opaque, &mut buf);
+        conn.send(op.name(), &buf).await?;
+        frames.extend(frame::read_frames(conn.reader(), framing, op.name()).await?);
+    }
+    interpret(protocol, conn.server(), op, frames)
+}
+
+/// Refuses, before any I/O, an op the dialect has no command for.
+pub(crate) fn refuse_unsendable(protocol: Protocol, server: &str, op: &Op<'_>) -> Result<()> {
+    let sendable = match op {
+        Op::Scan { .. } | Op::Stats => false,
+        Op::DeleteIf(..) => protocol == Protocol::Meta,
+        _ => true,
+    };
+    if sendable {
+        Ok(())
+    } else {
+        Err(Error::Protocol {
+            server: server.to_owned(),
+            message: format!(
+                "internal error: {} is not a {protocol:?} key command",
+                op.name()
+            ),
+        })
+    }
+}
+
+/// The requests `op` is sent as: a multi-get in batches of [`GET_BATCH`]
+/// keys (none for no keys), anything else as itself.
+pub(crate) fn batches<'a>(op: &Op<'a>) -> impl Iterator<Item = Op<'a>> {
+    let (keys, single) = match *op {
+        Op::GetMany(keys) => (keys, None),
+        other => (&[][..], Some(other)),
+    };
+    single
+        .into_iter()
+        .chain(keys.chunks(GET_BATCH).map(Op::GetMany))
+}
+
+/// A fresh token for a meta request's `O` flag: unique among the calls in
+/// flight on any connection (it wraps after 2^32 calls).
+pub(crate) fn next_opaque() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Appends the request for `op` (one batch, see [`batches`]), carrying the
+/// token `opaque` in meta, to `buf` and says how its answer is delimited.
+pub(crate) fn encode(protocol: Protocol, op: &Op<'_>, opaque: u32, buf: &mut Vec<u8>) -> Framing {
     match protocol {
-        Protocol::Meta => meta::execute(conn, op).await,
-        Protocol::Classic => classic::execute(conn, op).await,
+        Protocol::Meta => {
+            meta::encode(buf, op, opaque);
+            Framing::Meta {
+                answers: match op {
+                    Op::GetMany(keys) => keys.len(),
+                    _ => 1,
+                },
+                opaque,
+            }
+        }
+        Protocol::Classic => {
+            classic::encode(buf, op);
+            classic::framing(op)
+        }
+    }
+}
+
+/// The whole of `op`'s requests (every batch of a multi-get, back to
+/// back) and how all their answers are delimited: for a multiplexed
+/// connection, whose reader runs apart from the writer, so a long request
+/// cannot block against unread answers.
+pub(crate) fn encode_all(protocol: Protocol, op: &Op<'_>) -> (Vec<u8>, Framing) {
+    let mut buf = Vec::with_capacity(match op {
+        Op::Store { value, .. } => 64 + value.len(),
+        Op::GetMany(keys) => keys.len() * 32,
+        _ => 64,
+    });
+    let opaque = next_opaque();
+    let mut framing = Framing::Meta { answers: 0, opaque };
+    for batch in batches(op) {
+        framing = match (framing, encode(protocol, &batch, opaque, &mut buf)) {
+            (Framing::Meta { answers: a, .. }, Framing::Meta { answers: b, .. }) => Framing::Meta {
+                answers: a + b,
+                opaque,
+            },
+            (Framing::ClassicValues(a), Framing::ClassicValues(b)) => Framing::ClassicValues(a + b),
+            (_, single) => single,
+        };
+    }
+    (buf, framing)
+}
+
+/// Turns the frames of all of `op`'s answers into its [`Reply`].
+pub(crate) fn interpret(
+    protocol: Protocol,
+    server: &str,
+    op: &Op<'_>,
+    frames: Vec<Frame>,
+) -> Result<Reply> {
+    match protocol {
+        Protocol::Meta => meta::interpret(server, op, frames),
+        Protocol::Classic => classic::interpret(server, op, frames),
     }
 }
 

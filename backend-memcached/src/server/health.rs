@@ -63,6 +63,9 @@ pub struct ServerStats {
     pub busy_connections: usize,
     /// Idle pooled connections right now.
     pub idle_connections: usize,
+    /// Open multiplexed connections right now (always 0 in
+    /// [`ConnectionMode::Pooled`](crate::ConnectionMode::Pooled)).
+    pub multiplexed_connections: usize,
 }
 
 #[derive(Debug, Default)]
@@ -227,6 +230,7 @@ impl Server {
             unsolicited_data: c.unsolicited_data.load(Ordering::Relaxed),
             busy_connections: busy,
             idle_connections: idle,
+            multiplexed_connections: self.mux.as_ref().map_or(0, |m| m.open_count()),
         }
     }
 }

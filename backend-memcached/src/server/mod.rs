@@ -2,7 +2,9 @@
 //! that ties them together.
 //!
 //! - `health.rs`: up or down with backoff, and the counters.
-//! - `request.rs`: one call from admission to answer, within one deadline.
+//! - `request.rs`: one call from admission to answer, within one deadline,
+//!   on a pooled connection.
+//! - `multiplexed.rs`: the same on a shared multiplexed connection.
 //! - `tests.rs`: both, against the shared scripted fake (`tests/common/fake.rs`).
 //!
 //! The first connection to a server also asks for its `stats settings`
@@ -11,6 +13,9 @@
 //! refuses a value as too large), and whether CAS is enabled.
 
 mod health;
+mod multiplexed;
+#[cfg(test)]
+mod mux_tests;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -21,7 +26,9 @@ use std::time::Duration;
 
 pub use health::{ServerState, ServerStats};
 
-use crate::config::{ITEM_FLAGS_OVERHEAD, ITEM_OVERHEAD, MemcachedConfig, Protocol};
+use crate::config::{
+    ConnectionMode, ITEM_FLAGS_OVERHEAD, ITEM_OVERHEAD, MemcachedConfig, Protocol,
+};
 use crate::connection::{Connection, IdleState};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
@@ -47,6 +54,8 @@ pub(crate) struct Server {
     backoff_max: Duration,
     max_value_size: usize,
     pool: Pool,
+    /// The shared connections, in [`ConnectionMode::Multiplexed`].
+    mux: Option<multiplexed::Slots>,
     // A std mutex: held for a few instructions, never across an await.
     health: Mutex<Health>,
     /// What the server's `stats settings` said; `None` until its first
@@ -61,6 +70,10 @@ impl Server {
     pub(crate) fn new(addr: String, config: &MemcachedConfig) -> Self {
         Server {
             pool: Pool::new(addr.clone(), config.pool_size),
+            mux: match config.mode {
+                ConnectionMode::Multiplexed => Some(multiplexed::Slots::new(config.connections)),
+                ConnectionMode::Pooled => None,
+            },
             addr,
             protocol: config.protocol,
             connect_timeout: config.connect_timeout,

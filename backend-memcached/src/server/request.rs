@@ -29,7 +29,7 @@ use crate::protocol::{self, Op, Reply};
 
 /// The meta command an op is sent as, for [`Error::MetaUnsupported`];
 /// `None` for ops that use a classic command in both dialects.
-fn meta_command(op: &Op<'_>) -> Option<&'static str> {
+pub(super) fn meta_command(op: &Op<'_>) -> Option<&'static str> {
     match op {
         Op::Get(_) | Op::Version(_) | Op::Touch(..) | Op::GetAndTouch(..) | Op::GetMany(_) => {
             Some("mg")
@@ -53,7 +53,12 @@ impl Server {
             Ok(admission) => {
                 let budget = self.connect_timeout.saturating_add(self.io_timeout);
                 let deadline = Instant::now() + budget;
-                (self.exchange(op, deadline).await, Some(admission))
+                let result = if self.multiplexes(op) {
+                    self.exchange_multiplexed(op, deadline).await
+                } else {
+                    self.exchange(op, deadline).await
+                };
+                (self.refine(op, result), Some(admission))
             }
             Err(e) => (Err(e), None),
         };
@@ -83,9 +88,37 @@ impl Server {
         result
     }
 
+    /// Completes what a failed call learned, in either mode: a refusal as
+    /// too large gets the server's real limit, and a server found to run
+    /// without CAS is remembered so later calls fail before any I/O.
+    fn refine(&self, op: &Op<'_>, result: Result<Reply>) -> Result<Reply> {
+        match result {
+            Err(Error::ServerTooLarge { server, size, .. }) => {
+                let limit = match (self.settings().and_then(|s| s.item_size_max), op) {
+                    (Some(max), Op::Store { key, flags, .. }) => {
+                        Some(super::value_limit(max, key, *flags))
+                    }
+                    _ => None,
+                };
+                Err(Error::ServerTooLarge {
+                    server,
+                    size,
+                    limit,
+                })
+            }
+            Err(e @ Error::CasDisabled { .. }) => {
+                let mut settings = self.settings().unwrap_or_default();
+                settings.cas_enabled = Some(false);
+                self.set_settings(settings);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+
     /// The instant a step limited to `step` must end by, within the call's
     /// `deadline`, and the time that gives it (for the error).
-    fn bounded(deadline: Instant, step: Duration) -> (Instant, Duration) {
+    pub(super) fn bounded(deadline: Instant, step: Duration) -> (Instant, Duration) {
         let now = Instant::now();
         let left = deadline.saturating_duration_since(now);
         let given = step.min(left);
@@ -118,7 +151,7 @@ impl Server {
 
     /// True when a new connection's `version` gets a `VERSION` answer: the
     /// endpoint is alive and speaks the classic protocol.
-    async fn speaks_classic(&self, deadline: Instant) -> bool {
+    pub(super) async fn speaks_classic(&self, deadline: Instant) -> bool {
         let (until, after) = Server::bounded(deadline, self.connect_timeout);
         let Ok(mut conn) = Connection::connect_until(&self.addr, until, after).await else {
             return false;
@@ -131,7 +164,7 @@ impl Server {
         matches!(answer, Ok(Ok(line)) if line.starts_with(b"VERSION "))
     }
 
-    async fn exchange(&self, op: &Op<'_>, deadline: Instant) -> Result<Reply> {
+    pub(super) async fn exchange(&self, op: &Op<'_>, deadline: Instant) -> Result<Reply> {
         // Held until this function returns or its future is dropped.
         let (_, wait) = Server::bounded(deadline, self.io_timeout);
         let _permit = self.pool.permit(wait).await?;
@@ -215,29 +248,7 @@ impl Server {
                 }
                 // Any other error drops `conn`: after an error line or a
                 // broken stream we cannot be sure what is left to read.
-                // A refusal as too large gets the server's real limit.
-                Ok(Err(Error::ServerTooLarge { server, size, .. })) => {
-                    let limit = match (self.settings().and_then(|s| s.item_size_max), op) {
-                        (Some(max), Op::Store { key, flags, .. }) => {
-                            Some(super::value_limit(max, key, *flags))
-                        }
-                        _ => None,
-                    };
-                    return Err(Error::ServerTooLarge {
-                        server,
-                        size,
-                        limit,
-                    });
-                }
-                Ok(Err(e)) => {
-                    if matches!(e, Error::CasDisabled { .. }) {
-                        // Remembered, so later calls fail before any I/O.
-                        let mut settings = self.settings().unwrap_or_default();
-                        settings.cas_enabled = Some(false);
-                        self.set_settings(settings);
-                    }
-                    return Err(e);
-                }
+                Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(Error::Timeout {
                         operation: op.name(),

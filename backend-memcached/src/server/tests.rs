@@ -15,9 +15,12 @@ use crate::connection::IdleState;
 use crate::fake::{Act, Log, SETTINGS, fake, reply, requests};
 use crate::protocol::{Reply, StoreMode, StoreReply};
 
+/// The pooled request path's settings (`mux_tests.rs` has the
+/// multiplexed one's).
 fn config(pool_size: usize) -> MemcachedConfig {
     MemcachedConfig {
         pool_size,
+        mode: ConnectionMode::Pooled,
         io_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_millis(300),
         backoff_initial: Duration::from_millis(100),
@@ -27,7 +30,7 @@ fn config(pool_size: usize) -> MemcachedConfig {
 }
 
 /// Polls `done` every 5 ms, failing after 5 s.
-async fn poll(what: &str, mut done: impl FnMut() -> bool) {
+pub(super) async fn poll(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
         assert!(
@@ -74,7 +77,12 @@ fn timeout_error() -> Error {
     }
 }
 
-fn store(mode: StoreMode, key: &'static str, value: &'static [u8], flags: u32) -> Op<'static> {
+pub(super) fn store(
+    mode: StoreMode,
+    key: &'static str,
+    value: &'static [u8],
+    flags: u32,
+) -> Op<'static> {
     Op::Store {
         mode,
         key,

@@ -62,7 +62,7 @@ pub async fn fake(script: impl Fn(usize, &str) -> Act + Send + Sync + 'static) -
                     if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
                         return;
                     }
-                    let line = line.trim_end().to_owned();
+                    let (line, opaque) = strip_opaque(line.trim_end());
                     let fields: Vec<&str> = line.split(' ').collect();
                     let data_len = match fields[0] {
                         "ms" => fields.get(2),
@@ -76,18 +76,19 @@ pub async fn fake(script: impl Fn(usize, &str) -> Act + Send + Sync + 'static) -
                         }
                     }
                     log.lock().unwrap().push((n, line.clone()));
+                    let echo = |b: &[u8]| echo_opaque(b, opaque.as_deref());
                     match script(n, &line) {
                         Act::Reply(b) => {
-                            let _ = socket.get_mut().write_all(&b).await;
+                            let _ = socket.get_mut().write_all(&echo(&b)).await;
                         }
                         Act::ReplyLater(a, wait, b) => {
-                            let _ = socket.get_mut().write_all(&a).await;
+                            let _ = socket.get_mut().write_all(&echo(&a)).await;
                             tokio::time::sleep(wait).await;
-                            let _ = socket.get_mut().write_all(&b).await;
+                            let _ = socket.get_mut().write_all(&echo(&b)).await;
                         }
                         Act::Close => return,
                         Act::ReplyClose(b) => {
-                            let _ = socket.get_mut().write_all(&b).await;
+                            let _ = socket.get_mut().write_all(&echo(&b)).await;
                             return;
                         }
                         Act::Ignore => {}
@@ -97,6 +98,64 @@ pub async fn fake(script: impl Fn(usize, &str) -> Act + Send + Sync + 'static) -
         }
     });
     (addr, log)
+}
+
+/// A meta request line without its `O<token>` field, and the token. The
+/// client tags every meta request; scripts and the log see the line as if
+/// it were untagged, and answers get the token back as memcached does.
+fn strip_opaque(line: &str) -> (String, Option<String>) {
+    let meta = ["mg ", "ms ", "md ", "ma ", "mn"]
+        .iter()
+        .any(|p| line.starts_with(p));
+    if !meta {
+        return (line.to_owned(), None);
+    }
+    let mut opaque = None;
+    let kept: Vec<&str> = line
+        .split(' ')
+        .filter(|f| match f.strip_prefix('O') {
+            Some(token) if opaque.is_none() => {
+                opaque = Some(token.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    (kept.join(" "), opaque)
+}
+
+/// `reply` with ` O<token>` added to each meta answer line that does not
+/// carry one already (data blocks after `VA` are copied untouched).
+fn echo_opaque(reply: &[u8], opaque: Option<&str>) -> Vec<u8> {
+    let Some(token) = opaque else {
+        return reply.to_vec();
+    };
+    let mut out = Vec::with_capacity(reply.len() + 8);
+    let mut rest = reply;
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let line = &rest[..end];
+        rest = &rest[end + 2..];
+        out.extend_from_slice(line);
+        let status = line.get(..2).unwrap_or_default();
+        let is_meta = [&b"VA"[..], b"HD", b"EN", b"NS", b"EX", b"NF", b"MN"].contains(&status)
+            && (line.len() == 2 || line[2] == b' ');
+        if is_meta && !line.split(|&b| b == b' ').any(|f| f.starts_with(b"O")) {
+            out.extend_from_slice(format!(" O{token}").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        if is_meta && status == b"VA" {
+            let len = std::str::from_utf8(line)
+                .ok()
+                .and_then(|l| l.split(' ').nth(1))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            let take = len.saturating_add(2).min(rest.len());
+            out.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+        }
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// The logged requests whose line starts with `prefix`.
