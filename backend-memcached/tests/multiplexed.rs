@@ -99,7 +99,10 @@ async fn cancelled_callers_leave_every_answer_in_step() {
     let run = SessionId::generate(16).unwrap();
     for k in 0..20 {
         let key = format!("{run}:{k}");
-        store.set(&key, key.as_bytes(), 0, Ttl::NEVER).await.unwrap();
+        store
+            .set(&key, key.as_bytes(), 0, Ttl::NEVER)
+            .await
+            .unwrap();
     }
     let before = total_connections(&store).await;
     let mut tasks = tokio::task::JoinSet::new();
@@ -119,7 +122,11 @@ async fn cancelled_callers_leave_every_answer_in_step() {
                 }
                 // An uncancelled call right after must be in step.
                 let got = store.get(&key).await.unwrap().expect("written before");
-                assert_eq!(got.value, key.as_bytes(), "foreign answer after a cancellation");
+                assert_eq!(
+                    got.value,
+                    key.as_bytes(),
+                    "foreign answer after a cancellation"
+                );
             }
             answered
         });
@@ -135,5 +142,8 @@ async fn cancelled_callers_leave_every_answer_in_step() {
         TASKS * 40
     );
     let opened = total_connections(&store).await - before;
-    assert!(opened <= 1, "connections replaced after cancellations: {opened} opened");
+    assert!(
+        opened <= 1,
+        "connections replaced after cancellations: {opened} opened"
+    );
 }

@@ -6,7 +6,10 @@
 //! Stores (the row's first name component): `memory` (`MemoryStore`),
 //! `memcached1` (one server), `memcached3` (three, routed as Perl routes),
 //! `local` (one server plus a second memcached as the read-first local
-//! cache). Every `Sessions` names `uid` as its principal.
+//! cache), all in the default multiplexed connection mode, and
+//! `memcached1_pooled`: one server in the pooled mode (one request per
+//! connection at a time), for the operations that tell the two modes apart
+//! ([`POOLED_OPS`]). Every `Sessions` names `uid` as its principal.
 //!
 //! Operations (one operation = what one task does per loop), each task on
 //! its own 10-field session (about 400 bytes), so tasks never conflict:
@@ -46,6 +49,8 @@ const OPS: [&str; 8] = [
     "find_by_principal",
     "delete",
 ];
+/// Operations measured in the pooled mode too, beside the multiplexed one.
+const POOLED_OPS: [&str; 5] = ["raw_pair", "create", "load", "save_changed", "update"];
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
 
@@ -153,12 +158,13 @@ async fn bench_store(
     env: &BenchEnv,
     label: &str,
     sessions: Sessions,
+    ops: &[&'static str],
 ) -> anyhow::Result<()> {
     let store = sessions.servers().clone();
     for tasks in TASKS {
         let tag = format!("{:x}{label}{tasks}", std::process::id());
         let ctx = Arc::new(Ctx::new(sessions.clone(), store.clone(), tasks, tag).await?);
-        for name in OPS {
+        for &name in ops {
             let op = {
                 let ctx = ctx.clone();
                 move |t: usize, i: u64| ctx.clone().op(name, t, i)
@@ -200,6 +206,9 @@ fn main() -> anyhow::Result<()> {
                 "memcached://{servers}?pool_size=64"
             ))?))
         };
+        let pooled: Arc<dyn Store> = Arc::new(MemcachedStore::from_url(&format!(
+            "memcached://{single}?mode=pooled&pool_size=64"
+        ))?);
         // Room for every session the run creates (the default 64 MiB
         // refuses writes once full rather than evicting).
         let memory: Arc<dyn Store> = Arc::new(MemoryStore::with_config(MemoryStoreConfig {
@@ -207,22 +216,30 @@ fn main() -> anyhow::Result<()> {
             ..MemoryStoreConfig::default()
         })?);
         let stores = [
-            ("memory", Sessions::new(memory, config.clone())?),
+            ("memory", Sessions::new(memory, config.clone())?, &OPS[..]),
             (
                 "memcached1",
                 Sessions::new(memcached(&single)?, config.clone())?,
+                &OPS[..],
+            ),
+            (
+                "memcached1_pooled",
+                Sessions::new(pooled, config.clone())?,
+                &POOLED_OPS[..],
             ),
             (
                 "memcached3",
                 Sessions::new(memcached(&cluster.join(","))?, config.clone())?,
+                &OPS[..],
             ),
             (
                 "local",
                 Sessions::new(memcached(&single)?, config.clone())?.with_local(memcached(&local)?),
+                &OPS[..],
             ),
         ];
-        for (label, sessions) in stores {
-            bench_store(&mut out, &env, label, sessions).await?;
+        for (label, sessions, ops) in stores {
+            bench_store(&mut out, &env, label, sessions, ops).await?;
         }
         anyhow::Ok(())
     })?;

@@ -6,7 +6,11 @@
 //!   as pairs per second (`keys / (set secs + get secs)`); it reports no
 //!   latencies. Its values are its own random ones, not our session bytes.
 //!   Beside it, `memcached/ours_raw_pair/N`: our client's `set`+`get` of a
-//!   stored session's bytes, N tasks.
+//!   stored session's bytes, N tasks. Also `memcached/memcslap_get/N`
+//!   (its `get` test alone) beside `memcached/ours_raw_get/N`: our `get`
+//!   of one stored session per task. Ours run in both connection modes:
+//!   multiplexed (the default) and, as `*_pooled`, one request per pooled
+//!   connection.
 //! - `memcached/perl_load_save/N`: the Perl original's path (`perl/peer.pl`:
 //!   `Cache::Memcached` get, thaw, change a field, freeze, set of a
 //!   10-field hash, flags 1) in N processes, one session each. Beside it,
@@ -103,17 +107,18 @@ async fn bench_memcslap(
         ))
     })
     .await??;
-    let secs = set_secs + get_secs;
-    out.line(&json!({
-        "name": format!("memcached/memcslap_pair/{level}"),
-        "ops": keys,
-        "secs": secs,
-        "ops_per_s": keys / secs.max(1e-9),
-        "p50_us": null,
-        "p99_us": null,
-        "errors": 0,
-        "first_error": null,
-    }))?;
+    for (name, secs) in [("pair", set_secs + get_secs), ("get", get_secs)] {
+        out.line(&json!({
+            "name": format!("memcached/memcslap_{name}/{level}"),
+            "ops": keys,
+            "secs": secs,
+            "ops_per_s": keys / secs.max(1e-9),
+            "p50_us": null,
+            "p99_us": null,
+            "errors": 0,
+            "first_error": null,
+        }))?;
+    }
     Ok(())
 }
 
@@ -222,6 +227,8 @@ async fn bench_perl(
 #[derive(Clone, Copy)]
 enum Op {
     RawPair,
+    /// One `get` of a stored session's bytes.
+    RawGet,
     LoadSave,
     Create,
     Load,
@@ -296,6 +303,16 @@ impl Ctx {
                     .await?;
                 store.get(&key).await?.context("raw value gone")?;
             }
+            Op::RawGet => {
+                let key = format!("peerbench{}get{t}", self.tag);
+                let store = self.sessions.servers();
+                if store.get(&key).await?.is_none() {
+                    // First call of this task (or evicted): write it once.
+                    store
+                        .set(&key, &self.value, self.flags, Ttl::seconds(600))
+                        .await?;
+                }
+            }
             Op::LoadSave => {
                 let mut s = self.sessions.load(own).await?.context("session gone")?;
                 s.insert("seen", i)?;
@@ -324,7 +341,7 @@ impl Ctx {
     async fn tower(self: Arc<Self>, op: Op, t: usize, i: u64) -> anyhow::Result<()> {
         let own = &self.tower_own[t];
         match op {
-            Op::RawPair => bail!("tower-sessions has no raw pair"),
+            Op::RawPair | Op::RawGet => bail!("tower-sessions has no raw operations"),
             Op::LoadSave => {
                 let mut r = self.tower.load(own).await?.context("record gone")?;
                 r.data.insert("seen".to_owned(), json!(i));
@@ -408,14 +425,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let store = MemcachedStore::from_url(&format!("memcached://{server}?pool_size=64"))?;
-        let storable = Sessions::new(
-            Arc::new(store.clone()),
-            SessionsConfig {
-                timeout: Ttl::seconds(600),
-                codec: Codec::Storable,
-                ..SessionsConfig::default()
-            },
-        )?;
+        let pooled =
+            MemcachedStore::from_url(&format!("memcached://{server}?mode=pooled&pool_size=64"))?;
+        let storable_config = SessionsConfig {
+            timeout: Ttl::seconds(600),
+            codec: Codec::Storable,
+            ..SessionsConfig::default()
+        };
+        let storable = Sessions::new(Arc::new(store.clone()), storable_config.clone())?;
+        let storable_pooled = Sessions::new(Arc::new(pooled), storable_config)?;
         let memory: Arc<dyn Store> = Arc::new(MemoryStore::with_config(MemoryStoreConfig {
             max_bytes: 2 << 30,
             ..MemoryStoreConfig::default()
@@ -433,16 +451,24 @@ fn main() -> anyhow::Result<()> {
             );
             bench_memcslap(&mut out, &env, &server, level).await?;
             let ctx = Arc::new(Ctx::new(storable.clone(), level).await?);
-            let c = ctx.clone();
-            let sample = measure(&env, level, None, move |t, i| {
-                c.clone().ours(Op::RawPair, t, i)
-            })
-            .await;
-            out.record(
-                Row::new(format!("memcached/ours_raw_pair/{level}"))
-                    .baseline(format!("memcached/memcslap_pair/{level}")),
-                sample,
-            )?;
+            let pooled_ctx = Arc::new(Ctx::new(storable_pooled.clone(), level).await?);
+            for (suffix, ctx) in [("", &ctx), ("_pooled", &pooled_ctx)] {
+                for (op, name, floor) in [
+                    (Op::RawPair, "raw_pair", "pair"),
+                    (Op::RawGet, "raw_get", "get"),
+                ] {
+                    let c = ctx.clone();
+                    let sample =
+                        measure(&env, level, None, move |t, i| c.clone().ours(op, t, i)).await;
+                    let mut row = Row::new(format!("memcached/ours_{name}{suffix}/{level}"))
+                        .baseline(format!("memcached/memcslap_{floor}/{level}"));
+                    // The multiplexed client's aim: 1.5x memcslap's gets at 64.
+                    if (suffix, name, level) == ("", "raw_get", 64) {
+                        row = row.target(1.5);
+                    }
+                    out.record(row, sample)?;
+                }
+            }
             bench_perl(&mut out, &env, &server, &store, level).await?;
             let c = ctx.clone();
             let sample = measure(&env, level, None, move |t, i| {

@@ -103,6 +103,18 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "raw gets: our client / memcslap",
+        "memcached/ours_raw_get",
+        "memcached/memcslap_get",
+        ">= 1.5x at 64",
+    ),
+    (
+        "raw gets: our client, pooled mode / memcslap",
+        "memcached/ours_raw_get_pooled",
+        "memcached/memcslap_get",
+        "",
+    ),
+    (
         "load+change+save, 1 memcached: ours (Storable) / Perl Cache::Memcached",
         "memcached/ours_load_save",
         "memcached/perl_load_save",
@@ -142,12 +154,30 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "load+change+save, 1 memcached / raw pair",
         "memcached1/save_changed",
         "memcached1/raw_pair",
-        "",
+        ">= 0.9x at 64",
     ),
     (
         "update, 1 memcached / raw pair",
         "memcached1/update",
         "memcached1/raw_pair",
+        "",
+    ),
+    (
+        "create, 1 memcached: multiplexed / pooled mode",
+        "memcached1/create",
+        "memcached1_pooled/create",
+        "",
+    ),
+    (
+        "load, 1 memcached: multiplexed / pooled mode",
+        "memcached1/load",
+        "memcached1_pooled/load",
+        "",
+    ),
+    (
+        "update, 1 memcached: multiplexed / pooled mode",
+        "memcached1/update",
+        "memcached1_pooled/update",
         "",
     ),
     (
