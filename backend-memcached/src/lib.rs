@@ -20,18 +20,25 @@
 //! - [`router`]: Perl Cache::Memcached CRC32 buckets with its rehash
 //!   sequence, and ketama.
 //! - `protocol`: request encoding and answer parsing, `meta` and `classic`
-//!   dialects behind one op/reply shape.
-//! - `connection`: one TCP connection with a connect deadline.
+//!   dialects behind one op/reply shape; answers are read as frames first
+//!   and interpreted with the request afterwards, so both connection modes
+//!   share one parser.
+//! - `connection`: one TCP connection with a connect deadline, and the
+//!   bounded answer reader both modes use.
 //! - `pool`: a bounded per-server pool that never reuses a connection whose
 //!   answer was not read completely, or that holds bytes no request asked
 //!   for (so neither a cancelled request nor a misbehaving server can leak
 //!   a stale answer to the next caller).
+//! - `mux`: one multiplexed connection, shared by every task: requests
+//!   batched into one write, answers matched to callers in order (see
+//!   [`ConnectionMode`] for when each mode serves).
 //! - `server`: one server: `health` (down-marking, exponential backoff,
 //!   counters in [`ServerStats`]), `request` (one call within one deadline
 //!   covering pool wait, connect and resend; whether a failed request was
 //!   sent; telling an endpoint without the meta protocol from a dead one),
-//!   and the server's settings (`item_size_max`, capped, and CAS) read when
-//!   its first connection opens.
+//!   `multiplexed` (the same call on a shared connection), and the server's
+//!   settings (`item_size_max`, capped, and CAS) read when its first
+//!   connection opens.
 //! - `store`: [`MemcachedStore`] and its `Store` impl, with the
 //!   [`FailurePolicy`] and the optional capabilities: `get_many`,
 //!   `get_and_touch` (meta `mg T`, classic `gats`), `delete_if` (meta
@@ -51,6 +58,10 @@
 //!   [`session_core::Error::Timeout`] or [`session_core::Error::Unavailable`],
 //!   never a hang, and the error's [`session_core::Delivery`] says whether
 //!   the request may have been applied.
+//! - No answer reaches a caller other than the one whose request it
+//!   answers: a pooled connection is reused only when fully read, and a
+//!   multiplexed one checks each meta answer's `O` token and is closed at
+//!   the first doubt.
 
 pub mod config;
 mod connection;
