@@ -167,6 +167,11 @@ impl Shared {
         }
     }
 
+    /// True while written requests wait for their answers.
+    fn in_flight(&self) -> bool {
+        self.waiting.lock().is_ok_and(|w| !w.is_empty())
+    }
+
     fn broken(&self, why: impl Into<String>) {
         self.close(Closing::Broken(why.into()));
     }
@@ -299,6 +304,14 @@ async fn write_loop(
 ) {
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
     while let Some(first) = submissions.recv().await {
+        // With answers still outstanding, this write cannot make its
+        // request's answer come sooner than theirs: first let the tasks
+        // that are ready to run submit too, so that under load one write
+        // carries many requests. An idle connection writes at once (a
+        // lone caller pays no extra scheduling round).
+        if shared.in_flight() {
+            tokio::task::yield_now().await;
+        }
         buf.clear();
         {
             let Ok(mut waiting) = shared.waiting.lock() else {
