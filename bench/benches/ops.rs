@@ -174,7 +174,10 @@ async fn bench_store(
 ) -> anyhow::Result<()> {
     let store = sessions.servers().clone();
     for tasks in TASKS {
-        if !ops.iter().any(|name| wanted(&format!("{label}/{name}/{tasks}"))) {
+        if !ops
+            .iter()
+            .any(|name| wanted(&format!("{label}/{name}/{tasks}")))
+        {
             continue;
         }
         let tag = format!("{:x}{label}{tasks}", std::process::id());

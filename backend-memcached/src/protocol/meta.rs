@@ -25,6 +25,8 @@
 //! duplicated answer), and is refused rather than handed to the wrong
 //! caller (`frame.rs`).
 
+use std::io::Write as _;
+
 use session_core::{DeleteOutcome, Entry, Ttl, Version};
 
 use super::StoreReply;
@@ -108,10 +110,11 @@ pub(crate) fn ttl_from_flag(t: i64) -> Ttl {
 /// `O<opaque>` (nothing for the ops that are not meta commands: scan and
 /// stats).
 pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>, opaque: u32) {
-    let token = format!(" O{opaque}");
-    match *op {
-        Op::Get(key) => push_line(buf, &["mg ", key, " v f c t", &token]),
-        Op::Version(key) => push_line(buf, &["mg ", key, " c", &token]),
+    // Written straight into `buf` (`io::Write` on a `Vec` cannot fail):
+    // no intermediate strings per request.
+    let _ = match *op {
+        Op::Get(key) => write!(buf, "mg {key} v f c t O{opaque}\r\n"),
+        Op::Version(key) => write!(buf, "mg {key} c O{opaque}\r\n"),
         Op::Store {
             mode,
             key,
@@ -119,45 +122,32 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>, opaque: u32) {
             flags,
             exptime,
         } => {
-            let mode = match mode {
-                StoreMode::Set => String::new(),
-                StoreMode::Add => " ME".to_owned(),
-                StoreMode::Cas(cas) => format!(" C{cas}"),
+            let _ = write!(buf, "ms {key} {} F{flags} T{exptime} c", value.len());
+            let _ = match mode {
+                StoreMode::Set => Ok(()),
+                StoreMode::Add => write!(buf, " ME"),
+                StoreMode::Cas(cas) => write!(buf, " C{cas}"),
             };
-            let line = format!(
-                "ms {key} {} F{flags} T{exptime} c{mode}{token}\r\n",
-                value.len()
-            );
-            buf.extend_from_slice(line.as_bytes());
+            let _ = write!(buf, " O{opaque}\r\n");
             buf.extend_from_slice(value);
             buf.extend_from_slice(b"\r\n");
+            Ok(())
         }
-        Op::Delete(key) => push_line(buf, &["md ", key, &token]),
-        Op::Touch(key, exptime) => {
-            push_line(buf, &["mg ", key, " T", &exptime.to_string(), &token]);
-        }
+        Op::Delete(key) => write!(buf, "md {key} O{opaque}\r\n"),
+        Op::Touch(key, exptime) => write!(buf, "mg {key} T{exptime} O{opaque}\r\n"),
         Op::GetMany(keys) => {
             for key in keys {
-                push_line(buf, &["mg ", key, " v f c t", &token]);
+                let _ = write!(buf, "mg {key} v f c t O{opaque}\r\n");
             }
+            Ok(())
         }
-        Op::DeleteIf(key, cas) => push_line(buf, &["md ", key, " C", &cas.to_string(), &token]),
+        Op::DeleteIf(key, cas) => write!(buf, "md {key} C{cas} O{opaque}\r\n"),
         Op::GetAndTouch(key, exptime) => {
-            push_line(
-                buf,
-                &["mg ", key, " T", &exptime.to_string(), " v f c t", &token],
-            );
+            write!(buf, "mg {key} T{exptime} v f c t O{opaque}\r\n")
         }
         // Sent by `scan.rs`, never encoded here.
-        Op::Scan { .. } | Op::Stats => {}
-    }
-}
-
-fn push_line(buf: &mut Vec<u8>, parts: &[&str]) {
-    for p in parts {
-        buf.extend_from_slice(p.as_bytes());
-    }
-    buf.extend_from_slice(b"\r\n");
+        Op::Scan { .. } | Op::Stats => Ok(()),
+    };
 }
 
 /// The version in an answer that must carry one (we asked for `c`).
