@@ -3,9 +3,9 @@
 //! `set_latency`), on containers or processes alike: typed errors within the
 //! deadlines, down-marking with backoff, recovery, and the rehash policy.
 //!
-//! Every case runs in both connection modes (`multiplexed::*`, `pooled::*`):
-//! the cases are one file, `failure/cases.rs`, included into a module per
-//! mode that names its `MODE`.
+//! Every case runs in both connection modes (`multiplexed::cases::*`,
+//! `pooled::cases::*`): the cases are one file, `failure/cases.rs`, made
+//! the `cases` module of a module per mode that names its `MODE`.
 //!
 //! Every wait is bounded: a call that hangs, or a recovery that never comes,
 //! fails the test instead of stalling the run.
@@ -16,12 +16,8 @@
 
 mod common;
 
-mod multiplexed {
-    const MODE: backend_memcached::ConnectionMode = backend_memcached::ConnectionMode::Multiplexed;
-    include!("failure/cases.rs");
-}
+#[path = "failure/multiplexed.rs"]
+mod multiplexed;
 
-mod pooled {
-    const MODE: backend_memcached::ConnectionMode = backend_memcached::ConnectionMode::Pooled;
-    include!("failure/cases.rs");
-}
+#[path = "failure/pooled.rs"]
+mod pooled;

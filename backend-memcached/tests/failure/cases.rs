@@ -1,15 +1,16 @@
-// The failure cases, included once per connection mode by `../failure.rs`
-// (which sets `MODE`): each mode must fail and recover the same way.
+//! The failure cases, compiled once per connection mode by `../failure.rs`
+//! (its `multiplexed` and `pooled` modules each name their `MODE` and make
+//! this file their `cases` module): each mode must fail and recover the
+//! same way.
 
+use super::MODE;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backend_memcached::{
-    FailurePolicy, MemcachedConfig, MemcachedStore, Protocol, ServerState,
-};
 use crate::common::{Server, dead_port, memcached, memcacheds, spec};
+use backend_memcached::{FailurePolicy, MemcachedConfig, MemcachedStore, Protocol, ServerState};
 use session_core::{Error, Store, Ttl};
 
 /// The I/O and connect deadline of every store here.
