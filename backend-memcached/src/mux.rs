@@ -17,9 +17,11 @@
 //!   caller, who interprets them with its request in hand
 //!   (`protocol::interpret`).
 //!
-//! **Nothing unbounded.** The channel holds [`QUEUE`] submissions; a caller
-//! waits for room within its deadline. The waiting queue holds only what
-//! was written, which the channel's bound and the callers' deadlines limit.
+//! **Nothing unbounded.** The channel holds [`QUEUE`] submissions, and the
+//! requests not yet written hold at most [`QUEUED_BYTES`] between them (a
+//! thousand 1 MiB values must not queue a gigabyte); a caller waits for
+//! room within its deadline. The waiting queue holds only what was
+//! written, which those bounds and the callers' deadlines limit.
 //!
 //! **Cancellation.** A caller that gives up (deadline) or is dropped leaves
 //! its submission behind; the writer skips a submission whose caller is
@@ -47,7 +49,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -57,6 +59,10 @@ use crate::protocol::frame::{self, Frame, Framing};
 
 /// Submissions a connection's channel holds before callers wait for room.
 pub(crate) const QUEUE: usize = 1024;
+
+/// Bytes of requests a connection holds unwritten before callers wait for
+/// room (a larger request waits until it is alone).
+const QUEUED_BYTES: usize = 4 * 1024 * 1024;
 
 /// The writer stops gathering submissions into one write at this many
 /// bytes (a large value may overshoot it once).
@@ -68,6 +74,8 @@ type Answer = Result<Vec<Frame>>;
 /// A request handed to the writer.
 struct Submission {
     request: Vec<u8>,
+    /// The request's share of [`QUEUED_BYTES`], given back once written.
+    room: OwnedSemaphorePermit,
     framing: Framing,
     operation: &'static str,
     /// Swapped to true by whichever of writer and caller gets there first.
@@ -181,6 +189,8 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct MuxConn {
     submit: mpsc::Sender<Submission>,
+    /// Room for unwritten request bytes ([`QUEUED_BYTES`]).
+    room: Arc<Semaphore>,
     shared: Arc<Shared>,
 }
 
@@ -214,7 +224,11 @@ impl MuxConn {
             tasks.push(writer.abort_handle());
             tasks.push(reading.abort_handle());
         }
-        MuxConn { submit, shared }
+        MuxConn {
+            submit,
+            room: Arc::new(Semaphore::new(QUEUED_BYTES)),
+            shared,
+        }
     }
 
     /// False once the connection was closed for any reason.
@@ -238,20 +252,31 @@ impl MuxConn {
         deadline: Instant,
         after: Duration,
     ) -> Answer {
-        let taken = Arc::new(AtomicBool::new(false));
-        let (reply, answer) = oneshot::channel();
-        let submission = Submission {
-            request,
-            framing,
-            operation,
-            taken: taken.clone(),
-            reply,
-        };
         let timeout = |sent| Error::Timeout {
             operation,
             server: self.shared.server.clone(),
             after,
             sent,
+        };
+        let share = u32::try_from(request.len().min(QUEUED_BYTES)).unwrap_or(u32::MAX);
+        let room =
+            match tokio::time::timeout_at(deadline, self.room.clone().acquire_many_owned(share))
+                .await
+            {
+                Ok(Ok(room)) => room,
+                // The semaphore is never closed; either way nothing was written.
+                Ok(Err(_)) => return Err(self.closed_unsent(operation)),
+                Err(_) => return Err(timeout(false)),
+            };
+        let taken = Arc::new(AtomicBool::new(false));
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            request,
+            room,
+            framing,
+            operation,
+            taken: taken.clone(),
+            reply,
         };
         match tokio::time::timeout_at(deadline, self.submit.send(submission)).await {
             Ok(Ok(())) => {}
@@ -303,6 +328,8 @@ async fn write_loop(
     shared: Arc<Shared>,
 ) {
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
+    // The room of the requests in `buf`, given back once they are written.
+    let mut rooms = Vec::new();
     while let Some(first) = submissions.recv().await {
         // With answers still outstanding, this write cannot make its
         // request's answer come sooner than theirs: first let the tasks
@@ -330,6 +357,7 @@ async fn write_loop(
                         operation: s.operation,
                         reply: s.reply,
                     });
+                    rooms.push(s.room);
                 }
                 if buf.len() >= WRITE_CHUNK {
                     break;
@@ -344,6 +372,7 @@ async fn write_loop(
             shared.broken(format!("write failed: {e}"));
             return;
         }
+        rooms.clear();
     }
     // Every sender is gone (the connection was dropped): dropping the write
     // half tells the server, whose close then ends the reader.
