@@ -31,12 +31,14 @@
 //!   a stale answer to the next caller).
 //! - `mux`: one multiplexed connection, shared by every task: requests
 //!   batched into one write, answers matched to callers in order (see
-//!   [`ConnectionMode`] for when each mode serves).
+//!   [`ConnectionMode`] for when each path serves: by default a lone call
+//!   takes a pooled connection and overlapping calls share these).
 //! - `server`: one server: `health` (down-marking, exponential backoff,
 //!   counters in [`ServerStats`]), `request` (one call within one deadline
 //!   covering pool wait, connect and resend; whether a failed request was
 //!   sent; telling an endpoint without the meta protocol from a dead one),
-//!   `multiplexed` (the same call on a shared connection), and the server's
+//!   `multiplexed` (the same call on a shared connection, and the adaptive
+//!   choice between the two), and the server's
 //!   settings (`item_size_max`, capped, and CAS) read when its first
 //!   connection opens.
 //! - `store`: [`MemcachedStore`] and its `Store` impl, with the

@@ -1,5 +1,7 @@
 //! The session-core conformance kit against real memcached servers, in both
-//! protocol modes.
+//! protocol modes, with the default (adaptive) connections — one check at a
+//! time runs on pooled connections there — and with every request on the
+//! multiplexed ones.
 //!
 //! The servers are the shared ones `cargo xtask test` starts (containers or
 //! processes) and names in `MEMORYCACHED_MEMCACHED`; every store spans all of
@@ -12,15 +14,16 @@
 
 use std::sync::Arc;
 
-use backend_memcached::{MemcachedConfig, MemcachedStore, Protocol};
+use backend_memcached::{ConnectionMode, MemcachedConfig, MemcachedStore, Protocol};
 use session_core::{Namespaced, SessionId, Store};
 
-fn fresh_store(protocol: Protocol) -> Arc<dyn Store> {
+fn fresh_store(protocol: Protocol, mode: ConnectionMode) -> Arc<dyn Store> {
     let servers =
         test_support::shared_servers("MEMORYCACHED_MEMCACHED").unwrap_or_else(|e| panic!("{e}"));
     let mut config = MemcachedConfig::from_url(&format!("memcached://{}", servers.join(",")))
         .unwrap_or_else(|e| panic!("bad server list {servers:?}: {e}"));
     config.protocol = protocol;
+    config.mode = mode;
     let store = MemcachedStore::connect(config).unwrap_or_else(|e| panic!("{e}"));
     let prefix = format!("cf{}:", SessionId::generate(16).unwrap());
     Arc::new(Namespaced::new(prefix, store).unwrap())
@@ -28,10 +31,28 @@ fn fresh_store(protocol: Protocol) -> Arc<dyn Store> {
 
 mod meta {
     use super::*;
-    session_core::conformance_tests!(async { fresh_store(Protocol::Meta) });
+    session_core::conformance_tests!(async {
+        fresh_store(Protocol::Meta, ConnectionMode::Adaptive)
+    });
 }
 
 mod classic {
     use super::*;
-    session_core::conformance_tests!(async { fresh_store(Protocol::Classic) });
+    session_core::conformance_tests!(async {
+        fresh_store(Protocol::Classic, ConnectionMode::Adaptive)
+    });
+}
+
+mod meta_multiplexed {
+    use super::*;
+    session_core::conformance_tests!(async {
+        fresh_store(Protocol::Meta, ConnectionMode::Multiplexed)
+    });
+}
+
+mod classic_multiplexed {
+    use super::*;
+    session_core::conformance_tests!(async {
+        fresh_store(Protocol::Classic, ConnectionMode::Multiplexed)
+    });
 }

@@ -1,7 +1,8 @@
 //! The multiplexed connection mode against a real memcached: many tasks
 //! share two connections and every caller gets its own answer, also while
 //! callers are cancelled mid-flight; and the server sees two connections,
-//! not one per task. (Scripted misbehaviour — a lost, split or foreign
+//! not one per task. Also the adaptive (default) mode's choice: lone calls
+//! pooled, overlapping ones multiplexed. (Scripted misbehaviour — a lost, split or foreign
 //! answer — is in the crate's unit tests, `src/server/mux_tests.rs`; the
 //! fault tests in `failure.rs` run in both modes.)
 
@@ -20,9 +21,17 @@ const TASKS: usize = 64;
 const ROUNDS: usize = 50;
 
 fn store_on(server: &common::Server, protocol: Protocol) -> Arc<MemcachedStore> {
+    store_in(server, protocol, ConnectionMode::Multiplexed)
+}
+
+fn store_in(
+    server: &common::Server,
+    protocol: Protocol,
+    mode: ConnectionMode,
+) -> Arc<MemcachedStore> {
     let mut config = MemcachedConfig::with_servers(vec![spec(server)]);
     config.protocol = protocol;
-    config.mode = ConnectionMode::Multiplexed;
+    config.mode = mode;
     config.connections = 2;
     // Generous: this checks answers, not speed, on a busy machine.
     config.io_timeout = Duration::from_secs(5);
@@ -146,5 +155,49 @@ async fn cancelled_callers_leave_every_answer_in_step() {
     assert!(
         opened <= 1,
         "connections replaced after cancellations: {opened} opened"
+    );
+}
+
+/// The default mode: a lone caller uses a pooled connection (no shared one
+/// is even opened), overlapping callers share the multiplexed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_mode_multiplexes_only_overlapping_calls() {
+    let server = memcached().await;
+    let store = store_in(&server, Protocol::Meta, ConnectionMode::default());
+    let run = SessionId::generate(16).unwrap();
+    for k in 0..20 {
+        let key = format!("{run}:{k}");
+        store
+            .set(&key, key.as_bytes(), 0, Ttl::NEVER)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get(&key).await.unwrap().unwrap().value,
+            key.as_bytes()
+        );
+    }
+    assert_eq!(
+        store.stats()[0].multiplexed_connections,
+        0,
+        "lone calls pooled"
+    );
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let (store, run) = (store.clone(), run.clone());
+        tasks.spawn(async move {
+            for round in 0..ROUNDS {
+                let key = format!("{run}:{}", (t + round) % 20);
+                let got = store.get(&key).await.unwrap().expect("written before");
+                assert_eq!(got.value, key.as_bytes(), "foreign answer");
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    assert!(
+        store.stats()[0].multiplexed_connections > 0,
+        "{TASKS} overlapping tasks never shared a connection"
     );
 }

@@ -6,10 +6,11 @@
 //! Stores (the row's first name component): `memory` (`MemoryStore`),
 //! `memcached1` (one server), `memcached3` (three, routed as Perl routes),
 //! `local` (one server plus a second memcached as the read-first local
-//! cache), all in the default multiplexed connection mode, and
-//! `memcached1_pooled`: one server in the pooled mode (one request per
-//! connection at a time), for the operations that tell the two modes apart
-//! ([`POOLED_OPS`]). Every `Sessions` names `uid` as its principal.
+//! cache), all in the default (adaptive) connection mode, and one server in
+//! each of the two pure modes, for the operations that tell the modes apart
+//! ([`MODE_OPS`]): `memcached1_multiplexed` (every request on the shared
+//! connections) and `memcached1_pooled` (one request per connection at a
+//! time). Every `Sessions` names `uid` as its principal.
 //!
 //! Operations (one operation = what one task does per loop), each task on
 //! its own 10-field session (about 400 bytes), so tasks never conflict:
@@ -53,8 +54,8 @@ const OPS: [&str; 8] = [
     "find_by_principal",
     "delete",
 ];
-/// Operations measured in the pooled mode too, beside the multiplexed one.
-const POOLED_OPS: [&str; 5] = ["raw_pair", "create", "load", "save_changed", "update"];
+/// Operations measured in each pure connection mode too.
+const MODE_OPS: [&str; 5] = ["raw_pair", "create", "load", "save_changed", "update"];
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
 
@@ -227,9 +228,11 @@ fn main() -> anyhow::Result<()> {
                 "memcached://{servers}?pool_size=64"
             ))?))
         };
-        let pooled: Arc<dyn Store> = Arc::new(MemcachedStore::from_url(&format!(
-            "memcached://{single}?mode=pooled&pool_size=64"
-        ))?);
+        let in_mode = |mode: &str| -> anyhow::Result<Arc<dyn Store>> {
+            Ok(Arc::new(MemcachedStore::from_url(&format!(
+                "memcached://{single}?mode={mode}&pool_size=64"
+            ))?))
+        };
         // Room for every session the run creates (the default 64 MiB
         // refuses writes once full rather than evicting).
         let memory: Arc<dyn Store> = Arc::new(MemoryStore::with_config(MemoryStoreConfig {
@@ -244,9 +247,14 @@ fn main() -> anyhow::Result<()> {
                 &OPS[..],
             ),
             (
+                "memcached1_multiplexed",
+                Sessions::new(in_mode("multiplexed")?, config.clone())?,
+                &MODE_OPS[..],
+            ),
+            (
                 "memcached1_pooled",
-                Sessions::new(pooled, config.clone())?,
-                &POOLED_OPS[..],
+                Sessions::new(in_mode("pooled")?, config.clone())?,
+                &MODE_OPS[..],
             ),
             (
                 "memcached3",

@@ -8,9 +8,9 @@
 //!   Beside it, `memcached/ours_raw_pair/N`: our client's `set`+`get` of a
 //!   stored session's bytes, N tasks. Also `memcached/memcslap_get/N`
 //!   (its `get` test alone) beside `memcached/ours_raw_get/N`: our `get`
-//!   of one stored session per task. Ours run in both connection modes:
-//!   multiplexed (the default) and, as `*_pooled`, one request per pooled
-//!   connection.
+//!   of one stored session per task. Ours run in each connection mode:
+//!   adaptive (the default), and as `*_multiplexed` (every request on the
+//!   shared connections) and `*_pooled` (one request per connection).
 //! - `memcached/perl_load_save/N`: the Perl original's path (`perl/peer.pl`:
 //!   `Cache::Memcached` get, thaw, change a field, freeze, set of a
 //!   10-field hash, flags 1) in N processes, one session each. Beside it,
@@ -425,15 +425,18 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         let store = MemcachedStore::from_url(&format!("memcached://{server}?pool_size=64"))?;
-        let pooled =
-            MemcachedStore::from_url(&format!("memcached://{server}?mode=pooled&pool_size=64"))?;
+        let in_mode = |mode: &str| {
+            MemcachedStore::from_url(&format!("memcached://{server}?mode={mode}&pool_size=64"))
+        };
         let storable_config = SessionsConfig {
             timeout: Ttl::seconds(600),
             codec: Codec::Storable,
             ..SessionsConfig::default()
         };
         let storable = Sessions::new(Arc::new(store.clone()), storable_config.clone())?;
-        let storable_pooled = Sessions::new(Arc::new(pooled), storable_config)?;
+        let storable_multiplexed =
+            Sessions::new(Arc::new(in_mode("multiplexed")?), storable_config.clone())?;
+        let storable_pooled = Sessions::new(Arc::new(in_mode("pooled")?), storable_config)?;
         let memory: Arc<dyn Store> = Arc::new(MemoryStore::with_config(MemoryStoreConfig {
             max_bytes: 2 << 30,
             ..MemoryStoreConfig::default()
@@ -451,8 +454,13 @@ fn main() -> anyhow::Result<()> {
             );
             bench_memcslap(&mut out, &env, &server, level).await?;
             let ctx = Arc::new(Ctx::new(storable.clone(), level).await?);
+            let multiplexed_ctx = Arc::new(Ctx::new(storable_multiplexed.clone(), level).await?);
             let pooled_ctx = Arc::new(Ctx::new(storable_pooled.clone(), level).await?);
-            for (suffix, ctx) in [("", &ctx), ("_pooled", &pooled_ctx)] {
+            for (suffix, ctx) in [
+                ("", &ctx),
+                ("_multiplexed", &multiplexed_ctx),
+                ("_pooled", &pooled_ctx),
+            ] {
                 for (op, name, floor) in [
                     (Op::RawPair, "raw_pair", "pair"),
                     (Op::RawGet, "raw_get", "get"),
@@ -462,7 +470,7 @@ fn main() -> anyhow::Result<()> {
                         measure(&env, level, None, move |t, i| c.clone().ours(op, t, i)).await;
                     let mut row = Row::new(format!("memcached/ours_{name}{suffix}/{level}"))
                         .baseline(format!("memcached/memcslap_{floor}/{level}"));
-                    // The multiplexed client's aim: 1.5x memcslap's gets at 64.
+                    // The client's aim: 1.5x memcslap's gets at 64.
                     if (suffix, name, level) == ("", "raw_get", 64) {
                         row = row.target(1.5);
                     }

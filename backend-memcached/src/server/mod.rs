@@ -21,7 +21,7 @@ mod request;
 mod tests;
 
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use health::{ServerState, ServerStats};
@@ -54,8 +54,12 @@ pub(crate) struct Server {
     backoff_max: Duration,
     max_value_size: usize,
     pool: Pool,
-    /// The shared connections, in [`ConnectionMode::Multiplexed`].
+    /// The shared connections, in [`ConnectionMode::Adaptive`] and
+    /// [`ConnectionMode::Multiplexed`].
     mux: Option<multiplexed::Slots>,
+    mode: ConnectionMode,
+    /// Calls to this server in flight now (for [`ConnectionMode::Adaptive`]).
+    in_flight: AtomicUsize,
     // A std mutex: held for a few instructions, never across an await.
     health: Mutex<Health>,
     /// What the server's `stats settings` said; `None` until its first
@@ -71,9 +75,13 @@ impl Server {
         Server {
             pool: Pool::new(addr.clone(), config.pool_size),
             mux: match config.mode {
-                ConnectionMode::Multiplexed => Some(multiplexed::Slots::new(config.connections)),
+                ConnectionMode::Adaptive | ConnectionMode::Multiplexed => {
+                    Some(multiplexed::Slots::new(config.connections))
+                }
                 ConnectionMode::Pooled => None,
             },
+            mode: config.mode,
+            in_flight: AtomicUsize::new(0),
             addr,
             protocol: config.protocol,
             connect_timeout: config.connect_timeout,

@@ -1,5 +1,7 @@
-//! The request path of [`ConnectionMode::Multiplexed`](crate::ConnectionMode):
-//! a few shared connections per server (`crate::mux`), used in turn.
+//! The request path of [`ConnectionMode::Multiplexed`](crate::ConnectionMode),
+//! and of [`ConnectionMode::Adaptive`](crate::ConnectionMode) for calls that
+//! overlap: a few shared connections per server (`crate::mux`), used in
+//! turn.
 //!
 //! What stays on the pooled path (`request.rs`): scans and `stats` (long
 //! answers that would hold up everyone queued behind them), and every
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 
 use super::Server;
-use crate::config::Protocol;
+use crate::config::{ConnectionMode, Protocol};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::mux::MuxConn;
@@ -64,9 +66,11 @@ impl Slots {
 }
 
 impl Server {
-    /// True when `op` goes on a multiplexed connection.
-    pub(super) fn multiplexes(&self, op: &Op<'_>) -> bool {
+    /// True when `op` goes on a multiplexed connection; `alone` says no
+    /// other call to this server is in flight.
+    pub(super) fn multiplexes(&self, op: &Op<'_>, alone: bool) -> bool {
         self.mux.is_some()
+            && !(alone && self.mode == ConnectionMode::Adaptive)
             && !matches!(op, Op::Scan { .. } | Op::Stats)
             && self.settings().is_some()
     }

@@ -16,7 +16,7 @@
 //! nothing) are "not sent", so callers and the rehash policy may retry
 //! them anywhere; failures after are "outcome unknown".
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,6 +26,15 @@ use crate::config::Protocol;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::protocol::{self, Op, Reply};
+
+/// Counts a call in flight until dropped (also when its future is).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The meta command an op is sent as, for [`Error::MetaUnsupported`];
 /// `None` for ops that use a classic command in both dialects.
@@ -53,7 +62,9 @@ impl Server {
             Ok(admission) => {
                 let budget = self.connect_timeout.saturating_add(self.io_timeout);
                 let deadline = Instant::now() + budget;
-                let result = if self.multiplexes(op) {
+                let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
+                let _in_flight = InFlight(&self.in_flight);
+                let result = if self.multiplexes(op, alone) {
                     self.exchange_multiplexed(op, deadline).await
                 } else {
                     self.exchange(op, deadline).await

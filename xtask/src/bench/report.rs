@@ -109,6 +109,12 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         ">= 1.5x at 64",
     ),
     (
+        "raw gets: our client, multiplexed mode / memcslap",
+        "memcached/ours_raw_get_multiplexed",
+        "memcached/memcslap_get",
+        "",
+    ),
+    (
         "raw gets: our client, pooled mode / memcslap",
         "memcached/ours_raw_get_pooled",
         "memcached/memcslap_get",
@@ -163,21 +169,27 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "",
     ),
     (
-        "create, 1 memcached: multiplexed / pooled mode",
+        "create, 1 memcached: adaptive (default) / pooled mode",
         "memcached1/create",
         "memcached1_pooled/create",
         "",
     ),
     (
-        "load, 1 memcached: multiplexed / pooled mode",
+        "load, 1 memcached: adaptive (default) / pooled mode",
         "memcached1/load",
         "memcached1_pooled/load",
         "",
     ),
     (
-        "update, 1 memcached: multiplexed / pooled mode",
+        "update, 1 memcached: adaptive (default) / pooled mode",
         "memcached1/update",
         "memcached1_pooled/update",
+        "",
+    ),
+    (
+        "load, 1 memcached: multiplexed / pooled mode",
+        "memcached1_multiplexed/load",
+        "memcached1_pooled/load",
         "",
     ),
     (
