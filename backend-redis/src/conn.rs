@@ -1,18 +1,23 @@
 //! The connections a store sends its requests on, opened on first use and
 //! replaced when one breaks, with a fail-fast backoff after failed connects.
 //!
-//! `connections` (default 2) multiplexed connections (standalone Redis) or
+//! `connections` (default 1) multiplexed connections (standalone Redis) or
 //! cluster connections (each keeps one multiplexed connection per node,
 //! follows `MOVED`/`ASK` and refreshes its slot map itself), used in turn.
-//! Each pipelines any number of concurrent requests; more than one is not
-//! about waiting for a free connection but about CPU: every connection has
-//! one driver task that writes and parses all of its traffic, so with one
-//! connection a busy store's requests queue behind that single task while
-//! the runtime's other worker threads idle (measured in the Redis bench).
+//! Each pipelines any number of concurrent requests, so more than one is
+//! never about waiting for a free connection. One connection sends many
+//! requests per write and reads many answers per read, on both sides; more
+//! connections spread the client's work over more driver tasks (one per
+//! connection) but cut those batches, and the server's one thread pays per
+//! read and write. On the two-core bench machine, where the server is the
+//! limit at 64 tasks, 2 and 4 connections lowered the session load+save
+//! rate (ratio to raw pairs 0.28-0.35 and 0.26-0.31 against 0.38-0.42 with
+//! one), hence the default; a client short of CPU with a server to spare
+//! may gain from more.
 //!
 //! A call takes its connection without awaiting anything: a read lock on
-//! the open generation and a clone (no async mutex on the hot path, where
-//! 64 concurrent tasks made it a queue).
+//! the open generation and a clone, not an async mutex that every
+//! concurrent call would queue on.
 //!
 //! Why our own reconnect instead of the crate's `ConnectionManager`: its
 //! reconnects retry with their own backoff while callers wait on them, so a

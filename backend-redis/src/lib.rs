@@ -58,9 +58,9 @@
 //! applied ([`session_core::Delivery`]); a paused server fails each call by
 //! its response timeout.
 //!
-//! **Connections.** `connections` (default 2) multiplexed connections,
+//! **Connections.** `connections` (default 1) multiplexed connections,
 //! used in turn; each pipelines any number of concurrent calls (see
-//! `conn.rs` for why more than one).
+//! `conn.rs` for when more than one pays).
 //!
 //! **TLS** (`rediss://`, cargo feature `tls`): rustls with the `ring`
 //! crypto provider, which the store installs as the process default when

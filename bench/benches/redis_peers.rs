@@ -14,8 +14,8 @@
 //!
 //! Both sides first write [`SESSIONS`] sessions of the bench crate's 10
 //! fields (`ten_fields`); `load` and `update` pick among them in turn. Both
-//! use the same number of connections (ours: `connections=2`, its
-//! default; the peer: a fred `Pool` of 2 clients). The two sides take
+//! use the same number of connections (ours: `connections=1`, its
+//! default; the peer: a fred `Pool` of 1 client). The two sides take
 //! turns in [`ROUNDS`] short slices per operation and each row sums its
 //! slices, so a neighbour's load on a shared machine falls on both alike.
 //! Everything written is deleted at the end.
@@ -44,7 +44,7 @@ const SESSIONS: usize = 5000;
 /// Concurrency levels.
 const LEVELS: [usize; 2] = [1, 64];
 /// Connections on each side.
-const CONNECTIONS: usize = 2;
+const CONNECTIONS: usize = 1;
 /// Slices each measurement is cut into, the two sides taking turns.
 const ROUNDS: u32 = 6;
 /// Most operations one task makes in one slice.

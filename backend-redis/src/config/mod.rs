@@ -26,7 +26,7 @@
 //! | `backoff_initial_ms` | how long a connect failure fails calls fast before the next attempt | 100 |
 //! | `backoff_max_ms` | the fail-fast time doubles per failed attempt up to this | 5000 |
 //! | `ca_file` | `rediss://` only: PEM file of the CA certificates to trust (percent-decoded path) | the system's |
-//! | `connections` | multiplexed connections used in turn (per node on a cluster) | 2 |
+//! | `connections` | multiplexed connections used in turn (per node on a cluster) | 1 |
 //!
 //! Every duration must be more than zero and at most [`MAX_DURATION`] (one
 //! hour). An unknown or repeated query key is an error, never ignored: a
@@ -51,9 +51,9 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024;
 /// (`proto-max-bulk-len`), and every stored string carries our header.
 pub const MAX_VALUE_SIZE_LIMIT: usize = 512 * 1024 * 1024 - HEADER_LEN;
 
-/// The default of [`RedisConfig::connections`]: enough that no single
-/// connection's driver task limits a busy store (see `conn.rs`).
-pub const DEFAULT_CONNECTIONS: usize = 2;
+/// The default of [`RedisConfig::connections`]: one, which batches the
+/// most requests per server read and write (see `conn.rs`).
+pub const DEFAULT_CONNECTIONS: usize = 1;
 
 /// The most connections [`RedisConfig::connections`] may ask for.
 pub const MAX_CONNECTIONS: usize = 64;
