@@ -18,13 +18,13 @@
 //! | contract | Redis |
 //! |---|---|
 //! | item | one string: a 13-byte header (flags, version) then the value (`envelope.rs`) |
-//! | `get` | `MULTI` `GET` `PTTL` `EXEC` (cluster: one script doing the same); the TTL rounded up to seconds |
+//! | `get` | `GET` + `PTTL`, pipelined (cluster: one script doing the same); the TTL rounded up to seconds |
 //! | `add` / `set` | `SET ... NX PX` / `SET ... PX` with a new version |
 //! | `cas` / `delete_if` | scripts comparing the stored version (`GETRANGE`), then `SET` / `DEL` |
 //! | `delete` | `DEL` |
 //! | `touch` | `PEXPIRE`; for [`Ttl::NEVER`](session_core::Ttl::NEVER) a script (`PERSIST` cannot tell a missing key) |
 //! | `version` | `GETRANGE key 0 12`: the header only |
-//! | `get_many` | `GET` + `PTTL` of every key in one `MULTI`/`EXEC` (cluster: one read per key, sent together) |
+//! | `get_many` | `GET` + `PTTL` of every key in one pipeline (cluster: one read per key, sent together) |
 //! | `get_and_touch` | `MULTI` `GET` `PEXPIRE` `PTTL` `EXEC` (cluster: one script) |
 //!
 //! **Scripts only where atomicity needs them.** Redis runs a Lua script
@@ -32,10 +32,12 @@
 //! commandstats`, 500-byte sessions: the read script about 4 µs against
 //! 0.45 µs for `GET` + `PTTL`; the `cas` script about 6 µs against 0.4 µs
 //! for a `SET`), and with many concurrent callers the server's one thread
-//! is what limits the store. Reads are therefore transactions of plain
-//! commands; only compare-and-set and conditional delete, which Redis 7
+//! is what limits the store. Reads are therefore plain commands,
+//! pipelined (`get_and_touch` in `MULTI`/`EXEC`, being atomic by
+//! contract); only compare-and-set and conditional delete, which Redis 7
 //! cannot do without one, run scripts. On a cluster the reads stay scripts
-//! (see `store.rs`).
+//! (see `store.rs`, also for why a read's `GET` and `PTTL` need no
+//! transaction).
 //! | `scan` | `SCAN MATCH <prefix>*` (cluster: each master in turn); see `scan.rs` |
 //!
 //! **Versions.** Redis has no CAS unique, so every write stores a new

@@ -1,6 +1,6 @@
 //! The Lua scripts behind the conditional operations (`cas`, `delete_if`,
 //! `touch` to no expiry) and, on a cluster only, the combined reads (`get`,
-//! `get_and_touch`; a standalone server reads with `MULTI`/`EXEC` instead,
+//! `get_and_touch`; a standalone server reads with plain commands instead,
 //! which Redis runs several times cheaper than a script: see `store.rs`).
 //!
 //! Each script touches exactly one key (`KEYS[1]`), so on a cluster it runs
