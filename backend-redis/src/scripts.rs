@@ -1,16 +1,30 @@
-//! The Lua scripts behind the conditional and combined operations.
+//! The Lua scripts behind the conditional operations (`cas`, `delete_if`,
+//! `touch` to no expiry) and, on a cluster only, the combined reads (`get`,
+//! `get_and_touch`; a standalone server reads with plain commands instead,
+//! which Redis runs several times cheaper than a script: see `store.rs`).
 //!
 //! Each script touches exactly one key (`KEYS[1]`), so on a cluster it runs
-//! on that key's node without any hash tag; `GET_MANY` takes several keys
-//! and is used on a standalone server only. Redis runs a script atomically,
+//! on that key's node without any hash tag. Redis runs a script atomically,
 //! so "compare the version, then write" cannot interleave with another
 //! writer. The version is compared as the 8 bytes at offsets 5..13 of the
-//! stored string (see `envelope.rs`); TTLs are in milliseconds, `'0'`
-//! meaning "no expiry".
+//! stored string (`GETRANGE 5 12`, so the value itself never enters Lua;
+//! see `envelope.rs`); TTLs are in milliseconds, `'0'` meaning "no expiry".
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, Script};
+
+/// `EVALSHA <sha1> 1 <key>` of `script`; the caller adds the `ARGV`s.
+///
+/// Built by hand rather than with `Script::key(..).invoke_async`, which
+/// copies every key and argument into vectors of its own before building
+/// the same command (a measurable share of a busy store's CPU); the
+/// `NOSCRIPT` fallback is the store's `eval`.
+pub(crate) fn call(script: &Script, key: &str) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(key);
+    cmd
+}
 
 /// `GET` + `PTTL`: nil, or `{stored, pttl}`.
 pub(crate) static GET: LazyLock<Script> = LazyLock::new(|| {
@@ -21,32 +35,13 @@ return {v, redis.call('PTTL', KEYS[1])}",
     )
 });
 
-/// `GET` + `PTTL` of every key: `{stored1, pttl1, stored2, pttl2, ...}`,
-/// `false` (nil) for a missing key's value.
-pub(crate) static GET_MANY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"local out = {}
-for i, k in ipairs(KEYS) do
-  local v = redis.call('GET', k)
-  if v then
-    out[2 * i - 1] = v
-    out[2 * i] = redis.call('PTTL', k)
-  else
-    out[2 * i - 1] = false
-    out[2 * i] = -2
-  end
-end
-return out",
-    )
-});
-
 /// Compare-and-set. `ARGV`: expected version (8 bytes), new stored string,
 /// TTL in ms. Returns 0 not found, 1 conflict, 2 stored.
 pub(crate) static CAS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-if string.sub(cur, 6, 13) ~= ARGV[1] then return 1 end
+        r"local cur = redis.call('GETRANGE', KEYS[1], 5, 12)
+if cur == '' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if cur ~= ARGV[1] then return 1 end
 if ARGV[3] == '0' then
   redis.call('SET', KEYS[1], ARGV[2])
 else
@@ -60,9 +55,9 @@ return 2",
 /// not found, 1 conflict, 2 deleted.
 pub(crate) static DELETE_IF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local cur = redis.call('GET', KEYS[1])
-if not cur then return 0 end
-if string.sub(cur, 6, 13) ~= ARGV[1] then return 1 end
+        r"local cur = redis.call('GETRANGE', KEYS[1], 5, 12)
+if cur == '' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if cur ~= ARGV[1] then return 1 end
 redis.call('DEL', KEYS[1])
 return 2",
     )

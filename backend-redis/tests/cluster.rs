@@ -33,35 +33,6 @@ mod conformance {
     session_core::conformance_tests!(async { fresh_store() });
 }
 
-/// Which master serves `key`, by asking the cluster (`CLUSTER KEYSLOT`,
-/// then `CLUSTER SLOTS`): the port it announces.
-async fn owner(addr: &str, key: &str) -> i64 {
-    let slot = match common::raw(addr, &["CLUSTER", "KEYSLOT", key])
-        .await
-        .unwrap()
-    {
-        redis::Value::Int(s) => s,
-        other => panic!("KEYSLOT answered {other:?}"),
-    };
-    let slots = common::raw(addr, &["CLUSTER", "SLOTS"]).await.unwrap();
-    let redis::Value::Array(ranges) = slots else {
-        panic!("CLUSTER SLOTS answered {slots:?}")
-    };
-    for range in ranges {
-        let redis::Value::Array(parts) = range else {
-            continue;
-        };
-        if let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(master)) =
-            (&parts[0], &parts[1], &parts[2])
-            && (*a..=*b).contains(&slot)
-            && let redis::Value::Int(port) = master[1]
-        {
-            return port;
-        }
-    }
-    panic!("no master for slot {slot}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_spread_over_every_master_and_scan_finds_them_all() {
     let url = cluster_url("&prefix=spread%3A");
@@ -79,7 +50,7 @@ async fn keys_spread_over_every_master_and_scan_finds_them_all() {
     let seed = config.nodes[0].addr();
     let mut owners = BTreeSet::new();
     for key in written.iter().take(30) {
-        owners.insert(owner(&seed, &format!("spread:{key}")).await);
+        owners.insert(common::owner(&seed, &format!("spread:{key}")).await);
     }
     assert_eq!(owners.len(), 3, "keys landed on {owners:?}");
 
@@ -141,7 +112,7 @@ async fn a_slot_migrating_between_masters_is_followed() {
     store.set("moving", b"before", 5, Ttl::NEVER).await.unwrap();
     let version = store.get("moving").await.unwrap().unwrap().version;
     let slot = text(&addrs[0], &["CLUSTER", "KEYSLOT", "moving"]).await;
-    let port = owner(&addrs[0], "moving").await;
+    let port = common::owner(&addrs[0], "moving").await;
     let from = addrs
         .iter()
         .position(|a| a.ends_with(&format!(":{port}")))
@@ -230,7 +201,7 @@ async fn a_slot_migrating_between_masters_is_followed() {
     let read = store.get("moving").await.unwrap().unwrap();
     assert_eq!((read.value.as_slice(), read.flags), (&b"after"[..], 6));
     assert_eq!(
-        owner(&addrs[0], "moving").await.to_string(),
+        common::owner(&addrs[0], "moving").await.to_string(),
         to_addr.rsplit_once(':').unwrap().1
     );
 }
@@ -255,7 +226,7 @@ async fn a_paused_master_fails_its_keys_by_timeout_only() {
     let mut keys: Vec<Option<String>> = vec![None; addrs.len()];
     for i in 0..200 {
         let key = format!("k{i}");
-        let port = owner(&addrs[0], &key).await;
+        let port = common::owner(&addrs[0], &key).await;
         let node = addrs
             .iter()
             .position(|a| a.ends_with(&format!(":{port}")))

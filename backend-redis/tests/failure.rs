@@ -118,7 +118,9 @@ async fn wait_for_writers(counts: &Counts, what: &str, done: impl Fn(&[u32; 3]) 
 async fn writers_running_through_a_restart_see_only_typed_errors() {
     const WRITERS: usize = 4;
     let s = redis().await;
-    let store = Arc::new(store_on(&s, |_| {}));
+    // Several connections, so a restart breaks them all and the next
+    // generation replaces them all (the other tests use the default one).
+    let store = Arc::new(store_on(&s, |c| c.connections = 3));
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Counts = Arc::new(Mutex::new(vec![[0; 3]; WRITERS]));
     let mut writers = Vec::new();

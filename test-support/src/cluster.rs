@@ -15,9 +15,13 @@
 //!
 //! Processes listen on probed loopback ports with a probed bus port
 //! (`--cluster-port`); containers use 6379 and bus port 16379 on the
-//! provider's private network. Restarting a node (`stop`/`start`) is not
-//! supported for cluster nodes: a container comes back with another IP and
-//! the cluster would have to be re-formed.
+//! provider's private network. Restarting a node (`stop`/`start`) works
+//! with processes: the node comes back on a new client port behind the
+//! same proxy, with the same bus port and cluster config file, so it
+//! rejoins with its slots (and empty memory); backend-redis's
+//! `tests/cluster_restart.rs` checks a client through it. Not with
+//! containers: a container comes back with another IP and the cluster
+//! would have to be re-formed.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},

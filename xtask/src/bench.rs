@@ -94,6 +94,11 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
         "Redis: session load+save beside raw GET+SET pairs, same client",
     ),
     (
+        "memorycached-bench",
+        "redis_peers",
+        "Redis peer: create, load, update beside tower-sessions-redis-store (fred)",
+    ),
+    (
         "tower-sessions-memorycached",
         "app",
         "axum app (tower-sessions): counter page, our store beside tower-sessions' MemoryStore",

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! redis://[USER[:PASSWORD]@]HOST[:PORT][/DB][?timeout_ms=500&prefix=app:]
-//! rediss://...                                   (TLS: not built yet, an error)
+//! rediss://...?ca_file=/etc/redis/ca.pem         (TLS: cargo feature `tls`)
 //! redis://h1:7000,h2:7001,h3:7002?cluster=true   (Redis Cluster: cargo feature `cluster`)
 //! ```
 //!
@@ -25,12 +25,15 @@
 //! | `cluster` | `true`: the hosts are seeds of a Redis Cluster | `false` |
 //! | `backoff_initial_ms` | how long a connect failure fails calls fast before the next attempt | 100 |
 //! | `backoff_max_ms` | the fail-fast time doubles per failed attempt up to this | 5000 |
+//! | `ca_file` | `rediss://` only: PEM file of the CA certificates to trust (percent-decoded path) | the system's |
+//! | `connections` | multiplexed connections used in turn (per node on a cluster) | 1 |
 //!
 //! Every duration must be more than zero and at most [`MAX_DURATION`] (one
 //! hour). An unknown or repeated query key is an error, never ignored: a
 //! typo must not silently fall back to a default.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -47,6 +50,13 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 1024 * 1024;
 /// The largest `max_value_size`: Redis strings hold at most 512 MiB
 /// (`proto-max-bulk-len`), and every stored string carries our header.
 pub const MAX_VALUE_SIZE_LIMIT: usize = 512 * 1024 * 1024 - HEADER_LEN;
+
+/// The default of [`RedisConfig::connections`]: one, which batches the
+/// most requests per server read and write (see `conn.rs`).
+pub const DEFAULT_CONNECTIONS: usize = 1;
+
+/// The most connections [`RedisConfig::connections`] may ask for.
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// The longest duration `validate()` accepts for a timeout or backoff.
 pub const MAX_DURATION: Duration = Duration::from_secs(60 * 60);
@@ -129,8 +139,11 @@ impl FromStr for NodeSpec {
 pub struct RedisConfig {
     /// The server, or the seed nodes of a cluster.
     pub nodes: Vec<NodeSpec>,
-    /// Connect with TLS (`rediss://`). Not built yet: `validate()` refuses it.
+    /// Connect with TLS (`rediss://`; needs the cargo feature `tls`).
     pub tls: bool,
+    /// With [`tls`](Self::tls): a PEM file of the CA certificates to trust
+    /// instead of the system's (read when the store is made).
+    pub tls_ca_file: Option<PathBuf>,
     /// The nodes are seeds of a Redis Cluster (needs the cargo feature `cluster`).
     pub cluster: bool,
     /// ACL user name (`AUTH user password`); `None` for the default user.
@@ -154,6 +167,9 @@ pub struct RedisConfig {
     pub backoff_initial: Duration,
     /// The fail-fast time doubles after each failed attempt, up to this.
     pub backoff_max: Duration,
+    /// Multiplexed connections the store opens and uses in turn (per
+    /// cluster node, on a cluster); 1 to [`MAX_CONNECTIONS`].
+    pub connections: usize,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -161,6 +177,7 @@ impl fmt::Debug for RedisConfig {
         f.debug_struct("RedisConfig")
             .field("nodes", &self.nodes)
             .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
             .field("cluster", &self.cluster)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -171,6 +188,7 @@ impl fmt::Debug for RedisConfig {
             .field("max_value_size", &self.max_value_size)
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -180,6 +198,7 @@ impl Default for RedisConfig {
         RedisConfig {
             nodes: vec![NodeSpec::new("127.0.0.1", DEFAULT_PORT)],
             tls: false,
+            tls_ca_file: None,
             cluster: false,
             username: None,
             password: None,
@@ -190,6 +209,7 @@ impl Default for RedisConfig {
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            connections: DEFAULT_CONNECTIONS,
         }
     }
 }
@@ -260,6 +280,21 @@ const URL_KEYS: &[UrlKey] = &[
         key: "backoff_max_ms",
         set: |c, v| {
             c.backoff_max = millis(v)?;
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "ca_file",
+        set: |c, v| {
+            let path = decode(v).map_err(|_| "a percent-encoded UTF-8 path")?;
+            c.tls_ca_file = Some(PathBuf::from(path));
+            Ok(())
+        },
+    },
+    UrlKey {
+        key: "connections",
+        set: |c, v| {
+            c.connections = v.parse().map_err(|_| "a number of connections")?;
             Ok(())
         },
     },
@@ -426,12 +461,15 @@ impl RedisConfig {
                 self.db
             ));
         }
-        if self.tls {
+        if self.tls && !cfg!(feature = "tls") {
             return bad(
-                "rediss:// (TLS) is not built into backend-redis yet; reach Redis through a TLS \
-                 tunnel (stunnel, a sidecar) with redis://"
+                "rediss:// (TLS) needs backend-redis built with its `tls` feature (or reach Redis \
+                 through a TLS tunnel with redis://)"
                     .into(),
             );
+        }
+        if self.tls_ca_file.is_some() && !self.tls {
+            return bad("ca_file is for TLS only: use rediss://".into());
         }
         if i64::from(self.db) > i64::from(i32::MAX) {
             return bad(format!("database {} is out of range", self.db));
@@ -469,6 +507,12 @@ impl RedisConfig {
                     "{name} of {d:?} is longer than the maximum {MAX_DURATION:?}"
                 ));
             }
+        }
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return bad(format!(
+                "connections {} is not in 1..={MAX_CONNECTIONS}",
+                self.connections
+            ));
         }
         if self.backoff_max < self.backoff_initial {
             return bad("backoff_max is shorter than backoff_initial".into());

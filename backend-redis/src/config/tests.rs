@@ -76,8 +76,17 @@ fn rejects_bad_input() {
 
 #[test]
 fn features_decide_tls_and_cluster() {
-    let tls = RedisConfig::from_url("rediss://h:1").unwrap_err();
-    assert!(tls.to_string().contains("TLS"), "{tls}");
+    let tls = RedisConfig::from_url("rediss://h:1?ca_file=%2Ftmp%2Fca%20x.pem");
+    assert_eq!(tls.is_ok(), cfg!(feature = "tls"), "{tls:?}");
+    match tls {
+        Ok(c) => {
+            assert!(c.tls);
+            assert_eq!(c.tls_ca_file.as_deref(), Some("/tmp/ca x.pem".as_ref()));
+        }
+        Err(e) => assert!(e.to_string().contains("`tls` feature"), "{e}"),
+    }
+    let e = RedisConfig::from_url("redis://h:1?ca_file=/ca.pem").unwrap_err();
+    assert!(e.to_string().contains("rediss://"), "{e}");
     let cluster = RedisConfig::from_url("redis://a:1,b:2?cluster=true");
     assert_eq!(cluster.is_ok(), cfg!(feature = "cluster"), "{cluster:?}");
     if let Err(e) = cluster {
@@ -89,6 +98,17 @@ fn features_decide_tls_and_cluster() {
         ..RedisConfig::default()
     };
     assert!(c.validate().is_err());
+}
+
+#[test]
+fn connections_are_bounded() {
+    let c = RedisConfig::from_url("redis://h:1?connections=4").unwrap();
+    assert_eq!(c.connections, 4);
+    assert_eq!(RedisConfig::default().connections, DEFAULT_CONNECTIONS);
+    for bad in ["0", "65", "x"] {
+        let e = RedisConfig::from_url(&format!("redis://h:1?connections={bad}")).unwrap_err();
+        assert!(e.to_string().contains("connections"), "{bad}: {e}");
+    }
 }
 
 #[test]

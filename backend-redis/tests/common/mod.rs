@@ -46,3 +46,49 @@ pub async fn raw(addr: &str, args: &[&str]) -> redis::RedisResult<redis::Value> 
     }
     cmd.query_async(&mut conn).await
 }
+
+/// Which master serves `key`, by asking the cluster (`CLUSTER KEYSLOT`,
+/// then `CLUSTER SLOTS`): the port it announces.
+pub async fn owner(addr: &str, key: &str) -> i64 {
+    let slot = match raw(addr, &["CLUSTER", "KEYSLOT", key]).await.unwrap() {
+        redis::Value::Int(s) => s,
+        other => panic!("KEYSLOT answered {other:?}"),
+    };
+    let slots = raw(addr, &["CLUSTER", "SLOTS"]).await.unwrap();
+    let redis::Value::Array(ranges) = slots else {
+        panic!("CLUSTER SLOTS answered {slots:?}")
+    };
+    for range in ranges {
+        let redis::Value::Array(parts) = range else {
+            continue;
+        };
+        if let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(master)) =
+            (&parts[0], &parts[1], &parts[2])
+            && (*a..=*b).contains(&slot)
+            && let redis::Value::Int(port) = master[1]
+        {
+            return port;
+        }
+    }
+    panic!("no master for slot {slot}")
+}
+
+/// One key per master of the cluster at `addrs` (in node order).
+pub async fn one_key_per_master(addrs: &[String]) -> Vec<String> {
+    let mut keys: Vec<Option<String>> = vec![None; addrs.len()];
+    for i in 0..1000 {
+        let key = format!("k{i}");
+        let port = owner(&addrs[0], &key).await;
+        let node = addrs
+            .iter()
+            .position(|a| a.ends_with(&format!(":{port}")))
+            .unwrap();
+        keys[node].get_or_insert(key);
+        if keys.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    keys.into_iter()
+        .map(|k| k.expect("a master owns none of 1000 keys"))
+        .collect()
+}

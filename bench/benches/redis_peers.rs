@@ -1,0 +1,274 @@
+//! Ours on Redis against tower-sessions' Redis store, same server, same
+//! run (`cargo xtask bench` starts the Redis and writes the report):
+//!
+//! - `redis_peer/tower_{create,load,update}/N`: `tower-sessions-redis-store`
+//!   (its `RedisStore` on a `fred` pool), through its `SessionStore`:
+//!   `create` of a new 10-field record (`SET NX EXAT`), `load` of an
+//!   existing one (`GET`), and `update` = load, one field changed, `save`
+//!   (`SET XX EXAT`), N tasks.
+//! - `redis_peer/ours_{create,load,update}/N`: the same three through our
+//!   `Sessions` on `backend_redis::RedisStore` (`create_with` = `SET NX PX`;
+//!   `load` = the read script; `update` = `load` + `save`, which writes
+//!   with the `cas` script: conditional, where the peer's save is blind).
+//!   Each row's baseline is the peer's row: ratio = ours / peer, target 1.
+//!
+//! Both sides first write [`SESSIONS`] sessions of the bench crate's 10
+//! fields (`ten_fields`); `load` and `update` pick among them in turn. Both
+//! use the same number of connections (ours: `connections=1`, its
+//! default; the peer: a fred `Pool` of 1 client). The two sides take
+//! turns in [`ROUNDS`] short slices per operation and each row sums its
+//! slices, so a neighbour's load on a shared machine falls on both alike.
+//! Everything written is deleted at the end.
+//!
+//! By hand: `MEMORYCACHED_BENCH_REDIS=host:port` (a Redis nobody else
+//! uses), `MEMORYCACHED_BENCH_OUT=file.jsonl`, then
+//! `cargo bench -p memorycached-bench --bench redis_peers`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context as _;
+use backend_redis::RedisStore;
+use memorycached_bench::ten_fields;
+use serde_json::{Map, Value, json};
+use session_core::{SessionId, Sessions, SessionsConfig, Store, Ttl};
+use test_support::bench::{self, BenchEnv, Output, Pool, Row, Sample};
+use tower_sessions_core_014::SessionStore as _;
+use tower_sessions_core_014::session::{Id, Record};
+use tower_sessions_redis_store::RedisStore as TowerRedisStore;
+use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, KeysInterface as _};
+
+/// Sessions each side writes before measuring.
+const SESSIONS: usize = 5000;
+/// Concurrency levels.
+const LEVELS: [usize; 2] = [1, 64];
+/// Connections on each side.
+const CONNECTIONS: usize = 1;
+/// Slices each measurement is cut into, the two sides taking turns.
+const ROUNDS: u32 = 6;
+/// Most operations one task makes in one slice.
+const MAX_OPS_PER_TASK: u64 = 1_000_000;
+/// Lifetime of every session written here.
+const TTL_SECS: u32 = 600;
+
+type Fred = tower_sessions_redis_store::fred::clients::Pool;
+
+#[derive(Clone, Copy)]
+enum Op {
+    Create,
+    Load,
+    Update,
+}
+
+/// Both sides' state.
+struct Ctx {
+    sessions: Sessions,
+    ours: Vec<String>,
+    ours_created: Pool<String>,
+    tower: TowerRedisStore<Fred>,
+    theirs: Vec<Id>,
+    tower_created: Pool<Id>,
+    stamps: AtomicU64,
+}
+
+fn record_of(fields: Map<String, Value>) -> Record {
+    Record {
+        id: Id::default(),
+        data: fields.into_iter().collect::<HashMap<_, _>>(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::seconds(TTL_SECS.into()),
+    }
+}
+
+impl Ctx {
+    /// A value never written before, so every update changes the session
+    /// (a save of an unchanged session writes nothing).
+    fn stamp(&self) -> u64 {
+        self.stamps.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The session task `t` uses for its `i`th operation: the tasks walk
+    /// the sessions in turn, never two on one at a time.
+    fn pick(n: usize, tasks: usize, t: usize, i: u64) -> usize {
+        let per_task = (n / tasks).max(1);
+        (t * per_task + (i as usize % per_task)) % n
+    }
+
+    async fn ours(self: Arc<Self>, op: Op, tasks: usize, t: usize, i: u64) -> anyhow::Result<()> {
+        match op {
+            Op::Create => {
+                let s = self
+                    .sessions
+                    .create_with(ten_fields(&format!("made{t}x{i}")), None)
+                    .await?;
+                self.ours_created.push(s.id().as_str().to_owned());
+            }
+            Op::Load => {
+                let id = &self.ours[Self::pick(self.ours.len(), tasks, t, i)];
+                self.sessions.load(id).await?.context("session gone")?;
+            }
+            Op::Update => {
+                let id = &self.ours[Self::pick(self.ours.len(), tasks, t, i)];
+                let mut s = self.sessions.load(id).await?.context("session gone")?;
+                s.insert("seen", self.stamp())?;
+                self.sessions.save(&mut s).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn tower(self: Arc<Self>, op: Op, tasks: usize, t: usize, i: u64) -> anyhow::Result<()> {
+        match op {
+            Op::Create => {
+                let mut r = record_of(ten_fields(&format!("made{t}x{i}")));
+                self.tower.create(&mut r).await?;
+                self.tower_created.push(r.id);
+            }
+            Op::Load => {
+                let id = &self.theirs[Self::pick(self.theirs.len(), tasks, t, i)];
+                self.tower.load(id).await?.context("record gone")?;
+            }
+            Op::Update => {
+                let id = &self.theirs[Self::pick(self.theirs.len(), tasks, t, i)];
+                let mut r = self.tower.load(id).await?.context("record gone")?;
+                r.data.insert("seen".to_owned(), json!(self.stamp()));
+                self.tower.save(&r).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Adds one slice's measurement to a row's total.
+fn add(total: &mut Sample, slice: Sample) {
+    total.ops += slice.ops;
+    total.errors += slice.errors;
+    if total.first_error.is_none() {
+        total.first_error = slice.first_error;
+    }
+    total.elapsed += slice.elapsed;
+    total.latencies.extend(slice.latencies);
+}
+
+async fn level(
+    out: &mut Output,
+    env: &BenchEnv,
+    ctx: &Arc<Ctx>,
+    tasks: usize,
+) -> anyhow::Result<()> {
+    for (label, op) in [
+        ("create", Op::Create),
+        ("load", Op::Load),
+        ("update", Op::Update),
+    ] {
+        let c = ctx.clone();
+        let tower = move |t, i| c.clone().tower(op, tasks, t, i);
+        let c = ctx.clone();
+        let ours = move |t, i| c.clone().ours(op, tasks, t, i);
+        bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, tower.clone()).await;
+        bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, ours.clone()).await;
+        let slice = env.time / ROUNDS;
+        let (mut theirs, mut mine) = (Sample::default(), Sample::default());
+        for _ in 0..ROUNDS {
+            add(
+                &mut theirs,
+                bench::drive(tasks, slice, MAX_OPS_PER_TASK, tower.clone()).await,
+            );
+            add(
+                &mut mine,
+                bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await,
+            );
+        }
+        let peer = format!("redis_peer/tower_{label}/{tasks}");
+        out.record(Row::new(&peer), theirs)?;
+        out.record(
+            Row::new(format!("redis_peer/ours_{label}/{tasks}"))
+                .baseline(peer)
+                .target(1.0),
+            mine,
+        )?;
+    }
+    Ok(())
+}
+
+/// Deletes `keys` in batches.
+async fn delete_all(fred: &Fred, keys: Vec<String>) -> anyhow::Result<()> {
+    for chunk in keys.chunks(1000) {
+        let _: i64 = fred.del(chunk.to_vec()).await?;
+    }
+    Ok(())
+}
+
+async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> anyhow::Result<()> {
+    let prefix = format!("peer{}:", SessionId::generate(16)?);
+    let store: Arc<dyn Store> = Arc::new(RedisStore::from_url(&format!(
+        "redis://{addr}?prefix={prefix}&connections={CONNECTIONS}"
+    ))?);
+    let sessions = Sessions::new(
+        store,
+        SessionsConfig {
+            timeout: Ttl::seconds(TTL_SECS),
+            ..SessionsConfig::default()
+        },
+    )?;
+    let config = Config::from_url(&format!("redis://{addr}"))?;
+    let fred = Fred::new(config, None, None, None, CONNECTIONS)?;
+    fred.init().await?;
+    let tower = TowerRedisStore::new(fred.clone());
+
+    println!("-- writing {SESSIONS} sessions on each side");
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for n in 0..SESSIONS {
+        let s = sessions
+            .create_with(ten_fields(&format!("user{n}")), None)
+            .await?;
+        ours.push(s.id().as_str().to_owned());
+        let mut r = record_of(ten_fields(&format!("user{n}")));
+        tower.create(&mut r).await?;
+        theirs.push(r.id);
+    }
+    let ctx = Arc::new(Ctx {
+        sessions,
+        ours,
+        ours_created: Pool::default(),
+        tower,
+        theirs,
+        tower_created: Pool::default(),
+        stamps: AtomicU64::new(0),
+    });
+    for tasks in LEVELS {
+        println!("-- level {tasks}: create, load, update; tower-sessions-redis-store, ours");
+        level(out, env, &ctx, tasks).await?;
+    }
+
+    // Leave the server as we found it.
+    let mut theirs: Vec<String> = ctx.theirs.iter().map(Id::to_string).collect();
+    while let Some(id) = ctx.tower_created.pop() {
+        theirs.push(id.to_string());
+    }
+    delete_all(&fred, theirs).await?;
+    // Ours: every key under the store's prefix, whatever `Sessions` wrote.
+    let store = ctx.sessions.servers();
+    let (mut ours, mut cursor) = (Vec::new(), None);
+    loop {
+        let page = store.scan("", cursor.as_ref(), 1000).await?;
+        ours.extend(page.keys.into_iter().map(|k| format!("{prefix}{k}")));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    delete_all(&fred, ours).await?;
+    fred.quit().await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let env = BenchEnv::from_env()?;
+    let addr = BenchEnv::servers(bench::REDIS_ENV)?.remove(0);
+    let mut out = env.output()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(&mut out, &env, &addr))
+}
