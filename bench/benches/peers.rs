@@ -24,10 +24,10 @@
 //! Each `ours_*` row names its peer's row as baseline (ratio = ours / peer),
 //! with the target where it gives one.
 //!
-//! Not measured: the original module itself (Apache::Session::Memorycached
-//! is not packaged by Debian; `peer.pl` makes the calls it makes), and
-//! tower-sessions' Redis store (nothing of ours runs on Redis in this
-//! bench yet to set beside it, and its `fred` client is a large build).
+//! Not measured here: the original module itself (Apache::Session::Memorycached
+//! is not packaged by Debian; `peer.pl` makes the calls it makes).
+//! tower-sessions' Redis store has a section of its own,
+//! `redis_peers.rs`, beside ours on Redis and on memcached.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};

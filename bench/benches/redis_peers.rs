@@ -11,8 +11,13 @@
 //!   `load` = the read script; `update` = `load` + `save`, which writes
 //!   with the `cas` script: conditional, where the peer's save is blind).
 //!   Each row's baseline is the peer's row: ratio = ours / peer, target 1.
+//! - `redis_peer/memcached_{create,load,update}/N`: the same three through
+//!   our `Sessions` on one memcached (`backend_memcached::MemcachedStore`,
+//!   default settings), against the same peer rows: the session store
+//!   people move from, on the server it was made for, beside the Redis
+//!   store they might move to. Target 1 (par) at 64 tasks.
 //!
-//! Both sides first write [`SESSIONS`] sessions of the bench crate's 10
+//! Each side first writes [`SESSIONS`] sessions of the bench crate's 10
 //! fields (`ten_fields`); `load` and `update` pick among them in turn. Both
 //! use the same number of connections (ours: `connections=1`, its
 //! default; the peer: a fred `Pool` of 1 client). The two sides take
@@ -21,7 +26,8 @@
 //! Everything written is deleted at the end.
 //!
 //! By hand: `MEMORYCACHED_BENCH_REDIS=host:port` (a Redis nobody else
-//! uses), `MEMORYCACHED_BENCH_OUT=file.jsonl`, then
+//! uses), `MEMORYCACHED_BENCH_MEMCACHED=host:port` (likewise a memcached),
+//! `MEMORYCACHED_BENCH_OUT=file.jsonl`, then
 //! `cargo bench -p memorycached-bench --bench redis_peers`.
 
 use std::collections::HashMap;
@@ -29,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+use backend_memcached::MemcachedStore;
 use backend_redis::RedisStore;
 use memorycached_bench::ten_fields;
 use serde_json::{Map, Value, json};
@@ -61,11 +68,49 @@ enum Op {
     Update,
 }
 
-/// Both sides' state.
-struct Ctx {
+/// One of our stores' sessions.
+struct Side {
     sessions: Sessions,
-    ours: Vec<String>,
-    ours_created: Pool<String>,
+    own: Vec<String>,
+    created: Pool<String>,
+}
+
+impl Side {
+    /// [`SESSIONS`] sessions written through `store`.
+    async fn new(store: Arc<dyn Store>) -> anyhow::Result<Side> {
+        let sessions = Sessions::new(
+            store,
+            SessionsConfig {
+                timeout: Ttl::seconds(TTL_SECS),
+                ..SessionsConfig::default()
+            },
+        )?;
+        let mut own = Vec::with_capacity(SESSIONS);
+        for n in 0..SESSIONS {
+            let s = sessions
+                .create_with(ten_fields(&format!("user{n}")), None)
+                .await?;
+            own.push(s.id().as_str().to_owned());
+        }
+        Ok(Side {
+            sessions,
+            own,
+            created: Pool::default(),
+        })
+    }
+}
+
+/// Which of our stores an operation runs on.
+#[derive(Clone, Copy)]
+enum Ours {
+    Redis,
+    Memcached,
+}
+
+/// Every side's state.
+struct Ctx {
+    redis: Side,
+    memcached: Side,
     tower: TowerRedisStore<Fred>,
     theirs: Vec<Id>,
     tower_created: Pool<Id>,
@@ -94,24 +139,35 @@ impl Ctx {
         (t * per_task + (i as usize % per_task)) % n
     }
 
-    async fn ours(self: Arc<Self>, op: Op, tasks: usize, t: usize, i: u64) -> anyhow::Result<()> {
+    async fn ours(
+        self: Arc<Self>,
+        which: Ours,
+        op: Op,
+        tasks: usize,
+        t: usize,
+        i: u64,
+    ) -> anyhow::Result<()> {
+        let side = match which {
+            Ours::Redis => &self.redis,
+            Ours::Memcached => &self.memcached,
+        };
         match op {
             Op::Create => {
-                let s = self
+                let s = side
                     .sessions
                     .create_with(ten_fields(&format!("made{t}x{i}")), None)
                     .await?;
-                self.ours_created.push(s.id().as_str().to_owned());
+                side.created.push(s.id().as_str().to_owned());
             }
             Op::Load => {
-                let id = &self.ours[Self::pick(self.ours.len(), tasks, t, i)];
-                self.sessions.load(id).await?.context("session gone")?;
+                let id = &side.own[Self::pick(side.own.len(), tasks, t, i)];
+                side.sessions.load(id).await?.context("session gone")?;
             }
             Op::Update => {
-                let id = &self.ours[Self::pick(self.ours.len(), tasks, t, i)];
-                let mut s = self.sessions.load(id).await?.context("session gone")?;
+                let id = &side.own[Self::pick(side.own.len(), tasks, t, i)];
+                let mut s = side.sessions.load(id).await?.context("session gone")?;
                 s.insert("seen", self.stamp())?;
-                self.sessions.save(&mut s).await?;
+                side.sessions.save(&mut s).await?;
             }
         }
         Ok(())
@@ -164,11 +220,15 @@ async fn level(
         let c = ctx.clone();
         let tower = move |t, i| c.clone().tower(op, tasks, t, i);
         let c = ctx.clone();
-        let ours = move |t, i| c.clone().ours(op, tasks, t, i);
+        let ours = move |t, i| c.clone().ours(Ours::Redis, op, tasks, t, i);
+        let c = ctx.clone();
+        let memcached = move |t, i| c.clone().ours(Ours::Memcached, op, tasks, t, i);
         bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, tower.clone()).await;
         bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, ours.clone()).await;
+        bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, memcached.clone()).await;
         let slice = env.time / ROUNDS;
-        let (mut theirs, mut mine) = (Sample::default(), Sample::default());
+        let mut theirs = Sample::default();
+        let (mut mine, mut on_memcached) = (Sample::default(), Sample::default());
         for _ in 0..ROUNDS {
             add(
                 &mut theirs,
@@ -178,15 +238,25 @@ async fn level(
                 &mut mine,
                 bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await,
             );
+            add(
+                &mut on_memcached,
+                bench::drive(tasks, slice, MAX_OPS_PER_TASK, memcached.clone()).await,
+            );
         }
         let peer = format!("redis_peer/tower_{label}/{tasks}");
         out.record(Row::new(&peer), theirs)?;
         out.record(
             Row::new(format!("redis_peer/ours_{label}/{tasks}"))
-                .baseline(peer)
+                .baseline(&peer)
                 .target(1.0),
             mine,
         )?;
+        let mut row = Row::new(format!("redis_peer/memcached_{label}/{tasks}")).baseline(peer);
+        // The multiplexed client's aim: at least the peer's rate at 64.
+        if tasks == 64 {
+            row = row.target(1.0);
+        }
+        out.record(row, on_memcached)?;
     }
     Ok(())
 }
@@ -199,45 +269,41 @@ async fn delete_all(fred: &Fred, keys: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> anyhow::Result<()> {
+async fn run(out: &mut Output, env: &BenchEnv, addr: &str, memcached: &str) -> anyhow::Result<()> {
     let prefix = format!("peer{}:", SessionId::generate(16)?);
     let store: Arc<dyn Store> = Arc::new(RedisStore::from_url(&format!(
         "redis://{addr}?prefix={prefix}&connections={CONNECTIONS}"
     ))?);
-    let sessions = Sessions::new(
-        store,
-        SessionsConfig {
-            timeout: Ttl::seconds(TTL_SECS),
-            ..SessionsConfig::default()
-        },
-    )?;
     let config = Config::from_url(&format!("redis://{addr}"))?;
     let fred = Fred::new(config, None, None, None, CONNECTIONS)?;
     fred.init().await?;
     let tower = TowerRedisStore::new(fred.clone());
 
     println!("-- writing {SESSIONS} sessions on each side");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let redis = Side::new(store).await?;
+    let memcached = Side::new(Arc::new(MemcachedStore::from_url(&format!(
+        "memcached://{memcached}"
+    ))?))
+    .await?;
+    let mut theirs = Vec::with_capacity(SESSIONS);
     for n in 0..SESSIONS {
-        let s = sessions
-            .create_with(ten_fields(&format!("user{n}")), None)
-            .await?;
-        ours.push(s.id().as_str().to_owned());
         let mut r = record_of(ten_fields(&format!("user{n}")));
         tower.create(&mut r).await?;
         theirs.push(r.id);
     }
     let ctx = Arc::new(Ctx {
-        sessions,
-        ours,
-        ours_created: Pool::default(),
+        redis,
+        memcached,
         tower,
         theirs,
         tower_created: Pool::default(),
         stamps: AtomicU64::new(0),
     });
     for tasks in LEVELS {
-        println!("-- level {tasks}: create, load, update; tower-sessions-redis-store, ours");
+        println!(
+            "-- level {tasks}: create, load, update; tower-sessions-redis-store, ours on Redis, \
+             ours on memcached"
+        );
         level(out, env, &ctx, tasks).await?;
     }
 
@@ -248,7 +314,9 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> anyhow::Result<()>
     }
     delete_all(&fred, theirs).await?;
     // Ours: every key under the store's prefix, whatever `Sessions` wrote.
-    let store = ctx.sessions.servers();
+    // (The memcached sessions expire with their TTL; `cargo xtask bench`
+    // runs on a memcached of its own.)
+    let store = ctx.redis.sessions.servers();
     let (mut ours, mut cursor) = (Vec::new(), None);
     loop {
         let page = store.scan("", cursor.as_ref(), 1000).await?;
@@ -266,9 +334,10 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> anyhow::Result<()>
 fn main() -> anyhow::Result<()> {
     let env = BenchEnv::from_env()?;
     let addr = BenchEnv::servers(bench::REDIS_ENV)?.remove(0);
+    let memcached = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
     let mut out = env.output()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(&mut out, &env, &addr))
+    rt.block_on(run(&mut out, &env, &addr, &memcached))
 }

@@ -1,5 +1,5 @@
 //! memorycached's load-generator benchmarks, run by `cargo xtask bench`
-//! (this library holds only what both bench targets share: the session
+//! (this library holds only what the bench targets share: the session
 //! they store).
 //!
 //! - `benches/ops.rs`: every session operation (create, load, save changed
@@ -10,8 +10,11 @@
 //! - `benches/peers.rs`: the outside floor (libmemcached's `memcslap`), the
 //!   Perl original's path (`Cache::Memcached` + `Storable`, in 1 to 64
 //!   processes) and tower-sessions' `MemoryStore`, each beside ours.
+//! - `benches/redis_peers.rs`: tower-sessions' Redis store
+//!   (`tower-sessions-redis-store`, on `fred`) beside our `Sessions` on
+//!   Redis and on memcached.
 //!
-//! Both print the JSON lines `cargo xtask bench` reads (format in
+//! All print the JSON lines `cargo xtask bench` reads (format in
 //! `xtask/src/bench.rs`) through `test_support::bench`.
 
 use serde_json::{Map, Value, json};

@@ -204,6 +204,48 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "local/raw_pair",
         "",
     ),
+    (
+        "session load+save, Redis / raw GET+SET",
+        "redis/session_load_save",
+        "redis/raw_get_set",
+        ">= 0.9x",
+    ),
+    (
+        "create: ours on Redis / tower-sessions-redis-store",
+        "redis_peer/ours_create",
+        "redis_peer/tower_create",
+        ">= 1x",
+    ),
+    (
+        "load: ours on Redis / tower-sessions-redis-store",
+        "redis_peer/ours_load",
+        "redis_peer/tower_load",
+        ">= 1x",
+    ),
+    (
+        "update: ours on Redis / tower-sessions-redis-store",
+        "redis_peer/ours_update",
+        "redis_peer/tower_update",
+        ">= 1x",
+    ),
+    (
+        "create: ours on memcached / tower-sessions-redis-store on Redis",
+        "redis_peer/memcached_create",
+        "redis_peer/tower_create",
+        ">= 1x at 64",
+    ),
+    (
+        "load: ours on memcached / tower-sessions-redis-store on Redis",
+        "redis_peer/memcached_load",
+        "redis_peer/tower_load",
+        ">= 1x at 64",
+    ),
+    (
+        "update: ours on memcached / tower-sessions-redis-store on Redis",
+        "redis_peer/memcached_update",
+        "redis_peer/tower_update",
+        ">= 1x at 64",
+    ),
 ];
 const LEVELS: [usize; 3] = [1, 16, 64];
 
