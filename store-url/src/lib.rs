@@ -13,7 +13,10 @@
 //! | `memory://` | [`session_core::MemoryStore`], in this process (no query keys) |
 //! | `memcached://H:P[,H:P[:weight]]?...` | `backend_memcached::MemcachedStore` (its docs list the query keys) |
 //! | `redis://[USER:PASSWORD@]HOST[:PORT][/DB]?...` | `backend_redis::RedisStore` (its docs list the query keys; `cluster=true` needs this crate's `redis-cluster` feature) |
-//! | `rediss://` | TLS: not built yet, a [`Error::Redis`] configuration error |
+//! | `rediss://...` | the same over TLS: needs this crate's `redis-tls` feature (without it, a [`Error::Redis`] configuration error saying so) |
+//!
+//! A binary gets the optional backends' features through this crate's, e.g.
+//! `cargo run -p soap-bridge --features store-url/redis-tls,store-url/redis-cluster`.
 //!
 //! ```
 //! let (servers, local) = store_url::open("memory://", None)?;
@@ -179,13 +182,11 @@ mod tests {
             Err(Error::Memcached { .. })
         ));
         assert!(open("redis://127.0.0.1:6379/2?prefix=s:&timeout_ms=100", None).is_ok());
-        for bad in [
-            "redis://127.0.0.1:6379?nope=1",
-            "redis://h1,h2",
-            "rediss://127.0.0.1",
-        ] {
+        for bad in ["redis://127.0.0.1:6379?nope=1", "redis://h1,h2"] {
             assert!(matches!(open(bad, None), Err(Error::Redis { .. })), "{bad}");
         }
+        let tls = open("rediss://127.0.0.1", None);
+        assert_eq!(tls.is_ok(), cfg!(feature = "redis-tls"), "{:?}", tls.err());
         let cluster = open("redis://a:1,b:2?cluster=true", None);
         assert_eq!(cluster.is_ok(), cfg!(feature = "redis-cluster"));
         let e = open("redis://app:s3cret@h:1?bad=1", None)
