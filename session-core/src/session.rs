@@ -8,6 +8,8 @@
 //! writes to the top-level hash: `push @{$s{list}}, 2` was silently never
 //! saved there.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -42,9 +44,12 @@ pub(crate) enum State {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub(crate) id: SessionId,
-    pub(crate) data: SessionData,
+    /// Shared with `snapshot` until the first change (copy on write:
+    /// changes go through [`Session::data_mut`]), so a handle that is only
+    /// read, or saved and not changed again, never copies its map.
+    pub(crate) data: Arc<SessionData>,
     /// What the store held when this handle last read or wrote it.
-    pub(crate) snapshot: SessionData,
+    pub(crate) snapshot: Arc<SessionData>,
     /// The principal store's version of `snapshot`, when known.
     pub(crate) version: Option<Version>,
     pub(crate) state: State,
@@ -81,9 +86,10 @@ impl Session {
         version: Option<Version>,
         state: State,
     ) -> Self {
+        let data = Arc::new(data);
         Session {
             id,
-            snapshot: data.clone(),
+            snapshot: Arc::clone(&data),
             data,
             version,
             state,
@@ -127,10 +133,10 @@ impl Session {
     /// Borrows a field mutably, to change it in place (changes at any depth
     /// are saved). `None` for absent fields and for `_session_id`.
     pub fn get_mut(&mut self, field: &str) -> Option<&mut Value> {
-        if field == ID_FIELD {
+        if field == ID_FIELD || !self.data.contains_key(field) {
             return None;
         }
-        self.data.get_mut(field)
+        self.data_mut().get_mut(field)
     }
 
     /// Sets a field from any serializable value; returns the previous value.
@@ -148,15 +154,15 @@ impl Session {
             field: field.clone(),
             message: e.to_string(),
         })?;
-        Ok(self.data.insert(field, value))
+        Ok(self.data_mut().insert(field, value))
     }
 
     /// Removes a field; returns its value. `_session_id` cannot be removed.
     pub fn remove(&mut self, field: &str) -> Option<Value> {
-        if field == ID_FIELD {
+        if field == ID_FIELD || !self.data.contains_key(field) {
             return None;
         }
-        self.data.remove(field)
+        self.data_mut().remove(field)
     }
 
     /// True when the field is present.
@@ -186,7 +192,12 @@ impl Session {
 
     /// True when the data differs from what the store held (deep comparison).
     pub fn is_modified(&self) -> bool {
-        self.data != self.snapshot
+        !Arc::ptr_eq(&self.data, &self.snapshot) && self.data != self.snapshot
+    }
+
+    /// The data, to change: copied first if the snapshot still shares it.
+    pub(crate) fn data_mut(&mut self) -> &mut SessionData {
+        Arc::make_mut(&mut self.data)
     }
 
     /// True until the first write of a session created with `update_only`.
@@ -228,7 +239,7 @@ impl Session {
     /// The top-level fields changed since the snapshot.
     pub fn changes(&self) -> Changes {
         let mut changes = Changes::default();
-        for (k, v) in &self.data {
+        for (k, v) in self.data.iter() {
             if self.snapshot.get(k) != Some(v) {
                 changes.set.push(k.clone());
             }
@@ -295,8 +306,8 @@ impl Session {
         merged: SessionData,
         version: Option<Version>,
     ) {
-        self.snapshot = fresh;
-        self.data = merged;
+        self.snapshot = Arc::new(fresh);
+        self.data = Arc::new(merged);
         self.version = version;
     }
 
@@ -311,7 +322,7 @@ impl Session {
 
     /// Marks the current data as what the store holds.
     pub(crate) fn mark_synced(&mut self, version: Option<Version>) {
-        self.snapshot = self.data.clone();
+        self.snapshot = Arc::clone(&self.data);
         self.version = version;
         self.state = State::Stored;
     }
@@ -436,7 +447,7 @@ mod tests {
                 d
             };
             let mut s = stored(to_data(&base));
-            s.data = to_data(&mine);
+            s.data = Arc::new(to_data(&mine));
             let (merged, conflicts) = s.merge3(&to_data(&theirs), prefer_mine);
             for f in ["a", "b", "c", "d"] {
                 let (b, m, t) = (base.get(f), mine.get(f), theirs.get(f));

@@ -393,7 +393,7 @@ impl Sessions {
                 id: session.id.to_string(),
             });
         }
-        self.stamp_principal(&mut session.data);
+        self.stamp_session(session);
         if !session.is_modified() {
             if session.reverse_key_pending {
                 self.write_reverse_key(session).await?;

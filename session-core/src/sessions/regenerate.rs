@@ -6,12 +6,14 @@
 //! the reverse key and the principal index follow the id in the same order
 //! (new member first, old member last).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{CREATE_ATTEMPTS, Sessions};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{ID_FIELD, Session, State};
+use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::Counters;
 use crate::store::{AddOutcome, DeleteOutcome, Version};
 
@@ -44,9 +46,9 @@ impl Sessions {
             State::Unwritten => {
                 let id = SessionId::generate(self.config.id_length)?;
                 session
-                    .data
+                    .data_mut()
                     .insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
-                session.snapshot = Session::initial_data(&id);
+                session.snapshot = Arc::new(Session::initial_data(&id));
                 session.id = id;
                 Counters::bump(&self.counters.regenerated);
                 return Ok(());
@@ -61,7 +63,7 @@ impl Sessions {
         let flags = self.codec().flags();
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate(self.config.id_length)?;
-            let mut data = session.data.clone();
+            let mut data = SessionData::clone(&session.data);
             data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
             let key = self.key_of(&id);
             let bytes = self.codec().encode(&data)?;
@@ -77,7 +79,7 @@ impl Sessions {
                 local.write(&key, &bytes, flags, version).await;
             }
             session.id = id;
-            session.data = data;
+            session.data = Arc::new(data);
             session.mark_synced(version);
             session.remaining = Some(ttl);
             // `set` points the reverse key at the new id; the old id's key
@@ -136,7 +138,7 @@ impl Sessions {
                 return Ok(false);
             };
             // Decoded under the new id, so `_session_id` is the new one.
-            session.data = self.decode(&fresh, old_key, &session.id)?;
+            session.data = Arc::new(self.decode(&fresh, old_key, &session.id)?);
             expected = Some(fresh.version);
             tracing::debug!(new = %session.id, "late write to the old id carried over");
             let _ = self.save(session).await?;

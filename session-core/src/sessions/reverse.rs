@@ -36,21 +36,33 @@ impl Sessions {
     /// Sets `<principal>_MD5` from the principal field (or removes it when
     /// the field is gone), as the original's update does before writing.
     pub(super) fn stamp_principal(&self, data: &mut SessionData) {
-        let Some(field) = &self.config.principal else {
-            return;
-        };
+        if let Some((field, digest)) = self.principal_stamp(data) {
+            match digest {
+                Some(d) => data.insert(field, d),
+                None => data.remove(&field),
+            };
+        }
+    }
+
+    /// [`Sessions::stamp_principal`] on a handle, changing (and so copying)
+    /// its data only when the stamp is not already right.
+    pub(super) fn stamp_session(&self, session: &mut Session) {
+        if let Some((field, digest)) = self.principal_stamp(&session.data)
+            && session.data.get(&field) != digest.as_ref()
+        {
+            self.stamp_principal(session.data_mut());
+        }
+    }
+
+    /// The stamp field and the value it should hold (`None`: absent), when
+    /// a principal is configured.
+    fn principal_stamp(&self, data: &SessionData) -> Option<(String, Option<Value>)> {
+        let field = self.config.principal.as_ref()?;
         let digest = data
             .get(field)
             .and_then(principal_string)
-            .map(|p| md5_hex(p.as_bytes()));
-        match digest {
-            Some(d) => {
-                data.insert(digest_field(field), Value::String(d));
-            }
-            None => {
-                data.remove(&digest_field(field));
-            }
-        }
+            .map(|p| Value::String(md5_hex(p.as_bytes())));
+        Some((digest_field(field), digest))
     }
 
     /// The reverse key named by a session's `<principal>_MD5` field (or,

@@ -17,6 +17,8 @@
 //! ([`Session::version`]); passing it turns "change these fields" into
 //! "change these fields if nobody else changed the session since I read it".
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::Sessions;
@@ -108,11 +110,12 @@ impl Sessions {
         let Some(mut session) = self.load_for_write(&id, expected).await? else {
             return Ok(None);
         };
+        let data = session.data_mut();
         for (field, value) in &patch.set {
-            session.data.insert(field.clone(), value.clone());
+            data.insert(field.clone(), value.clone());
         }
         for field in &patch.remove {
-            session.data.remove(field);
+            data.remove(field);
         }
         self.save_expecting(&mut session, expected).await?;
         Ok(Some(session))
@@ -134,7 +137,7 @@ impl Sessions {
             return Ok(None);
         };
         fields.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
-        session.data = fields;
+        session.data = Arc::new(fields);
         self.save_expecting(&mut session, expected).await?;
         Ok(Some(session))
     }
