@@ -127,20 +127,12 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> Res<()> {
         bench::drive(tasks, warm, max, store_pair.clone()).await;
         bench::drive(tasks, warm, max, raw.clone()).await;
         bench::drive(tasks, warm, max, session.clone()).await;
-        let (mut s_store, mut s_raw, mut s_session) = Default::default();
+        let (mut s_store, mut s_raw, mut s_session) =
+            (Sample::default(), Sample::default(), Sample::default());
         for _ in 0..ROUNDS {
-            add(
-                &mut s_store,
-                bench::drive(tasks, slice, max, store_pair.clone()).await,
-            );
-            add(
-                &mut s_raw,
-                bench::drive(tasks, slice, max, raw.clone()).await,
-            );
-            add(
-                &mut s_session,
-                bench::drive(tasks, slice, max, session.clone()).await,
-            );
+            s_store.absorb(bench::drive(tasks, slice, max, store_pair.clone()).await);
+            s_raw.absorb(bench::drive(tasks, slice, max, raw.clone()).await);
+            s_session.absorb(bench::drive(tasks, slice, max, session.clone()).await);
         }
         let row = |what: &str| Row::new(format!("redis/{what}/{tasks}"));
         let raw_row = format!("redis/raw_get_set/{tasks}");
@@ -161,17 +153,6 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> Res<()> {
         let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
     }
     Ok(())
-}
-
-/// Adds one slice's measurement to a row's total.
-fn add(total: &mut Sample, slice: Sample) {
-    total.ops += slice.ops;
-    total.errors += slice.errors;
-    if total.first_error.is_none() {
-        total.first_error = slice.first_error;
-    }
-    total.elapsed += slice.elapsed;
-    total.latencies.extend(slice.latencies);
 }
 
 fn main() -> Res<()> {

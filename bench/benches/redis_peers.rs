@@ -195,17 +195,6 @@ impl Ctx {
     }
 }
 
-/// Adds one slice's measurement to a row's total.
-fn add(total: &mut Sample, slice: Sample) {
-    total.ops += slice.ops;
-    total.errors += slice.errors;
-    if total.first_error.is_none() {
-        total.first_error = slice.first_error;
-    }
-    total.elapsed += slice.elapsed;
-    total.latencies.extend(slice.latencies);
-}
-
 async fn level(
     out: &mut Output,
     env: &BenchEnv,
@@ -230,18 +219,10 @@ async fn level(
         let mut theirs = Sample::default();
         let (mut mine, mut on_memcached) = (Sample::default(), Sample::default());
         for _ in 0..ROUNDS {
-            add(
-                &mut theirs,
-                bench::drive(tasks, slice, MAX_OPS_PER_TASK, tower.clone()).await,
-            );
-            add(
-                &mut mine,
-                bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await,
-            );
-            add(
-                &mut on_memcached,
-                bench::drive(tasks, slice, MAX_OPS_PER_TASK, memcached.clone()).await,
-            );
+            theirs.absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, tower.clone()).await);
+            mine.absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await);
+            on_memcached
+                .absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, memcached.clone()).await);
         }
         let peer = format!("redis_peer/tower_{label}/{tasks}");
         out.record(Row::new(&peer), theirs)?;

@@ -132,6 +132,19 @@ impl Sample {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Adds one slice of a measurement taken in turns with others (so that
+    /// a neighbour's load on a shared machine falls on every side alike):
+    /// operations, errors, time and latencies add up.
+    pub fn absorb(&mut self, slice: Sample) {
+        self.ops += slice.ops;
+        self.errors += slice.errors;
+        if self.first_error.is_none() {
+            self.first_error = slice.first_error;
+        }
+        self.elapsed += slice.elapsed;
+        self.latencies.extend(slice.latencies);
+    }
+
     /// Counts a failed post-condition (a lost write...) as an error.
     pub fn fail_check(&mut self, problem: String) {
         self.errors += 1;
