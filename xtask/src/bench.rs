@@ -110,9 +110,10 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// memcached's memory for the run: enough that nothing the run writes is
-/// evicted (a session read later must still be there).
-const MEMORY_MB: u32 = 1024;
+/// memcached's memory: enough that nothing one section writes is evicted (a
+/// session read later must still be there). Every server is emptied before
+/// each section ([`empty_servers`]), so sections do not add up.
+const MEMORY_MB: u32 = 2048;
 
 /// Flags of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -200,6 +201,32 @@ fn packages(quick: bool) -> Vec<String> {
 
 /// Resets each daemon's peak-RSS counter (`/proc/PID/clear_refs` = 5), so
 /// that the next reading is the peak of the next section alone.
+/// Empties every server (`flush_all`, `FLUSHALL`): a section must not find
+/// memory filled by the ones before it, where memcached would evict the
+/// sessions it reads back (seen once the client got fast enough to write
+/// a gigabyte in a run).
+fn empty_servers(servers: &Servers) -> Result<()> {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    for (label, server) in &servers.daemons {
+        let (request, ok) = if label == "redis" {
+            ("FLUSHALL\r\n", "+OK")
+        } else {
+            ("flush_all\r\n", "OK")
+        };
+        let addr = direct(server)?;
+        let stream = std::net::TcpStream::connect(&addr)
+            .with_context(|| format!("connecting to {label} at {addr} to empty it"))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+        (&stream).write_all(request.as_bytes())?;
+        let mut answer = String::new();
+        BufReader::new(&stream).read_line(&mut answer)?;
+        if answer.trim_end() != ok {
+            bail!("{label} at {addr} answered {answer:?} to {}", request.trim_end());
+        }
+    }
+    Ok(())
+}
+
 fn reset_peaks(servers: &Servers) -> bool {
     servers.daemons.iter().all(|(_, s)| {
         s.pid()
@@ -243,6 +270,7 @@ pub fn run(args: Args) -> Result<()> {
             let out = out_dir.join(format!("results/{bench}-{run}.jsonl"));
             // A stale file from an earlier run must not pass for this one.
             let _ = std::fs::remove_file(&out);
+            empty_servers(&servers)?;
             let reset = reset_peaks(&servers);
             let mut cmd = Command::new(crate::cargo());
             cmd.current_dir(&root)
