@@ -221,7 +221,10 @@ fn empty_servers(servers: &Servers) -> Result<()> {
         let mut answer = String::new();
         BufReader::new(&stream).read_line(&mut answer)?;
         if answer.trim_end() != ok {
-            bail!("{label} at {addr} answered {answer:?} to {}", request.trim_end());
+            bail!(
+                "{label} at {addr} answered {answer:?} to {}",
+                request.trim_end()
+            );
         }
     }
     Ok(())
