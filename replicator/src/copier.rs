@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use backend_memcached::raw::{RawConnection, RawItem, WriteOutcome};
-use session_core::DeleteOutcome;
+use session_core::{DeleteOutcome, Ttl};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -133,7 +133,10 @@ impl Copier {
             .await;
             match opened {
                 Ok((c, epoch)) => {
-                    if self.epochs[node].is_some_and(|e| !e.same_run(epoch)) {
+                    if self.epochs[node]
+                        .as_ref()
+                        .is_some_and(|e| !e.same_run(&epoch))
+                    {
                         // Restarted: its absences say nothing about deletes.
                         for prev in self.state.values_mut() {
                             prev[node] = None;
@@ -299,31 +302,44 @@ impl Copier {
     }
 }
 
-/// Which run of a server we talk to, from `stats`: its `pid`, its start
-/// time (`time - uptime`) and its `total_connections`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The key, on every node, that tells one run of the server from the next.
+/// The replicator never copies it; tools that list keys may skip it.
+///
+/// `stats` alone cannot: a container restarted at once keeps pid 1 and the
+/// same start second, and its connection count catches up with the old
+/// run's within moments (a CI run saw exactly that, and the empty peer's
+/// absences were taken for deletes). So the first replicator to meet a run
+/// leaves a random token under this key. When a copier reconnects (a
+/// restart always breaks its connection), a token gone or changed means
+/// the server lost its items, and what we knew of that node is void. If
+/// the token itself was evicted, that is a false alarm, and a cheap one:
+/// keys are compared afresh, and an absence is then not a delete. The key
+/// is never replicated (`replicated`).
+pub const RUN_MARKER: &str = "memorycached.replicator.run";
+
+/// False for keys the replicator keeps to itself.
+pub(crate) fn replicated(key: &str) -> bool {
+    key != RUN_MARKER
+}
+
+/// Which run of a server we talk to: its `pid` and start time
+/// (`time - uptime`) from `stats`, and the token under [`RUN_MARKER`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Epoch {
     pid: i64,
     started: i64,
-    total_connections: i64,
+    token: Vec<u8>,
 }
 
 impl Epoch {
-    /// True while `now` can be the same run as `self` (read earlier): the
-    /// same pid (always 1 in a container), the same start time, and a
-    /// connection count that has not gone down. memcached reports `time`
-    /// and `uptime` from one clock reading, so `time - uptime` is the same
-    /// second for the whole run (no jitter to allow for). The count tells a
-    /// restart within that same second (a container restarted at once keeps
-    /// pid 1): a new run counts from zero, and we connected to the old one.
-    pub(crate) fn same_run(self, now: Epoch) -> bool {
-        self.pid == now.pid
-            && self.started == now.started
-            && now.total_connections >= self.total_connections
+    /// True while `now` can be the same run as `self` (read earlier).
+    pub(crate) fn same_run(&self, now: &Epoch) -> bool {
+        self.pid == now.pid && self.started == now.started && self.token == now.token
     }
 }
 
-/// The [`Epoch`] of the server behind `c`.
+/// The [`Epoch`] of the server behind `c`; leaves a token under
+/// [`RUN_MARKER`] if the run has none yet.
 pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<Epoch> {
     let stats = c.stats().await?;
     let get = |name: &str| {
@@ -333,10 +349,33 @@ pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<Epoch> {
             .and_then(|(_, v)| v.parse::<i64>().ok())
             .unwrap_or(0)
     };
-    Ok(Epoch {
-        pid: get("pid"),
-        started: get("time") - get("uptime"),
-        total_connections: get("total_connections"),
+    let (pid, started) = (get("pid"), get("time") - get("uptime"));
+    // Read, else add ours; a lost `add` race means another copier's token
+    // is there now: read that one.
+    for _ in 0..3 {
+        if let Some(item) = c.get(RUN_MARKER).await? {
+            return Ok(Epoch {
+                pid,
+                started,
+                token: item.value,
+            });
+        }
+        let token = session_core::SessionId::generate(32).map_err(|e| crate::Error::RunMarker {
+            server: c.server().to_owned(),
+            what: e.to_string(),
+        })?;
+        let token = token.as_str().as_bytes();
+        if let WriteOutcome::Stored(_) = c.add(RUN_MARKER, token, 0, Ttl::NEVER).await? {
+            return Ok(Epoch {
+                pid,
+                started,
+                token: token.to_vec(),
+            });
+        }
+    }
+    Err(crate::Error::RunMarker {
+        server: c.server().to_owned(),
+        what: format!("{RUN_MARKER} neither reads nor adds"),
     })
 }
 
@@ -344,24 +383,22 @@ pub(crate) async fn server_epoch(c: &mut RawConnection) -> Result<Epoch> {
 mod tests {
     use super::Epoch;
 
-    fn epoch(pid: i64, started: i64, total_connections: i64) -> Epoch {
+    fn epoch(pid: i64, started: i64, token: &str) -> Epoch {
         Epoch {
             pid,
             started,
-            total_connections,
+            token: token.as_bytes().to_vec(),
         }
     }
 
     #[test]
     fn a_restart_is_told_even_within_the_same_second() {
-        let before = epoch(1, 1_000, 40);
-        // The same run, read later: more connections.
-        assert!(before.same_run(epoch(1, 1_000, 41)));
-        assert!(before.same_run(epoch(1, 1_000, 40)));
+        let before = epoch(1, 1_000, "a");
+        assert!(before.same_run(&epoch(1, 1_000, "a")));
         // A new process, a later start, or a container restarted at once
-        // (pid 1 again, same start second, counting from zero again).
-        assert!(!before.same_run(epoch(2, 1_000, 41)));
-        assert!(!before.same_run(epoch(1, 1_001, 41)));
-        assert!(!before.same_run(epoch(1, 1_000, 3)));
+        // (pid 1 again, same start second, its items gone with the token).
+        assert!(!before.same_run(&epoch(2, 1_000, "a")));
+        assert!(!before.same_run(&epoch(1, 1_001, "a")));
+        assert!(!before.same_run(&epoch(1, 1_000, "b")));
     }
 }

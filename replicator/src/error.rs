@@ -29,6 +29,15 @@ pub enum Error {
         #[source]
         source: backend_memcached::Error,
     },
+    /// A server's run marker could not be read or left (see the crate
+    /// docs on restarts).
+    #[error("{server}: run marker: {what}")]
+    RunMarker {
+        /// The server address.
+        server: String,
+        /// What went wrong.
+        what: String,
+    },
     /// A server does not support something the replicator needs.
     #[error("{server}: {what}")]
     Unsupported {

@@ -70,8 +70,8 @@
 //!    for that key, and applied to all peers, so it is the same on both.
 //! 3. Without memory of an in-sync state (replicator just started, memory
 //!    full, or a peer restarted — detected by its `pid`, start time and
-//!    `total_connections`, which a new run counts from zero), an
-//!    absence is not a delete: present items are copied to where they are
+//!    the token the replicator leaves under [`RUN_MARKER`], which a new
+//!    run no longer holds), an absence is not a delete: present items are copied to where they are
 //!    missing. A delete made while the replicator was not running is
 //!    therefore undone at its start; one made while it runs never is.
 //!
@@ -121,6 +121,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
 pub use config::{Config, FileConfig, Topology};
+pub use copier::RUN_MARKER;
 pub use error::{Error, Result};
 pub use metrics::LinkMetrics;
 

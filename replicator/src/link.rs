@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::copier::{Copier, Job};
+use crate::copier::{self, Copier, Job};
 use crate::error::{Error, Result};
 use crate::metrics::LinkMetrics;
 
@@ -260,7 +260,7 @@ async fn read_feed(
                     shared.request_resync();
                 }
                 last_gid = event.gid.or(last_gid);
-                if !event.stored {
+                if !event.stored || !copier::replicated(&event.key) {
                     continue;
                 }
                 m.events.fetch_add(1, Ordering::Relaxed);
@@ -372,6 +372,9 @@ async fn resync_once(
     let dumps = async {
         for addr in &shared.nodes {
             let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
+            // Leaves the node's run marker now, once, rather than in a race
+            // between copiers that connect at the same moment.
+            copier::server_epoch(&mut c).await?;
             for _ in 0..DUMPS {
                 keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
             }
@@ -382,6 +385,7 @@ async fn resync_once(
         done = dumps => done?,
         _ = stop.wait_for(|s| *s) => return Ok(false),
     }
+    keys.retain(|k| copier::replicated(k));
     let total = keys.len();
     let m = &shared.metrics;
     m.resync_keys.store(0, Ordering::Relaxed);
