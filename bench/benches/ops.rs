@@ -10,7 +10,10 @@
 //! each of the two pure modes, for the operations that tell the modes apart
 //! ([`MODE_OPS`]): `memcached1_multiplexed` (every request on the shared
 //! connections) and `memcached1_pooled` (one request per connection at a
-//! time). Every `Sessions` names `uid` as its principal.
+//! time). Every `Sessions` names `uid` as its principal, except
+//! `memcached1_plain`'s (one server, adaptive mode, [`PLAIN_OPS`]): without
+//! a principal there is no reverse key to write, so a save is one request,
+//! and load + save is two, like the floor's pair.
 //!
 //! Operations (one operation = what one task does per loop), each task on
 //! its own 10-field session (about 400 bytes), so tasks never conflict:
@@ -41,6 +44,11 @@ use memorycached_bench::ten_fields;
 use session_core::{MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
 use test_support::bench::{self, BenchEnv, Output, Pool, Row};
 
+/// The allocator our binaries use (see the workspace manifest); every row
+/// of this process, floor included, runs on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Concurrency levels measured.
 const TASKS: [usize; 3] = [1, 16, 64];
 /// Operations measured, in order (`delete` last: it removes `create`'s sessions).
@@ -54,6 +62,10 @@ const OPS: [&str; 8] = [
     "find_by_principal",
     "delete",
 ];
+/// Operations measured on `memcached1_plain` (no principal): there a
+/// `save_changed` is two round trips (`get`, then `cas`), like `raw_pair`'s
+/// `set` + `get`, so the ratio is the session layer's cost alone.
+const PLAIN_OPS: [&str; 4] = ["raw_pair", "load", "save_changed", "update"];
 /// Operations measured in each pure connection mode too.
 const MODE_OPS: [&str; 5] = ["raw_pair", "create", "load", "save_changed", "update"];
 /// Most operations one task makes in one measurement.
@@ -255,6 +267,17 @@ fn main() -> anyhow::Result<()> {
                 "memcached1_pooled",
                 Sessions::new(in_mode("pooled")?, config.clone())?,
                 &MODE_OPS[..],
+            ),
+            (
+                "memcached1_plain",
+                Sessions::new(
+                    memcached(&single)?,
+                    SessionsConfig {
+                        principal: None,
+                        ..config.clone()
+                    },
+                )?,
+                &PLAIN_OPS[..],
             ),
             (
                 "memcached3",

@@ -1,14 +1,15 @@
 //! [`Session`]: one session's data, the Rust form of the original's tied hash.
 //!
-//! Change tracking works by comparison, not by intercepting writes: the
-//! handle keeps a snapshot of what the store held and `save` compares the
-//! current map with it. So a change deep inside a nested value
-//! (`session.get_mut("cart")` then pushing into a list) is seen and saved.
+//! Change tracking works by comparison: before a field is first changed
+//! (or lent out mutably), the handle keeps the value it had in the store,
+//! and `save` compares each such field with its kept value. So a change
+//! deep inside a nested value (`session.get_mut("cart")` then pushing into
+//! a list) is seen and saved, and setting a field back is no change. Only
+//! the fields touched are copied, never the whole map: a load, a change of
+//! one field and a save cost one decode and one encode.
 //! **This differs from the original**, whose MODIFIED bit is only set by
 //! writes to the top-level hash: `push @{$s{list}}, 2` was silently never
 //! saved there.
-
-use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,12 +45,14 @@ pub(crate) enum State {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub(crate) id: SessionId,
-    /// Shared with `snapshot` until the first change (copy on write:
-    /// changes go through [`Session::data_mut`]), so a handle that is only
-    /// read, or saved and not changed again, never copies its map.
-    pub(crate) data: Arc<SessionData>,
-    /// What the store held when this handle last read or wrote it.
-    pub(crate) snapshot: Arc<SessionData>,
+    /// The fields as they are now.
+    data: SessionData,
+    /// The fields touched since the store last held this session, each
+    /// with the value it had then (`None`: absent). What the store holds
+    /// (the snapshot) is `data` with these put back. Changes go through
+    /// [`Session::field_mut`], [`Session::set_field`] and
+    /// [`Session::remove_field`], which keep the old value first.
+    touched: Vec<(String, Option<Value>)>,
     /// The principal store's version of `snapshot`, when known.
     pub(crate) version: Option<Version>,
     pub(crate) state: State,
@@ -86,11 +89,10 @@ impl Session {
         version: Option<Version>,
         state: State,
     ) -> Self {
-        let data = Arc::new(data);
         Session {
             id,
-            snapshot: Arc::clone(&data),
             data,
+            touched: Vec::new(),
             version,
             state,
             reverse_key_pending: false,
@@ -136,7 +138,7 @@ impl Session {
         if field == ID_FIELD || !self.data.contains_key(field) {
             return None;
         }
-        self.data_mut().get_mut(field)
+        self.field_mut(field)
     }
 
     /// Sets a field from any serializable value; returns the previous value.
@@ -154,7 +156,7 @@ impl Session {
             field: field.clone(),
             message: e.to_string(),
         })?;
-        Ok(self.data_mut().insert(field, value))
+        Ok(self.set_field(field, value))
     }
 
     /// Removes a field; returns its value. `_session_id` cannot be removed.
@@ -162,7 +164,7 @@ impl Session {
         if field == ID_FIELD || !self.data.contains_key(field) {
             return None;
         }
-        self.data_mut().remove(field)
+        self.remove_field(field)
     }
 
     /// True when the field is present.
@@ -190,14 +192,96 @@ impl Session {
         &self.data
     }
 
-    /// True when the data differs from what the store held (deep comparison).
+    /// True when the data differs from what the store held (deep comparison
+    /// of the fields touched).
     pub fn is_modified(&self) -> bool {
-        !Arc::ptr_eq(&self.data, &self.snapshot) && self.data != self.snapshot
+        self.touched
+            .iter()
+            .any(|(field, old)| self.data.get(field) != old.as_ref())
     }
 
-    /// The data, to change: copied first if the snapshot still shares it.
-    pub(crate) fn data_mut(&mut self) -> &mut SessionData {
-        Arc::make_mut(&mut self.data)
+    /// Keeps `field`'s stored value, once, before its first change.
+    fn keep_old(&mut self, field: &str) {
+        if !self.touched.iter().any(|(f, _)| f == field) {
+            let old = self.data.get(field).cloned();
+            self.touched.push((field.to_owned(), old));
+        }
+    }
+
+    /// A field to change in place (any field, `_session_id` included).
+    pub(crate) fn field_mut(&mut self, field: &str) -> Option<&mut Value> {
+        self.keep_old(field);
+        self.data.get_mut(field)
+    }
+
+    /// Sets any field (`_session_id` included); returns the previous value.
+    pub(crate) fn set_field(&mut self, field: String, value: Value) -> Option<Value> {
+        self.keep_old(&field);
+        self.data.insert(field, value)
+    }
+
+    /// Removes any field; returns its value.
+    pub(crate) fn remove_field(&mut self, field: &str) -> Option<Value> {
+        if !self.data.contains_key(field) {
+            return None;
+        }
+        self.keep_old(field);
+        self.data.remove(field)
+    }
+
+    /// What the store held (as of the last read or write) for `field`.
+    pub(crate) fn stored_field(&self, field: &str) -> Option<&Value> {
+        match self.touched.iter().find(|(f, _)| f == field) {
+            Some((_, old)) => old.as_ref(),
+            None => self.data.get(field),
+        }
+    }
+
+    /// The fields as the store held them: a view, no copy.
+    pub(crate) fn stored(&self) -> Stored<'_> {
+        Stored(self)
+    }
+
+    /// The whole snapshot, copied (for the rare paths that need a map).
+    fn stored_map(&self) -> SessionData {
+        let mut map = self.data.clone();
+        for (field, old) in &self.touched {
+            match old {
+                Some(v) => map.insert(field.clone(), v.clone()),
+                None => map.remove(field),
+            };
+        }
+        map
+    }
+
+    /// Replaces the data by `data`, keeping the snapshot: the fields that
+    /// differ become changes to save.
+    pub(crate) fn replace_data(&mut self, data: SessionData) {
+        let stored = self.stored_map();
+        self.set_both(stored, data);
+    }
+
+    /// Sets snapshot and data at once.
+    fn set_both(&mut self, stored: SessionData, data: SessionData) {
+        let mut touched = Vec::new();
+        for (field, old) in &stored {
+            if data.get(field) != Some(old) {
+                touched.push((field.clone(), Some(old.clone())));
+            }
+        }
+        for field in data.keys() {
+            if !stored.contains_key(field) {
+                touched.push((field.clone(), None));
+            }
+        }
+        self.data = data;
+        self.touched = touched;
+    }
+
+    /// Takes `stored` as what the store holds, keeping the data.
+    pub(crate) fn set_stored(&mut self, stored: SessionData) {
+        let data = std::mem::take(&mut self.data);
+        self.set_both(stored, data);
     }
 
     /// True until the first write of a session created with `update_only`.
@@ -236,19 +320,19 @@ impl Session {
         self.remaining
     }
 
-    /// The top-level fields changed since the snapshot.
+    /// The top-level fields changed since the snapshot, each list in
+    /// field-name order.
     pub fn changes(&self) -> Changes {
         let mut changes = Changes::default();
-        for (k, v) in self.data.iter() {
-            if self.snapshot.get(k) != Some(v) {
-                changes.set.push(k.clone());
+        for (field, old) in &self.touched {
+            match self.data.get(field) {
+                now if now == old.as_ref() => {}
+                Some(_) => changes.set.push(field.clone()),
+                None => changes.removed.push(field.clone()),
             }
         }
-        for k in self.snapshot.keys() {
-            if !self.data.contains_key(k) {
-                changes.removed.push(k.clone());
-            }
-        }
+        changes.set.sort();
+        changes.removed.sort();
         changes
     }
 
@@ -265,19 +349,18 @@ impl Session {
         theirs: &SessionData,
         prefer_mine: bool,
     ) -> (SessionData, Vec<String>) {
-        let base = &self.snapshot;
         let mine = &self.data;
         let mut merged = SessionData::new();
         let mut conflicts = Vec::new();
-        let mut fields: Vec<&String> = base
+        let mut fields: Vec<&String> = mine
             .keys()
-            .chain(mine.keys())
+            .chain(self.touched.iter().map(|(f, _)| f))
             .chain(theirs.keys())
             .collect();
         fields.sort();
         fields.dedup();
         for field in fields {
-            let (b, m, t) = (base.get(field), mine.get(field), theirs.get(field));
+            let (b, m, t) = (self.stored_field(field), mine.get(field), theirs.get(field));
             let value = if m == b || m == t {
                 t
             } else if t == b {
@@ -306,8 +389,7 @@ impl Session {
         merged: SessionData,
         version: Option<Version>,
     ) {
-        self.snapshot = Arc::new(fresh);
-        self.data = Arc::new(merged);
+        self.set_both(fresh, merged);
         self.version = version;
     }
 
@@ -322,9 +404,32 @@ impl Session {
 
     /// Marks the current data as what the store holds.
     pub(crate) fn mark_synced(&mut self, version: Option<Version>) {
-        self.snapshot = Arc::clone(&self.data);
+        self.touched.clear();
         self.version = version;
         self.state = State::Stored;
+    }
+}
+
+/// Read access to a session's fields by name, on a map or on what the
+/// store held for a handle ([`Session::stored`]), for the helpers that
+/// read one or two fields (the principal, its digest) from either.
+pub(crate) trait Fields {
+    /// The value of `field`, if present.
+    fn field(&self, field: &str) -> Option<&Value>;
+}
+
+impl Fields for SessionData {
+    fn field(&self, field: &str) -> Option<&Value> {
+        self.get(field)
+    }
+}
+
+/// The fields of a [`Session`] as the store held them.
+pub(crate) struct Stored<'a>(&'a Session);
+
+impl Fields for Stored<'_> {
+    fn field(&self, field: &str) -> Option<&Value> {
+        self.0.stored_field(field)
     }
 }
 
@@ -393,6 +498,36 @@ mod tests {
             prop_assert_eq!(s.data(), &before);
         }
 
+        /// After any edits, the handle still knows exactly what the store
+        /// holds, and `changes()` is the full comparison of the two maps.
+        #[test]
+        fn the_stored_view_survives_any_edits(
+            data in arb_data(),
+            edits in prop::collection::vec(("[a-e]", prop::option::of(arb_value()), any::<bool>()), 0..12),
+        ) {
+            let mut s = stored(data);
+            let before = s.data().clone();
+            for (field, value, in_place) in edits {
+                match (value, in_place) {
+                    (Some(v), true) => {
+                        if let Some(slot) = s.get_mut(&field) { *slot = v; }
+                    }
+                    (Some(v), false) => { s.insert(field, v).unwrap(); }
+                    (None, _) => { s.remove(&field); }
+                }
+            }
+            prop_assert_eq!(&s.stored_map(), &before);
+            let mut want = Changes::default();
+            for (k, v) in s.data() {
+                if before.get(k) != Some(v) { want.set.push(k.clone()); }
+            }
+            for k in before.keys() {
+                if !s.data().contains_key(k) { want.removed.push(k.clone()); }
+            }
+            prop_assert_eq!(s.is_modified(), !want.is_empty());
+            prop_assert_eq!(s.changes(), want);
+        }
+
         #[test]
         fn nested_edits_are_changes(data in arb_data()) {
             let mut s = stored(data);
@@ -447,7 +582,7 @@ mod tests {
                 d
             };
             let mut s = stored(to_data(&base));
-            s.data = Arc::new(to_data(&mine));
+            s.replace_data(to_data(&mine));
             let (merged, conflicts) = s.merge3(&to_data(&theirs), prefer_mine);
             for f in ["a", "b", "c", "d"] {
                 let (b, m, t) = (base.get(f), mine.get(f), theirs.get(f));

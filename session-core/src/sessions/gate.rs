@@ -15,36 +15,53 @@
 //! local memcached, 2 cores): see [`crate::config::Backoff`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+/// Shards of the turn map: tasks writing different sessions rarely meet
+/// on one shard's lock.
+const SHARDS: usize = 16;
+
+/// The turns of one shard, by the hash of the session key. Two keys with
+/// one hash share a turn: harmless (the queue is never needed for
+/// correctness), and it spares a copy of the key per save.
+type Turns = Mutex<HashMap<u64, Arc<AsyncMutex<()>>>>;
+
 /// One FIFO mutex per session key with writers, dropped when unused.
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
-    turns: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    hasher: RandomState,
+    shards: [Turns; SHARDS],
 }
 
 /// A turn at writing one key; the next writer's turn starts on drop.
 pub(crate) struct Turn<'a> {
     gate: &'a Gate,
-    key: String,
+    hash: u64,
     guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl Gate {
     /// Waits for this task's turn to write `key`.
     pub async fn turn(&self, key: &str) -> Turn<'_> {
+        let hash = self.hasher.hash_one(key);
         let mutex = {
-            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-            turns.entry(key.to_owned()).or_default().clone()
+            let mut turns = self.shard(hash).lock().unwrap_or_else(|p| p.into_inner());
+            turns.entry(hash).or_default().clone()
         };
         let guard = mutex.lock_owned().await;
         Turn {
             gate: self,
-            key: key.to_owned(),
+            hash,
             guard: Some(guard),
         }
+    }
+
+    fn shard(&self, hash: u64) -> &Turns {
+        // The low bits pick the shard; the map inside hashes the whole u64.
+        &self.shards[(hash % SHARDS as u64) as usize]
     }
 }
 
@@ -55,14 +72,20 @@ impl Drop for Turn<'_> {
         };
         let mutex = OwnedMutexGuard::mutex(&guard).clone();
         drop(guard);
-        let mut turns = self.gate.turns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut turns = self
+            .gate
+            .shard(self.hash)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         // Only the map and `mutex` still refer to it: nobody waits, forget
-        // the key. (A task that takes a turn clones under the map's lock,
+        // the key. (A task that takes a turn clones under the shard's lock,
         // which is held here, so none can slip in between.)
         if Arc::strong_count(&mutex) == 2
-            && turns.get(&self.key).is_some_and(|m| Arc::ptr_eq(m, &mutex))
+            && turns
+                .get(&self.hash)
+                .is_some_and(|m| Arc::ptr_eq(m, &mutex))
         {
-            turns.remove(&self.key);
+            turns.remove(&self.hash);
         }
     }
 }
@@ -85,6 +108,6 @@ mod tests {
         drop(first);
         waiter.await.unwrap();
         drop(other);
-        assert!(gate.turns.lock().unwrap().is_empty());
+        assert!(gate.shards.iter().all(|s| s.lock().unwrap().is_empty()));
     }
 }

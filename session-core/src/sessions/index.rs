@@ -23,16 +23,16 @@ use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::index::{INDEX_SUFFIX, IndexRecord, deadline, now_unix};
 use crate::principal::{hmac_sha256_hex, md5_hex, principal_string};
-use crate::session::SessionData;
+use crate::session::Fields;
 use crate::stats::Counters;
 use crate::store::{DeleteOutcome, Ttl};
 
 impl Sessions {
     /// The user a session's data names (its `principal` field, as Perl
     /// would stringify it), if `principal` is configured and the field set.
-    pub(crate) fn principal_of(&self, data: &SessionData) -> Option<String> {
+    pub(crate) fn principal_of(&self, data: &impl Fields) -> Option<String> {
         let field = self.config.principal.as_ref()?;
-        data.get(field).and_then(principal_string)
+        data.field(field).and_then(principal_string)
     }
 
     /// True when the legacy reverse key is keyed by HMAC instead of MD5.
@@ -89,7 +89,7 @@ impl Sessions {
     /// user's index, with the expiry `ttl` it is about to be written with.
     pub(crate) async fn index_upsert(
         &self,
-        data: &SessionData,
+        data: &(impl Fields + Sync),
         id: &SessionId,
         ttl: Ttl,
     ) -> Result<()> {

@@ -412,17 +412,17 @@ impl Sessions {
         }
         // The index first, so it never lacks a live session; again below if
         // a merge moved the session to another principal.
-        let mut indexed = self.principal_of(&session.data);
-        self.index_upsert(&session.data, &session.id, ttl).await?;
+        let mut indexed = self.principal_of(session.data());
+        self.index_upsert(session.data(), &session.id, ttl).await?;
         let mut attempts = 0;
         loop {
-            let now_principal = self.principal_of(&session.data);
+            let now_principal = self.principal_of(session.data());
             if now_principal != indexed {
-                self.index_upsert(&session.data, &session.id, ttl).await?;
+                self.index_upsert(session.data(), &session.id, ttl).await?;
                 indexed = now_principal;
             }
             attempts += 1;
-            let bytes = self.codec().encode(&session.data)?;
+            let bytes = self.codec().encode(session.data())?;
             // Stored handles have a version here (they were rebased above if
             // not); only a never-written `update_only` session has none.
             let outcome = match session.version {
@@ -442,7 +442,7 @@ impl Sessions {
             };
             match outcome {
                 CasOutcome::Stored(version) => {
-                    let replaced = self.principal_of(&session.snapshot);
+                    let replaced = self.principal_of(&session.stored());
                     session.mark_synced(version);
                     session.remaining = Some(ttl);
                     if let Some(local) = &self.local {
@@ -549,10 +549,10 @@ impl Sessions {
         session.state = State::Deleted;
         Counters::bump(&self.counters.deletes);
         self.delete_reverse_key(session).await?;
-        self.index_remove_for(self.principal_of(&session.snapshot).as_deref(), &session.id)
+        self.index_remove_for(self.principal_of(&session.stored()).as_deref(), &session.id)
             .await?;
-        let current = self.principal_of(&session.data);
-        if current != self.principal_of(&session.snapshot) {
+        let current = self.principal_of(session.data());
+        if current != self.principal_of(&session.stored()) {
             self.index_remove_for(current.as_deref(), &session.id)
                 .await?;
         }
@@ -575,12 +575,12 @@ impl Sessions {
         let ttl = self.ttl_of(session);
         // The index member is extended first, so it never expires before
         // the session it names.
-        self.index_upsert(&session.snapshot, &session.id, ttl)
+        self.index_upsert(&session.stored(), &session.id, ttl)
             .await?;
         if !self.servers.touch(&key, ttl).await? {
             return Ok(false);
         }
-        self.touch_rest(&key, &session.data, ttl).await?;
+        self.touch_rest(&key, session.data(), ttl).await?;
         Ok(true)
     }
 
@@ -608,7 +608,10 @@ impl Sessions {
     /// is the truth about the id: `_session_id` is (re)set from it.
     fn decode(&self, entry: &Entry, key: &str, id: &SessionId) -> Result<SessionData> {
         let mut data = Codec::decode_stored(&entry.value, entry.flags, key)?;
-        data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+        // Usually already right: then no copy of the id is made.
+        if data.get(ID_FIELD).and_then(Value::as_str) != Some(id.as_str()) {
+            data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+        }
         Ok(data)
     }
 }

@@ -6,14 +6,12 @@
 //! the reverse key and the principal index follow the id in the same order
 //! (new member first, old member last).
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::{CREATE_ATTEMPTS, Sessions};
 use crate::error::{Error, Result};
 use crate::id::SessionId;
-use crate::session::{ID_FIELD, Session, SessionData, State};
+use crate::session::{ID_FIELD, Session, State};
 use crate::stats::Counters;
 use crate::store::{AddOutcome, DeleteOutcome, Version};
 
@@ -45,10 +43,8 @@ impl Sessions {
             }
             State::Unwritten => {
                 let id = SessionId::generate(self.config.id_length)?;
-                session
-                    .data_mut()
-                    .insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
-                session.snapshot = Arc::new(Session::initial_data(&id));
+                session.set_field(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+                session.set_stored(Session::initial_data(&id));
                 session.id = id;
                 Counters::bump(&self.counters.regenerated);
                 return Ok(());
@@ -63,7 +59,7 @@ impl Sessions {
         let flags = self.codec().flags();
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate(self.config.id_length)?;
-            let mut data = SessionData::clone(&session.data);
+            let mut data = session.data().clone();
             data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
             let key = self.key_of(&id);
             let bytes = self.codec().encode(&data)?;
@@ -79,7 +75,7 @@ impl Sessions {
                 local.write(&key, &bytes, flags, version).await;
             }
             session.id = id;
-            session.data = Arc::new(data);
+            session.replace_data(data);
             session.mark_synced(version);
             session.remaining = Some(ttl);
             // `set` points the reverse key at the new id; the old id's key
@@ -89,7 +85,7 @@ impl Sessions {
             if let Some(local) = &self.local {
                 local.forget(&old_key).await;
             }
-            let user = self.principal_of(&session.data);
+            let user = self.principal_of(session.data());
             self.index_remove_for(user.as_deref(), &old_id).await?;
             if !existed {
                 // Logged out (or expired) meanwhile: the copy must not live
@@ -138,7 +134,7 @@ impl Sessions {
                 return Ok(false);
             };
             // Decoded under the new id, so `_session_id` is the new one.
-            session.data = Arc::new(self.decode(&fresh, old_key, &session.id)?);
+            session.replace_data(self.decode(&fresh, old_key, &session.id)?);
             expected = Some(fresh.version);
             tracing::debug!(new = %session.id, "late write to the old id carried over");
             let _ = self.save(session).await?;

@@ -8,7 +8,7 @@ use super::Sessions;
 use crate::codec::FLAGS_RAW;
 use crate::error::{Error, Result};
 use crate::principal::{digest_field, md5_hex, principal_string};
-use crate::session::{Session, SessionData};
+use crate::session::{Fields, Session, SessionData};
 
 impl Sessions {
     /// The live session of a user, through the reverse key `md5_hex(value)`.
@@ -47,10 +47,13 @@ impl Sessions {
     /// [`Sessions::stamp_principal`] on a handle, changing (and so copying)
     /// its data only when the stamp is not already right.
     pub(super) fn stamp_session(&self, session: &mut Session) {
-        if let Some((field, digest)) = self.principal_stamp(&session.data)
-            && session.data.get(&field) != digest.as_ref()
+        if let Some((field, digest)) = self.principal_stamp(session.data())
+            && session.data().get(&field) != digest.as_ref()
         {
-            self.stamp_principal(session.data_mut());
+            match digest {
+                Some(d) => session.set_field(field, d),
+                None => session.remove_field(&field),
+            };
         }
     }
 
@@ -67,13 +70,13 @@ impl Sessions {
 
     /// The reverse key named by a session's `<principal>_MD5` field (or,
     /// when the reverse key is keyed by HMAC, computed from the principal).
-    pub(super) fn reverse_key_of(&self, data: &SessionData) -> Option<String> {
+    pub(super) fn reverse_key_of(&self, data: &impl Fields) -> Option<String> {
         let field = self.config.principal.as_ref()?;
         if self.hmac_reverse_key() {
-            let user = data.get(field).and_then(principal_string)?;
+            let user = data.field(field).and_then(principal_string)?;
             return Some(self.reverse_key_for(&user));
         }
-        let digest = data.get(&digest_field(field))?.as_str()?;
+        let digest = data.field(&digest_field(field))?.as_str()?;
         let is_md5 = digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit());
         is_md5.then(|| format!("{}{}", self.config.key_prefix, digest))
     }
@@ -81,7 +84,7 @@ impl Sessions {
     /// Writes the reverse key of a just-written session; on failure it stays
     /// pending for the next save.
     pub(super) async fn write_reverse_key(&self, session: &mut Session) -> Result<()> {
-        if let Some(reverse) = self.reverse_key_of(&session.data) {
+        if let Some(reverse) = self.reverse_key_of(session.data()) {
             session.reverse_key_pending = true;
             let _ = self
                 .servers
@@ -102,8 +105,8 @@ impl Sessions {
     /// delete of [`Sessions::delete_reverse_key_at`].
     pub(super) async fn delete_reverse_key(&self, session: &Session) -> Result<()> {
         let Some(reverse) = self
-            .reverse_key_of(&session.snapshot)
-            .or_else(|| self.reverse_key_of(&session.data))
+            .reverse_key_of(&session.stored())
+            .or_else(|| self.reverse_key_of(session.data()))
         else {
             return Ok(());
         };

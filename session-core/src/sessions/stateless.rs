@@ -17,8 +17,6 @@
 //! ([`Session::version`]); passing it turns "change these fields" into
 //! "change these fields if nobody else changed the session since I read it".
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
 use super::Sessions;
@@ -110,12 +108,11 @@ impl Sessions {
         let Some(mut session) = self.load_for_write(&id, expected).await? else {
             return Ok(None);
         };
-        let data = session.data_mut();
         for (field, value) in &patch.set {
-            data.insert(field.clone(), value.clone());
+            session.set_field(field.clone(), value.clone());
         }
         for field in &patch.remove {
-            data.remove(field);
+            session.remove_field(field);
         }
         self.save_expecting(&mut session, expected).await?;
         Ok(Some(session))
@@ -137,7 +134,7 @@ impl Sessions {
             return Ok(None);
         };
         fields.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
-        session.data = Arc::new(fields);
+        session.replace_data(fields);
         self.save_expecting(&mut session, expected).await?;
         Ok(Some(session))
     }
