@@ -35,6 +35,11 @@ use test_support::bench::{self, BenchEnv, Output, Row, Sample};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = Result<T, BoxError>;
 
+/// The allocator our binaries use (see the workspace manifest); all three
+/// scenarios of this process run on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 200_000;
 

@@ -44,6 +44,11 @@ use test_support::bench::{self, BenchEnv, Output, Pool, Row, Sample};
 use tower_sessions_core::SessionStore;
 use tower_sessions_core::session::{Id, Record};
 
+/// The allocator our binaries use (see the workspace manifest); both sides
+/// of every comparison in this process run on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Concurrency levels (tasks, threads or processes).
 const LEVELS: [usize; 3] = [1, 16, 64];
 /// Most operations one task makes in one measurement.

@@ -46,6 +46,11 @@ use tower_sessions_core_014::session::{Id, Record};
 use tower_sessions_redis_store::RedisStore as TowerRedisStore;
 use tower_sessions_redis_store::fred::prelude::{ClientLike as _, Config, KeysInterface as _};
 
+/// The allocator our binaries use (see the workspace manifest); both sides
+/// of every comparison in this process run on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sessions each side writes before measuring.
 const SESSIONS: usize = 5000;
 /// Concurrency levels.

@@ -11,6 +11,11 @@ use clap::Parser;
 use replicator::{Config, FileConfig, Replicator, Topology};
 use tracing_subscriber::EnvFilter;
 
+/// Many small allocations from many threads: glibc's malloc serialises
+/// them on its arena locks (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Replicates every key (sessions, reverse keys, anything) between
 /// memcached servers: from the `watch mutations` feed, values read with
 /// meta mg (value, flags, remaining TTL), plus full comparisons at start,

@@ -25,6 +25,11 @@ use clap::{Args, Parser, Subcommand};
 use session_core::{Codec, Patch, Sessions, SessionsConfig, Ttl};
 use std::process::ExitCode;
 
+/// Many small allocations from many threads: glibc's malloc serialises
+/// them on its arena locks (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Read, write, delete and find sessions on memcached, Redis or an in-process store.
 #[derive(Parser)]
 #[command(name = "sessionctl", version, about, long_about = None)]

@@ -192,7 +192,14 @@ impl Codec {
             });
         }
         let encoded = match self {
-            Codec::Json => serde_json::to_vec(data).map_err(|e| e.to_string()),
+            Codec::Json => {
+                // Sized for a typical session at once, instead of growing
+                // from serde_json's 128 bytes by reallocation.
+                let mut out = Vec::with_capacity(512);
+                serde_json::to_writer(&mut out, data)
+                    .map(|()| out)
+                    .map_err(|e| e.to_string())
+            }
             Codec::MessagePack => rmp_serde::to_vec_named(data).map_err(|e| e.to_string()),
             Codec::Storable => crate::storable::encode_map(data).map_err(|e| e.to_string()),
         };
@@ -230,6 +237,10 @@ impl Codec {
 /// Nesting depth of a value: 0 for a scalar, 1 for a flat list or map.
 /// Iterative, so a hostile value cannot overflow the stack here.
 fn depth(value: &Value) -> usize {
+    // Most fields are scalars: no stack to allocate for them.
+    if !matches!(value, Value::Array(_) | Value::Object(_)) {
+        return 0;
+    }
     let mut deepest = 0;
     let mut stack = vec![(value, 0usize)];
     while let Some((v, d)) = stack.pop() {

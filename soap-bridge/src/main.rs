@@ -10,6 +10,11 @@ use clap::Parser;
 use soap_bridge::Config;
 use tracing_subscriber::EnvFilter;
 
+/// Many small allocations from many threads: glibc's malloc serialises
+/// them on its arena locks (see the workspace manifest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Sessions for every language: a SOAP 1.1 service compatible with the
 /// original MemcachedSOAPClass (SOAP::Lite clients work unchanged, only the
 /// URL differs), plus a JSON mirror at /sessions.

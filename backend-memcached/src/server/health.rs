@@ -114,6 +114,9 @@ impl Server {
     /// True if a call would be let through now (up, or its retry is due),
     /// without claiming the probe. Used to route multi-key reads.
     pub(crate) fn is_available(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
         match self.health.lock() {
             Ok(h) => h.down.is_none_or(|d| Instant::now() >= d.retry_at),
             Err(_) => true,
@@ -122,6 +125,9 @@ impl Server {
 
     /// Lets a call through or fails fast while the server is down.
     pub(super) fn admit(&self) -> Result<Admission> {
+        if !self.down.load(Ordering::Acquire) {
+            return Ok(Admission::Up);
+        }
         let Ok(mut guard) = self.health.lock() else {
             return Ok(Admission::Up);
         };
@@ -144,10 +150,14 @@ impl Server {
     }
 
     pub(super) fn on_success(&self) {
+        if !self.down.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(mut guard) = self.health.lock() else {
             return;
         };
         if guard.down.take().is_some() {
+            self.down.store(false, Ordering::Release);
             self.counters.marked_up.fetch_add(1, Ordering::Relaxed);
             tracing::info!(server = %self.addr, "memcached server is back up");
         }
@@ -165,6 +175,7 @@ impl Server {
                     retry_at: later(now, self.backoff_initial),
                     backoff: self.backoff_initial,
                 });
+                self.down.store(true, Ordering::Release);
                 drop(guard);
                 self.counters.marked_down.fetch_add(1, Ordering::Relaxed);
                 // Idle connections to a server that just failed are most

@@ -67,12 +67,13 @@ impl Slots {
 
 impl Server {
     /// True when `op` goes on a multiplexed connection; `alone` says no
-    /// other call to this server is in flight.
-    pub(super) fn multiplexes(&self, op: &Op<'_>, alone: bool) -> bool {
+    /// other call to this server is in flight, `settings_known` that a
+    /// pooled connection already learned the server's settings.
+    pub(super) fn multiplexes(&self, op: &Op<'_>, alone: bool, settings_known: bool) -> bool {
         self.mux.is_some()
             && !(alone && self.mode == ConnectionMode::Adaptive)
             && !matches!(op, Op::Scan { .. } | Op::Stats)
-            && self.settings().is_some()
+            && settings_known
     }
 
     /// The next slot's open connection, opening one if it has none.

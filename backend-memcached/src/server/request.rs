@@ -54,7 +54,8 @@ impl Server {
     /// and health/counter bookkeeping.
     pub(crate) async fn call(&self, op: &Op<'_>) -> Result<Reply> {
         // Known limits are input checks: no I/O, no health change.
-        if let Some(settings) = self.settings() {
+        let settings = self.settings();
+        if let Some(settings) = settings {
             self.check(settings, op)?;
         }
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -64,7 +65,7 @@ impl Server {
                 let deadline = Instant::now() + budget;
                 let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
                 let _in_flight = InFlight(&self.in_flight);
-                let result = if self.multiplexes(op, alone) {
+                let result = if self.multiplexes(op, alone, settings.is_some()) {
                     self.exchange_multiplexed(op, deadline).await
                 } else {
                     self.exchange(op, deadline).await
