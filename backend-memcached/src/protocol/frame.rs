@@ -13,7 +13,7 @@
 
 use tokio::io::AsyncRead;
 
-use super::{error_line, meta, parse_num};
+use super::{is_error_line, meta, parse_num};
 use crate::connection::Reader;
 use crate::error::{Error, Result};
 
@@ -29,9 +29,7 @@ pub(crate) struct Frame {
 impl Frame {
     /// True when the line is one of the error lines both dialects share.
     pub(crate) fn is_error_line(&self) -> bool {
-        self.line == b"ERROR"
-            || self.line.starts_with(b"CLIENT_ERROR")
-            || self.line.starts_with(b"SERVER_ERROR")
+        super::is_error_line(&self.line)
     }
 
     /// True when the connection can still be trusted after this frame:
@@ -84,7 +82,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
                         meta::Status::Value(len) => Some(reader.read_block(operation, len).await?),
                         _ => None,
                     },
-                    None if error_line(reader.server(), &line, 0).is_some() => None,
+                    None if is_error_line(&line) => None,
                     None => return Err(not_an_answer(reader.server(), operation, &line)),
                 };
                 frames.push(Frame { line, data });
@@ -108,7 +106,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
                             data: Some(reader.read_block(operation, len).await?),
                             line,
                         },
-                        None if error_line(reader.server(), &line, 0).is_some() => {
+                        None if is_error_line(&line) => {
                             frames.push(Frame { line, data: None });
                             break;
                         }

@@ -448,6 +448,9 @@ pub(crate) fn exptime(ttl: Ttl) -> i64 {
 /// `CLIENT_ERROR ...`, `SERVER_ERROR ...`). `value_len` is the size of the
 /// value being written, to report `object too large` as such.
 pub(crate) fn error_line(server: &str, line: &[u8], value_len: usize) -> Option<Error> {
+    if !is_error_line(line) {
+        return None;
+    }
     let text = String::from_utf8_lossy(line);
     if line.starts_with(b"SERVER_ERROR") && text.contains("too large") {
         return Some(Error::ServerTooLarge {
@@ -457,13 +460,17 @@ pub(crate) fn error_line(server: &str, line: &[u8], value_len: usize) -> Option<
             limit: None,
         });
     }
-    if line == b"ERROR" || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR") {
-        return Some(Error::ServerError {
-            server: server.to_owned(),
-            message: text.into_owned(),
-        });
-    }
-    None
+    Some(Error::ServerError {
+        server: server.to_owned(),
+        message: text.into_owned(),
+    })
+}
+
+/// True for the error lines both dialects share (`ERROR`, `CLIENT_ERROR
+/// ...`, `SERVER_ERROR ...`): the one test of that, for classifying a line
+/// without building its [`Error`].
+pub(crate) fn is_error_line(line: &[u8]) -> bool {
+    line == b"ERROR" || line.starts_with(b"CLIENT_ERROR") || line.starts_with(b"SERVER_ERROR")
 }
 
 /// The error for an answer the protocol does not allow here.

@@ -66,14 +66,20 @@ impl Slots {
 }
 
 impl Server {
-    /// True when `op` goes on a multiplexed connection; `alone` says no
-    /// other call to this server is in flight, `settings_known` that a
-    /// pooled connection already learned the server's settings.
-    pub(super) fn multiplexes(&self, op: &Op<'_>, alone: bool, settings_known: bool) -> bool {
-        self.mux.is_some()
-            && !(alone && self.mode == ConnectionMode::Adaptive)
+    /// The shared connections `op` goes on, or `None` for a pooled one;
+    /// `alone` says no other call to this server is in flight,
+    /// `settings_known` that a pooled connection already learned the
+    /// server's settings.
+    pub(super) fn multiplexed_slots(
+        &self,
+        op: &Op<'_>,
+        alone: bool,
+        settings_known: bool,
+    ) -> Option<&Slots> {
+        let shared = !(alone && self.mode == ConnectionMode::Adaptive)
             && !matches!(op, Op::Scan { .. } | Op::Stats)
-            && settings_known
+            && settings_known;
+        self.mux.as_ref().filter(|_| shared)
     }
 
     /// The next slot's open connection, opening one if it has none.
@@ -107,12 +113,10 @@ impl Server {
     /// Runs `op` on a multiplexed connection within `deadline`.
     pub(super) async fn exchange_multiplexed(
         &self,
+        slots: &Slots,
         op: &Op<'_>,
         deadline: Instant,
     ) -> Result<Reply> {
-        let Some(slots) = &self.mux else {
-            return self.exchange(op, deadline).await;
-        };
         protocol::refuse_unsendable(self.protocol, &self.addr, op)?;
         if let Op::GetMany([]) = op {
             // No request, so no answer for the reader to wait for.

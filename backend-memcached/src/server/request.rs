@@ -65,10 +65,9 @@ impl Server {
                 let deadline = Instant::now() + budget;
                 let alone = self.in_flight.fetch_add(1, Ordering::AcqRel) == 0;
                 let _in_flight = InFlight(&self.in_flight);
-                let result = if self.multiplexes(op, alone, settings.is_some()) {
-                    self.exchange_multiplexed(op, deadline).await
-                } else {
-                    self.exchange(op, deadline).await
+                let result = match self.multiplexed_slots(op, alone, settings.is_some()) {
+                    Some(slots) => self.exchange_multiplexed(slots, op, deadline).await,
+                    None => self.exchange(op, deadline).await,
                 };
                 (self.refine(op, result), Some(admission))
             }
