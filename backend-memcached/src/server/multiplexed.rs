@@ -76,9 +76,12 @@ impl Server {
         alone: bool,
         settings_known: bool,
     ) -> Option<&Slots> {
-        let shared = !(alone && self.mode == ConnectionMode::Adaptive)
-            && !matches!(op, Op::Scan { .. } | Op::Stats)
-            && settings_known;
+        // Scans and stats stay pooled; so does a lone call in the adaptive
+        // mode, and every call until the settings are known.
+        let pooled = matches!(op, Op::Scan { .. } | Op::Stats)
+            || (alone && self.mode == ConnectionMode::Adaptive)
+            || !settings_known;
+        let shared = !pooled;
         self.mux.as_ref().filter(|_| shared)
     }
 
