@@ -81,8 +81,7 @@ impl Server {
         let pooled = matches!(op, Op::Scan { .. } | Op::Stats)
             || (alone && self.mode == ConnectionMode::Adaptive)
             || !settings_known;
-        let shared = !pooled;
-        self.mux.as_ref().filter(|_| shared)
+        self.mux.as_ref().filter(|_| !pooled)
     }
 
     /// The next slot's open connection, opening one if it has none.
