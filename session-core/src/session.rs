@@ -53,7 +53,7 @@ pub struct Session {
     /// [`Session::field_mut`], [`Session::set_field`] and
     /// [`Session::remove_field`], which keep the old value first.
     touched: Vec<(String, Option<Value>)>,
-    /// The principal store's version of `snapshot`, when known.
+    /// The principal store's version of what the store held, when known.
     pub(crate) version: Option<Version>,
     pub(crate) state: State,
     /// The session was written but its reverse key could not be: the next
