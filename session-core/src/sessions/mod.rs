@@ -145,7 +145,11 @@ impl Sessions {
 
     /// The store key of a session id: `key_prefix` + id.
     pub fn key_of(&self, id: &SessionId) -> String {
-        format!("{}{}", self.config.key_prefix, id)
+        let prefix = &self.config.key_prefix;
+        let mut key = String::with_capacity(prefix.len() + id.as_str().len());
+        key.push_str(prefix);
+        key.push_str(id.as_str());
+        key
     }
 
     /// Starts a new session with a fresh random id.
