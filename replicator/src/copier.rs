@@ -138,10 +138,7 @@ impl Copier {
                         .is_some_and(|e| !e.same_run(&epoch))
                     {
                         // Restarted: its absences say nothing about deletes.
-                        for prev in self.state.values_mut() {
-                            prev[node] = None;
-                        }
-                        tracing::info!(link = %self.shared.name, server = %addr, "server restarted; its keys are compared afresh");
+                        self.forget_node(node, "server restarted");
                     }
                     self.epochs[node] = Some(epoch);
                     self.retry_at[node] = None;
@@ -164,13 +161,36 @@ impl Copier {
         }
     }
 
+    /// Reads `keys` on every node, each node's run marker in the same
+    /// round trip: a node whose marker vanished or changed since we last
+    /// looked lost its items (`flush_all`, which breaks no connection, or
+    /// a restart another copier noticed first), so what we knew of it is
+    /// void before anything is decided from its absences.
     async fn read_all(&mut self, keys: &[&str]) -> Result<Vec<Vec<Option<RawItem>>>> {
+        let mut with_marker = Vec::with_capacity(keys.len() + 1);
+        with_marker.extend_from_slice(keys);
+        with_marker.push(RUN_MARKER);
         let mut out = Vec::with_capacity(self.conns.len());
         for node in 0..self.conns.len() {
-            let c = self.conn(node).await?;
-            out.push(c.get_many(keys).await?);
+            let mut items = self.conn(node).await?.get_many(&with_marker).await?;
+            let token = items.pop().flatten().map(|item| item.value);
+            if token.as_ref() != self.epochs[node].as_ref().map(|e| &e.token) {
+                let epoch = server_epoch(self.conn(node).await?).await?;
+                self.forget_node(node, "its items were dropped (flush_all or restart)");
+                self.epochs[node] = Some(epoch);
+            }
+            out.push(items);
         }
         Ok(out)
+    }
+
+    /// What we knew of `node` is void: its absences are no longer deletes.
+    fn forget_node(&mut self, node: usize, why: &str) {
+        for prev in self.state.values_mut() {
+            prev[node] = None;
+        }
+        let server = &self.shared.nodes[node];
+        tracing::info!(link = %self.shared.name, %server, why, "keys are compared afresh");
     }
 
     async fn batch(&mut self, keys: &[(String, Option<f64>)]) -> Result<()> {
@@ -309,12 +329,13 @@ impl Copier {
 /// same start second, and its connection count catches up with the old
 /// run's within moments (a CI run saw exactly that, and the empty peer's
 /// absences were taken for deletes). So the first replicator to meet a run
-/// leaves a random token under this key. When a copier reconnects (a
-/// restart always breaks its connection), a token gone or changed means
-/// the server lost its items, and what we knew of that node is void. If
-/// the token itself was evicted, that is a false alarm, and a cheap one:
-/// keys are compared afresh, and an absence is then not a delete. The key
-/// is never replicated (`replicated`).
+/// leaves a random token under this key. A copier reads it with every
+/// batch (one more key in the same multi-get) and when it reconnects: a
+/// token gone or changed means the server lost its items (a restart, or a
+/// `flush_all`, which breaks no connection), and what we knew of that node
+/// is void. If the token itself was evicted, that is a false alarm, and a
+/// cheap one: keys are compared afresh, and an absence is then not a
+/// delete. The key is never replicated (`replicated`).
 pub const RUN_MARKER: &str = "memorycached.replicator.run";
 
 /// False for keys the replicator keeps to itself.

@@ -69,9 +69,9 @@
 //!    configuration order wins**. The decision is taken once, by one copier
 //!    for that key, and applied to all peers, so it is the same on both.
 //! 3. Without memory of an in-sync state (replicator just started, memory
-//!    full, or a peer restarted — detected by its `pid`, start time and
-//!    the token the replicator leaves under [`RUN_MARKER`], which a new
-//!    run no longer holds), an absence is not a delete: present items are copied to where they are
+//!    full, or a peer restarted or flushed — detected by its `pid`, start
+//!    time and the token the replicator leaves under [`RUN_MARKER`], which
+//!    an emptied server no longer holds), an absence is not a delete: present items are copied to where they are
 //!    missing. A delete made while the replicator was not running is
 //!    therefore undone at its start; one made while it runs never is.
 //!

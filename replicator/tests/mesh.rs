@@ -11,7 +11,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{conn, converged, converged_on, eventually, fast, keys, memcacheds, read, stat};
+use common::{
+    conn, converged, converged_on, eventually, fast, flush_all, keys, memcacheds, read, stat,
+};
 use replicator::{Replicator, Topology};
 use session_core::Ttl;
 use session_core::codec::FLAGS_REPLICATED;
@@ -197,6 +199,29 @@ async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
             .len(),
         100
     );
+    r.stop().await;
+}
+
+/// `flush_all` on one peer empties it without breaking any connection, so
+/// only the run marker tells that its absences are not deletes. A key
+/// written on the other peer meanwhile must survive too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_peer_is_refilled_not_wiped_into_the_other() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
+    let mut ca = conn(a).await;
+    for i in 0..100 {
+        ca.set(&format!("k{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
+    }
+    converged(&[a, b], true, LIMIT).await;
+    flush_all(b).await;
+    ca.set("k0", b"written after the flush", 0, Ttl::NEVER)
+        .await
+        .unwrap();
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("k", 100)).await;
+    assert_eq!(snap.len(), 100, "a flush of one peer is not a mass delete");
+    assert_eq!(snap["k0"].0, b"written after the flush");
     r.stop().await;
 }
 

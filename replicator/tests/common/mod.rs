@@ -42,6 +42,16 @@ pub async fn conn(server: &Server) -> RawConnection {
         .unwrap()
 }
 
+/// `flush_all` on `server`, as an operator would send it.
+pub async fn flush_all(server: &Server) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream.write_all(b"flush_all\r\n").await.unwrap();
+    let mut answer = [0u8; 4];
+    stream.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"OK\r\n");
+}
+
 /// A config that reacts fast: short backoffs and stats polls.
 pub fn fast(topology: Topology) -> Config {
     let mut c = Config::new(topology);
