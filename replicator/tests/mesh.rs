@@ -2,7 +2,8 @@
 //! converge with a bounded number of writes (no ping-pong); concurrent
 //! writes of one key converge to the same value on both; a raw delete on
 //! either master reaches the other and never comes back; a partition
-//! (cut/heal) converges. Every test ends by comparing whole contents.
+//! (cut/heal) converges; a peer restarted or flushed empty is refilled,
+//! never wiped into the other. Every test ends by comparing whole contents.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,6 +12,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use backend_memcached::raw::RawConnection;
 use common::{
     conn, converged, converged_on, eventually, fast, flush_all, keys, memcacheds, read, stat,
 };
@@ -180,16 +182,23 @@ async fn a_partition_heals_and_converges() {
     r.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
+/// Two peers in a mesh with a replicator running, `k0`..`k99` written on
+/// the first and copied to the second; and a connection to the first.
+async fn two_peers_in_sync() -> (Vec<common::Server>, Replicator, RawConnection) {
     let s = memcacheds(2).await;
-    let (a, b) = (&s[0], &s[1]);
-    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
-    let mut ca = conn(a).await;
+    let r = Replicator::start(fast(mesh(&[&s[0], &s[1]]))).unwrap();
+    let mut ca = conn(&s[0]).await;
     for i in 0..100 {
         ca.set(&format!("k{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
     }
-    converged(&[a, b], true, LIMIT).await;
+    converged(&[&s[0], &s[1]], true, LIMIT).await;
+    (s, r, ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
+    let (s, r, _) = two_peers_in_sync().await;
+    let (a, b) = (&s[0], &s[1]);
     b.start().await.unwrap(); // restart: b comes back empty
     let snap = converged_on(&[a, b], true, LIMIT, &keys("k", 100)).await;
     assert_eq!(snap.len(), 100, "a restart is not a mass delete");
@@ -207,14 +216,8 @@ async fn a_peer_restarted_empty_is_refilled_not_wiped_into_the_other() {
 /// written on the other peer meanwhile must survive too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushed_peer_is_refilled_not_wiped_into_the_other() {
-    let s = memcacheds(2).await;
+    let (s, r, mut ca) = two_peers_in_sync().await;
     let (a, b) = (&s[0], &s[1]);
-    let r = Replicator::start(fast(mesh(&[a, b]))).unwrap();
-    let mut ca = conn(a).await;
-    for i in 0..100 {
-        ca.set(&format!("k{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
-    }
-    converged(&[a, b], true, LIMIT).await;
     flush_all(b).await;
     ca.set("k0", b"written after the flush", 0, Ttl::NEVER)
         .await
