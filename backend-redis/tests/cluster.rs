@@ -222,21 +222,10 @@ async fn a_paused_master_fails_its_keys_by_timeout_only() {
     let addrs = cluster.addrs();
     let url = format!("redis://{}?cluster=true&timeout_ms=500", addrs.join(","));
     let store = RedisStore::from_url(&url).unwrap();
-    // One key per master.
-    let mut keys: Vec<Option<String>> = vec![None; addrs.len()];
-    for i in 0..200 {
-        let key = format!("k{i}");
-        let port = common::owner(&addrs[0], &key).await;
-        let node = addrs
-            .iter()
-            .position(|a| a.ends_with(&format!(":{port}")))
-            .unwrap();
-        if keys[node].is_none() {
-            store.set(&key, b"v", 0, Ttl::NEVER).await.unwrap();
-            keys[node] = Some(key);
-        }
+    let keys = common::one_key_per_master(&addrs).await;
+    for key in &keys {
+        store.set(key, b"v", 0, Ttl::NEVER).await.unwrap();
     }
-    let keys: Vec<String> = keys.into_iter().map(Option::unwrap).collect();
 
     cluster.nodes()[1].pause().await.unwrap();
     let (r, took) = common::timed(store.get(&keys[1])).await;
@@ -247,40 +236,9 @@ async fn a_paused_master_fails_its_keys_by_timeout_only() {
     // call after the paused node's timeout may itself time out once (the
     // client refreshes its slot map, asking the paused node too); the
     // next ones answer at once.
-    for i in [0, 2] {
-        let mut failures = 0;
-        loop {
-            match common::timed(store.get(&keys[i])).await.0 {
-                Ok(found) => {
-                    assert!(found.is_some(), "key of master {i} during the pause");
-                    break;
-                }
-                Err(e) => {
-                    assert!(e.is_timeout(), "master {i} during the pause: {e:?}");
-                    failures += 1;
-                    assert!(
-                        failures <= 2,
-                        "master {i} kept failing during the pause: {e:?}"
-                    );
-                }
-            }
-        }
-    }
+    common::others_keep_serving(&store, &keys, 1, 2, |e| e.is_timeout()).await;
 
     cluster.nodes()[1].unpause().await.unwrap();
-    let start = std::time::Instant::now();
-    loop {
-        match common::timed(store.get(&keys[1])).await.0 {
-            Ok(found) => {
-                assert!(found.is_some());
-                break;
-            }
-            Err(e) => assert!(e.is_retryable(), "{e:?}"),
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "no recovery"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let found = common::until_served(&store, &keys[1], std::time::Duration::from_secs(10)).await;
+    assert!(found.is_some());
 }

@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use backend_redis::RedisStore;
 use session_core::{Store, Ttl};
@@ -47,40 +47,12 @@ async fn a_restarted_master_gives_typed_errors_then_serves_its_slots_again() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     // The other masters keep serving (a call may time out once while the
     // client refreshes its slot map, as with a paused master).
-    for i in [0, 2] {
-        let mut failures = 0;
-        loop {
-            match common::timed(store.get(&keys[i])).await.0 {
-                Ok(found) => {
-                    assert!(found.is_some(), "key of master {i} while 1 is down");
-                    break;
-                }
-                Err(e) => {
-                    assert!(e.is_retryable(), "master {i} while 1 is down: {e:?}");
-                    failures += 1;
-                    assert!(failures <= 3, "master {i} kept failing: {e:?}");
-                }
-            }
-        }
-    }
+    common::others_keep_serving(&store, &keys, 1, 3, |e| e.is_retryable()).await;
 
     cluster.nodes()[1].start().await.unwrap();
-    let start = Instant::now();
-    loop {
-        match common::timed(store.get(&keys[1])).await.0 {
-            Ok(found) => {
-                // Really restarted: it came back with empty memory.
-                assert!(found.is_none(), "the key survived the restart");
-                break;
-            }
-            Err(e) => assert!(e.is_retryable(), "{e:?}"),
-        }
-        assert!(
-            start.elapsed() < RECOVERY,
-            "the restarted master's slots never came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let found = common::until_served(&store, &keys[1], RECOVERY).await;
+    // Really restarted: it came back with empty memory.
+    assert!(found.is_none(), "the key survived the restart");
     store.set(&keys[1], b"back", 0, Ttl::NEVER).await.unwrap();
     assert_eq!(store.get(&keys[1]).await.unwrap().unwrap().value, b"back");
     for i in [0, 2] {

@@ -92,3 +92,52 @@ pub async fn one_key_per_master(addrs: &[String]) -> Vec<String> {
         .map(|k| k.expect("a master owns none of 1000 keys"))
         .collect()
 }
+
+/// Reads `keys[i]` for every master `i` but `down` until each answers with
+/// its value. A call may fail up to `max_failures` times, with an error
+/// `allowed` accepts (the client refreshing its slot map while one master
+/// is out), and no more.
+pub async fn others_keep_serving(
+    store: &backend_redis::RedisStore,
+    keys: &[String],
+    down: usize,
+    max_failures: usize,
+    allowed: fn(&session_core::Error) -> bool,
+) {
+    use session_core::Store as _;
+    for (i, key) in keys.iter().enumerate().filter(|(i, _)| *i != down) {
+        let mut failures = 0;
+        loop {
+            match timed(store.get(key)).await.0 {
+                Ok(found) => {
+                    assert!(found.is_some(), "key of master {i} while {down} is out");
+                    break;
+                }
+                Err(e) => {
+                    assert!(allowed(&e), "master {i} while {down} is out: {e:?}");
+                    failures += 1;
+                    assert!(failures <= max_failures, "master {i} kept failing: {e:?}");
+                }
+            }
+        }
+    }
+}
+
+/// Polls `key` until the store answers for it (retryable errors meanwhile,
+/// nothing else), for at most `limit`; returns what it read.
+pub async fn until_served(
+    store: &backend_redis::RedisStore,
+    key: &str,
+    limit: Duration,
+) -> Option<session_core::Entry> {
+    use session_core::Store as _;
+    let start = Instant::now();
+    loop {
+        match timed(store.get(key)).await.0 {
+            Ok(found) => return found,
+            Err(e) => assert!(e.is_retryable(), "{e:?}"),
+        }
+        assert!(start.elapsed() < limit, "{key}'s master never served again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
