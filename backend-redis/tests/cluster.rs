@@ -223,9 +223,7 @@ async fn a_paused_master_fails_its_keys_by_timeout_only() {
     let url = format!("redis://{}?cluster=true&timeout_ms=500", addrs.join(","));
     let store = RedisStore::from_url(&url).unwrap();
     let keys = common::one_key_per_master(&addrs).await;
-    for key in &keys {
-        store.set(key, b"v", 0, Ttl::NEVER).await.unwrap();
-    }
+    common::seed(&store, &keys, b"v", std::time::Duration::from_secs(20)).await;
 
     cluster.nodes()[1].pause().await.unwrap();
     let (r, took) = common::timed(store.get(&keys[1])).await;

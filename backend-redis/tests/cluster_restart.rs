@@ -36,9 +36,7 @@ async fn a_restarted_master_gives_typed_errors_then_serves_its_slots_again() {
     );
     let store = RedisStore::from_url(&url).unwrap();
     let keys = common::one_key_per_master(&addrs).await;
-    for key in &keys {
-        store.set(key, b"v", 0, Ttl::NEVER).await.unwrap();
-    }
+    common::seed(&store, &keys, b"v", RECOVERY).await;
 
     cluster.nodes()[1].stop().await.unwrap();
     let (r, took) = common::timed(store.get(&keys[1])).await;

@@ -123,6 +123,38 @@ pub async fn others_keep_serving(
     }
 }
 
+/// Writes `value` under every key, retrying retryable errors for at most
+/// `limit` per key: the arrange step of the tests that run a cluster of
+/// their own. A cluster that just formed is answered by a client that
+/// still has to connect to every master and read the slot map, and on a
+/// loaded CI machine that first call can overrun a short test timeout;
+/// what those tests check starts after this.
+pub async fn seed(
+    store: &backend_redis::RedisStore,
+    keys: &[String],
+    value: &[u8],
+    limit: Duration,
+) {
+    use session_core::Store as _;
+    for key in keys {
+        let start = Instant::now();
+        loop {
+            match timed(store.set(key, value, 0, session_core::Ttl::NEVER))
+                .await
+                .0
+            {
+                Ok(_) => break,
+                Err(e) => assert!(e.is_retryable(), "seeding {key}: {e:?}"),
+            }
+            assert!(
+                start.elapsed() < limit,
+                "seeding {key}: the cluster never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// Polls `key` until the store answers for it (retryable errors meanwhile,
 /// nothing else), for at most `limit`; returns what it read.
 pub async fn until_served(
