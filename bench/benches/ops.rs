@@ -71,14 +71,6 @@ const MODE_OPS: [&str; 5] = ["raw_pair", "create", "load", "save_changed", "upda
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
 
-/// Whether row `name` is measured (see the module docs).
-fn wanted(name: &str) -> bool {
-    match std::env::var("MEMORYCACHED_BENCH_ROWS") {
-        Ok(rows) => rows.split(',').any(|r| name.contains(r.trim())),
-        Err(_) => true,
-    }
-}
-
 /// One store's sessions, at one concurrency level.
 struct Ctx {
     sessions: Sessions,
@@ -189,14 +181,14 @@ async fn bench_store(
     for tasks in TASKS {
         if !ops
             .iter()
-            .any(|name| wanted(&format!("{label}/{name}/{tasks}")))
+            .any(|name| bench::wanted(&format!("{label}/{name}/{tasks}")))
         {
             continue;
         }
         let tag = format!("{:x}{label}{tasks}", std::process::id());
         let ctx = Arc::new(Ctx::new(sessions.clone(), store.clone(), tasks, tag).await?);
         for &name in ops {
-            if !wanted(&format!("{label}/{name}/{tasks}")) {
+            if !bench::wanted(&format!("{label}/{name}/{tasks}")) {
                 continue;
             }
             let op = {

@@ -25,7 +25,9 @@
 //! slices, so a neighbour's load on a shared machine falls on both alike.
 //! Everything written is deleted at the end.
 //!
-//! By hand: `MEMORYCACHED_BENCH_REDIS=host:port` (a Redis nobody else
+//! By hand (add `MEMORYCACHED_BENCH_ROWS=ours_load/64` to measure only the
+//! rows whose name contains one of its comma-separated parts, e.g. for
+//! `perf`): `MEMORYCACHED_BENCH_REDIS=host:port` (a Redis nobody else
 //! uses), `MEMORYCACHED_BENCH_MEMCACHED=host:port` (likewise a memcached),
 //! `MEMORYCACHED_BENCH_OUT=file.jsonl`, then
 //! `cargo bench -p memorycached-bench --bench redis_peers`.
@@ -217,32 +219,49 @@ async fn level(
         let ours = move |t, i| c.clone().ours(Ours::Redis, op, tasks, t, i);
         let c = ctx.clone();
         let memcached = move |t, i| c.clone().ours(Ours::Memcached, op, tasks, t, i);
-        bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, tower.clone()).await;
-        bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, ours.clone()).await;
-        bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, memcached.clone()).await;
-        let slice = env.time / ROUNDS;
-        let mut theirs = Sample::default();
-        let (mut mine, mut on_memcached) = (Sample::default(), Sample::default());
-        for _ in 0..ROUNDS {
-            theirs.absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, tower.clone()).await);
-            mine.absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await);
-            on_memcached
-                .absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, memcached.clone()).await);
-        }
         let peer = format!("redis_peer/tower_{label}/{tasks}");
-        out.record(Row::new(&peer), theirs)?;
-        out.record(
-            Row::new(format!("redis_peer/ours_{label}/{tasks}"))
-                .baseline(&peer)
-                .target(1.0),
-            mine,
-        )?;
-        let mut row = Row::new(format!("redis_peer/memcached_{label}/{tasks}")).baseline(peer);
-        // The multiplexed client's aim: at least the peer's rate at 64.
-        if tasks == 64 {
-            row = row.target(1.0);
+        let mine = format!("redis_peer/ours_{label}/{tasks}");
+        let on_memcached = format!("redis_peer/memcached_{label}/{tasks}");
+        let want = [peer.as_str(), &mine, &on_memcached].map(bench::wanted);
+        if want[0] {
+            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, tower.clone()).await;
         }
-        out.record(row, on_memcached)?;
+        if want[1] {
+            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, ours.clone()).await;
+        }
+        if want[2] {
+            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, memcached.clone()).await;
+        }
+        let slice = env.time / ROUNDS;
+        let mut samples = [Sample::default(), Sample::default(), Sample::default()];
+        for _ in 0..ROUNDS {
+            if want[0] {
+                samples[0]
+                    .absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, tower.clone()).await);
+            }
+            if want[1] {
+                samples[1].absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await);
+            }
+            if want[2] {
+                samples[2]
+                    .absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, memcached.clone()).await);
+            }
+        }
+        let [theirs, mine_sample, on_memcached_sample] = samples;
+        if want[0] {
+            out.record(Row::new(&peer), theirs)?;
+        }
+        if want[1] {
+            out.record(Row::new(mine).baseline(&peer).target(1.0), mine_sample)?;
+        }
+        if want[2] {
+            let mut row = Row::new(on_memcached).baseline(peer);
+            // The multiplexed client's aim: at least the peer's rate at 64.
+            if tasks == 64 {
+                row = row.target(1.0);
+            }
+            out.record(row, on_memcached_sample)?;
+        }
     }
     Ok(())
 }

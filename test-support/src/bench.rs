@@ -152,6 +152,20 @@ impl Sample {
     }
 }
 
+/// The variable that narrows a benchmark to some of its rows, for
+/// profiling one row by hand: a comma-separated list of substrings.
+pub const ROWS_ENV: &str = "MEMORYCACHED_BENCH_ROWS";
+
+/// Whether row `name` is measured: every row when [`ROWS_ENV`] is unset,
+/// else those whose name contains one of its substrings (their baselines
+/// may then be missing from the output).
+pub fn wanted(name: &str) -> bool {
+    match std::env::var(ROWS_ENV) {
+        Ok(rows) => rows.split(',').any(|r| name.contains(r.trim())),
+        Err(_) => true,
+    }
+}
+
 /// Runs `op(task, i)` on `tasks` concurrent tokio tasks until `time` is over
 /// or each task made `max_ops_per_task` calls; records each call's latency
 /// and counts failures (the first one's message is kept).
