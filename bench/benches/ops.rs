@@ -30,7 +30,10 @@
 //!   an equal share of them; no warm-up, which would use them up).
 //!
 //! Every row but `raw_pair` names `raw_pair` at the same concurrency as its
-//! baseline. A failed operation is counted and reported, never hidden.
+//! baseline. The operations of one store and level are measured in turns
+//! (six slices each, every operation once per round; `delete` last), so a
+//! neighbour's load on a shared machine falls on a row and its baseline
+//! alike. A failed operation is counted and reported, never hidden.
 //!
 //! For profiling one row by hand, `MEMORYCACHED_BENCH_ROWS=memcached1/save_changed/64`
 //! (a comma-separated list of substrings) measures only the rows whose name
@@ -42,7 +45,7 @@ use anyhow::{Context as _, bail};
 use backend_memcached::MemcachedStore;
 use memorycached_bench::ten_fields;
 use session_core::{MemoryStore, MemoryStoreConfig, Sessions, SessionsConfig, Store, Ttl};
-use test_support::bench::{self, BenchEnv, Output, Pool, Row};
+use test_support::bench::{self, BenchEnv, Output, Pool, Row, Sample};
 
 /// The allocator our binaries use (see the workspace manifest); every row
 /// of this process, floor included, runs on it.
@@ -70,6 +73,8 @@ const PLAIN_OPS: [&str; 4] = ["raw_pair", "load", "save_changed", "update"];
 const MODE_OPS: [&str; 5] = ["raw_pair", "create", "load", "save_changed", "update"];
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
+/// Slices each operation's measurement is cut into (see `bench_store`).
+const ROUNDS: u32 = 6;
 
 /// One store's sessions, at one concurrency level.
 struct Ctx {
@@ -187,24 +192,42 @@ async fn bench_store(
         }
         let tag = format!("{:x}{label}{tasks}", std::process::id());
         let ctx = Arc::new(Ctx::new(sessions.clone(), store.clone(), tasks, tag).await?);
-        for &name in ops {
-            if !bench::wanted(&format!("{label}/{name}/{tasks}")) {
-                continue;
+        let row_of = |name: &str| format!("{label}/{name}/{tasks}");
+        let measured: Vec<&'static str> = ops
+            .iter()
+            .copied()
+            .filter(|name| bench::wanted(&row_of(name)))
+            .collect();
+        let op = |name: &'static str| {
+            let ctx = ctx.clone();
+            move |t: usize, i: u64| ctx.clone().op(name, t, i)
+        };
+        // Every operation but `delete` is measured in turns: ROUNDS slices
+        // each, one operation after the other in every round, so a
+        // neighbour's load on the shared machine falls on the floor and on
+        // what is compared with it alike. `delete` uses up the sessions
+        // `create` made, so it comes last, in one go.
+        let (in_turns, last): (Vec<_>, Vec<_>) =
+            measured.iter().copied().partition(|name| *name != "delete");
+        for &name in &in_turns {
+            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, op(name)).await;
+        }
+        let mut samples: Vec<Sample> = in_turns.iter().map(|_| Sample::default()).collect();
+        for _ in 0..ROUNDS {
+            for (sample, &name) in samples.iter_mut().zip(&in_turns) {
+                let slice = env.time / ROUNDS;
+                sample.absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, op(name)).await);
             }
-            let op = {
-                let ctx = ctx.clone();
-                move |t: usize, i: u64| ctx.clone().op(name, t, i)
-            };
-            let max = if name == "delete" {
-                ctx.created.per_task(tasks)
-            } else {
-                bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, op.clone()).await;
-                MAX_OPS_PER_TASK
-            };
-            let sample = bench::drive(tasks, env.time, max, op).await;
-            let mut row = Row::new(format!("{label}/{name}/{tasks}"));
+        }
+        let mut results: Vec<(&str, Sample)> = in_turns.into_iter().zip(samples).collect();
+        for name in last {
+            let max = ctx.created.per_task(tasks);
+            results.push((name, bench::drive(tasks, env.time, max, op(name)).await));
+        }
+        for (name, sample) in results {
+            let mut row = Row::new(row_of(name));
             if name != "raw_pair" {
-                row = row.baseline(format!("{label}/raw_pair/{tasks}"));
+                row = row.baseline(row_of("raw_pair"));
             }
             if label == "memcached1_plain" && name == "save_changed" && tasks == 64 {
                 // The multiplexed-client issue's aim: load + save, two

@@ -24,6 +24,12 @@ pub(crate) const COMPANION_SUFFIX: &str = ":lv";
 /// assert!(validate_key(&"k".repeat(251)).is_err());
 /// ```
 pub fn validate_key(key: &str) -> Result<()> {
+    // Every store call checks its key: the usual key (printable ASCII, no
+    // space) passes in one cheap pass over its bytes, before the checks
+    // that must decode Unicode.
+    if !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
     let reason = if key.is_empty() {
         "empty"
     } else if key.len() > MAX_KEY_LEN {

@@ -25,8 +25,6 @@
 //! duplicated answer), and is refused rather than handed to the wrong
 //! caller (`frame.rs`).
 
-use std::io::Write as _;
-
 use session_core::{DeleteOutcome, Entry, Ttl, Version};
 
 use super::StoreReply;
@@ -110,11 +108,12 @@ pub(crate) fn ttl_from_flag(t: i64) -> Ttl {
 /// `O<opaque>` (nothing for the ops that are not meta commands: scan and
 /// stats).
 pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>, opaque: u32) {
-    // Written straight into `buf` (`io::Write` on a `Vec` cannot fail):
-    // no intermediate strings per request.
-    let _ = match *op {
-        Op::Get(key) => write!(buf, "mg {key} v f c t O{opaque}\r\n"),
-        Op::Version(key) => write!(buf, "mg {key} c O{opaque}\r\n"),
+    // Built from byte slices and `itoa` numbers rather than `write!`: the
+    // formatting machinery was about 1.5% of a busy client's CPU.
+    let mut line = Line { buf, opaque };
+    match *op {
+        Op::Get(key) => line.start(b"mg ", key).put(b" v f c t").end(),
+        Op::Version(key) => line.start(b"mg ", key).put(b" c").end(),
         Op::Store {
             mode,
             key,
@@ -122,32 +121,74 @@ pub(crate) fn encode(buf: &mut Vec<u8>, op: &Op<'_>, opaque: u32) {
             flags,
             exptime,
         } => {
-            let _ = write!(buf, "ms {key} {} F{flags} T{exptime} c", value.len());
-            let _ = match mode {
-                StoreMode::Set => Ok(()),
-                StoreMode::Add => write!(buf, " ME"),
-                StoreMode::Cas(cas) => write!(buf, " C{cas}"),
-            };
-            let _ = write!(buf, " O{opaque}\r\n");
-            buf.extend_from_slice(value);
-            buf.extend_from_slice(b"\r\n");
-            Ok(())
+            line.start(b"ms ", key)
+                .put(b" ")
+                .num(value.len())
+                .put(b" F")
+                .num(flags)
+                .put(b" T")
+                .num(exptime)
+                .put(b" c");
+            match mode {
+                StoreMode::Set => {}
+                StoreMode::Add => {
+                    line.put(b" ME");
+                }
+                StoreMode::Cas(cas) => {
+                    line.put(b" C").num(cas);
+                }
+            }
+            line.end();
+            line.buf.extend_from_slice(value);
+            line.buf.extend_from_slice(b"\r\n");
         }
-        Op::Delete(key) => write!(buf, "md {key} O{opaque}\r\n"),
-        Op::Touch(key, exptime) => write!(buf, "mg {key} T{exptime} O{opaque}\r\n"),
+        Op::Delete(key) => line.start(b"md ", key).end(),
+        Op::Touch(key, exptime) => line.start(b"mg ", key).put(b" T").num(exptime).end(),
         Op::GetMany(keys) => {
             for key in keys {
-                let _ = write!(buf, "mg {key} v f c t O{opaque}\r\n");
+                line.start(b"mg ", key).put(b" v f c t").end();
             }
-            Ok(())
         }
-        Op::DeleteIf(key, cas) => write!(buf, "md {key} C{cas} O{opaque}\r\n"),
-        Op::GetAndTouch(key, exptime) => {
-            write!(buf, "mg {key} T{exptime} v f c t O{opaque}\r\n")
-        }
+        Op::DeleteIf(key, cas) => line.start(b"md ", key).put(b" C").num(cas).end(),
+        Op::GetAndTouch(key, exptime) => line
+            .start(b"mg ", key)
+            .put(b" T")
+            .num(exptime)
+            .put(b" v f c t")
+            .end(),
         // Sent by `scan.rs`, never encoded here.
-        Op::Scan { .. } | Op::Stats => Ok(()),
-    };
+        Op::Scan { .. } | Op::Stats => {}
+    }
+}
+
+/// Appends one request line to a buffer.
+struct Line<'b> {
+    buf: &'b mut Vec<u8>,
+    opaque: u32,
+}
+
+impl Line<'_> {
+    /// The command and its key.
+    fn start(&mut self, command: &[u8], key: &str) -> &mut Self {
+        self.put(command).put(key.as_bytes())
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(bytes);
+        self
+    }
+
+    fn num(&mut self, n: impl itoa::Integer) -> &mut Self {
+        self.buf
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        self
+    }
+
+    /// The opaque token and the line's end.
+    fn end(&mut self) {
+        let opaque = self.opaque;
+        self.put(b" O").num(opaque).put(b"\r\n");
+    }
 }
 
 /// The version in an answer that must carry one (we asked for `c`).
@@ -351,5 +392,39 @@ mod tests {
         encode(&mut b, &Op::DeleteIf("k", 42), 7);
         encode(&mut b, &Op::GetAndTouch("k", 300), 7);
         assert_eq!(b, b"md k C42 O7\r\nmg k T300 v f c t O7\r\n".to_vec());
+        b.clear();
+        // The extremes of every number a line carries.
+        encode(&mut b, &Op::Get("k"), u32::MAX);
+        encode(&mut b, &Op::Touch("k", -1), 0);
+        encode(
+            &mut b,
+            &Op::Store {
+                mode: StoreMode::Cas(u64::MAX),
+                key: "k",
+                value: b"v",
+                flags: u32::MAX,
+                exptime: i64::MIN,
+            },
+            1,
+        );
+        assert_eq!(
+            b,
+            b"mg k v f c t O4294967295\r\nmg k T-1 O0\r\n\
+              ms k 1 F4294967295 T-9223372036854775808 c C18446744073709551615 O1\r\nv\r\n"
+                .to_vec()
+        );
+        b.clear();
+        encode(
+            &mut b,
+            &Op::Store {
+                mode: StoreMode::Set,
+                key: "k",
+                value: b"",
+                flags: 0,
+                exptime: 0,
+            },
+            2,
+        );
+        assert_eq!(b, b"ms k 0 F0 T0 c O2\r\n\r\n".to_vec());
     }
 }
