@@ -184,20 +184,17 @@ async fn bench_store(
 ) -> anyhow::Result<()> {
     let store = sessions.servers().clone();
     for tasks in TASKS {
-        if !ops
-            .iter()
-            .any(|name| bench::wanted(&format!("{label}/{name}/{tasks}")))
-        {
-            continue;
-        }
-        let tag = format!("{:x}{label}{tasks}", std::process::id());
-        let ctx = Arc::new(Ctx::new(sessions.clone(), store.clone(), tasks, tag).await?);
         let row_of = |name: &str| format!("{label}/{name}/{tasks}");
         let measured: Vec<&'static str> = ops
             .iter()
             .copied()
             .filter(|name| bench::wanted(&row_of(name)))
             .collect();
+        if measured.is_empty() {
+            continue;
+        }
+        let tag = format!("{:x}{label}{tasks}", std::process::id());
+        let ctx = Arc::new(Ctx::new(sessions.clone(), store.clone(), tasks, tag).await?);
         let op = |name: &'static str| {
             let ctx = ctx.clone();
             move |t: usize, i: u64| ctx.clone().op(name, t, i)
@@ -208,7 +205,7 @@ async fn bench_store(
         // what is compared with it alike. `delete` uses up the sessions
         // `create` made, so it comes last, in one go.
         let (in_turns, last): (Vec<_>, Vec<_>) =
-            measured.iter().copied().partition(|name| *name != "delete");
+            measured.into_iter().partition(|name| *name != "delete");
         for &name in &in_turns {
             bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, op(name)).await;
         }
