@@ -60,6 +60,11 @@ pub struct Config {
     /// master↔master: keys whose last in-sync state is remembered (per
     /// copier); past it, the oldest knowledge is dropped (see crate docs).
     pub max_tracked_keys: usize,
+    /// master↔master: where a clean stop saves what each copier knew of
+    /// the keys in sync, and where a start reads it back (`state.rs`), so
+    /// a delete made while the replicator was stopped is still a delete.
+    /// `None`: nothing is kept, and such a delete is undone at the start.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -78,6 +83,7 @@ impl Config {
             drain_timeout: Duration::from_secs(5),
             ttl_slack_secs: 2,
             max_tracked_keys: 1_000_000,
+            state_file: None,
         }
     }
 
@@ -158,6 +164,9 @@ pub struct FileConfig {
     pub drain_timeout_ms: Option<u64>,
     /// Metrics listen address (`host:port`).
     pub metrics: Option<String>,
+    /// master↔master: the file the in-sync state is kept in across
+    /// restarts (see `Config::state_file`).
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::error::Result;
 use crate::link::{LinkShared, Mode};
 use crate::reconcile::{self, Action, Expect, Prev};
+use crate::state::Known;
 
 /// Work for a copier.
 #[derive(Debug)]
@@ -43,13 +44,21 @@ pub(crate) struct Copier {
     epochs: Vec<Option<Epoch>>,
     /// master↔master: per key, what each node held when last in sync.
     state: HashMap<String, Vec<Prev>>,
+    /// master↔master: what the previous run saved (`state.rs`), consulted
+    /// for a key this run has not settled yet, node by node only while
+    /// that node's run token is the saved one.
+    carried: Option<Arc<Known>>,
     /// When each node may be tried again after a failure.
     retry_at: Vec<Option<Instant>>,
     backoff: Vec<std::time::Duration>,
 }
 
 impl Copier {
-    pub(crate) fn new(shared: Arc<LinkShared>, rx: mpsc::Receiver<Job>) -> Copier {
+    pub(crate) fn new(
+        shared: Arc<LinkShared>,
+        rx: mpsc::Receiver<Job>,
+        carried: Option<Arc<Known>>,
+    ) -> Copier {
         let n = shared.nodes.len();
         let initial = shared.config.backoff_initial;
         Copier {
@@ -58,18 +67,27 @@ impl Copier {
             conns: (0..n).map(|_| None).collect(),
             epochs: vec![None; n],
             state: HashMap::new(),
+            carried,
             retry_at: vec![None; n],
             backoff: vec![initial; n],
         }
     }
 
-    /// Runs until every sender is gone and the queue is empty.
-    pub(crate) async fn run(mut self) {
+    /// Runs until every sender is gone and the queue is empty; returns
+    /// what it knew then, for the state file.
+    pub(crate) async fn run(mut self) -> Known {
         let mut jobs = Vec::with_capacity(BATCH);
         loop {
             jobs.clear();
             if self.rx.recv_many(&mut jobs, BATCH).await == 0 {
-                return;
+                return Known {
+                    tokens: self
+                        .epochs
+                        .iter()
+                        .map(|e| e.as_ref().map(|e| e.token.clone()))
+                        .collect(),
+                    keys: self.state,
+                };
             }
             let queued = jobs.iter().filter(|j| matches!(j, Job::Key { .. })).count();
             self.shared
@@ -184,6 +202,31 @@ impl Copier {
         Ok(out)
     }
 
+    /// What the previous run saved of `key`, for the nodes still in the
+    /// run it saw (unknown for the others, and for every node without a
+    /// saved entry).
+    fn carried_prev(&self, key: &str, nodes: usize) -> Vec<Prev> {
+        let Some((carried, saved)) = self
+            .carried
+            .as_ref()
+            .and_then(|c| Some((c, c.keys.get(key)?)))
+        else {
+            return vec![None; nodes];
+        };
+        (0..nodes)
+            .map(|n| {
+                let token = carried.tokens.get(n).and_then(Option::as_ref);
+                let now = self.epochs[n].as_ref().map(|e| &e.token);
+                match (token, now) {
+                    (Some(saved_token), Some(now)) if saved_token == now => {
+                        saved.get(n).copied().flatten()
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     /// What we knew of `node` is void: its absences are no longer deletes.
     fn forget_node(&mut self, node: usize, why: &str) {
         for prev in self.state.values_mut() {
@@ -239,8 +282,14 @@ impl Copier {
                 .into_iter()
                 .collect::<Vec<_>>(),
             Mode::Mesh => {
-                let unknown = vec![None; items.len()];
-                let prev = self.state.get(key).unwrap_or(&unknown);
+                let carried;
+                let prev = match self.state.get(key) {
+                    Some(prev) => prev,
+                    None => {
+                        carried = self.carried_prev(key, items.len());
+                        &carried
+                    }
+                };
                 let plan = reconcile::mesh(items, prev, slack);
                 if plan.conflict {
                     m.conflicts.fetch_add(1, Ordering::Relaxed);

@@ -73,7 +73,10 @@
 //!    time and the token the replicator leaves under [`RUN_MARKER`], which
 //!    an emptied server no longer holds), an absence is not a delete: present items are copied to where they are
 //!    missing. A delete made while the replicator was not running is
-//!    therefore undone at its start; one made while it runs never is.
+//!    therefore undone at its start, unless [`Config::state_file`] is set:
+//!    a clean stop then saves the in-sync memory, and the next start uses
+//!    it for every peer still in the same run (`state.rs`). One made
+//!    while it runs is never undone.
 //!
 //! **Evictions and expiry** are treated as deletes (memcached 1.6.18 tells
 //! neither apart from a delete without extra watchers): an item evicted on
@@ -104,6 +107,7 @@
 //! - `link.rs`: feeds, queues and the resync task of one link.
 //! - `copier.rs`: reads, decides, writes; reconnects with backoff.
 //! - `reconcile.rs`: the decisions above, as pure functions.
+//! - `state.rs`: the in-sync memory saved at a clean stop, read at start.
 //! - [`metrics`]: counters and their Prometheus text.
 //!
 //! Everything memcached is spoken through `backend_memcached::raw`.
@@ -114,6 +118,7 @@ pub mod error;
 mod link;
 pub mod metrics;
 mod reconcile;
+mod state;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -132,6 +137,8 @@ pub struct Replicator {
     links: Vec<Link>,
     stop: watch::Sender<bool>,
     drain_timeout: std::time::Duration,
+    /// master↔master: where a clean stop saves the in-sync state.
+    state_file: Option<std::path::PathBuf>,
 }
 
 /// What a stop left behind.
@@ -142,6 +149,10 @@ pub struct StopReport {
     /// Keys still queued (not copied) when the copiers were stopped; the
     /// next start's resync copies them.
     pub not_copied: u64,
+    /// master↔master with a state file: whether the in-sync state was
+    /// saved (only after a complete drain; otherwise the file is left as
+    /// it was and the next start knows less).
+    pub state_saved: bool,
 }
 
 impl Replicator {
@@ -161,22 +172,35 @@ impl Replicator {
                         Mode::MasterSlave,
                         config.clone(),
                         stop_rx.clone(),
+                        None,
                     )
                 })
                 .collect(),
-            Topology::Mesh { peers } => vec![Link::start(
-                peers.join("<>"),
-                peers.clone(),
-                (0..peers.len()).collect(),
-                Mode::Mesh,
-                config.clone(),
-                stop_rx,
-            )],
+            Topology::Mesh { peers } => {
+                let name = peers.join("<>");
+                let carried = config
+                    .state_file
+                    .as_deref()
+                    .and_then(|path| state::load(path, &name, peers));
+                vec![Link::start(
+                    name,
+                    peers.clone(),
+                    (0..peers.len()).collect(),
+                    Mode::Mesh,
+                    config.clone(),
+                    stop_rx,
+                    carried,
+                )]
+            }
         };
         Ok(Replicator {
             links,
             stop,
             drain_timeout: config.drain_timeout,
+            state_file: match config.topology {
+                Topology::Mesh { .. } => config.state_file.clone(),
+                Topology::MasterSlave { .. } => None,
+            },
         })
     }
 
@@ -207,27 +231,32 @@ impl Replicator {
 
     /// Stops: feeds and resyncs end at once, queued keys are copied for up
     /// to the configured drain timeout, and what was left is reported.
+    /// After a complete drain, a mesh with a state file saves what its
+    /// copiers knew (see `state.rs`).
     pub async fn stop(self) -> StopReport {
         let _ = self.stop.send(true);
-        let mut copiers = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        let mut drained = true;
         let mut counters = Vec::new();
+        let mut known = Vec::new();
         for link in self.links {
             // Producers watch the stop signal at every await point.
             for p in link.producers {
                 let _ = p.await;
             }
-            copiers.extend(link.copiers);
             counters.push(Arc::clone(&link.shared.metrics));
-        }
-        let deadline = tokio::time::Instant::now() + self.drain_timeout;
-        let mut drained = true;
-        for c in copiers.iter_mut() {
-            if tokio::time::timeout_at(deadline, &mut *c).await.is_err() {
-                drained = false;
+            let mut copiers = Vec::new();
+            for mut c in link.copiers {
+                match tokio::time::timeout_at(deadline, &mut c).await {
+                    Ok(Ok(k)) => copiers.push(k),
+                    Ok(Err(_)) => drained = false,
+                    Err(_) => {
+                        drained = false;
+                        c.abort();
+                    }
+                }
             }
-        }
-        for c in &copiers {
-            c.abort();
+            known.push((link.shared.name.clone(), link.shared.nodes.clone(), copiers));
         }
         let not_copied = if drained {
             0
@@ -237,9 +266,23 @@ impl Replicator {
                 .map(|m| m.queue_depth.load(Ordering::Relaxed))
                 .sum()
         };
+        let mut state_saved = false;
+        if let Some(path) = &self.state_file {
+            if drained {
+                match state::save(path, known) {
+                    Ok(()) => state_saved = true,
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "the in-sync state could not be saved");
+                    }
+                }
+            } else {
+                tracing::warn!(path = %path.display(), "not drained: the in-sync state is not saved");
+            }
+        }
         StopReport {
             drained,
             not_copied,
+            state_saved,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::copier::{self, Copier, Job};
 use crate::error::{Error, Result};
 use crate::metrics::LinkMetrics;
+use crate::state::Known;
 
 /// How a link decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +58,8 @@ impl LinkShared {
 pub(crate) struct Link {
     pub(crate) shared: Arc<LinkShared>,
     pub(crate) producers: Vec<JoinHandle<()>>,
-    pub(crate) copiers: Vec<JoinHandle<()>>,
+    /// Each returns what it knew when it stopped (for the state file).
+    pub(crate) copiers: Vec<JoinHandle<Known>>,
 }
 
 /// The queue of each copier; a key always goes to the same one.
@@ -81,6 +83,7 @@ impl Link {
         mode: Mode,
         config: Config,
         stop: watch::Receiver<bool>,
+        carried: Option<Known>,
     ) -> Link {
         let shared = Arc::new(LinkShared {
             name,
@@ -91,12 +94,15 @@ impl Link {
             resync_wake: Notify::new(),
             config,
         });
+        let carried = carried.map(Arc::new);
         let mut senders = Vec::new();
         let mut copiers = Vec::new();
         for _ in 0..shared.config.shards {
             let (tx, rx) = mpsc::channel(shared.config.queue_capacity);
             senders.push(tx);
-            copiers.push(tokio::spawn(Copier::new(Arc::clone(&shared), rx).run()));
+            copiers.push(tokio::spawn(
+                Copier::new(Arc::clone(&shared), rx, carried.clone()).run(),
+            ));
         }
         let queues = Queues(Arc::new(senders));
         let mut producers = Vec::new();

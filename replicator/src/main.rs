@@ -27,8 +27,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(name = "replicator", version)]
 struct Args {
     /// TOML file: master, slaves, peers, resync_interval_secs, shards,
-    /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics. Flags given
-    /// here override it.
+    /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics,
+    /// state_file. Flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -74,6 +74,13 @@ struct Args {
     /// /healthz [default: 127.0.0.1:9150].
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
+
+    /// Between peers: a file where a clean stop saves which keys were in
+    /// sync, read back at the next start, so that a delete made while the
+    /// replicator was stopped (a logout) is still carried to the other
+    /// peers instead of being undone. Without it, such a delete is undone.
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
 }
 
 fn build(args: Args) -> anyhow::Result<(Config, String)> {
@@ -126,6 +133,7 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
     if let Some(ms) = args.drain_timeout_ms.or(file.drain_timeout_ms) {
         config.drain_timeout = Duration::from_millis(ms);
     }
+    config.state_file = args.state_file.or(file.state_file);
     config.validate()?;
     let metrics = args
         .metrics
@@ -202,7 +210,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("internal: metrics server still holds the replicator"))?;
     let report = replicator.stop().await;
     if report.drained {
-        tracing::info!("stopped; every queued key was copied");
+        tracing::info!(
+            state_saved = report.state_saved,
+            "stopped; every queued key was copied"
+        );
     } else {
         tracing::warn!(
             not_copied = report.not_copied,
