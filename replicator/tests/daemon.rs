@@ -27,6 +27,7 @@ fn help_explains_every_flag_and_bad_usage_exits_2() {
         "--config",
         "--resync-interval",
         "--metrics",
+        "--state-file",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
