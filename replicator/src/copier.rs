@@ -44,21 +44,19 @@ pub(crate) struct Copier {
     epochs: Vec<Option<Epoch>>,
     /// master↔master: per key, what each node held when last in sync.
     state: HashMap<String, Vec<Prev>>,
-    /// master↔master: what the previous run saved (`state.rs`), consulted
-    /// for a key this run has not settled yet, node by node only while
-    /// that node's run token is the saved one.
-    carried: Option<Arc<Known>>,
+    /// master↔master: this copier's share of what the previous run saved
+    /// (`state.rs`), consulted for a key this run has not settled yet,
+    /// node by node only while that node's run token is the saved one. An
+    /// entry is dropped once its key is settled: from then on `state`
+    /// speaks for it, and a stale entry must not outlive a delete.
+    carried: Known,
     /// When each node may be tried again after a failure.
     retry_at: Vec<Option<Instant>>,
     backoff: Vec<std::time::Duration>,
 }
 
 impl Copier {
-    pub(crate) fn new(
-        shared: Arc<LinkShared>,
-        rx: mpsc::Receiver<Job>,
-        carried: Option<Arc<Known>>,
-    ) -> Copier {
+    pub(crate) fn new(shared: Arc<LinkShared>, rx: mpsc::Receiver<Job>, carried: Known) -> Copier {
         let n = shared.nodes.len();
         let initial = shared.config.backoff_initial;
         Copier {
@@ -80,14 +78,7 @@ impl Copier {
         loop {
             jobs.clear();
             if self.rx.recv_many(&mut jobs, BATCH).await == 0 {
-                return Known {
-                    tokens: self
-                        .epochs
-                        .iter()
-                        .map(|e| e.as_ref().map(|e| e.token.clone()))
-                        .collect(),
-                    keys: self.state,
-                };
+                return self.known();
             }
             let queued = jobs.iter().filter(|j| matches!(j, Job::Key { .. })).count();
             self.shared
@@ -206,16 +197,12 @@ impl Copier {
     /// run it saw (unknown for the others, and for every node without a
     /// saved entry).
     fn carried_prev(&self, key: &str, nodes: usize) -> Vec<Prev> {
-        let Some((carried, saved)) = self
-            .carried
-            .as_ref()
-            .and_then(|c| Some((c, c.keys.get(key)?)))
-        else {
+        let Some(saved) = self.carried.keys.get(key) else {
             return vec![None; nodes];
         };
         (0..nodes)
             .map(|n| {
-                let token = carried.tokens.get(n).and_then(Option::as_ref);
+                let token = self.carried.tokens.get(n).and_then(Option::as_ref);
                 let now = self.epochs[n].as_ref().map(|e| &e.token);
                 match (token, now) {
                     (Some(saved_token), Some(now)) if saved_token == now => {
@@ -225,6 +212,38 @@ impl Copier {
                 }
             })
             .collect()
+    }
+
+    /// What this copier knows now, for the state file: each node's run
+    /// token (the saved one for a node it never reached), its settled keys,
+    /// and the saved entries of keys it has not met this run, for the
+    /// nodes still in the saved run.
+    fn known(self) -> Known {
+        let tokens: Vec<Option<Vec<u8>>> = (0..self.epochs.len())
+            .map(|n| match &self.epochs[n] {
+                Some(epoch) => Some(epoch.token.clone()),
+                None => self.carried.tokens.get(n).cloned().flatten(),
+            })
+            .collect();
+        let mut keys = self.state;
+        for (key, saved) in self.carried.keys {
+            if keys.contains_key(&key) {
+                continue;
+            }
+            let prev: Vec<Prev> = saved
+                .into_iter()
+                .enumerate()
+                .map(|(n, p)| {
+                    let same_run = tokens[n].is_some()
+                        && self.carried.tokens.get(n).is_some_and(|t| *t == tokens[n]);
+                    if same_run { p } else { None }
+                })
+                .collect();
+            if prev.iter().any(Option::is_some) {
+                keys.insert(key, prev);
+            }
+        }
+        Known { tokens, keys }
     }
 
     /// What we knew of `node` is void: its absences are no longer deletes.
@@ -352,6 +371,7 @@ impl Copier {
             }
         }
         if self.shared.mode == Mode::Mesh {
+            self.carried.keys.remove(key);
             if now.iter().all(Option::is_none) {
                 self.state.remove(key);
             } else {

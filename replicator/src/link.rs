@@ -8,7 +8,7 @@
 //! resync task enumerates every key of every node and queues them all,
 //! waiting for room (it is our own producer, so backpressure is safe).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -68,10 +68,34 @@ struct Queues(Arc<Vec<mpsc::Sender<Job>>>);
 
 impl Queues {
     fn of(&self, key: &str) -> &mpsc::Sender<Job> {
-        let mut h = std::hash::DefaultHasher::new();
-        key.hash(&mut h);
-        &self.0[(h.finish() % self.0.len() as u64) as usize]
+        &self.0[shard_of(key, self.0.len())]
     }
+}
+
+/// The copier (of `shards`) that handles `key`.
+fn shard_of(key: &str, shards: usize) -> usize {
+    let mut h = std::hash::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+/// Splits what the previous run saved among the copiers, each key to the
+/// copier that will handle it (each copier owns its share, and drops an
+/// entry once it has settled that key).
+fn split(carried: Option<Known>, shards: usize) -> Vec<Known> {
+    let Some(carried) = carried else {
+        return (0..shards).map(|_| Known::default()).collect();
+    };
+    let mut parts: Vec<Known> = (0..shards)
+        .map(|_| Known {
+            tokens: carried.tokens.clone(),
+            keys: HashMap::new(),
+        })
+        .collect();
+    for (key, prev) in carried.keys {
+        parts[shard_of(&key, shards)].keys.insert(key, prev);
+    }
+    parts
 }
 
 impl Link {
@@ -94,14 +118,13 @@ impl Link {
             resync_wake: Notify::new(),
             config,
         });
-        let carried = carried.map(Arc::new);
         let mut senders = Vec::new();
         let mut copiers = Vec::new();
-        for _ in 0..shared.config.shards {
+        for carried in split(carried, shared.config.shards) {
             let (tx, rx) = mpsc::channel(shared.config.queue_capacity);
             senders.push(tx);
             copiers.push(tokio::spawn(
-                Copier::new(Arc::clone(&shared), rx, carried.clone()).run(),
+                Copier::new(Arc::clone(&shared), rx, carried).run(),
             ));
         }
         let queues = Queues(Arc::new(senders));

@@ -335,3 +335,29 @@ async fn a_state_file_does_not_turn_a_restarted_peer_into_deletes() {
     r.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A saved entry speaks only for the first time this run meets its key:
+/// a key deleted on both peers while running (a logout) and written again
+/// later (the user's next login re-creates the same reverse key) is a new
+/// write to copy, not a delete to carry out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_entry_does_not_outlive_the_key_it_describes() {
+    let (s, config, dir) = two_peers_stopped_with_state().await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(config).unwrap();
+    let mut ca = conn(a).await;
+    assert!(ca.delete("k0").await.unwrap());
+    eventually(LIMIT, "k0 deleted on both", || async {
+        conn(b).await.get("k0").await.unwrap().is_none()
+    })
+    .await;
+    ca.set("k0", b"next login", 0, Ttl::NEVER).await.unwrap();
+    let snap = converged_on(&[a, b], true, LIMIT, &keys("k", 100)).await;
+    assert_eq!(
+        snap.get("k0").map(|v| v.0.as_slice()),
+        Some(&b"next login"[..])
+    );
+    assert_eq!(snap.len(), 100);
+    r.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
