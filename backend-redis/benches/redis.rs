@@ -1,11 +1,14 @@
 //! Session round trips on Redis against raw `GET`+`SET` pairs with the same
-//! client, same server, same run, at 1 and 64 concurrent tasks.
+//! client, same server, same run, at 1 and 64 concurrent tasks; once on
+//! Redis 7 (rows `redis/...`), once on Valkey 8.1 (rows `valkey/...`),
+//! where `cas` after a read is a `SET ... IFEQ` instead of a script.
 //!
 //! - `redis/raw_get_set/N`: one operation is a `GET` then a `SET` of a plain
 //!   key holding as many bytes as a stored session, on one multiplexed
 //!   connection of the `redis` crate (the connection `RedisStore` uses);
 //! - `redis/session_load_save/N`: one operation is `Sessions::load`, one
-//!   field changed, `Sessions::save` (a read script, then the `cas` script);
+//!   field changed, `Sessions::save` (`GET`+`PTTL`, then the `cas` script;
+//!   on Valkey `SET ... IFEQ`);
 //! - `redis/store_get_cas/N`: the same two store calls without the session
 //!   layer (`Store::get`, then `Store::cas` of the bytes read).
 //!
@@ -16,12 +19,13 @@
 //! neighbour's load on a shared machine (the two-core CI box runs other
 //! work) falls on all three alike instead of on whichever ran then. `cargo xtask bench` runs it;
 //! by hand, set `MEMORYCACHED_BENCH_REDIS=host:port` (a Redis nobody else
-//! uses), `MEMORYCACHED_BENCH_OUT` (one JSON object per line is written
-//! there) and optionally `MEMORYCACHED_BENCH_QUICK`:
+//! uses), `MEMORYCACHED_BENCH_VALKEY` (likewise a Valkey 8.1+),
+//! `MEMORYCACHED_BENCH_OUT` (one JSON object per line is written there)
+//! and optionally `MEMORYCACHED_BENCH_QUICK`:
 //!
 //! ```text
-//! MEMORYCACHED_BENCH_REDIS=127.0.0.1:6379 MEMORYCACHED_BENCH_OUT=target/redis.jsonl \
-//!   cargo bench -p backend-redis --bench redis
+//! MEMORYCACHED_BENCH_REDIS=127.0.0.1:6379 MEMORYCACHED_BENCH_VALKEY=127.0.0.1:6380 \
+//!   MEMORYCACHED_BENCH_OUT=target/redis.jsonl cargo bench -p backend-redis --bench redis
 //! ```
 //!
 //! A failed operation is counted and reported, not hidden.
@@ -49,7 +53,9 @@ const ROUNDS: u32 = 6;
 /// The backend issue's aim: a session load+save at >= 0.9x of raw pairs.
 const TARGET: f64 = 0.9;
 
-async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> Res<()> {
+/// The three rows at 1 and 64 tasks on the server at `addr`, named
+/// `{server}/...` (`redis` or `valkey`).
+async fn run(out: &mut Output, env: &BenchEnv, server: &str, addr: &str) -> Res<()> {
     let run = session_core::SessionId::generate(16)?;
     let url = format!("redis://{addr}?prefix=bench{run}%3A");
     let store: Arc<dyn Store> = Arc::new(RedisStore::from_url(&url)?);
@@ -139,8 +145,8 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> Res<()> {
             s_raw.absorb(bench::drive(tasks, slice, max, raw.clone()).await);
             s_session.absorb(bench::drive(tasks, slice, max, session.clone()).await);
         }
-        let row = |what: &str| Row::new(format!("redis/{what}/{tasks}"));
-        let raw_row = format!("redis/raw_get_set/{tasks}");
+        let row = |what: &str| Row::new(format!("{server}/{what}/{tasks}"));
+        let raw_row = format!("{server}/raw_get_set/{tasks}");
         out.record(row("store_get_cas").baseline(&raw_row), s_store)?;
         out.record(row("raw_get_set"), s_raw)?;
         out.record(
@@ -162,13 +168,17 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str) -> Res<()> {
 
 fn main() -> Res<()> {
     let env = BenchEnv::from_env()?;
-    let addr = BenchEnv::servers(bench::REDIS_ENV)?
-        .into_iter()
-        .next()
-        .ok_or("no Redis address")?;
     let mut out = env.output()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(&mut out, &env, &addr))
+    for (server, var) in [("redis", bench::REDIS_ENV), ("valkey", bench::VALKEY_ENV)] {
+        let addr = BenchEnv::servers(var)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{var} names no server"))?;
+        println!("-- {server} at {addr}");
+        rt.block_on(run(&mut out, &env, server, &addr))?;
+    }
+    Ok(())
 }

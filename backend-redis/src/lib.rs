@@ -20,7 +20,8 @@
 //! | item | one string: a 13-byte header (flags, version) then the value (`envelope.rs`) |
 //! | `get` | `GET` + `PTTL`, pipelined (cluster: one script doing the same); the TTL rounded up to seconds |
 //! | `add` / `set` | `SET ... NX PX` / `SET ... PX` with a new version |
-//! | `cas` / `delete_if` | scripts comparing the stored version (`GETRANGE`), then `SET` / `DEL` |
+//! | `cas` | after a read, on Valkey 8.1+ / Redis 8.4+: `SET ... IFEQ <string read>` (`ifeq.rs`); else a script comparing the stored version (`GETRANGE`), then `SET` |
+//! | `delete_if` | a script comparing the stored version, then `DEL` |
 //! | `delete` | `DEL` |
 //! | `touch` | `PEXPIRE`; for [`Ttl::NEVER`](session_core::Ttl::NEVER) a script (`PERSIST` cannot tell a missing key) |
 //! | `version` | `GETRANGE key 0 12`: the header only |
@@ -37,7 +38,11 @@
 //! contract); only compare-and-set and conditional delete, which Redis 7
 //! cannot do without one, run scripts. On a cluster the reads stay scripts
 //! (see `store.rs`, also for why a read's `GET` and `PTTL` need no
-//! transaction).
+//! transaction). A server with `SET ... IFEQ` (Valkey 8.1+, Redis 8.4+)
+//! takes a `cas` that follows a read (a session's save after its load) as
+//! that one plain command: the store keeps the strings it read lately
+//! (bounded, about 10 MiB at most) and learns from the first try whether
+//! the server knows the option ([`RedisStore::server_has_ifeq`]).
 //! | `scan` | `SCAN MATCH <prefix>*` (cluster: each master in turn); see `scan.rs` |
 //!
 //! **Versions.** Redis has no CAS unique, so every write stores a new
@@ -72,6 +77,7 @@
 //!
 //! Modules: `config/` ([`RedisConfig`], the URL form and its table of query
 //! keys), `envelope.rs` (the stored form), `scripts.rs` (the Lua scripts),
+//! `ifeq.rs` (`cas` as `SET ... IFEQ`, and the strings kept for it),
 //! `conn.rs` (connect, reconnect, backoff), `scan.rs` (cursor and pattern),
 //! `store.rs` (the `Store` impl), `error.rs` ([`Error`] and its conversion).
 
@@ -79,6 +85,7 @@ mod config;
 mod conn;
 mod envelope;
 mod error;
+mod ifeq;
 mod scan;
 mod scripts;
 mod store;

@@ -16,6 +16,7 @@ use crate::config::RedisConfig;
 use crate::conn::{Conn, Connector};
 use crate::envelope;
 use crate::error::Error;
+use crate::ifeq::{self, Ifeq};
 use crate::scan::{self, Position};
 use crate::scripts;
 
@@ -34,6 +35,8 @@ pub struct RedisStore {
     prefix: String,
     max_value_size: usize,
     cluster: bool,
+    /// `SET ... IFEQ` support and the strings read for it (`ifeq.rs`).
+    ifeq: Ifeq,
 }
 
 /// The milliseconds argument of a TTL: `0` for never.
@@ -60,7 +63,15 @@ impl RedisStore {
             prefix: config.key_prefix.clone(),
             max_value_size: config.max_value_size,
             cluster: config.cluster,
+            ifeq: Ifeq::new(),
         })
+    }
+
+    /// Whether the server took `SET ... IFEQ`, which lets `cas` after a
+    /// read skip the Lua script (Valkey 8.1+, Redis 8.4+): `None` until
+    /// the first such `cas` has been answered.
+    pub fn server_has_ifeq(&self) -> Option<bool> {
+        self.ifeq.known()
     }
 
     /// [`RedisConfig::from_url`] then [`RedisStore::connect`].
@@ -118,12 +129,21 @@ impl RedisStore {
         .into()
     }
 
-    /// An [`Entry`] from a stored string and its `PTTL`.
+    /// An [`Entry`] from a stored string and its `PTTL`; the string is
+    /// kept for a later `cas` when the server may know `IFEQ`.
     fn entry(&self, key: &str, stored: Vec<u8>, pttl: i64) -> Result<Entry> {
-        let (value, flags, version) = envelope::decode(stored).ok_or_else(|| Error::Foreign {
+        let foreign = || Error::Foreign {
             server: self.connector.server().to_owned(),
             key: self.full_key(key),
-        })?;
+        };
+        let (value, flags, version) = if self.ifeq.wanted(stored.len()) {
+            let (flags, version) = envelope::header(&stored).ok_or_else(foreign)?;
+            let value = stored[envelope::HEADER_LEN..].to_vec();
+            self.ifeq.keep(self.full_key(key), version, stored);
+            (value, flags, version)
+        } else {
+            envelope::decode(stored).ok_or_else(foreign)?
+        };
         Ok(Entry {
             value,
             flags,
@@ -145,6 +165,52 @@ impl RedisStore {
                 Err(items) => Err(self.protocol(format!("read answered {} items", items.len()))),
             },
             other => Err(self.protocol(format!("read answered {other:?}"))),
+        }
+    }
+
+    /// `cas` as one `SET ... IFEQ old` (see `ifeq.rs`); `None` when the
+    /// server refused the option, so the caller runs the script instead.
+    /// A nil answer is a conflict or a missing key; an `EXISTS` tells
+    /// which (a later write may change that, as it may any answer).
+    async fn cas_ifeq(
+        &self,
+        full: &str,
+        stored: &[u8],
+        old: &[u8],
+        ttl: Ttl,
+    ) -> Result<Option<IfeqOutcome>> {
+        let cmd = ifeq::command(full, stored, old, ttl_ms(ttl));
+        let answer: Option<Value> = self
+            .run("cas", |mut c| async move {
+                match cmd.query_async(&mut c).await {
+                    Err(e) if ifeq::refused(&e) => Ok(None),
+                    other => other.map(Some),
+                }
+            })
+            .await?;
+        match answer {
+            None => {
+                self.ifeq.unsupported();
+                Ok(None)
+            }
+            Some(Value::Okay) => {
+                self.ifeq.supported();
+                Ok(Some(IfeqOutcome::Stored))
+            }
+            Some(Value::Nil) => {
+                self.ifeq.supported();
+                let exists: bool = self
+                    .run("cas", |mut c| async move {
+                        redis::cmd("EXISTS").arg(full).query_async(&mut c).await
+                    })
+                    .await?;
+                Ok(Some(if exists {
+                    IfeqOutcome::Conflict
+                } else {
+                    IfeqOutcome::NotFound
+                }))
+            }
+            Some(other) => Err(self.protocol(format!("SET IFEQ answered {other:?}"))),
         }
     }
 
@@ -360,6 +426,23 @@ impl RedisStore {
     }
 }
 
+/// What a `SET ... IFEQ` did; the version is the caller's.
+enum IfeqOutcome {
+    Stored,
+    Conflict,
+    NotFound,
+}
+
+impl IfeqOutcome {
+    fn into_cas(self, version: Version) -> CasOutcome {
+        match self {
+            IfeqOutcome::Stored => CasOutcome::Stored(Some(version)),
+            IfeqOutcome::Conflict => CasOutcome::Conflict,
+            IfeqOutcome::NotFound => CasOutcome::NotFound,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
@@ -415,7 +498,13 @@ impl Store for RedisStore {
         check_write(key, value, self.max_value_size)?;
         let version = self.new_version()?;
         let stored = envelope::encode(value, flags, version);
-        let mut cmd = scripts::call(&scripts::CAS, &self.full_key(key));
+        let full = self.full_key(key);
+        if let Some(old) = self.ifeq.take(&full, expected)
+            && let Some(outcome) = self.cas_ifeq(&full, &stored, &old, ttl).await?
+        {
+            return Ok(outcome.into_cas(version));
+        }
+        let mut cmd = scripts::call(&scripts::CAS, &full);
         cmd.arg(&envelope::version_bytes(expected)[..])
             .arg(stored)
             .arg(ttl_ms(ttl));

@@ -1,6 +1,7 @@
 //! Connection settings against a real Redis: ACL user and password, a
 //! wrong password (a typed configuration error, not a retryable one), the
-//! database number, and the key prefix as other clients see it.
+//! database number, and the key prefix as other clients see it; and what
+//! the store learns of the server (Redis 7 has no `SET ... IFEQ`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +9,7 @@ mod common;
 
 use backend_redis::RedisStore;
 use common::{raw, redis};
-use session_core::{Error, Store, Ttl};
+use session_core::{CasOutcome, Error, Store, Ttl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_and_password_are_used_and_a_wrong_one_is_typed() {
@@ -74,4 +75,38 @@ async fn database_number_and_prefix_place_the_keys() {
     let db99 = RedisStore::from_url(&format!("redis://{addr}/99")).unwrap();
     let e = db99.get("k").await.unwrap_err();
     assert!(matches!(e, Error::InvalidConfig(_)), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_set_ifeq_is_noticed_and_cas_keeps_working() {
+    let s = redis().await;
+    let store = RedisStore::from_url(&format!("redis://{}", s.addr())).unwrap();
+    assert_eq!(store.server_has_ifeq(), None);
+    store.set("k", b"v0", 0, Ttl::NEVER).await.unwrap();
+    let first = store.get("k").await.unwrap().unwrap().version;
+
+    // The first cas after a read tries `IFEQ`, is refused, and runs the
+    // script; the later ones go straight to the script.
+    for n in 1..=3 {
+        let read = store.get("k").await.unwrap().unwrap();
+        let value = format!("v{n}");
+        let outcome = store
+            .cas("k", value.as_bytes(), 0, Ttl::NEVER, read.version)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CasOutcome::Stored(_)), "{outcome:?}");
+        assert_eq!(
+            store.server_has_ifeq(),
+            Some(false),
+            "this Redis took SET IFEQ; the test needs one without it (Redis 7)"
+        );
+    }
+    assert_eq!(
+        store
+            .cas("k", b"stale", 0, Ttl::NEVER, first)
+            .await
+            .unwrap(),
+        CasOutcome::Conflict
+    );
+    assert_eq!(store.get("k").await.unwrap().unwrap().value, b"v3");
 }

@@ -1,5 +1,6 @@
 //! Ours on Redis against tower-sessions' Redis store, same server, same
-//! run (`cargo xtask bench` starts the Redis and writes the report):
+//! run (`cargo xtask bench` starts the Redis and the Valkey and writes the
+//! report):
 //!
 //! - `redis_peer/tower_{create,load,update}/N`: `tower-sessions-redis-store`
 //!   (its `RedisStore` on a `fred` pool), through its `SessionStore`:
@@ -8,7 +9,7 @@
 //!   (`SET XX EXAT`), N tasks.
 //! - `redis_peer/ours_{create,load,update}/N`: the same three through our
 //!   `Sessions` on `backend_redis::RedisStore` (`create_with` = `SET NX PX`;
-//!   `load` = the read script; `update` = `load` + `save`, which writes
+//!   `load` = `GET` + `PTTL`; `update` = `load` + `save`, which writes
 //!   with the `cas` script: conditional, where the peer's save is blind).
 //!   Each row's baseline is the peer's row: ratio = ours / peer, target 1.
 //! - `redis_peer/memcached_{create,load,update}/N`: the same three through
@@ -16,6 +17,9 @@
 //!   default settings), against the same peer rows: the session store
 //!   people move from, on the server it was made for, beside the Redis
 //!   store they might move to. Target 1 (par) at 64 tasks.
+//! - `valkey_peer/{tower,ours}_{create,load,update}/N`: the peer and ours
+//!   again, on Valkey 8.1, where our `save` is one `SET ... IFEQ` instead
+//!   of the script (backend-redis's `ifeq.rs`).
 //!
 //! Each side first writes [`SESSIONS`] sessions of the bench crate's 10
 //! fields (`ten_fields`); `load` and `update` pick among them in turn. Both
@@ -28,7 +32,8 @@
 //! By hand (add `MEMORYCACHED_BENCH_ROWS=ours_load/64` to measure only the
 //! rows whose name contains one of its comma-separated parts, e.g. for
 //! `perf`): `MEMORYCACHED_BENCH_REDIS=host:port` (a Redis nobody else
-//! uses), `MEMORYCACHED_BENCH_MEMCACHED=host:port` (likewise a memcached),
+//! uses), `MEMORYCACHED_BENCH_VALKEY=host:port` (likewise a Valkey 8.1+),
+//! `MEMORYCACHED_BENCH_MEMCACHED=host:port` (likewise a memcached),
 //! `MEMORYCACHED_BENCH_OUT=file.jsonl`, then
 //! `cargo bench -p memorycached-bench --bench redis_peers`.
 
@@ -116,8 +121,11 @@ enum Ours {
 
 /// Every side's state.
 struct Ctx {
+    /// `redis_peer` or `valkey_peer`: the rows' group.
+    group: &'static str,
     redis: Side,
-    memcached: Side,
+    /// Measured once, in the Redis run.
+    memcached: Option<Side>,
     tower: TowerRedisStore<Fred>,
     theirs: Vec<Id>,
     tower_created: Pool<Id>,
@@ -156,7 +164,7 @@ impl Ctx {
     ) -> anyhow::Result<()> {
         let side = match which {
             Ours::Redis => &self.redis,
-            Ours::Memcached => &self.memcached,
+            Ours::Memcached => self.memcached.as_ref().context("no memcached side")?,
         };
         match op {
             Op::Create => {
@@ -219,10 +227,12 @@ async fn level(
         let ours = move |t, i| c.clone().ours(Ours::Redis, op, tasks, t, i);
         let c = ctx.clone();
         let memcached = move |t, i| c.clone().ours(Ours::Memcached, op, tasks, t, i);
-        let peer = format!("redis_peer/tower_{label}/{tasks}");
-        let mine = format!("redis_peer/ours_{label}/{tasks}");
-        let on_memcached = format!("redis_peer/memcached_{label}/{tasks}");
-        let want = [peer.as_str(), &mine, &on_memcached].map(bench::wanted);
+        let group = ctx.group;
+        let peer = format!("{group}/tower_{label}/{tasks}");
+        let mine = format!("{group}/ours_{label}/{tasks}");
+        let on_memcached = format!("{group}/memcached_{label}/{tasks}");
+        let mut want = [peer.as_str(), &mine, &on_memcached].map(bench::wanted);
+        want[2] &= ctx.memcached.is_some();
         if want[0] {
             bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, tower.clone()).await;
         }
@@ -274,7 +284,15 @@ async fn delete_all(fred: &Fred, keys: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(out: &mut Output, env: &BenchEnv, addr: &str, memcached: &str) -> anyhow::Result<()> {
+/// Every row of `group` against the Redis-protocol server at `addr`, and
+/// ours on `memcached` if given.
+async fn run(
+    out: &mut Output,
+    env: &BenchEnv,
+    group: &'static str,
+    addr: &str,
+    memcached: Option<&str>,
+) -> anyhow::Result<()> {
     let prefix = format!("peer{}:", SessionId::generate(16)?);
     let store: Arc<dyn Store> = Arc::new(RedisStore::from_url(&format!(
         "redis://{addr}?prefix={prefix}&connections={CONNECTIONS}"
@@ -286,10 +304,15 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str, memcached: &str) -> a
 
     println!("-- writing {SESSIONS} sessions on each side");
     let redis = Side::new(store).await?;
-    let memcached = Side::new(Arc::new(MemcachedStore::from_url(&format!(
-        "memcached://{memcached}"
-    ))?))
-    .await?;
+    let memcached = match memcached {
+        Some(addr) => Some(
+            Side::new(Arc::new(MemcachedStore::from_url(&format!(
+                "memcached://{addr}"
+            ))?))
+            .await?,
+        ),
+        None => None,
+    };
     let mut theirs = Vec::with_capacity(SESSIONS);
     for n in 0..SESSIONS {
         let mut r = record_of(ten_fields(&format!("user{n}")));
@@ -297,6 +320,7 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str, memcached: &str) -> a
         theirs.push(r.id);
     }
     let ctx = Arc::new(Ctx {
+        group,
         redis,
         memcached,
         tower,
@@ -306,8 +330,12 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str, memcached: &str) -> a
     });
     for tasks in LEVELS {
         println!(
-            "-- level {tasks}: create, load, update; tower-sessions-redis-store, ours on Redis, \
-             ours on memcached"
+            "-- {group}, level {tasks}: create, load, update; tower-sessions-redis-store, ours{}",
+            if ctx.memcached.is_some() {
+                ", ours on memcached"
+            } else {
+                ""
+            }
         );
         level(out, env, &ctx, tasks).await?;
     }
@@ -338,11 +366,13 @@ async fn run(out: &mut Output, env: &BenchEnv, addr: &str, memcached: &str) -> a
 
 fn main() -> anyhow::Result<()> {
     let env = BenchEnv::from_env()?;
-    let addr = BenchEnv::servers(bench::REDIS_ENV)?.remove(0);
+    let redis = BenchEnv::servers(bench::REDIS_ENV)?.remove(0);
+    let valkey = BenchEnv::servers(bench::VALKEY_ENV)?.remove(0);
     let memcached = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
     let mut out = env.output()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(&mut out, &env, &addr, &memcached))
+    rt.block_on(run(&mut out, &env, "redis_peer", &redis, Some(&memcached)))?;
+    rt.block_on(run(&mut out, &env, "valkey_peer", &valkey, None))
 }

@@ -47,6 +47,8 @@ pub const MEMCACHED_CLUSTER_ENV: &str = "MEMORYCACHED_BENCH_MEMCACHED_CLUSTER";
 pub const MEMCACHED_LOCAL_ENV: &str = "MEMORYCACHED_BENCH_MEMCACHED_LOCAL";
 /// One Redis `host:port`.
 pub const REDIS_ENV: &str = "MEMORYCACHED_BENCH_REDIS";
+/// One Valkey 8.1+ `host:port` (a server with `SET ... IFEQ`).
+pub const VALKEY_ENV: &str = "MEMORYCACHED_BENCH_VALKEY";
 
 /// A benchmark's settings, from the environment `cargo xtask bench` sets.
 #[derive(Debug, Clone)]

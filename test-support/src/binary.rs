@@ -1,4 +1,5 @@
-//! [`Binary`]: the host's `memcached` and `redis-server`, and how to find them.
+//! [`Binary`]: the host's `memcached`, `redis-server` and `valkey-server`,
+//! and how to find them.
 //!
 //! A leaf module: the process provider runs these binaries and the local
 //! images are built from them, without either depending on the other.
@@ -11,7 +12,7 @@ use crate::{Error, kind::ServerKind};
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Binary {
     pub(crate) name: &'static str,
-    pub(crate) package: &'static str,
+    pub(crate) install: &'static str,
     pub(crate) env_var: &'static str,
 }
 
@@ -20,13 +21,20 @@ impl Binary {
         match kind {
             ServerKind::Memcached => Binary {
                 name: "memcached",
-                package: "memcached",
+                install: "apt-get install memcached",
                 env_var: "MEMORYCACHED_MEMCACHED_BIN",
             },
             ServerKind::Redis => Binary {
                 name: "redis-server",
-                package: "redis-server",
+                install: "apt-get install redis-server",
                 env_var: "MEMORYCACHED_REDIS_BIN",
+            },
+            // Debian 12 has no Valkey 8.1; the script unpacks Debian 13's
+            // beside it and puts a `valkey-server` wrapper on PATH.
+            ServerKind::Valkey => Binary {
+                name: "valkey-server",
+                install: "bash .ci/valkey",
+                env_var: "MEMORYCACHED_VALKEY_BIN",
             },
         }
     }
@@ -58,7 +66,7 @@ impl Binary {
     fn not_found(self, searched: String) -> Error {
         Error::BinaryNotFound {
             binary: self.name,
-            package: self.package,
+            install: self.install,
             env_var: self.env_var,
             searched,
         }

@@ -273,6 +273,11 @@ impl DockerContext {
         let slot = match kind {
             ServerKind::Memcached => &self.images[0],
             ServerKind::Redis => &self.images[1],
+            ServerKind::Valkey => {
+                return Err(Error::docker("choosing an image")(
+                    "Valkey runs as a local process only (Provider::valkey)".to_owned(),
+                ));
+            }
         };
         slot.get_or_try_init(|| images::resolve(&self.docker, kind))
             .await

@@ -11,14 +11,14 @@ use std::{io, time::Duration};
 pub enum Error {
     /// A server binary is not installed (process provider, or building a local image).
     #[error(
-        "`{binary}` not found (looked in {searched}); install it with `apt-get install {package}`, \
-         or point {env_var} at the binary"
+        "`{binary}` not found (looked in {searched}); install it with `{install}`, or point \
+         {env_var} at the binary"
     )]
     BinaryNotFound {
         /// The binary that was looked for, e.g. `memcached`.
         binary: &'static str,
-        /// The Debian package that ships it.
-        package: &'static str,
+        /// The command that installs it, e.g. `apt-get install memcached`.
+        install: &'static str,
         /// The environment variable that overrides the lookup.
         env_var: &'static str,
         /// Where it was looked for.

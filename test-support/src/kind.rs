@@ -11,14 +11,19 @@ pub enum ServerKind {
     Memcached,
     /// Redis (RESP).
     Redis,
+    /// Valkey 8.1 or newer (RESP; Redis 7.2's protocol plus `SET ... IFEQ`),
+    /// always a local process: Debian 12 has no Valkey 8.1 to build an
+    /// image from (see [`Provider::valkey`](crate::Provider::valkey)).
+    Valkey,
 }
 
 impl ServerKind {
-    /// `memcached` or `redis`.
+    /// `memcached`, `redis` or `valkey`.
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Memcached => "memcached",
             ServerKind::Redis => "redis",
+            ServerKind::Valkey => "valkey",
         }
     }
 }

@@ -205,7 +205,7 @@ impl Inner {
                 }
                 args
             }
-            ServerKind::Redis => vec![
+            ServerKind::Redis | ServerKind::Valkey => vec![
                 "--bind".into(),
                 "127.0.0.1".into(),
                 "--port".into(),

@@ -149,6 +149,19 @@ impl Provider {
         self.launch(ServerKind::Redis, kind::redis_args()).await
     }
 
+    /// A Valkey 8.1+ without persistence, started and ready: always a local
+    /// process, whichever the provider (Debian 12 has no Valkey 8.1 to
+    /// build an image from; `bash .ci/valkey` installs Debian 13's). For
+    /// what Redis 7 lacks, such as `SET ... IFEQ`.
+    pub async fn valkey(&self) -> Result<Server, Error> {
+        let (server, addr) = runtime::run(ProcessServer::launch(
+            ServerKind::Valkey,
+            kind::redis_args(),
+        ))
+        .await?;
+        Server::new(ServerKind::Valkey, Backend::Process(server), addr)
+    }
+
     /// A three-master Redis Cluster without persistence, formed and
     /// serving every slot; each node behind its own proxy (see
     /// [`RedisCluster`]).

@@ -28,7 +28,7 @@ pub(crate) async fn ping(kind: ServerKind, addr: SocketAddr) -> Result<(), Strin
             .map_err(|e| format!("connect: {e}"))?;
         let (request, expect): (&[u8], &[u8]) = match kind {
             ServerKind::Memcached => (b"version\r\n", b"VERSION "),
-            ServerKind::Redis => (b"PING\r\n", b"+PONG"),
+            ServerKind::Redis | ServerKind::Valkey => (b"PING\r\n", b"+PONG"),
         };
         stream
             .write_all(request)

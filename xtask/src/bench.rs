@@ -3,8 +3,8 @@
 //!
 //! It starts its own servers (local processes through test-support, reached
 //! directly rather than through the fault proxy: three memcached, one more
-//! memcached for the local cache, one Redis), runs every bench target in
-//! [`SECTIONS`] `--runs` times against them, and writes
+//! memcached for the local cache, one Redis 7, one Valkey 8.1), runs every
+//! bench target in [`SECTIONS`] `--runs` times against them, and writes
 //! `target/bench/report.md`, `target/bench/report.json` and the SVG plots
 //! in `target/bench/plots/`. Absolute rates on a shared, noisy machine drift
 //! between runs; ratios to rows measured in the same run hold.
@@ -27,6 +27,7 @@
 //! | `MEMORYCACHED_BENCH_MEMCACHED_CLUSTER` | three memcached, comma-separated (the first is the one above) |
 //! | `MEMORYCACHED_BENCH_MEMCACHED_LOCAL` | a memcached of its own, for a local read-first cache |
 //! | `MEMORYCACHED_BENCH_REDIS` | one Redis `host:port` |
+//! | `MEMORYCACHED_BENCH_VALKEY` | one Valkey 8.1+ `host:port` (has `SET ... IFEQ`) |
 //!
 //! # The JSON line format
 //!
@@ -91,12 +92,12 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
     (
         "backend-redis",
         "redis",
-        "Redis: session load+save beside raw GET+SET pairs, same client",
+        "Redis and Valkey: session load+save beside raw GET+SET pairs, same client",
     ),
     (
         "memorycached-bench",
         "redis_peers",
-        "Redis peer: create, load, update beside tower-sessions-redis-store (fred)",
+        "Redis peer: create, load, update beside tower-sessions-redis-store (fred), on Redis and Valkey",
     ),
     (
         "tower-sessions-memorycached",
@@ -135,7 +136,7 @@ pub struct Args {
 
 /// The servers of the run, kept alive until it ends.
 pub struct Servers {
-    /// (label, server): the three memcached, the local cache, Redis.
+    /// (label, server): the three memcached, the local cache, Redis, Valkey.
     pub daemons: Vec<(String, Server)>,
     env: Vec<(&'static str, String)>,
 }
@@ -167,6 +168,7 @@ fn start_servers(runtime: &tokio::runtime::Runtime) -> Result<Servers> {
             daemons.push((label.to_owned(), provider.memcached_with(options()).await?));
         }
         daemons.push(("redis".to_owned(), provider.redis().await?));
+        daemons.push(("valkey".to_owned(), provider.valkey().await?));
         let addrs = daemons
             .iter()
             .map(|(_, s)| direct(s))
@@ -176,6 +178,7 @@ fn start_servers(runtime: &tokio::runtime::Runtime) -> Result<Servers> {
             (env_names::MEMCACHED_CLUSTER_ENV, addrs[..3].join(",")),
             (env_names::MEMCACHED_LOCAL_ENV, addrs[3].clone()),
             (env_names::REDIS_ENV, addrs[4].clone()),
+            (env_names::VALKEY_ENV, addrs[5].clone()),
         ];
         Ok(Servers { daemons, env })
     })
@@ -208,7 +211,7 @@ fn packages(quick: bool) -> Vec<String> {
 fn empty_servers(servers: &Servers) -> Result<()> {
     use std::io::{BufRead as _, BufReader, Write as _};
     for (label, server) in &servers.daemons {
-        let (request, ok) = if label == "redis" {
+        let (request, ok) = if label == "redis" || label == "valkey" {
             ("FLUSHALL\r\n", "+OK")
         } else {
             ("flush_all\r\n", "OK")
@@ -255,7 +258,7 @@ pub fn run(args: Args) -> Result<()> {
     let machine = report::Machine::read(&root);
     // Kept for the whole run: the servers' `Drop` needs the runtime's threads.
     let runtime = crate::runtime()?;
-    println!("==> starting 4 memcached and 1 Redis (local processes)");
+    println!("==> starting 4 memcached, 1 Redis and 1 Valkey (local processes)");
     let servers = start_servers(&runtime)?;
     let out_dir = root.join("target/bench");
     std::fs::create_dir_all(out_dir.join("results"))?;

@@ -179,7 +179,7 @@ mod images {
     async fn answers_within(kind: ServerKind, addr: &str, budget: Duration) -> Result<(), String> {
         let (ask, ends): (&[u8], &[&str]) = match kind {
             ServerKind::Memcached => (b"version\r\n", &["\r\n"]),
-            ServerKind::Redis => (b"PING\r\n", &["\r\n"]),
+            ServerKind::Redis | ServerKind::Valkey => (b"PING\r\n", &["\r\n"]),
         };
         let deadline = Instant::now() + budget;
         let mut pause = Duration::from_millis(5);
@@ -230,7 +230,9 @@ mod images {
                 let (port, args): (u16, &[&str]) = match kind {
                     ServerKind::Memcached => (11211, &["-m", "16"]),
                     // Redis must accept clients through the published port.
-                    ServerKind::Redis => (6379, &["--save", "", "--protected-mode", "no"]),
+                    ServerKind::Redis | ServerKind::Valkey => {
+                        (6379, &["--save", "", "--protected-mode", "no"])
+                    }
                 };
                 let run = async {
                     let container = GenericImage::new(image_name, tag)

@@ -16,7 +16,7 @@ pub(super) fn host_server(kind: ServerKind) -> Result<HostServer, Error> {
     let binary = Binary::of(kind).locate()?;
     let version_flag = match kind {
         ServerKind::Memcached => "-V",
-        ServerKind::Redis => "--version",
+        ServerKind::Redis | ServerKind::Valkey => "--version",
     };
     let version_out = run(Command::new(&binary).arg(version_flag))?;
     // "memcached 1.6.18" / "Redis server v=7.0.15 sha=... malloc=... bits=64 ..."

@@ -21,5 +21,12 @@ pub(super) fn spec(kind: ServerKind) -> Spec {
             local_name: "memorycached/redis",
             port: 6379,
         },
+        // Not built today (a Valkey is always a local process); here so
+        // every kind has a spec.
+        ServerKind::Valkey => Spec {
+            official: ("valkey/valkey", "8.1"),
+            local_name: "memorycached/valkey",
+            port: 6379,
+        },
     }
 }

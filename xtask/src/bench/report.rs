@@ -235,6 +235,30 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         ">= 1x",
     ),
     (
+        "session load+save, Valkey 8.1 / raw GET+SET",
+        "valkey/session_load_save",
+        "valkey/raw_get_set",
+        ">= 0.9x",
+    ),
+    (
+        "create: ours on Valkey 8.1 / tower-sessions-redis-store",
+        "valkey_peer/ours_create",
+        "valkey_peer/tower_create",
+        ">= 1x",
+    ),
+    (
+        "load: ours on Valkey 8.1 / tower-sessions-redis-store",
+        "valkey_peer/ours_load",
+        "valkey_peer/tower_load",
+        ">= 1x",
+    ),
+    (
+        "update: ours on Valkey 8.1 / tower-sessions-redis-store",
+        "valkey_peer/ours_update",
+        "valkey_peer/tower_update",
+        ">= 1x",
+    ),
+    (
         "create: ours on memcached / tower-sessions-redis-store on Redis",
         "redis_peer/memcached_create",
         "redis_peer/tower_create",
