@@ -20,7 +20,7 @@ use std::sync::Arc;
 use backend_redis::RedisStore;
 use common::raw;
 use serde_json::json;
-use session_core::{CasOutcome, SessionId, Sessions, SessionsConfig, Store, Ttl};
+use session_core::{CasOutcome, SessionId, Sessions, SessionsConfig, Store, Ttl, Version};
 use test_support::{Provider, Server};
 
 /// A Valkey without persistence (a local process whichever the provider),
@@ -132,6 +132,14 @@ async fn a_session_load_and_save_runs_no_script() {
     assert_eq!(calls(&addr, "set").await, 20, "one SET IFEQ per save");
 }
 
+/// `store.cas("k", value, 0, never, expected)`'s outcome.
+async fn put(store: &RedisStore, value: &[u8], expected: Version) -> CasOutcome {
+    store
+        .cas("k", value, 0, Ttl::NEVER, expected)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ifeq_cas_tells_stored_conflict_and_not_found_apart() {
     let (_server, addr) = valkey().await;
@@ -164,21 +172,14 @@ async fn ifeq_cas_tells_stored_conflict_and_not_found_apart() {
     // Conflict: another writer got in between the read and the cas, and
     // its value stays.
     other.set(key, b"theirs", 0, Ttl::NEVER).await.unwrap();
-    assert_eq!(
-        ours.cas(key, b"mine", 0, Ttl::NEVER, now.version)
-            .await
-            .unwrap(),
-        CasOutcome::Conflict
-    );
+    assert_eq!(put(&ours, b"mine", now.version).await, CasOutcome::Conflict);
     assert_eq!(ours.get(key).await.unwrap().unwrap().value, b"theirs");
 
     // NotFound: deleted between the read and the cas, and not re-created.
     let read = ours.get(key).await.unwrap().unwrap();
     assert!(other.delete(key).await.unwrap());
     assert_eq!(
-        ours.cas(key, b"mine", 0, Ttl::NEVER, read.version)
-            .await
-            .unwrap(),
+        put(&ours, b"mine", read.version).await,
         CasOutcome::NotFound
     );
     assert!(ours.get(key).await.unwrap().is_none());
@@ -188,9 +189,7 @@ async fn ifeq_cas_tells_stored_conflict_and_not_found_apart() {
     assert_eq!(calls(&addr, "evalsha").await, 0);
     ours.set(key, b"v3", 0, Ttl::NEVER).await.unwrap();
     assert_eq!(
-        ours.cas(key, b"stale", 0, Ttl::NEVER, read.version)
-            .await
-            .unwrap(),
+        put(&ours, b"stale", read.version).await,
         CasOutcome::Conflict
     );
     assert_eq!(calls(&addr, "evalsha").await, 1);
