@@ -17,9 +17,13 @@
 //!   default settings), against the same peer rows: the session store
 //!   people move from, on the server it was made for, beside the Redis
 //!   store they might move to. Target 1 (par) at 64 tasks.
-//! - `valkey_peer/{tower,ours}_{create,load,update}/N`: the peer and ours
-//!   again, on Valkey 8.1, where our `save` is one `SET ... IFEQ` instead
-//!   of the script (backend-redis's `ifeq.rs`).
+//! - `{redis,valkey}_peer/ours_msgpack_{create,load,update}/N`: ours with
+//!   the MessagePack codec, the peer's own format, against the same peer
+//!   rows (no target: JSON is our default): the store compared without
+//!   the difference of formats.
+//! - `valkey_peer/{tower,ours,ours_msgpack}_{create,load,update}/N`: the
+//!   peer and ours again, on Valkey 8.1, where our `save` is one `SET ...
+//!   IFEQ` instead of the script (backend-redis's `ifeq.rs`).
 //!
 //! Each side first writes [`SESSIONS`] sessions of the bench crate's 10
 //! fields (`ten_fields`); `load` and `update` pick among them in turn. Both
@@ -46,7 +50,7 @@ use backend_memcached::MemcachedStore;
 use backend_redis::RedisStore;
 use memorycached_bench::ten_fields;
 use serde_json::{Map, Value, json};
-use session_core::{SessionId, Sessions, SessionsConfig, Store, Ttl};
+use session_core::{Codec, SessionId, Sessions, SessionsConfig, Store, Ttl};
 use test_support::bench::{self, BenchEnv, Output, Pool, Row, Sample};
 use tower_sessions_core_014::SessionStore as _;
 use tower_sessions_core_014::session::{Id, Record};
@@ -88,12 +92,13 @@ struct Side {
 }
 
 impl Side {
-    /// [`SESSIONS`] sessions written through `store`.
-    async fn new(store: Arc<dyn Store>) -> anyhow::Result<Side> {
+    /// [`SESSIONS`] sessions written through `store` with `codec`.
+    async fn new(store: Arc<dyn Store>, codec: Codec) -> anyhow::Result<Side> {
         let sessions = Sessions::new(
             store,
             SessionsConfig {
                 timeout: Ttl::seconds(TTL_SECS),
+                codec,
                 ..SessionsConfig::default()
             },
         )?;
@@ -112,10 +117,15 @@ impl Side {
     }
 }
 
-/// Which of our stores an operation runs on.
+/// Who makes an operation: the peer, or one of our sides.
 #[derive(Clone, Copy)]
-enum Ours {
+enum Who {
+    Tower,
+    /// Ours on the Redis-protocol server, JSON (the default codec).
     Redis,
+    /// Ours on the same server with MessagePack, the peer's format.
+    MessagePack,
+    /// Ours on memcached.
     Memcached,
 }
 
@@ -124,6 +134,7 @@ struct Ctx {
     /// `redis_peer` or `valkey_peer`: the rows' group.
     group: &'static str,
     redis: Side,
+    msgpack: Side,
     /// Measured once, in the Redis run.
     memcached: Option<Side>,
     tower: TowerRedisStore<Fred>,
@@ -154,17 +165,20 @@ impl Ctx {
         (t * per_task + (i as usize % per_task)) % n
     }
 
-    async fn ours(
+    /// Operation `op`, the `i`th of task `t` of `tasks`, made by `who`.
+    async fn run(
         self: Arc<Self>,
-        which: Ours,
+        who: Who,
         op: Op,
         tasks: usize,
         t: usize,
         i: u64,
     ) -> anyhow::Result<()> {
-        let side = match which {
-            Ours::Redis => &self.redis,
-            Ours::Memcached => self.memcached.as_ref().context("no memcached side")?,
+        let side = match who {
+            Who::Tower => return self.tower(op, tasks, t, i).await,
+            Who::Redis => &self.redis,
+            Who::MessagePack => &self.msgpack,
+            Who::Memcached => self.memcached.as_ref().context("no memcached side")?,
         };
         match op {
             Op::Create => {
@@ -188,7 +202,7 @@ impl Ctx {
         Ok(())
     }
 
-    async fn tower(self: Arc<Self>, op: Op, tasks: usize, t: usize, i: u64) -> anyhow::Result<()> {
+    async fn tower(&self, op: Op, tasks: usize, t: usize, i: u64) -> anyhow::Result<()> {
         match op {
             Op::Create => {
                 let mut r = record_of(ten_fields(&format!("made{t}x{i}")));
@@ -221,56 +235,55 @@ async fn level(
         ("load", Op::Load),
         ("update", Op::Update),
     ] {
-        let c = ctx.clone();
-        let tower = move |t, i| c.clone().tower(op, tasks, t, i);
-        let c = ctx.clone();
-        let ours = move |t, i| c.clone().ours(Ours::Redis, op, tasks, t, i);
-        let c = ctx.clone();
-        let memcached = move |t, i| c.clone().ours(Ours::Memcached, op, tasks, t, i);
         let group = ctx.group;
         let peer = format!("{group}/tower_{label}/{tasks}");
-        let mine = format!("{group}/ours_{label}/{tasks}");
-        let on_memcached = format!("{group}/memcached_{label}/{tasks}");
-        let mut want = [peer.as_str(), &mine, &on_memcached].map(bench::wanted);
-        want[2] &= ctx.memcached.is_some();
-        if want[0] {
-            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, tower.clone()).await;
+        // (who, row, its target); every row of ours is divided by the peer's.
+        let mut columns = vec![
+            (Who::Tower, peer.clone(), None),
+            (
+                Who::Redis,
+                format!("{group}/ours_{label}/{tasks}"),
+                Some(1.0),
+            ),
+            (
+                Who::MessagePack,
+                format!("{group}/ours_msgpack_{label}/{tasks}"),
+                None,
+            ),
+        ];
+        if ctx.memcached.is_some() {
+            // The multiplexed client's aim: at least the peer's rate at 64.
+            let target = (tasks == 64).then_some(1.0);
+            columns.push((
+                Who::Memcached,
+                format!("{group}/memcached_{label}/{tasks}"),
+                target,
+            ));
         }
-        if want[1] {
-            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, ours.clone()).await;
-        }
-        if want[2] {
-            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, memcached.clone()).await;
+        columns.retain(|(_, row, _)| bench::wanted(row));
+        let driver = |who: Who| {
+            let c = ctx.clone();
+            move |t, i| c.clone().run(who, op, tasks, t, i)
+        };
+        for (who, _, _) in &columns {
+            bench::drive(tasks, env.warm, MAX_OPS_PER_TASK, driver(*who)).await;
         }
         let slice = env.time / ROUNDS;
-        let mut samples = [Sample::default(), Sample::default(), Sample::default()];
+        let mut samples: Vec<Sample> = columns.iter().map(|_| Sample::default()).collect();
         for _ in 0..ROUNDS {
-            if want[0] {
-                samples[0]
-                    .absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, tower.clone()).await);
-            }
-            if want[1] {
-                samples[1].absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, ours.clone()).await);
-            }
-            if want[2] {
-                samples[2]
-                    .absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, memcached.clone()).await);
+            for ((who, _, _), sample) in columns.iter().zip(&mut samples) {
+                sample.absorb(bench::drive(tasks, slice, MAX_OPS_PER_TASK, driver(*who)).await);
             }
         }
-        let [theirs, mine_sample, on_memcached_sample] = samples;
-        if want[0] {
-            out.record(Row::new(&peer), theirs)?;
-        }
-        if want[1] {
-            out.record(Row::new(mine).baseline(&peer).target(1.0), mine_sample)?;
-        }
-        if want[2] {
-            let mut row = Row::new(on_memcached).baseline(peer);
-            // The multiplexed client's aim: at least the peer's rate at 64.
-            if tasks == 64 {
-                row = row.target(1.0);
+        for ((who, row, target), sample) in columns.into_iter().zip(samples) {
+            let mut row = Row::new(row);
+            if !matches!(who, Who::Tower) {
+                row = row.baseline(&peer);
             }
-            out.record(row, on_memcached_sample)?;
+            if let Some(target) = target {
+                row = row.target(target);
+            }
+            out.record(row, sample)?;
         }
     }
     Ok(())
@@ -303,12 +316,14 @@ async fn run(
     let tower = TowerRedisStore::new(fred.clone());
 
     println!("-- writing {SESSIONS} sessions on each side");
-    let redis = Side::new(store).await?;
+    let redis = Side::new(store.clone(), Codec::Json).await?;
+    let msgpack = Side::new(store, Codec::MessagePack).await?;
     let memcached = match memcached {
         Some(addr) => Some(
-            Side::new(Arc::new(MemcachedStore::from_url(&format!(
-                "memcached://{addr}"
-            ))?))
+            Side::new(
+                Arc::new(MemcachedStore::from_url(&format!("memcached://{addr}"))?),
+                Codec::Json,
+            )
             .await?,
         ),
         None => None,
@@ -322,6 +337,7 @@ async fn run(
     let ctx = Arc::new(Ctx {
         group,
         redis,
+        msgpack,
         memcached,
         tower,
         theirs,
@@ -330,7 +346,8 @@ async fn run(
     });
     for tasks in LEVELS {
         println!(
-            "-- {group}, level {tasks}: create, load, update; tower-sessions-redis-store, ours{}",
+            "-- {group}, level {tasks}: create, load, update; tower-sessions-redis-store, ours \
+             (JSON, MessagePack){}",
             if ctx.memcached.is_some() {
                 ", ours on memcached"
             } else {

@@ -235,6 +235,18 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         ">= 1x",
     ),
     (
+        "load: ours (MessagePack, the peer's format) on Redis / tower-sessions-redis-store",
+        "redis_peer/ours_msgpack_load",
+        "redis_peer/tower_load",
+        "",
+    ),
+    (
+        "update: ours (MessagePack) on Redis / tower-sessions-redis-store",
+        "redis_peer/ours_msgpack_update",
+        "redis_peer/tower_update",
+        "",
+    ),
+    (
         "session load+save, Valkey 8.1 / raw GET+SET",
         "valkey/session_load_save",
         "valkey/raw_get_set",
@@ -257,6 +269,18 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "valkey_peer/ours_update",
         "valkey_peer/tower_update",
         ">= 1x",
+    ),
+    (
+        "load: ours (MessagePack) on Valkey 8.1 / tower-sessions-redis-store",
+        "valkey_peer/ours_msgpack_load",
+        "valkey_peer/tower_load",
+        "",
+    ),
+    (
+        "update: ours (MessagePack) on Valkey 8.1 / tower-sessions-redis-store",
+        "valkey_peer/ours_msgpack_update",
+        "valkey_peer/tower_update",
+        "",
     ),
     (
         "create: ours on memcached / tower-sessions-redis-store on Redis",
