@@ -269,7 +269,13 @@ impl Replicator {
         let mut state_saved = false;
         if let Some(path) = &self.state_file {
             if drained {
-                match state::save(path, known) {
+                // Serialising a million keys and writing the file takes a
+                // moment: off the runtime's threads.
+                let file = path.clone();
+                let saved = tokio::task::spawn_blocking(move || state::save(&file, known))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+                match saved {
                     Ok(()) => state_saved = true,
                     Err(e) => {
                         tracing::warn!(path = %path.display(), error = %e, "the in-sync state could not be saved");
