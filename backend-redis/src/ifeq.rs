@@ -12,10 +12,10 @@
 //! the very bytes it read. [`Recent`] keeps them, keyed by the full Redis
 //! key, with the version they hold, for a `cas` that follows a read (a
 //! session's load, then its save). `cas(key, .., expected)` uses an entry
-//! only when its version is `expected`. A writer never reuses a version,
-//! and the version is inside the stored bytes, so "the stored string equals
-//! the one read at `expected`" is the script's test "the stored version is
-//! `expected`", only stricter. Without an entry (never read here, read too
+//! only when its version is `expected`. The version is inside the stored
+//! bytes and a writer never reuses one, so "the stored string equals the
+//! one read at `expected`" is the same test as the script's "the stored
+//! version is `expected`". Without an entry (never read here, read too
 //! long ago, or a value over [`MAX_KEPT`]) `cas` runs the script as before.
 //!
 //! Whether the server knows `IFEQ` is learnt from the first such `SET`:

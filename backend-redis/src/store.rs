@@ -168,17 +168,19 @@ impl RedisStore {
         }
     }
 
-    /// `cas` as one `SET ... IFEQ old` (see `ifeq.rs`); `None` when the
-    /// server refused the option, so the caller runs the script instead.
-    /// A nil answer is a conflict or a missing key; an `EXISTS` tells
-    /// which (a later write may change that, as it may any answer).
+    /// `cas` as one `SET ... IFEQ old` writing `stored` (which holds
+    /// `version`; see `ifeq.rs`); `None` when the server refused the
+    /// option, so the caller runs the script instead. A nil answer is a
+    /// conflict or a missing key; an `EXISTS` tells which (a later write
+    /// may change that, as it may any answer).
     async fn cas_ifeq(
         &self,
         full: &str,
         stored: &[u8],
         old: &[u8],
         ttl: Ttl,
-    ) -> Result<Option<IfeqOutcome>> {
+        version: Version,
+    ) -> Result<Option<CasOutcome>> {
         let cmd = ifeq::command(full, stored, old, ttl_ms(ttl));
         let answer: Option<Value> = self
             .run("cas", |mut c| async move {
@@ -195,7 +197,7 @@ impl RedisStore {
             }
             Some(Value::Okay) => {
                 self.ifeq.supported();
-                Ok(Some(IfeqOutcome::Stored))
+                Ok(Some(CasOutcome::Stored(Some(version))))
             }
             Some(Value::Nil) => {
                 self.ifeq.supported();
@@ -205,9 +207,9 @@ impl RedisStore {
                     })
                     .await?;
                 Ok(Some(if exists {
-                    IfeqOutcome::Conflict
+                    CasOutcome::Conflict
                 } else {
-                    IfeqOutcome::NotFound
+                    CasOutcome::NotFound
                 }))
             }
             Some(other) => Err(self.protocol(format!("SET IFEQ answered {other:?}"))),
@@ -426,23 +428,6 @@ impl RedisStore {
     }
 }
 
-/// What a `SET ... IFEQ` did; the version is the caller's.
-enum IfeqOutcome {
-    Stored,
-    Conflict,
-    NotFound,
-}
-
-impl IfeqOutcome {
-    fn into_cas(self, version: Version) -> CasOutcome {
-        match self {
-            IfeqOutcome::Stored => CasOutcome::Stored(Some(version)),
-            IfeqOutcome::Conflict => CasOutcome::Conflict,
-            IfeqOutcome::NotFound => CasOutcome::NotFound,
-        }
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
@@ -500,9 +485,9 @@ impl Store for RedisStore {
         let stored = envelope::encode(value, flags, version);
         let full = self.full_key(key);
         if let Some(old) = self.ifeq.take(&full, expected)
-            && let Some(outcome) = self.cas_ifeq(&full, &stored, &old, ttl).await?
+            && let Some(outcome) = self.cas_ifeq(&full, &stored, &old, ttl, version).await?
         {
-            return Ok(outcome.into_cas(version));
+            return Ok(outcome);
         }
         let mut cmd = scripts::call(&scripts::CAS, &full);
         cmd.arg(&envelope::version_bytes(expected)[..])
