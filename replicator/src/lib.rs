@@ -118,6 +118,8 @@ pub mod error;
 mod link;
 pub mod metrics;
 mod reconcile;
+mod run_marker;
+mod shared;
 mod state;
 
 use std::sync::Arc;
@@ -126,11 +128,12 @@ use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 
 pub use config::{Config, FileConfig, Topology};
-pub use copier::RUN_MARKER;
 pub use error::{Error, Result};
 pub use metrics::LinkMetrics;
+pub use run_marker::RUN_MARKER;
 
-use link::{Link, Mode};
+use link::Link;
+use shared::Mode;
 
 /// A running replicator.
 pub struct Replicator {

@@ -20,39 +20,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::copier::{self, Copier, Job};
+use crate::copier::{Copier, Job};
 use crate::error::{Error, Result};
 use crate::metrics::LinkMetrics;
+use crate::run_marker::{self, replicated};
+use crate::shared::{LinkShared, Mode};
 use crate::state::Known;
-
-/// How a link decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Node 0 is the master, node 1 the slave.
-    MasterSlave,
-    /// Every node is a master.
-    Mesh,
-}
-
-/// What the tasks of one link share.
-pub(crate) struct LinkShared {
-    pub(crate) name: String,
-    pub(crate) nodes: Vec<String>,
-    pub(crate) mode: Mode,
-    pub(crate) config: Config,
-    pub(crate) metrics: Arc<LinkMetrics>,
-    resync_pending: AtomicBool,
-    resync_wake: Notify,
-}
-
-impl LinkShared {
-    /// Schedules a full comparison (coalesced with one already pending).
-    pub(crate) fn request_resync(&self) {
-        if !self.resync_pending.swap(true, Ordering::SeqCst) {
-            self.resync_wake.notify_one();
-        }
-    }
-}
 
 /// The running tasks of a link.
 pub(crate) struct Link {
@@ -289,7 +262,7 @@ async fn read_feed(
                     shared.request_resync();
                 }
                 last_gid = event.gid.or(last_gid);
-                if !event.stored || !copier::replicated(&event.key) {
+                if !event.stored || !replicated(&event.key) {
                     continue;
                 }
                 m.events.fetch_add(1, Ordering::Relaxed);
@@ -403,7 +376,7 @@ async fn resync_once(
             let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
             // Leaves the node's run marker now, once, rather than in a race
             // between copiers that connect at the same moment.
-            copier::server_epoch(&mut c).await?;
+            run_marker::server_epoch(&mut c).await?;
             for _ in 0..DUMPS {
                 keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
             }
@@ -414,7 +387,7 @@ async fn resync_once(
         done = dumps => done?,
         _ = stop.wait_for(|s| *s) => return Ok(false),
     }
-    keys.retain(|k| copier::replicated(k));
+    keys.retain(|k| replicated(k));
     let total = keys.len();
     let m = &shared.metrics;
     m.resync_keys.store(0, Ordering::Relaxed);
