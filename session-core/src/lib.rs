@@ -39,6 +39,8 @@
 //! - [`stats`]: [`SessionStats`], the counters of a `Sessions`.
 //! - [`memory`]: [`MemoryStore`], the embedded in-process store.
 //! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
+//! - [`url_options`]: the query options of a store URL, one table per
+//!   backend, parsed by the same rules in every backend.
 //! - `conformance` (feature `conformance`): the checks every store must pass.
 //!
 //! This crate does no network I/O and starts no tasks: backends bring the
@@ -66,6 +68,7 @@ pub mod sessions;
 pub mod stats;
 pub mod storable;
 pub mod store;
+pub mod url_options;
 
 pub use codec::Codec;
 pub use config::{

@@ -38,6 +38,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use session_core::url_options::{UrlOption, apply_query, millis};
+
 use crate::error::{Error, Result};
 
 /// The default memcached port.
@@ -262,39 +264,24 @@ impl FromStr for ServerSpec {
     }
 }
 
-/// One `memcached://` query key: its name, what it means (as the module
-/// docs' table says it; a test checks the two agree) and how it is applied.
-struct UrlKey {
-    key: &'static str,
-    /// Applies the value, or says what was expected instead.
-    set: fn(&mut MemcachedConfig, &str) -> std::result::Result<(), &'static str>,
-}
-
-fn millis(value: &str) -> std::result::Result<Duration, &'static str> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| "milliseconds")
-}
-
 /// The one list of query keys: parsing, the unknown-key message and the
 /// docs' table (checked by a test) all follow it.
-const URL_KEYS: &[UrlKey] = &[
-    UrlKey {
+const URL_KEYS: &[UrlOption<MemcachedConfig>] = &[
+    UrlOption {
         key: "timeout_ms",
         set: |c, v| {
             c.io_timeout = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "connect_timeout_ms",
         set: |c, v| {
             c.connect_timeout = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "protocol",
         set: |c, v| {
             c.protocol = match v {
@@ -305,7 +292,7 @@ const URL_KEYS: &[UrlKey] = &[
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "routing",
         set: |c, v| {
             c.routing = match v {
@@ -316,7 +303,7 @@ const URL_KEYS: &[UrlKey] = &[
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "failure",
         set: |c, v| {
             c.failure = match v {
@@ -327,21 +314,21 @@ const URL_KEYS: &[UrlKey] = &[
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "max_value_size",
         set: |c, v| {
             c.max_value_size = v.parse().map_err(|_| "a byte count")?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "pool_size",
         set: |c, v| {
             c.pool_size = v.parse().map_err(|_| "a count")?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "mode",
         set: |c, v| {
             c.mode = match v {
@@ -353,21 +340,21 @@ const URL_KEYS: &[UrlKey] = &[
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "connections",
         set: |c, v| {
             c.connections = v.parse().map_err(|_| "a count")?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "backoff_initial_ms",
         set: |c, v| {
             c.backoff_initial = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "backoff_max_ms",
         set: |c, v| {
             c.backoff_max = millis(v)?;
@@ -479,37 +466,9 @@ impl MemcachedConfig {
                 .collect::<Result<Vec<ServerSpec>>>()?,
             ..MemcachedConfig::default()
         };
-        let mut seen: Vec<&str> = Vec::new();
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            if pair.is_empty() {
-                continue;
-            }
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                Error::InvalidConfig(format!("query item {pair:?} is not key=value"))
-            })?;
-            if seen.contains(&key) {
-                return Err(Error::InvalidConfig(format!(
-                    "query key {key:?} given twice"
-                )));
-            }
-            seen.push(key);
-            config.set_option(key, value)?;
-        }
+        apply_query(URL_KEYS, &mut config, query).map_err(Error::InvalidConfig)?;
         config.validate()?;
         Ok(config)
-    }
-
-    fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
-        let option = URL_KEYS.iter().find(|o| o.key == key).ok_or_else(|| {
-            let known: Vec<&str> = URL_KEYS.iter().map(|o| o.key).collect();
-            Error::InvalidConfig(format!(
-                "unknown query key {key:?} (known: {})",
-                known.join(", ")
-            ))
-        })?;
-        (option.set)(self, value).map_err(|expected| {
-            Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"))
-        })
     }
 
     /// Checks every field; the error names the offending one.

@@ -38,6 +38,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::envelope::HEADER_LEN;
+use session_core::url_options::{UrlOption, apply_query, millis};
+
 use crate::error::{Error, Result};
 
 /// The default Redis port.
@@ -214,51 +216,38 @@ impl Default for RedisConfig {
     }
 }
 
-/// One query key: its name and how it is applied (or what was expected).
-struct UrlKey {
-    key: &'static str,
-    set: fn(&mut RedisConfig, &str) -> std::result::Result<(), &'static str>,
-}
-
-fn millis(value: &str) -> std::result::Result<Duration, &'static str> {
-    value
-        .parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|_| "milliseconds")
-}
-
 /// The one list of query keys: parsing, the unknown-key message and the
 /// docs' table (checked by a test) all follow it.
-const URL_KEYS: &[UrlKey] = &[
-    UrlKey {
+const URL_KEYS: &[UrlOption<RedisConfig>] = &[
+    UrlOption {
         key: "timeout_ms",
         set: |c, v| {
             c.response_timeout = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "connect_timeout_ms",
         set: |c, v| {
             c.connect_timeout = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "prefix",
         set: |c, v| {
             c.key_prefix = decode(v).map_err(|_| "percent-encoded UTF-8")?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "max_value_size",
         set: |c, v| {
             c.max_value_size = v.parse().map_err(|_| "a byte count")?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "cluster",
         set: |c, v| {
             c.cluster = match v {
@@ -269,21 +258,21 @@ const URL_KEYS: &[UrlKey] = &[
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "backoff_initial_ms",
         set: |c, v| {
             c.backoff_initial = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "backoff_max_ms",
         set: |c, v| {
             c.backoff_max = millis(v)?;
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "ca_file",
         set: |c, v| {
             let path = decode(v).map_err(|_| "a percent-encoded UTF-8 path")?;
@@ -291,7 +280,7 @@ const URL_KEYS: &[UrlKey] = &[
             Ok(())
         },
     },
-    UrlKey {
+    UrlOption {
         key: "connections",
         set: |c, v| {
             c.connections = v.parse().map_err(|_| "a number of connections")?;
@@ -383,37 +372,9 @@ impl RedisConfig {
                 config.password = Some(decode(p).map_err(bad)?);
             }
         }
-        let mut seen: Vec<&str> = Vec::new();
-        for pair in query.into_iter().flat_map(|q| q.split('&')) {
-            if pair.is_empty() {
-                continue;
-            }
-            let (key, value) = pair.split_once('=').ok_or_else(|| {
-                Error::InvalidConfig(format!("query item {pair:?} is not key=value"))
-            })?;
-            if seen.contains(&key) {
-                return Err(Error::InvalidConfig(format!(
-                    "query key {key:?} given twice"
-                )));
-            }
-            seen.push(key);
-            config.set_option(key, value)?;
-        }
+        apply_query(URL_KEYS, &mut config, query).map_err(Error::InvalidConfig)?;
         config.validate()?;
         Ok(config)
-    }
-
-    fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
-        let option = URL_KEYS.iter().find(|o| o.key == key).ok_or_else(|| {
-            let known: Vec<&str> = URL_KEYS.iter().map(|o| o.key).collect();
-            Error::InvalidConfig(format!(
-                "unknown query key {key:?} (known: {})",
-                known.join(", ")
-            ))
-        })?;
-        (option.set)(self, value).map_err(|expected| {
-            Error::InvalidConfig(format!("{key}={value:?}: expected {expected}"))
-        })
     }
 
     /// What errors and logs call the store: the first node's address.
