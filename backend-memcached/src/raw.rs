@@ -422,7 +422,9 @@ impl WatchEvent {
         let Ok(text) = std::str::from_utf8(line) else {
             return Err(WatchLine::Malformed);
         };
-        if text.contains("skipped") {
+        // `[skipped: N]`, the logger's own notice; never a key that
+        // happens to contain the word.
+        if text.starts_with("[skipped") {
             return Err(WatchLine::Skipped);
         }
         let (mut ts, mut gid, mut key, mut kind, mut status) = (None, None, None, None, None);
@@ -431,7 +433,7 @@ impl WatchEvent {
                 continue;
             };
             match name {
-                "ts" => ts = value.parse::<f64>().ok(),
+                "ts" => ts = parse_ts(value),
                 "gid" => gid = value.parse::<u64>().ok(),
                 "type" => kind = Some(value),
                 "key" => key = Some(value),
@@ -463,9 +465,39 @@ impl WatchEvent {
     }
 }
 
+/// `ts=<secs>.<micros>`: memcached prints both with `%d`, so the part
+/// after the dot is a count of microseconds without zero padding
+/// (`1796308709.8144` is 8144 µs past the second, not .8144 s).
+fn parse_ts(value: &str) -> Option<f64> {
+    let (secs, micros) = value.split_once('.').unwrap_or((value, "0"));
+    let secs = secs.parse::<u64>().ok()?;
+    let micros = micros.parse::<u32>().ok().filter(|&m| m < 1_000_000)?;
+    Some(secs as f64 + f64::from(micros) / 1e6)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ts_microseconds_are_not_zero_padded() {
+        let e = WatchEvent::parse(
+            b"ts=1796308709.8144 gid=9 type=item_store key=k status=stored cmd=set ttl=0",
+        )
+        .unwrap();
+        assert!((e.ts.unwrap() - 1_796_308_709.008_144).abs() < 1e-6);
+        assert_eq!(parse_ts("12.0"), Some(12.0));
+        assert_eq!(parse_ts("12"), Some(12.0));
+        assert_eq!(parse_ts("12.1000000"), None);
+        assert_eq!(parse_ts("x.1"), None);
+    }
+
+    #[test]
+    fn a_key_named_skipped_is_an_event() {
+        let e =
+            WatchEvent::parse(b"gid=5 type=item_store key=skipped status=stored cmd=set").unwrap();
+        assert_eq!(e.key, "skipped");
+    }
 
     #[test]
     fn parses_watch_lines() {

@@ -12,23 +12,15 @@ use std::time::SystemTime;
 
 use backend_memcached::raw::{RawConnection, RawItem, WriteOutcome};
 use session_core::DeleteOutcome;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::error::Result;
+use crate::queues::Job;
 use crate::reconcile::{self, Action, Expect, Prev};
 use crate::run_marker::{Epoch, RUN_MARKER, server_epoch};
 use crate::shared::{LinkShared, Mode};
 use crate::state::Known;
-
-/// Work for a copier.
-#[derive(Debug)]
-pub(crate) enum Job {
-    /// Make this key equal on every node; `ts` is the source's event time.
-    Key { key: String, ts: Option<f64> },
-    /// Answered once every job queued before it is done.
-    Flush(oneshot::Sender<()>),
-}
 
 /// Keys taken from the queue per round trip.
 const BATCH: usize = 64;
@@ -54,6 +46,9 @@ pub(crate) struct Copier {
     /// When each node may be tried again after a failure.
     retry_at: Vec<Option<Instant>>,
     backoff: Vec<std::time::Duration>,
+    /// Each node's `NodeHealth::back` when last looked at: a newer number
+    /// means the node answers again, so its backoff is over.
+    seen_back: Vec<u64>,
 }
 
 impl Copier {
@@ -69,6 +64,7 @@ impl Copier {
             carried,
             retry_at: vec![None; n],
             backoff: vec![initial; n],
+            seen_back: vec![0; n],
         }
     }
 
@@ -88,6 +84,7 @@ impl Copier {
                 .fetch_sub(queued as u64, Ordering::Relaxed);
             let mut keys: Vec<(String, Option<f64>)> = Vec::new();
             let mut flushes = Vec::new();
+            let mut snapshots = Vec::new();
             for job in jobs.drain(..) {
                 match job {
                     Job::Key { key, ts } => {
@@ -101,6 +98,7 @@ impl Copier {
                         }
                     }
                     Job::Flush(done) => flushes.push(done),
+                    Job::Snapshot(answer) => snapshots.push(answer),
                 }
             }
             if !keys.is_empty() {
@@ -116,6 +114,9 @@ impl Copier {
             for done in flushes {
                 let _ = done.send(());
             }
+            for answer in snapshots {
+                let _ = answer.send(self.known());
+            }
         }
     }
 
@@ -126,6 +127,13 @@ impl Copier {
             self.conns[node] = None;
         }
         if self.conns[node].is_none() {
+            let back = self.shared.health[node].back.load(Ordering::SeqCst);
+            if back != self.seen_back[node] {
+                // The monitor saw it answer again: try now.
+                self.seen_back[node] = back;
+                self.retry_at[node] = None;
+                self.backoff[node] = self.shared.config.backoff_initial;
+            }
             if let Some(at) = self.retry_at[node]
                 && Instant::now() < at
             {
@@ -219,20 +227,21 @@ impl Copier {
     /// token (the saved one for a node it never reached), its settled keys,
     /// and the saved entries of keys it has not met this run, for the
     /// nodes still in the saved run.
-    fn known(self) -> Known {
+    fn known(&self) -> Known {
         let tokens: Vec<Option<Vec<u8>>> = (0..self.epochs.len())
             .map(|n| match &self.epochs[n] {
                 Some(epoch) => Some(epoch.token.clone()),
                 None => self.carried.tokens.get(n).cloned().flatten(),
             })
             .collect();
-        let mut keys = self.state;
-        for (key, saved) in self.carried.keys {
-            if keys.contains_key(&key) {
+        let mut keys = self.state.clone();
+        for (key, saved) in &self.carried.keys {
+            if keys.contains_key(key) {
                 continue;
             }
             let prev: Vec<Prev> = saved
-                .into_iter()
+                .iter()
+                .copied()
                 .enumerate()
                 .map(|(n, p)| {
                     let same_run = tokens[n].is_some()
@@ -241,7 +250,7 @@ impl Copier {
                 })
                 .collect();
             if prev.iter().any(Option::is_some) {
-                keys.insert(key, prev);
+                keys.insert(key.clone(), prev);
             }
         }
         Known { tokens, keys }

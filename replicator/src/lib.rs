@@ -115,9 +115,13 @@
 pub mod config;
 mod copier;
 pub mod error;
+mod gids;
 mod link;
 pub mod metrics;
+mod monitor;
+mod queues;
 mod reconcile;
+mod resync;
 mod run_marker;
 mod shared;
 mod state;

@@ -8,23 +8,25 @@
 //! resync task enumerates every key of every node and queues them all,
 //! waiting for room (it is our own producer, so backpressure is safe).
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backend_memcached::raw::{RawConnection, Watch, WatchEvent, WatchLine};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::copier::{Copier, Job};
+use crate::copier::Copier;
 use crate::error::{Error, Result};
+use crate::gids::{GidWindow, line_gid};
 use crate::metrics::LinkMetrics;
-use crate::run_marker::{self, replicated};
-use crate::shared::{LinkShared, Mode};
+use crate::monitor::monitor;
+use crate::queues::{Job, Queues, shard_of};
+use crate::resync::resync_loop;
+use crate::run_marker::replicated;
+use crate::shared::{LinkShared, Mode, NodeHealth, RateLimit, pause};
 use crate::state::Known;
 
 /// The running tasks of a link.
@@ -33,23 +35,6 @@ pub(crate) struct Link {
     pub(crate) producers: Vec<JoinHandle<()>>,
     /// Each returns what it knew when it stopped (for the state file).
     pub(crate) copiers: Vec<JoinHandle<Known>>,
-}
-
-/// The queue of each copier; a key always goes to the same one.
-#[derive(Clone)]
-struct Queues(Arc<Vec<mpsc::Sender<Job>>>);
-
-impl Queues {
-    fn of(&self, key: &str) -> &mpsc::Sender<Job> {
-        &self.0[shard_of(key, self.0.len())]
-    }
-}
-
-/// The copier (of `shards`) that handles `key`.
-fn shard_of(key: &str, shards: usize) -> usize {
-    let mut h = std::hash::DefaultHasher::new();
-    key.hash(&mut h);
-    (h.finish() % shards as u64) as usize
 }
 
 /// Splits what the previous run saved among the copiers, each key to the
@@ -82,6 +67,7 @@ impl Link {
         stop: watch::Receiver<bool>,
         carried: Option<Known>,
     ) -> Link {
+        let node_count = nodes.len();
         let shared = Arc::new(LinkShared {
             name,
             nodes,
@@ -89,6 +75,8 @@ impl Link {
             metrics: Arc::new(LinkMetrics::default()),
             resync_pending: AtomicBool::new(false),
             resync_wake: Notify::new(),
+            health: (0..node_count).map(|_| NodeHealth::default()).collect(),
+            malformed_log: RateLimit::new(Duration::from_secs(60)),
             config,
         });
         let mut senders = Vec::new();
@@ -110,6 +98,15 @@ impl Link {
                 stop.clone(),
             )));
         }
+        // Every node, sources or not: a target that comes back (or comes
+        // back empty) is compared at once, not at the next periodic resync.
+        for node in 0..shared.nodes.len() {
+            producers.push(tokio::spawn(monitor(
+                Arc::clone(&shared),
+                node,
+                stop.clone(),
+            )));
+        }
         producers.push(tokio::spawn(resync_loop(Arc::clone(&shared), queues, stop)));
         Link {
             shared,
@@ -117,15 +114,6 @@ impl Link {
             copiers,
         }
     }
-}
-
-/// Sleeps `d`, or less if asked to stop; true when stopping.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = stop.wait_for(|s| *s) => {}
-    }
-    *stop.borrow()
 }
 
 /// The change feed of one source, reconnected with backoff.
@@ -149,10 +137,17 @@ async fn feed(
                 tracing::warn!(link = %shared.name, server = %shared.nodes[node], error = %e, retry_in = ?backoff, "change feed down");
             }
         }
-        if pause(backoff, &mut stop).await {
-            return;
-        }
-        backoff = (backoff * 2).min(shared.config.backoff_max);
+        // The monitor wakes us when the server answers again: no waiting
+        // out a backoff grown while it was down.
+        let woken = tokio::select! {
+            stopping = pause(backoff, &mut stop) => if stopping { return } else { false },
+            _ = shared.health[node].wake.notified() => true,
+        };
+        backoff = if woken {
+            shared.config.backoff_initial
+        } else {
+            (backoff * 2).min(shared.config.backoff_max)
+        };
     }
 }
 
@@ -172,6 +167,7 @@ async fn feed_once(
             if *first {
                 tracing::info!(link = %shared.name, server = %addr, "feed: watch mutations deletions");
             }
+            shared.metrics.set_deletions_feed(addr, true);
             w
         }
         None => match Watch::open(addr, "mutations", timeout).await? {
@@ -179,6 +175,7 @@ async fn feed_once(
                 if *first {
                     tracing::info!(link = %shared.name, server = %addr, "feed: watch mutations (this server has no `watch deletions`: deletes are found by resyncs)");
                 }
+                shared.metrics.set_deletions_feed(addr, false);
                 w
             }
             None => {
@@ -246,31 +243,34 @@ async fn read_feed(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<()> {
     let m = &shared.metrics;
-    let mut last_gid: Option<u64> = None;
+    let mut gids = GidWindow::new();
     loop {
         let line = tokio::select! {
             line = watch.next_line() => line?,
             _ = stop.wait_for(|s| *s) => return Ok(()),
         };
+        // Every line takes a number, whatever its type: lines arrive out of
+        // order, so only a number the window gave up on is a loss.
+        if let Some(gid) = line_gid(&line) {
+            let lost = gids.see(gid);
+            if lost > 0 {
+                m.feed_gaps.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(link = %shared.name, missed = lost, "feed lines never arrived; resyncing");
+                shared.request_resync();
+            }
+        }
         match WatchEvent::parse(&line) {
             Ok(event) => {
-                if let (Some(last), Some(gid)) = (last_gid, event.gid)
-                    && gid > last + 1
-                {
-                    m.feed_gaps.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(link = %shared.name, missed = gid - last - 1, "feed skipped lines; resyncing");
-                    shared.request_resync();
-                }
-                last_gid = event.gid.or(last_gid);
                 if !event.stored || !replicated(&event.key) {
                     continue;
                 }
                 m.events.fetch_add(1, Ordering::Relaxed);
+                let queue = queues.of(&event.key);
                 let job = Job::Key {
                     key: event.key,
                     ts: event.ts,
                 };
-                match queues.of(job_key(&job)).try_send(job) {
+                match queue.try_send(job) {
                     Ok(()) => {
                         m.queue_depth.fetch_add(1, Ordering::Relaxed);
                     }
@@ -288,20 +288,14 @@ async fn read_feed(
                 shared.request_resync();
             }
             Err(WatchLine::Malformed) => {
-                let n = m.malformed.fetch_add(1, Ordering::Relaxed);
-                // The first few in full, then every thousandth.
-                if n < 10 || n.is_multiple_of(1000) {
-                    tracing::warn!(link = %shared.name, line = %String::from_utf8_lossy(&line[..line.len().min(200)]), count = n + 1, "unreadable feed line ignored");
+                let count = m.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+                // A server that writes a new line format writes it on every
+                // event: one log line a minute says so, the counter counts.
+                if shared.malformed_log.allow() {
+                    tracing::warn!(link = %shared.name, line = %String::from_utf8_lossy(&line[..line.len().min(200)]), count, "unreadable feed line ignored (logged at most once a minute)");
                 }
             }
         }
-    }
-}
-
-fn job_key(job: &Job) -> &str {
-    match job {
-        Job::Key { key, .. } => key,
-        Job::Flush(_) => "",
     }
 }
 
@@ -313,114 +307,4 @@ async fn dropped_lines(c: &mut RawConnection) -> Result<u64, backend_memcached::
         .filter(|(n, _)| n == "log_worker_dropped" || n == "log_watcher_skipped")
         .filter_map(|(_, v)| v.parse::<u64>().ok())
         .sum())
-}
-
-/// Runs a resync whenever one is requested or the interval elapses.
-async fn resync_loop(shared: Arc<LinkShared>, queues: Queues, mut stop: watch::Receiver<bool>) {
-    let mut backoff = shared.config.backoff_initial;
-    let mut next_periodic = shared.config.resync_interval.map(|d| Instant::now() + d);
-    loop {
-        let periodic = async {
-            match next_periodic {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shared.resync_wake.notified() => {}
-            _ = periodic => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        shared.resync_pending.store(false, Ordering::SeqCst);
-        next_periodic = shared.config.resync_interval.map(|d| Instant::now() + d);
-        let m = &shared.metrics;
-        m.resync_running.store(1, Ordering::Relaxed);
-        let result = resync_once(&shared, &queues, &mut stop).await;
-        m.resync_running.store(0, Ordering::Relaxed);
-        match result {
-            Ok(true) => backoff = shared.config.backoff_initial,
-            Ok(false) => return,
-            Err(e) => {
-                m.resync_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(link = %shared.name, error = %e, retry_in = ?backoff, "resync failed");
-                shared.request_resync();
-                if pause(backoff, &mut stop).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(shared.config.backoff_max);
-            }
-        }
-    }
-}
-
-/// Dumps per node per resync (see `resync_once`).
-const DUMPS: usize = 2;
-
-/// Keys between progress lines of a long resync.
-const PROGRESS_EVERY: usize = 10_000;
-
-/// One full comparison: every key of every node is queued, then waited
-/// for. `Ok(false)` when asked to stop meanwhile.
-async fn resync_once(
-    shared: &Arc<LinkShared>,
-    queues: &Queues,
-    stop: &mut watch::Receiver<bool>,
-) -> Result<bool> {
-    let started = Instant::now();
-    let mut keys = HashSet::new();
-    // Two dumps per node, united: memcached's crawler misses items the LRU
-    // maintainer moves between segments during the walk (measured: ~0.5%
-    // of keys written during a flood were missing from one dump).
-    let dumps = async {
-        for addr in &shared.nodes {
-            let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
-            // Leaves the node's run marker now, once, rather than in a race
-            // between copiers that connect at the same moment.
-            run_marker::server_epoch(&mut c).await?;
-            for _ in 0..DUMPS {
-                keys.extend(c.dump_keys().await?.into_iter().map(|k| k.key));
-            }
-        }
-        Ok::<_, Error>(())
-    };
-    tokio::select! {
-        done = dumps => done?,
-        _ = stop.wait_for(|s| *s) => return Ok(false),
-    }
-    keys.retain(|k| replicated(k));
-    let total = keys.len();
-    let m = &shared.metrics;
-    m.resync_keys.store(0, Ordering::Relaxed);
-    tracing::info!(link = %shared.name, keys = total, "resync: comparing every key");
-    for (i, key) in keys.into_iter().enumerate() {
-        let job = Job::Key { key, ts: None };
-        let queue = queues.of(job_key(&job)).clone();
-        tokio::select! {
-            sent = queue.send(job) => if sent.is_err() { return Ok(false) },
-            _ = stop.wait_for(|s| *s) => return Ok(false),
-        }
-        m.queue_depth.fetch_add(1, Ordering::Relaxed);
-        m.resync_keys.fetch_add(1, Ordering::Relaxed);
-        if (i + 1) % PROGRESS_EVERY == 0 {
-            tracing::info!(link = %shared.name, done = i + 1, of = total, "resync progress");
-        }
-    }
-    let mut waits = Vec::new();
-    for queue in queues.0.iter() {
-        let (tx, rx) = oneshot::channel();
-        tokio::select! {
-            sent = queue.send(Job::Flush(tx)) => if sent.is_err() { return Ok(false) },
-            _ = stop.wait_for(|s| *s) => return Ok(false),
-        }
-        waits.push(rx);
-    }
-    for rx in waits {
-        tokio::select! {
-            _ = rx => {}
-            _ = stop.wait_for(|s| *s) => return Ok(false),
-        }
-    }
-    m.resyncs.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(link = %shared.name, keys = total, took = ?started.elapsed(), "resync done");
-    Ok(true)
 }

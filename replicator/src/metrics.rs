@@ -3,8 +3,11 @@
 //! Hand-written text format (a few counters do not need a metrics crate),
 //! one label `link` per series.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 /// Upper bounds of the lag histogram, seconds.
 const LAG_BUCKETS: [f64; 12] = [
@@ -56,6 +59,17 @@ pub struct LinkMetrics {
     lag_sum_us: AtomicU64,
     /// Last observed lag, microseconds.
     pub lag_last_us: AtomicU64,
+    /// Saves of the state file after a comparison (master↔master with
+    /// `state_file`).
+    pub state_saves: AtomicU64,
+    /// When the last full comparison ended, milliseconds since the Unix
+    /// epoch (0: none yet).
+    pub resync_last_end_ms: AtomicU64,
+    /// How long the last full comparison took, microseconds.
+    pub resync_last_duration_us: AtomicU64,
+    /// Per source server: whether its feed has `watch deletions` (deletes
+    /// arrive at once) or only `mutations` (deletes wait for a resync).
+    deletions_feed: Mutex<BTreeMap<String, bool>>,
 }
 
 impl LinkMetrics {
@@ -81,6 +95,34 @@ impl LinkMetrics {
             .sum()
     }
 
+    /// Records a completed full comparison: how long it took, and when it
+    /// ended.
+    pub fn record_resync(&self, took: Duration, ended: SystemTime) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.resync_last_duration_us.store(us, Ordering::Relaxed);
+        let ms = ended
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        self.resync_last_end_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Records whether `server`'s feed reports deletes.
+    pub fn set_deletions_feed(&self, server: &str, in_use: bool) {
+        self.deletions_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server.to_owned(), in_use);
+    }
+
+    /// Per source server seen so far: whether its feed reports deletes.
+    pub fn deletions_feed(&self) -> BTreeMap<String, bool> {
+        self.deletions_feed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Reads one counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
@@ -98,7 +140,7 @@ type Series = (
 /// Renders every link's counters in Prometheus text format.
 pub fn render(links: &[(String, &LinkMetrics)]) -> String {
     let mut out = String::new();
-    let series: [Series; 17] = [
+    let series: [Series; 18] = [
         (
             "replicator_events_total",
             "counter",
@@ -196,6 +238,12 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             |m| &m.feeds_connected,
         ),
         (
+            "replicator_state_saves_total",
+            "counter",
+            "saves of the state file after a comparison",
+            |m| &m.state_saves,
+        ),
+        (
             "replicator_queue_depth",
             "gauge",
             "keys waiting to be copied",
@@ -209,6 +257,38 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
                 out,
                 "{name}{{link=\"{link}\"}} {}",
                 get(m).load(Ordering::Relaxed)
+            );
+        }
+    }
+    let seconds: [(&str, &str, fn(&LinkMetrics) -> f64); 2] = [
+        (
+            "replicator_resync_last_end_timestamp_seconds",
+            "when the last full comparison ended (Unix time; 0 = none yet)",
+            |m| m.resync_last_end_ms.load(Ordering::Relaxed) as f64 / 1e3,
+        ),
+        (
+            "replicator_resync_last_duration_seconds",
+            "how long the last full comparison took",
+            |m| m.resync_last_duration_us.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+    ];
+    for (name, help, get) in seconds {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (link, m) in links {
+            let _ = writeln!(out, "{name}{{link=\"{link}\"}} {}", get(m));
+        }
+    }
+    let name = "replicator_deletions_feed";
+    let _ = writeln!(
+        out,
+        "# HELP {name} 1 when the server's feed reports deletes (watch deletions), 0 when deletes wait for a comparison\n# TYPE {name} gauge"
+    );
+    for (link, m) in links {
+        for (server, in_use) in m.deletions_feed() {
+            let _ = writeln!(
+                out,
+                "{name}{{link=\"{link}\",server=\"{server}\"}} {}",
+                u8::from(in_use)
             );
         }
     }
@@ -253,5 +333,26 @@ mod tests {
         assert!(text.contains("replicator_lag_seconds_bucket{link=\"a>b\",le=\"0.0025\"} 1"));
         assert!(text.contains("replicator_lag_seconds_bucket{link=\"a>b\",le=\"+Inf\"} 2"));
         assert!(text.contains("replicator_lag_seconds_count{link=\"a>b\"} 2"));
+    }
+
+    #[test]
+    fn renders_comparison_times_and_feeds() {
+        let m = LinkMetrics::default();
+        m.record_resync(
+            Duration::from_millis(1500),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
+        m.set_deletions_feed("h:1", true);
+        m.set_deletions_feed("h:2", false);
+        let text = render(&[("l".into(), &m)]);
+        for line in [
+            "replicator_resync_last_end_timestamp_seconds{link=\"l\"} 1700000000",
+            "replicator_resync_last_duration_seconds{link=\"l\"} 1.5",
+            "replicator_deletions_feed{link=\"l\",server=\"h:1\"} 1",
+            "replicator_deletions_feed{link=\"l\",server=\"h:2\"} 0",
+            "replicator_state_saves_total{link=\"l\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }
