@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use session_core::{MemoryStore, MemoryStoreConfig, Sessions, Store, Ttl};
+use soap_bridge::AppState;
 use soap_bridge::Config;
-use soap_bridge::http::AppState;
 use soap_bridge::metrics::Metrics;
 use soap_bridge::service::Service;
 use test_support::bench::{self, BenchEnv, Output, Row, Sample};

@@ -74,7 +74,7 @@ pub struct Config {
 }
 
 /// Settings of the web session explorer (`[admin]`, `--admin`); see
-/// [`crate::admin`].
+/// the admin surface (`surfaces/admin`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {

@@ -1,6 +1,6 @@
 //! [`Error`]: the one error enum of the bridge library (configuration,
 //! binding, serving). Errors of single requests never reach it: they become
-//! SOAP faults or JSON error objects in [`crate::http`].
+//! SOAP faults, JSON error objects or pages in their surface.
 
 /// What can stop the bridge from starting or serving.
 #[derive(Debug, thiserror::Error)]

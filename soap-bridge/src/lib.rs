@@ -8,15 +8,23 @@
 //!
 //! # Layout
 //!
-//! - [`admin`]: the web session explorer under `/admin` (off by default).
-//! - [`config`]: [`Config`] from TOML and flags, with `validate()`.
-//! - [`soap`]: the SOAP 1.1 wire format (parse, encode, faults, WSDL), pure.
-//! - [`dispatch`]: SOAP operations onto the service.
-//! - [`service`]: the operations on `Sessions` (the only module calling it).
-//! - [`http`]: routes, limits, auth, JSON mirror, `/metrics`, `/healthz`.
-//! - [`metrics`]: counters and histogram in Prometheus text format.
+//! Layers, each importing only those above it (no module imports one
+//! that imports it back):
+//!
+//! - leaves: [`config`] ([`Config`] from TOML and flags, with
+//!   `validate()`), [`error`] (the crate's [`Error`] enum), [`metrics`]
+//!   (counters and histogram in Prometheus text format), [`soap`] (the SOAP
+//!   1.1 wire format: parse, encode, faults, WSDL; pure), `credentials`
+//!   (the `[auth]` check, constant-time compare, random tokens), `body`
+//!   (request bodies under the size and time limits), [`logins`] (the admin
+//!   login table);
+//! - [`service`]: the operations on `Sessions` (the only module calling
+//!   it);
+//! - [`state`]: [`AppState`], what every handler is given;
+//! - [`surfaces`]: one module per protocol or page set over the service —
+//!   the original SOAP, the JSON mirror, `/metrics` and `/healthz`, the
+//!   `/admin` explorer — and the route table; its docs say how to add one;
 //! - [`server`]: the accept loop with timeouts and graceful shutdown.
-//! - [`error`]: the crate's [`Error`] enum.
 //!
 //! # Values
 //!
@@ -41,16 +49,19 @@
 //! - Writes are conditional saves with per-field merge; the original's
 //!   last writer won.
 
-pub mod admin;
+mod body;
 pub mod config;
-pub mod dispatch;
+mod credentials;
 pub mod error;
-pub mod http;
+pub mod logins;
 pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod soap;
+pub mod state;
+pub mod surfaces;
 
 pub use config::{Auth, Config};
 pub use error::Error;
 pub use server::{app_state, serve, serve_state};
+pub use state::AppState;

@@ -1,7 +1,7 @@
 //! [`serve`]: the accept loop. Each connection is served by hyper's HTTP/1
 //! server with a header read timeout (a client that stalls before finishing
 //! its headers is dropped; body stalls are caught by the body timeout in
-//! [`crate::http`]), on its own task, so a slow client holds nothing but its
+//! `crate::body`), on its own task, so a slow client holds nothing but its
 //! own connection. On shutdown, the listener closes at once and connections
 //! get `shutdown_grace` to finish the requests in flight.
 
@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::service::Service;
+use crate::state::AppState;
+use crate::surfaces::router;
 
 /// Builds the application state from `config`: validates it, opens the
 /// store URL(s), makes the `Sessions`. No I/O on the store yet.

@@ -1,4 +1,4 @@
-//! The operations of the web session explorer ([`crate::admin`]) on
+//! The operations of the web session explorer (`surfaces/admin`) on
 //! `Sessions`: inspect a session with its version, lifetime and stored
 //! size; change or remove one field and delete a session *only if it is
 //! still at the version the page showed*; extend; list and revoke a user's

@@ -11,6 +11,9 @@
 //! | `deleteSession(id)` | id | `xsd:boolean`: the session existed |
 //! | `touchSession(id)` | id | `xsd:boolean`: the session existed |
 //! | `findByPrincipal(uid)` | user | the session, or an empty element |
+//!
+//! Knows no HTTP: it imports only [`crate::service`] and the wire format
+//! [`crate::soap`], never its parent (the HTTP side) nor another surface.
 
 use serde_json::{Map, Value};
 

@@ -1,42 +1,44 @@
 //! The explorer's pages (GET, read only): home with the search forms, one
 //! session, every session of a user, and the paged list of live sessions.
-//! Without a login, each redirects to the login form.
+//! Without a login, each redirects to the login form (the [`LoggedIn`]
+//! extractor, [`super::guard`]).
+//!
+//! Imports the shared leaves, the service and the admin surface's guard
+//! and templates; nothing imports it but the admin surface's route list.
 
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::auth::{idle, to_login};
+use super::guard::LoggedIn;
 use super::pages;
-use crate::http::AppState;
+use crate::logins::Admin;
 use crate::service::OpError;
+use crate::state::AppState;
 
 /// Sessions per page of the list.
 const PAGE_SIZE: usize = 25;
 /// Most keys a "count all" looks at.
 const COUNT_LIMIT: usize = 100_000;
 
+/// The query of a page. Handlers take it before [`LoggedIn`], so the login
+/// is checked after the query is decoded, as when each handler checked it
+/// itself (decoding into a map never fails, so either order answers alike).
 type Params = Query<HashMap<String, String>>;
 
 /// `GET /admin/`: search by id or user; what the store can do.
-pub(crate) async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(admin) = state.admin.current(&headers, idle(&state)) else {
-        return to_login();
-    };
+pub(crate) async fn home(State(state): State<AppState>, LoggedIn(admin): LoggedIn) -> Response {
     pages::home(&admin, &state.service, &state.config.store)
 }
 
 /// `GET /admin/session?id=...`: one session.
 pub(crate) async fn session(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(params): Params,
+    LoggedIn(admin): LoggedIn,
 ) -> Response {
-    let Some(admin) = state.admin.current(&headers, idle(&state)) else {
-        return to_login();
-    };
     let id = params.get("id").map_or("", |s| s.trim());
     match state.service.inspect(id).await {
         Ok(Some(view)) => pages::session(&admin, &view),
@@ -53,12 +55,9 @@ pub(crate) async fn session(
 /// `GET /admin/user?uid=...`: every session of a user.
 pub(crate) async fn user(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(params): Params,
+    LoggedIn(admin): LoggedIn,
 ) -> Response {
-    let Some(admin) = state.admin.current(&headers, idle(&state)) else {
-        return to_login();
-    };
     let user = params.get("uid").map_or("", |s| s.trim());
     if user.is_empty() {
         return pages::message(
@@ -77,12 +76,9 @@ pub(crate) async fn user(
 /// `GET /admin/sessions[?cursor=...][&count=1]`: a page of live sessions.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(params): Params,
+    LoggedIn(admin): LoggedIn,
 ) -> Response {
-    let Some(admin) = state.admin.current(&headers, idle(&state)) else {
-        return to_login();
-    };
     if !state.service.can_scan() {
         return pages::message(
             StatusCode::OK,
@@ -111,7 +107,7 @@ pub(crate) async fn list(
     }
 }
 
-fn error_page(admin: &super::auth::Admin, e: &OpError) -> Response {
+fn error_page(admin: &Admin, e: &OpError) -> Response {
     let status = match e {
         OpError::InvalidId(_) | OpError::BadRequest(_) => StatusCode::BAD_REQUEST,
         OpError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -12,6 +12,10 @@
 //!   existing session to update (see [`Service::set`]), elsewhere it is
 //!   ignored;
 //! - in updates, a `null` value removes the field (JSON Merge Patch).
+//!
+//! `admin` adds the operations of the web session explorer. This module
+//! and `admin` import only session-core; every surface imports them, and
+//! they import no surface, no HTTP and no wire format.
 
 pub mod admin;
 
@@ -67,6 +71,22 @@ fn from_core(e: CoreError) -> OpError {
         CoreError::SessionGone { id } => OpError::NotFound(id),
         e => OpError::Store(e),
     }
+}
+
+/// Writes `fields` into `session`: a `null` value removes the field, any
+/// other sets it; `_session_id` is never written (update and replace).
+fn apply(session: &mut Session, fields: &SessionData) -> Result<(), CoreError> {
+    for (k, v) in fields {
+        if k == ID_FIELD {
+            continue;
+        }
+        if v.is_null() {
+            session.remove(k);
+        } else {
+            session.insert(k.clone(), v.clone())?;
+        }
+    }
+    Ok(())
 }
 
 /// The operations. Cheap to clone.
@@ -131,20 +151,7 @@ impl Service {
     /// Changes only the given fields (`null` removes one); `Ok(false)` when
     /// no such session exists.
     pub async fn update(&self, id: &str, fields: SessionData) -> Result<bool, OpError> {
-        self.modify(id, |session| {
-            for (k, v) in &fields {
-                if k == ID_FIELD {
-                    continue;
-                }
-                if v.is_null() {
-                    session.remove(k);
-                } else {
-                    session.insert(k.clone(), v.clone())?;
-                }
-            }
-            Ok(())
-        })
-        .await
+        self.modify(id, |session| apply(session, &fields)).await
     }
 
     /// Replaces all fields (except `_session_id`) by `fields`; `Ok(false)`
@@ -160,17 +167,7 @@ impl Service {
             for k in old {
                 session.remove(&k);
             }
-            for (k, v) in &fields {
-                if k == ID_FIELD {
-                    continue;
-                }
-                if v.is_null() {
-                    session.remove(k);
-                } else {
-                    session.insert(k.clone(), v.clone())?;
-                }
-            }
-            Ok(())
+            apply(session, &fields)
         })
         .await
     }

@@ -6,7 +6,7 @@
 //!
 //! Off unless `[admin] enabled = true` or `--admin`, and only with `[auth]`
 //! configured ([`crate::Config::validate`] refuses it otherwise): the login
-//! form asks for the bridge's own credentials ([`auth`]).
+//! form asks for the bridge's own credentials (`auth`).
 //!
 //! | route | what |
 //! |---|---|
@@ -25,14 +25,25 @@
 //! style sheet and form posts (`frame-ancestors 'none'`, plus
 //! `X-Frame-Options: DENY`, `nosniff`, `no-referrer`, `no-store`).
 //! State changes are POST only (axum answers 405 to a GET) and need the
-//! form's CSRF token ([`csrf`]); the login cookie is `HttpOnly` and
+//! form's CSRF token (`csrf`); the login cookie is `HttpOnly` and
 //! `SameSite=Strict`. Writes go through the library's conflict-safe
 //! operations and are conditional on the version the page showed
-//! ([`actions`]).
+//! (`actions`).
+//!
+//! # Modules
+//!
+//! Handlers: `auth` (login form, login, logout), `views` (GET pages),
+//! `actions` (POST actions). Below them, imported by handlers and never
+//! importing one: `guard` (the login extractors), `pages` and `tree` (maud
+//! templates), `csrf` (the form token check). The login table is the
+//! crate's leaf `crate::logins`, held in `AppState`, so that the state
+//! never imports this surface. This module only lists the routes; nothing
+//! here imports it.
 
 mod actions;
 mod auth;
 mod csrf;
+mod guard;
 mod pages;
 mod tree;
 mod views;
@@ -42,9 +53,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-pub use auth::AdminState;
-
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// The policy every admin response carries: this origin's style sheet and
 /// form targets only; no script, no frames, no plugins.

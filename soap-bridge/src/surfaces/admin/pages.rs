@@ -3,6 +3,10 @@
 //! inline script or style (the Content-Security-Policy forbids both), and
 //! every form carries the CSRF token. Pages work with JavaScript off:
 //! collapsing uses `<details>`, actions are plain forms.
+//!
+//! Templates only: imports the login's view ([`crate::logins`]), the
+//! service's views, the CSRF field name and [`super::tree`]; never a
+//! handler or the guard.
 
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -10,9 +14,9 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 use session_core::Ttl;
 
-use super::auth::Admin;
 use super::csrf;
 use super::tree::{edit_text, node, type_label};
+use crate::logins::Admin;
 use crate::service::Service;
 use crate::service::admin::{Count, ScanView, SessionView};
 

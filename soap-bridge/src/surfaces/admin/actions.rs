@@ -9,48 +9,20 @@
 //! change, a field removal or a delete is applied only while the session is
 //! still at that version; otherwise nothing is written and the page says
 //! the session was changed by someone else meanwhile.
+//!
+//! The login and CSRF checks are the [`AdminForm`] extractor's
+//! ([`super::guard`]). Imports the shared leaves and the service; nothing
+//! imports it but the admin surface's route list.
 
-use std::collections::HashMap;
-
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::Value;
 use session_core::Patch;
 
-use super::auth::{Admin, idle};
-use super::{csrf, pages};
-use crate::http::{AppState, read_body};
+use super::guard::{AdminForm, Fields};
 use crate::service::OpError;
 use crate::service::admin::WriteOutcome;
-
-type Fields = HashMap<String, String>;
-
-/// Checks the login and the CSRF token of a POST and decodes its form.
-pub(crate) async fn accept(
-    state: &AppState,
-    request: Request<Body>,
-) -> Result<(Admin, Fields), Response> {
-    let (parts, body) = request.into_parts();
-    let Some(admin) = state.admin.current(&parts.headers, idle(state)) else {
-        return Err(pages::message(
-            StatusCode::FORBIDDEN,
-            None,
-            "Not logged in",
-            "Log in first; nothing was done.",
-        ));
-    };
-    let bytes = read_body(state, &parts.headers, body)
-        .await
-        .map_err(|e| pages::message(e.status(), None, "Error", &e.message()))?;
-    let fields: Fields = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
-    if !csrf::matches(&admin.csrf, fields.get(csrf::FIELD).map(String::as_str)) {
-        tracing::warn!("admin form refused: CSRF token missing or wrong");
-        return Err(pages::csrf_refused(Some(&admin)));
-    }
-    Ok((admin, fields))
-}
+use crate::state::AppState;
 
 fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
     fields.get(name).map_or("", String::as_str)
@@ -114,11 +86,10 @@ fn typed_value(kind: &str, text: &str) -> Result<Value, String> {
 }
 
 /// `POST /admin/session/set`: sets one field (string, number or JSON).
-pub(crate) async fn set_field(State(state): State<AppState>, request: Request<Body>) -> Response {
-    let (admin, fields) = match accept(&state, request).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+pub(crate) async fn set_field(
+    State(state): State<AppState>,
+    AdminForm { admin, fields }: AdminForm,
+) -> Response {
     let id = field(&fields, "id");
     let name = field(&fields, "field").trim();
     let (ok, text) = match (
@@ -141,12 +112,8 @@ pub(crate) async fn set_field(State(state): State<AppState>, request: Request<Bo
 /// `POST /admin/session/remove`: removes one field.
 pub(crate) async fn remove_field(
     State(state): State<AppState>,
-    request: Request<Body>,
+    AdminForm { admin, fields }: AdminForm,
 ) -> Response {
-    let (admin, fields) = match accept(&state, request).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
     let id = field(&fields, "id");
     let name = field(&fields, "field");
     let (ok, text) = match version(&fields) {
@@ -163,11 +130,10 @@ pub(crate) async fn remove_field(
 }
 
 /// `POST /admin/session/delete`: deletes the session.
-pub(crate) async fn delete(State(state): State<AppState>, request: Request<Body>) -> Response {
-    let (admin, fields) = match accept(&state, request).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    AdminForm { admin, fields }: AdminForm,
+) -> Response {
     let id = field(&fields, "id");
     let (ok, text) = match version(&fields) {
         Err(e) => (false, e),
@@ -186,11 +152,10 @@ pub(crate) async fn delete(State(state): State<AppState>, request: Request<Body>
 
 /// `POST /admin/session/touch`: extends the session by the configured
 /// timeout.
-pub(crate) async fn touch(State(state): State<AppState>, request: Request<Body>) -> Response {
-    let (admin, fields) = match accept(&state, request).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+pub(crate) async fn touch(
+    State(state): State<AppState>,
+    AdminForm { admin, fields }: AdminForm,
+) -> Response {
     let id = field(&fields, "id");
     let (ok, text) = match state.service.touch(id).await {
         Ok(true) => (
@@ -209,11 +174,10 @@ pub(crate) async fn touch(State(state): State<AppState>, request: Request<Body>)
 }
 
 /// `POST /admin/user/revoke`: deletes every session of a user.
-pub(crate) async fn revoke(State(state): State<AppState>, request: Request<Body>) -> Response {
-    let (admin, fields) = match accept(&state, request).await {
-        Ok(a) => a,
-        Err(r) => return r,
-    };
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    AdminForm { admin, fields }: AdminForm,
+) -> Response {
     let user = field(&fields, "uid");
     let (ok, text) = match state.service.revoke(user).await {
         Ok(n) => (true, format!("Revoked {n} session(s) of {user:?}.")),

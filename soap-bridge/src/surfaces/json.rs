@@ -1,0 +1,254 @@
+//! The JSON mirror of the SOAP operations, for clients that would rather
+//! not speak SOAP, over the same [`crate::service`].
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /sessions` | JSON object → `201 {"id": ...}` |
+//! | `GET/PATCH/PUT/DELETE /sessions/{id}` | read / change given keys / replace / delete |
+//! | `POST /sessions/{id}/touch` | re-set the expiry |
+//! | `GET /principals/{uid}` | the user's live session |
+//!
+//! Errors are JSON objects `{"error": ..., "code": ...}`: 400 for an
+//! invalid id or malformed body, 404 for an unknown id or route ([`not_found`]
+//! is also the bridge's fallback), 401 without valid credentials (every
+//! route here needs them when `[auth]` is set), 413 for a body over the
+//! limit, 408 for a body that does not arrive in time, 503 when the store
+//! fails.
+//!
+//! Imports the shared leaves (state, body, credentials) and the service;
+//! no other surface, and nothing imports it but the route table.
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+
+use crate::body::read_body;
+use crate::credentials::{authorized, challenge};
+use crate::service::OpError;
+use crate::state::AppState;
+
+/// The mirror's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", post(json_create))
+        .route(
+            "/sessions/{id}",
+            get(json_get)
+                .patch(json_patch)
+                .put(json_put)
+                .delete(json_delete),
+        )
+        .route("/sessions/{id}/touch", post(json_touch))
+        .route("/principals/{uid}", get(json_principal))
+}
+
+/// The answer to a route nobody serves: 404 as a JSON error.
+pub async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({ "error": message, "code": code })),
+    )
+        .into_response()
+}
+
+fn op_error(state: &AppState, e: &OpError) -> Response {
+    let status = match e {
+        OpError::InvalidId(_) | OpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        OpError::NotFound(_) => StatusCode::NOT_FOUND,
+        OpError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
+        OpError::Store(inner) => {
+            state
+                .metrics
+                .store_error(&format!("{:?}", inner.kind()).to_lowercase());
+            tracing::warn!(error = %inner, "store error");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    json_error(status, e.label(), &e.to_string())
+}
+
+/// Runs a JSON operation with auth and metrics around it.
+async fn json_op<F, Fut>(state: &AppState, op: &'static str, headers: &HeaderMap, f: F) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let start = Instant::now();
+    let response = if authorized(&state.config, headers) {
+        f().await
+    } else {
+        let mut r = json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "authentication required",
+        );
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, challenge(&state.config));
+        r
+    };
+    state
+        .metrics
+        .observe(op, response.status().as_str(), start.elapsed());
+    response
+}
+
+/// Reads a body that must be a JSON object.
+async fn json_object(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, Response> {
+    let bytes = read_body(&state.config, headers, body)
+        .await
+        .map_err(|e| json_error(e.status(), "body", &e.message()))?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(json_error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("malformed JSON: {e}"),
+        )),
+    }
+}
+
+async fn json_create(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    json_op(&state, "create", &parts.headers, || async {
+        let fields = match json_object(&state, &parts.headers, body).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        match state.service.create(fields).await {
+            Ok(id) => {
+                let mut r = (StatusCode::CREATED, axum::Json(json!({ "id": id }))).into_response();
+                if let Ok(loc) = HeaderValue::from_str(&format!("/sessions/{id}")) {
+                    r.headers_mut().insert(header::LOCATION, loc);
+                }
+                r
+            }
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
+
+async fn json_get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    json_op(&state, "get", &headers, || async {
+        match state.service.get(&id).await {
+            Ok(Some(data)) => axum::Json(Value::Object(data)).into_response(),
+            Ok(None) => op_error(&state, &OpError::NotFound(id.clone())),
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
+
+async fn json_change(state: AppState, id: String, request: Request, replace: bool) -> Response {
+    let (parts, body) = request.into_parts();
+    let op = if replace { "replace" } else { "patch" };
+    json_op(&state, op, &parts.headers, || async {
+        // The id is checked before the body is read or parsed.
+        if let Err(e) = session_core::SessionId::parse(&id) {
+            return op_error(&state, &OpError::InvalidId(e.to_string()));
+        }
+        let fields = match json_object(&state, &parts.headers, body).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let done = if replace {
+            state.service.replace(&id, fields).await
+        } else {
+            state.service.update(&id, fields).await
+        };
+        match done {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => op_error(&state, &OpError::NotFound(id.clone())),
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
+
+async fn json_patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    json_change(state, id, request, false).await
+}
+
+async fn json_put(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    json_change(state, id, request, true).await
+}
+
+async fn json_delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    json_op(&state, "delete", &headers, || async {
+        match state.service.delete(&id).await {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => op_error(&state, &OpError::NotFound(id.clone())),
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
+
+async fn json_touch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    json_op(&state, "touch", &headers, || async {
+        match state.service.touch(&id).await {
+            Ok(true) => StatusCode::NO_CONTENT.into_response(),
+            Ok(false) => op_error(&state, &OpError::NotFound(id.clone())),
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
+
+async fn json_principal(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    json_op(&state, "find_by_principal", &headers, || async {
+        match state.service.find_by_principal(&uid).await {
+            Ok(Some(data)) => axum::Json(Value::Object(data)).into_response(),
+            Ok(None) => json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no live session for this user",
+            ),
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
