@@ -1,0 +1,143 @@
+//! Feeds and catch-up against real memcached servers: writers on several
+//! connections (whose watch lines memcached prints out of `gid` order)
+//! cause no gap and no resync; a slave, or a peer, killed and started
+//! empty on the same port has its 10 000 keys back within 5 s, with no
+//! periodic resync to wait for.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{conn, converged_on, eventually, fast, keys, memcacheds};
+use replicator::{Replicator, Topology};
+use session_core::Ttl;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// `n` keys `prefix{i}` with value `v{i}` written on `server` by `writers`
+/// connections at once (interleaved: memcached's worker threads log them
+/// out of order).
+async fn write_interleaved(server: &common::Server, prefix: &str, writers: usize, n: usize) {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let mut c = conn(server).await;
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..n).step_by(writers) {
+                c.set(
+                    &format!("{prefix}{i}"),
+                    format!("v{i}").as_bytes(),
+                    7,
+                    Ttl::NEVER,
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_writers_cause_no_gap_and_no_resync() {
+    let s = memcacheds(2).await;
+    let (m, sl) = (&s[0], &s[1]);
+    let mut config = fast(Topology::MasterSlave {
+        master: m.addr(),
+        slaves: vec![sl.addr()],
+    });
+    // Only a (false) gap could start a comparison after the first.
+    config.resync_interval = None;
+    let r = Replicator::start(config).unwrap();
+    let (_, metrics) = r.links().pop().unwrap();
+    eventually(LIMIT, "start resync", || async {
+        metrics.resyncs.load(Ordering::Relaxed) >= 1
+            && metrics.feeds_connected.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    let resyncs = metrics.resyncs.load(Ordering::Relaxed);
+    let events = metrics.events.load(Ordering::Relaxed);
+    write_interleaved(m, "il", 4, 800).await;
+    let snap = converged_on(&[m, sl], false, LIMIT, &keys("il", 800)).await;
+    assert_eq!(snap.len(), 800);
+    for i in 0..800 {
+        assert_eq!(snap[&format!("il{i}")].0, format!("v{i}").into_bytes());
+        assert_eq!(snap[&format!("il{i}")].1, 7);
+    }
+    eventually(LIMIT, "every event read", || async {
+        metrics.events.load(Ordering::Relaxed) >= events + 800
+    })
+    .await;
+    assert_eq!(
+        metrics.feed_gaps.load(Ordering::Relaxed),
+        0,
+        "{}",
+        r.metrics_text()
+    );
+    assert_eq!(
+        metrics.resyncs.load(Ordering::Relaxed),
+        resyncs,
+        "no resync"
+    );
+    assert_eq!(
+        metrics.resync_running.load(Ordering::Relaxed),
+        0,
+        "no resync"
+    );
+    r.stop().await;
+}
+
+/// Writes `n` keys `prefix{i}` on `server` from eight connections.
+async fn fill(server: &common::Server, prefix: &str, n: usize) {
+    write_interleaved(server, prefix, 8, n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_killed_and_started_empty_has_10k_keys_back_within_5s() {
+    let s = memcacheds(2).await;
+    let (m, sl) = (&s[0], &s[1]);
+    let mut config = fast(Topology::MasterSlave {
+        master: m.addr(),
+        slaves: vec![sl.addr()],
+    });
+    // Nothing periodic: the catch-up must come from noticing the slave.
+    config.resync_interval = None;
+    let r = Replicator::start(config).unwrap();
+    fill(m, "k", 10_000).await;
+    let known = keys("k", 10_000);
+    converged_on(&[m, sl], false, Duration::from_secs(60), &known).await;
+    sl.stop().await.unwrap();
+    sl.start().await.unwrap();
+    let back = Instant::now();
+    let snap = converged_on(&[m, sl], false, Duration::from_secs(5), &known).await;
+    assert_eq!(snap.len(), 10_000);
+    eprintln!("slave refilled in {:?}", back.elapsed());
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_killed_and_started_empty_has_10k_keys_back_within_5s() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let mut config = fast(Topology::Mesh {
+        peers: vec![a.addr(), b.addr()],
+    });
+    config.resync_interval = None;
+    let r = Replicator::start(config).unwrap();
+    fill(a, "p", 10_000).await;
+    let known = keys("p", 10_000);
+    converged_on(&[a, b], true, Duration::from_secs(60), &known).await;
+    b.stop().await.unwrap();
+    b.start().await.unwrap();
+    let back = Instant::now();
+    let snap = converged_on(&[a, b], true, Duration::from_secs(5), &known).await;
+    // Refilled, not wiped: the empty peer's absences are no deletes.
+    assert_eq!(snap.len(), 10_000);
+    eprintln!("peer refilled in {:?}", back.elapsed());
+    r.stop().await;
+}
