@@ -181,37 +181,70 @@ impl Sessions {
         let ttl = expiry.unwrap_or(self.config.timeout);
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate(self.config.id_length)?;
-            let mut data = fields.clone();
-            data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
-            self.stamp_principal(&mut data);
-            let key = self.key_of(&id);
-            let bytes = self.codec().encode(&data)?;
-            let flags = self.codec().flags();
-            // The index learns of the session before the session exists, so
-            // it never misses a live one (a member whose session was never
-            // written is dropped by the next listing).
-            self.index_upsert(&data, &id, ttl).await?;
-            match self.add_new(&key, &bytes, flags, ttl).await? {
-                AddOutcome::Stored(version) => {
-                    if let Some(local) = &self.local {
-                        local.write(&key, &bytes, flags, version).await;
-                    }
-                    Counters::bump(&self.counters.created);
-                    let mut session = Session::new(id, data, version, State::Stored);
-                    session.expiry = expiry;
-                    session.remaining = Some(ttl);
-                    self.write_reverse_key(&mut session).await?;
-                    return Ok(session);
-                }
-                AddOutcome::Exists => {
-                    tracing::warn!(%id, "generated session id already in use");
-                }
+            match self.create_under(&id, &fields, ttl, expiry).await? {
+                Some(session) => return Ok(session),
+                None => tracing::warn!(%id, "generated session id already in use"),
             }
         }
         Err(Error::Conflict {
             key: "new session id".into(),
             attempts: CREATE_ATTEMPTS,
         })
+    }
+
+    /// Writes a new session holding `fields` under an id the *caller*
+    /// chose, in one write (`add`: never over an existing session);
+    /// `Ok(None)` when a session with that id already exists.
+    ///
+    /// For protocols whose clients make their own ids (LemonLDAP::NG's REST
+    /// client sends a 64-hex id it generated). Choosing an id is a
+    /// privilege: the caller must have checked that the client may (the
+    /// bridge asks for LL::NG's shared secret), since anyone who can choose
+    /// ids can plant a session under an id a victim will use. Otherwise as
+    /// [`Sessions::create_with`].
+    pub async fn create_at(
+        &self,
+        id: &SessionId,
+        fields: SessionData,
+        expiry: Option<Ttl>,
+    ) -> Result<Option<Session>> {
+        let ttl = expiry.unwrap_or(self.config.timeout);
+        self.create_under(id, &fields, ttl, expiry).await
+    }
+
+    /// One try of a creation under `id`: the index, the `add`, the local
+    /// copy and the reverse key; `Ok(None)` when the id is taken.
+    async fn create_under(
+        &self,
+        id: &SessionId,
+        fields: &SessionData,
+        ttl: Ttl,
+        expiry: Option<Ttl>,
+    ) -> Result<Option<Session>> {
+        let mut data = fields.clone();
+        data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+        self.stamp_principal(&mut data);
+        let key = self.key_of(id);
+        let bytes = self.codec().encode(&data)?;
+        let flags = self.codec().flags();
+        // The index learns of the session before the session exists, so
+        // it never misses a live one (a member whose session was never
+        // written is dropped by the next listing).
+        self.index_upsert(&data, id, ttl).await?;
+        match self.add_new(&key, &bytes, flags, ttl).await? {
+            AddOutcome::Stored(version) => {
+                if let Some(local) = &self.local {
+                    local.write(&key, &bytes, flags, version).await;
+                }
+                Counters::bump(&self.counters.created);
+                let mut session = Session::new(id.clone(), data, version, State::Stored);
+                session.expiry = expiry;
+                session.remaining = Some(ttl);
+                self.write_reverse_key(&mut session).await?;
+                Ok(Some(session))
+            }
+            AddOutcome::Exists => Ok(None),
+        }
     }
 
     /// `add` of a brand-new session. When the store cannot say whether the
