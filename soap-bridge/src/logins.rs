@@ -1,6 +1,6 @@
 //! The admin logins kept in this process ([`AdminState`]), what a handler
-//! knows of one ([`Admin`]), and the one-shot messages a login carries to
-//! its next page ([`Flash`]).
+//! knows of one (`Admin`), and the one-shot messages a login carries to
+//! its next page (`Flash`).
 //!
 //! A login is a random 256-bit id, kept in memory with its CSRF token and
 //! last use, and named by the cookie `mc_admin`. A login unused for the
@@ -9,7 +9,7 @@
 //! to one instance). The form, the cookie's attributes and the credential
 //! check are the admin surface's (`surfaces/admin`).
 //!
-//! A leaf: it imports only [`crate::credentials`] (for tokens), so that
+//! A leaf: it imports only `credentials` (for tokens), so that
 //! the app state can hold the table and the admin surface can read it
 //! without either importing the other.
 

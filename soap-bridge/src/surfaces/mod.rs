@@ -14,8 +14,8 @@
 //! 1. Write `surfaces/<name>.rs` (or `surfaces/<name>/mod.rs` with its
 //!    children) with `pub fn routes() -> Router<AppState>`, under paths of
 //!    its own. Its handlers take `State<AppState>` and call
-//!    [`crate::service`]; they read bodies with [`crate::body`], check
-//!    `[auth]` with [`crate::credentials`], and count requests in
+//!    [`crate::service`]; they read bodies with `crate::body`, check
+//!    `[auth]` with `crate::credentials`, and count requests in
 //!    [`crate::state::AppState::metrics`]. The wire format belongs in a
 //!    module that knows no HTTP (as [`crate::soap`] for SOAP).
 //! 2. Declare it below and merge its `routes()` in [`router`]: one line.
