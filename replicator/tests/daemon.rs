@@ -1,6 +1,7 @@
 //! The `replicator` binary: `--help` explains the flags, bad flags exit 2,
 //! and a real run copies master -> slave, serves `/metrics` in Prometheus
-//! text and stops cleanly on SIGTERM.
+//! text and stops cleanly on SIGTERM; between peers with a state file, a
+//! daemon killed with SIGKILL still keeps a delete made while it was dead.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -126,5 +127,97 @@ async fn daemon_replicates_serves_metrics_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("SIGTERM: stopping"), "{log}");
     assert!(log.contains("stopped"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The daemon between two peers with a state file, comparing every second.
+fn spawn_mesh_daemon(
+    a: &common::Server,
+    b: &common::Server,
+    state: &std::path::Path,
+    metrics: &str,
+) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--peer", &a.addr(), "--peer", &b.addr()])
+        .args(["--resync-interval", "1", "--metrics", metrics])
+        .arg("--state-file")
+        .arg(state)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The value of `series` (first line that starts with it) in /metrics.
+fn metric(addr: &str, series: &str) -> Option<f64> {
+    let text = http_get(addr, "/metrics")?;
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The state file is saved after each comparison, not only at a clean
+/// stop: a replicator killed with SIGKILL still knows at its next start
+/// which keys were in sync, so a delete made while it was dead sticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_a_delete_made_while_dead_still_sticks() {
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let dir = std::env::temp_dir().join(format!("replicator-kill9-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state.json");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut child = spawn_mesh_daemon(a, b, &state, &metrics);
+    let mut ca = conn(a).await;
+    for i in 0..100 {
+        ca.set(&format!("k{i}"), b"v", 0, Ttl::NEVER).await.unwrap();
+    }
+    common::converged_on(
+        &[a, b],
+        true,
+        Duration::from_secs(20),
+        &common::keys("k", 100),
+    )
+    .await;
+    // A comparison after the copies, then its save: every key is in it.
+    eventually(
+        Duration::from_secs(20),
+        "the state file names every key",
+        || {
+            let state = state.clone();
+            async move {
+                std::fs::read_to_string(&state)
+                    .is_ok_and(|t| (0..100).all(|i| t.contains(&format!("\"k{i}\""))))
+            }
+        },
+    )
+    .await;
+    child.kill().unwrap(); // SIGKILL: no clean stop, no save at exit
+    child.wait().unwrap();
+    for i in 0..10 {
+        assert!(ca.delete(&format!("k{i}")).await.unwrap());
+    }
+    let mut child = spawn_mesh_daemon(a, b, &state, &metrics);
+    let addr = metrics.clone();
+    eventually(
+        Duration::from_secs(20),
+        "a comparison after the restart",
+        || {
+            let addr = addr.clone();
+            async move { metric(&addr, "replicator_resyncs_total{").is_some_and(|n| n >= 1.0) }
+        },
+    )
+    .await;
+    let snap = common::converged_on(
+        &[a, b],
+        true,
+        Duration::from_secs(20),
+        &common::keys("k", 100),
+    )
+    .await;
+    assert_eq!(snap.len(), 90, "the 10 deletes stuck on both peers");
+    assert!((0..10).all(|i| !snap.contains_key(&format!("k{i}"))));
+    child.kill().unwrap();
+    child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
