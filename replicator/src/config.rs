@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use session_core::codec::{FLAGS_REPLICATED, FORMAT_MASK};
 
 use crate::error::{Error, Result};
 
@@ -65,7 +66,20 @@ pub struct Config {
     /// a delete made while the replicator was stopped is still a delete.
     /// `None`: nothing is kept, and such a delete is undone at the start.
     pub state_file: Option<std::path::PathBuf>,
+    /// master↔master: the flags bit copies carry, telling a copy from a
+    /// client's write (default [`FLAGS_REPLICATED`], `0x4000_0000`). One
+    /// bit among `0xFFFF_0000`, the bits session-core's readers ignore
+    /// ([`MARKER_BITS`]); see the crate docs for which clients are known
+    /// to be fine with it.
+    pub marker_flag: u32,
 }
+
+/// The bits [`Config::marker_flag`] may use: session-core's modifier bits
+/// for tools, which its readers ignore, and which Perl's Cache::Memcached
+/// (bits 0-1) and Cache::Memcached::Fast (bits 0-2) never look at. The
+/// codec's format bits (`0xFF01`) and the low modifiers (compression,
+/// UTF-8) are refused: a reader would decode a copy differently.
+pub const MARKER_BITS: u32 = 0xFFFF_0000;
 
 impl Config {
     /// Defaults around `topology`.
@@ -84,6 +98,7 @@ impl Config {
             ttl_slack_secs: 2,
             max_tracked_keys: 1_000_000,
             state_file: None,
+            marker_flag: FLAGS_REPLICATED,
         }
     }
 
@@ -135,6 +150,12 @@ impl Config {
         if self.resync_interval.is_some_and(|d| d.is_zero()) {
             return bad("resync_interval must be positive (or absent)".into());
         }
+        if self.marker_flag.count_ones() != 1 || self.marker_flag & !MARKER_BITS != 0 {
+            return bad(format!(
+                "marker_flag {:#x} must be one bit among {MARKER_BITS:#x} (not a format bit of the codec, {FORMAT_MASK:#x}, nor compression or UTF-8)",
+                self.marker_flag
+            ));
+        }
         Ok(())
     }
 }
@@ -167,6 +188,41 @@ pub struct FileConfig {
     /// master↔master: the file the in-sync state is kept in across
     /// restarts (see `Config::state_file`).
     pub state_file: Option<std::path::PathBuf>,
+    /// master↔master: the flags bit copies carry (`Config::marker_flag`),
+    /// e.g. `0x40000000`: a number, or a string in hex (`"0x40000000"`).
+    pub marker_flag: Option<MarkerFlag>,
+}
+
+/// `marker_flag` in the TOML file: a number or a `0x…` string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "MarkerFlagText")]
+pub struct MarkerFlag(pub u32);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MarkerFlagText {
+    Number(u32),
+    Text(String),
+}
+
+impl TryFrom<MarkerFlagText> for MarkerFlag {
+    type Error = String;
+    fn try_from(t: MarkerFlagText) -> std::result::Result<Self, String> {
+        match t {
+            MarkerFlagText::Number(n) => Ok(MarkerFlag(n)),
+            MarkerFlagText::Text(s) => parse_flag(&s).map(MarkerFlag),
+        }
+    }
+}
+
+/// A flags value written in decimal or `0x` hex.
+pub fn parse_flag(text: &str) -> std::result::Result<u32, String> {
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(&hex.replace('_', ""), 16),
+        None => t.parse::<u32>(),
+    };
+    parsed.map_err(|e| format!("{text:?} is not a 32-bit flags value: {e}"))
 }
 
 #[cfg(test)]
@@ -196,6 +252,23 @@ mod tests {
         let mut c = ms("a:1", &["b:2"]);
         c.resync_interval = Some(Duration::ZERO);
         assert!(c.validate().is_err());
+        for (bit, ok) in [
+            (0x4000_0000, true),
+            (0x0001_0000, true),
+            (0x8000_0000, true),
+            (0, false),
+            (0x4000_0001, false),
+            (0x0100, false),
+            (0x0001, false),
+            (0x0002, false),
+            (0x0004, false),
+            (0x0080, false),
+            (0x6000_0000, false),
+        ] {
+            let mut c = ms("a:1", &["b:2"]);
+            c.marker_flag = bit;
+            assert_eq!(c.validate().is_ok(), ok, "{bit:#x}");
+        }
     }
 
     #[test]
@@ -203,5 +276,10 @@ mod tests {
         let f: FileConfig = toml::from_str("master = \"a:1\"\nslaves = [\"b:2\"]\n").unwrap();
         assert_eq!(f.master.as_deref(), Some("a:1"));
         assert!(toml::from_str::<FileConfig>("mastr = \"a:1\"").is_err());
+        let f: FileConfig = toml::from_str("marker_flag = \"0x0100_0000\"").unwrap();
+        assert_eq!(f.marker_flag, Some(MarkerFlag(0x0100_0000)));
+        let f: FileConfig = toml::from_str("marker_flag = 65536").unwrap();
+        assert_eq!(f.marker_flag, Some(MarkerFlag(0x1_0000)));
+        assert!(toml::from_str::<FileConfig>("marker_flag = \"0xzz\"").is_err());
     }
 }

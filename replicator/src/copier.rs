@@ -319,7 +319,7 @@ impl Copier {
                         &carried
                     }
                 };
-                let plan = reconcile::mesh(items, prev, slack);
+                let plan = reconcile::mesh(items, prev, slack, self.shared.config.marker_flag);
                 if plan.conflict {
                     m.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(link = %self.shared.name, key, "concurrent changes; settled by the rule");

@@ -17,10 +17,21 @@
 //! - **Resync (anti-entropy).** A full comparison — the union of every
 //!   node's keys (`lru_crawler metadump all`), each key then compared like an
 //!   event — at start, after every feed (re)connect, whenever events were
-//!   missed (a full queue; a `gid` gap in the feed; memcached's
-//!   `log_worker_dropped`/`log_watcher_skipped` growing, i.e. lines it
-//!   dropped for a slow watcher; a failed copy), and every
-//!   `resync_interval`. Progress is logged every 10 000 keys.
+//!   missed (a full queue; a `gid` the feed never delivered, see below;
+//!   memcached's skip notice, or its `log_worker_dropped`/
+//!   `log_watcher_skipped` growing, i.e. lines it dropped for a slow
+//!   watcher; a failed copy), as soon as a node answers again after a
+//!   failure or as a new run (restarted, flushed: a monitor per node looks
+//!   every `stats_poll`), and every `resync_interval` after the last one
+//!   ended. One runs at a time: one that overruns its interval is never
+//!   started twice. Progress is logged every 10 000 keys.
+//! - **Lost lines, not late ones.** memcached's worker threads write watch
+//!   lines out of `gid` order (`133,132,131,135,134`), so a line is taken
+//!   for lost only when a window of the last 65 536 numbers slides past it
+//!   unseen (`gids.rs`). Another client watching other event types on the
+//!   same server (`watch fetchers`) takes numbers from the same counter and
+//!   makes comparisons more frequent, never fewer. A line that cannot be
+//!   read is counted and logged at most once a minute.
 //! - **Backpressure.** Feeds never block: a full queue drops the event,
 //!   counts it (`skipped`) and schedules a resync, which copies it. The
 //!   resync task itself waits for room. Memory is bounded by
@@ -45,10 +56,22 @@
 //!   writes only where the content differs. Our own write shows up in the
 //!   other peer's feed, is read, found equal, and stops there: one client
 //!   write costs exactly one copy per other peer (no ping-pong).
-//! - **A marker in the flags.** Copies carry `FLAGS_REPLICATED`
-//!   (`0x4000_0000`, reserved by session-core as a modifier: readers of
-//!   both Rust and Perl ignore it). An item without it was written by a
-//!   client, so it is newer than any copy.
+//! - **A marker in the flags.** Copies carry [`Config::marker_flag`]
+//!   (default `FLAGS_REPLICATED`, `0x4000_0000`, reserved by session-core
+//!   as a modifier). An item without it was written by a client, so it is
+//!   newer than any copy. Configurable (`--marker-flag`, `marker_flag` in
+//!   the file) to any one bit of `0xFFFF_0000` ([`config::MARKER_BITS`]);
+//!   the codec's format bits and the compression/UTF-8 bits are refused.
+//!   Known fine with the default: session-core (Rust, the bridge,
+//!   sessionctl: readers ignore `0xFFFF_0000`), Perl's Cache::Memcached
+//!   (reads bits 0-1) and Cache::Memcached::Fast (bits 0-2), hence
+//!   Apache::Session::Memorycached. Clients that give the high 16 bits a
+//!   meaning see it: PHP's memcached extension returns them as "user
+//!   flags" (bit 30 reads as user flag `0x4000`); pick a bit such a client
+//!   leaves unused. Changing the bit on a running mesh makes existing
+//!   copies look like client writes until they are next written (harmless:
+//!   equal content is never copied). Master→slave copies keep the master's
+//!   flags exactly and carry no marker.
 //!
 //! Writes are conditional (`add` where the key was absent, `cas` at the
 //! CAS just read, `md C<cas>` for deletes): a client write that lands
@@ -71,11 +94,12 @@
 //! 3. Without memory of an in-sync state (replicator just started, memory
 //!    full, or a peer restarted or flushed — detected by its `pid`, start
 //!    time and the token the replicator leaves under [`RUN_MARKER`], which
-//!    an emptied server no longer holds), an absence is not a delete: present items are copied to where they are
-//!    missing. A delete made while the replicator was not running is
-//!    therefore undone at its start, unless [`Config::state_file`] is set:
-//!    a clean stop then saves the in-sync memory, and the next start uses
-//!    it for every peer still in the same run (`state.rs`). One made
+//!    an emptied server no longer holds), an absence is not a delete:
+//!    present items are copied to where they are missing. A delete made
+//!    while the replicator was not running is therefore undone at its
+//!    start, unless [`Config::state_file`] is set: the in-sync memory is
+//!    then saved after each comparison and at a clean stop, and the next
+//!    start uses it for every peer still in the same run (`state.rs`). One made
 //!    while it runs is never undone.
 //!
 //! **Evictions and expiry** are treated as deletes (memcached 1.6.18 tells
@@ -89,6 +113,24 @@
 //! next resync, so `resync_interval` bounds how long a deleted key stays on
 //! the other peers. Each resync costs one metadump per peer and one
 //! pipelined `mg` per key and peer.
+//!
+//! **The state file** ([`Config::state_file`], master↔master) is saved
+//! after each completed comparison (temp file and rename, on a blocking
+//! thread) and at a clean stop: a crash loses at most one interval.
+//!
+//! # Metrics
+//!
+//! [`Replicator::metrics_text`] (the daemon's `/metrics`), label `link`:
+//! `replicator_events_total`, `_malformed_lines_total`, `_skipped_total`,
+//! `_feed_gaps_total`, `_copied_total`, `_deleted_total`, `_touched_total`,
+//! `_unchanged_total`, `_conflicts_total`, `_retries_total`,
+//! `_errors_total`, `_resyncs_total`, `_resync_failures_total`,
+//! `_state_saves_total` (counters); `replicator_resync_running`,
+//! `_resync_keys`, `_feeds_connected`, `_queue_depth`,
+//! `replicator_resync_last_end_timestamp_seconds` (Unix time the last
+//! comparison ended), `replicator_resync_last_duration_seconds`,
+//! `replicator_deletions_feed` (label `server` too: 1 when that source's
+//! feed reports deletes) (gauges); `replicator_lag_seconds` (histogram).
 //!
 //! # Limits
 //!
@@ -104,10 +146,18 @@
 //! # Layout
 //!
 //! - [`config`]: [`Config`], [`Topology`], the TOML [`FileConfig`].
-//! - `link.rs`: feeds, queues and the resync task of one link.
+//! - `link.rs`: starts a link; its change feeds.
+//! - `gids.rs`: the window that tells lost feed lines from late ones.
+//! - `resync.rs`: the comparisons, one at a time, and the state saves.
+//! - `monitor.rs`: per node, notices it coming back (or back empty).
+//! - `queues.rs`: the copiers' jobs and queues (a key, one copier).
+//! - `shared.rs`: what a link's tasks share (a leaf).
+//! - `run_marker.rs`: [`RUN_MARKER`] and telling one server run from the
+//!   next.
 //! - `copier.rs`: reads, decides, writes; reconnects with backoff.
 //! - `reconcile.rs`: the decisions above, as pure functions.
-//! - `state.rs`: the in-sync memory saved at a clean stop, read at start.
+//! - `state.rs`: the in-sync memory saved after each comparison and at a
+//!   clean stop, read at start.
 //! - [`metrics`]: counters and their Prometheus text.
 //!
 //! Everything memcached is spoken through `backend_memcached::raw`.

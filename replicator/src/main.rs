@@ -28,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     /// TOML file: master, slaves, peers, resync_interval_secs, shards,
     /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics,
-    /// state_file. Flags given here override it.
+    /// state_file, marker_flag. Flags given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -81,6 +81,13 @@ struct Args {
     /// peers instead of being undone. Without it, such a delete is undone.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
+
+    /// Between peers: the flags bit replicated copies carry, to tell them
+    /// from clients' writes; one bit of 0xFFFF0000 (decimal or 0x hex)
+    /// [default: 0x40000000]. Change it only if a client of yours uses
+    /// that bit; stop the replicator and let it settle when you do.
+    #[arg(long, value_name = "BIT", value_parser = replicator::config::parse_flag)]
+    marker_flag: Option<u32>,
 }
 
 fn build(args: Args) -> anyhow::Result<(Config, String)> {
@@ -134,6 +141,9 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
         config.drain_timeout = Duration::from_millis(ms);
     }
     config.state_file = args.state_file.or(file.state_file);
+    if let Some(bit) = args.marker_flag.or(file.marker_flag.map(|f| f.0)) {
+        config.marker_flag = bit;
+    }
     config.validate()?;
     let metrics = args
         .metrics

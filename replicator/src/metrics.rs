@@ -137,6 +137,9 @@ type Series = (
     fn(&LinkMetrics) -> &AtomicU64,
 );
 
+/// Name, help and reading (in seconds) of one gauge.
+type SecondsGauge = (&'static str, &'static str, fn(&LinkMetrics) -> f64);
+
 /// Renders every link's counters in Prometheus text format.
 pub fn render(links: &[(String, &LinkMetrics)]) -> String {
     let mut out = String::new();
@@ -260,7 +263,7 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             );
         }
     }
-    let seconds: [(&str, &str, fn(&LinkMetrics) -> f64); 2] = [
+    let seconds: [SecondsGauge; 2] = [
         (
             "replicator_resync_last_end_timestamp_seconds",
             "when the last full comparison ended (Unix time; 0 = none yet)",

@@ -4,7 +4,6 @@
 
 use backend_memcached::raw::RawItem;
 use session_core::Ttl;
-use session_core::codec::FLAGS_REPLICATED;
 
 /// What a node held for a key when the key was last in sync.
 /// `None` = unknown (never seen in sync, or the server restarted since).
@@ -37,15 +36,15 @@ pub(crate) enum Action {
     Touch { node: usize, ttl: Ttl },
 }
 
-/// Value and flags equal, the replication marker aside.
-pub(crate) fn same_content(a: &RawItem, b: &RawItem) -> bool {
-    a.value == b.value && (a.flags & !FLAGS_REPLICATED) == (b.flags & !FLAGS_REPLICATED)
+/// Value and flags equal, the replication marker bit `marker` aside.
+pub(crate) fn same_content(a: &RawItem, b: &RawItem, marker: u32) -> bool {
+    a.value == b.value && (a.flags & !marker) == (b.flags & !marker)
 }
 
-fn same(a: &Option<RawItem>, b: &Option<RawItem>) -> bool {
+fn same(a: &Option<RawItem>, b: &Option<RawItem>, marker: u32) -> bool {
     match (a, b) {
         (None, None) => true,
-        (Some(a), Some(b)) => same_content(a, b),
+        (Some(a), Some(b)) => same_content(a, b, marker),
         _ => false,
     }
 }
@@ -98,10 +97,11 @@ pub(crate) struct MeshPlan {
 }
 
 /// master↔master: see the crate docs for the rule. `items[i]` is what node
-/// `i` holds now, `prev[i]` what it held when the key was last in sync.
-pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> MeshPlan {
+/// `i` holds now, `prev[i]` what it held when the key was last in sync;
+/// `marker` is the flags bit copies carry (`Config::marker_flag`).
+pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32, marker: u32) -> MeshPlan {
     let n = items.len();
-    if items.iter().all(|i| same(i, &items[0])) {
+    if items.iter().all(|i| same(i, &items[0], marker)) {
         return MeshPlan {
             actions: ttl_touches(items, slack),
             conflict: false,
@@ -128,7 +128,7 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> Mesh
     let distinct_changes = {
         let mut firsts: Vec<&Option<RawItem>> = Vec::new();
         for &i in &candidates {
-            if !firsts.iter().any(|f| same(f, &items[i])) {
+            if !firsts.iter().any(|f| same(f, &items[i], marker)) {
                 firsts.push(&items[i]);
             }
         }
@@ -152,11 +152,7 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> Mesh
     // A client's write (no marker) beats a copy; then the first peer in
     // configuration order.
     let present = |i: &&usize| items[**i].is_some();
-    let unmarked = |i: &&usize| {
-        items[**i]
-            .as_ref()
-            .is_some_and(|it| it.flags & FLAGS_REPLICATED == 0)
-    };
+    let unmarked = |i: &&usize| items[**i].as_ref().is_some_and(|it| it.flags & marker == 0);
     let winner = candidates
         .iter()
         .find(unmarked)
@@ -174,7 +170,7 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> Mesh
             continue;
         }
         match item {
-            Some(it) if same_content(it, win) => {
+            Some(it) if same_content(it, win, marker) => {
                 if !ttl_close(it.ttl, win.ttl, slack) {
                     actions.push(Action::Touch { node, ttl: win.ttl });
                 }
@@ -182,13 +178,13 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> Mesh
             Some(it) => actions.push(Action::Copy {
                 node,
                 from: w,
-                flags: win.flags | FLAGS_REPLICATED,
+                flags: win.flags | marker,
                 expect: Expect::Cas(it.cas),
             }),
             None => actions.push(Action::Copy {
                 node,
                 from: w,
-                flags: win.flags | FLAGS_REPLICATED,
+                flags: win.flags | marker,
                 expect: Expect::Absent,
             }),
         }
@@ -222,6 +218,11 @@ fn ttl_touches(items: &[Option<RawItem>], slack: u32) -> Vec<Action> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use session_core::codec::FLAGS_REPLICATED;
+
+    fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> MeshPlan {
+        super::mesh(items, prev, slack, FLAGS_REPLICATED)
+    }
 
     fn item(v: &str, flags: u32, cas: u64) -> Option<RawItem> {
         Some(RawItem {
@@ -331,6 +332,23 @@ mod tests {
         // Delete wins over a concurrent write.
         let plan = mesh(&[None, item("w", 0, 10)], &prev, 2);
         assert!(matches!(plan.actions[..], [Action::Delete { node: 1, .. }]));
+    }
+
+    #[test]
+    fn another_marker_bit_is_the_one_written_and_ignored() {
+        const BIT: u32 = 0x0100_0000;
+        let plan = super::mesh(&[item("a", 1, 5), None], &[None, None], 2, BIT);
+        assert!(matches!(plan.actions[..], [Action::Copy { flags, .. }] if flags == 1 | BIT));
+        assert!(
+            super::mesh(
+                &[item("a", 1, 5), item("a", 1 | BIT, 9)],
+                &[None, None],
+                2,
+                BIT
+            )
+            .actions
+            .is_empty()
+        );
     }
 
     #[test]

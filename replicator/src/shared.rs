@@ -101,6 +101,15 @@ impl LinkShared {
     }
 }
 
+/// Sleeps `d`, or less if asked to stop; true when stopping.
+pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    *stop.borrow()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,13 +122,4 @@ mod tests {
         let none = RateLimit::new(Duration::ZERO);
         assert!(none.allow() && none.allow());
     }
-}
-
-/// Sleeps `d`, or less if asked to stop; true when stopping.
-pub(crate) async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = stop.wait_for(|s| *s) => {}
-    }
-    *stop.borrow()
 }
