@@ -11,7 +11,8 @@
 //! `Delivery::Unknown`; session-core then reads the key back. A thin
 //! `Store` wrapper removes the latency and waits until the store's backoff
 //! lets a probe through at that moment (the network healed), so the
-//! read-back sees what the server holds. It forwards every call unchanged.
+//! read-back sees what the server holds. It forwards every other call
+//! unchanged (a `session_core::wrapper::StoreWrapper`).
 
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -25,9 +26,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use backend_memcached::{MemcachedConfig, MemcachedStore, ServerState};
 use common::{Server, memcached, spec};
+use session_core::wrapper::StoreWrapper;
 use session_core::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Delivery, Entry, Result, ScanCursor,
-    ScanPage, SessionData, Sessions, SessionsConfig, Store, Ttl, Version,
+    AddOutcome, Delivery, Result, SessionData, Sessions, SessionsConfig, Store, Ttl,
 };
 
 /// Per-chunk delay on the way to memcached and back.
@@ -45,10 +46,13 @@ struct HealAfterLostAdd {
 }
 
 #[async_trait]
-impl Store for HealAfterLostAdd {
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.inner.get(key).await
+impl StoreWrapper for HealAfterLostAdd {
+    type Inner = MemcachedStore;
+
+    fn inner(&self) -> &MemcachedStore {
+        &self.inner
     }
+
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
         let result = self.inner.add(key, value, flags, ttl).await;
         if let Err(e) = &result {
@@ -68,51 +72,6 @@ impl Store for HealAfterLostAdd {
             }
         }
         result
-    }
-    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        self.inner.set(key, value, flags, ttl).await
-    }
-    async fn cas(
-        &self,
-        key: &str,
-        value: &[u8],
-        flags: u32,
-        ttl: Ttl,
-        expected: Version,
-    ) -> Result<CasOutcome> {
-        self.inner.cas(key, value, flags, ttl, expected).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        self.inner.delete(key).await
-    }
-    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
-        self.inner.touch(key, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        self.inner.max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn version(&self, key: &str) -> Result<Option<Version>> {
-        self.inner.version(key).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        cursor: Option<&ScanCursor>,
-        limit: usize,
-    ) -> Result<ScanPage> {
-        self.inner.scan(prefix, cursor, limit).await
-    }
-    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
-        self.inner.delete_if(key, expected).await
-    }
-    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
-        self.inner.get_and_touch(key, ttl).await
     }
 }
 

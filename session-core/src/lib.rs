@@ -41,6 +41,9 @@
 //! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
 //! - [`url_options`]: the query options of a store URL, one table per
 //!   backend, parsed by the same rules in every backend.
+//! - [`wrapper`]: [`StoreWrapper`](wrapper::StoreWrapper), for a store
+//!   around another store that writes only the methods it changes (the
+//!   `Arc<S>` impl, [`Namespaced`]; see `examples/custom-backend`).
 //! - `conformance` (feature `conformance`): the checks every store must pass.
 //!
 //! This crate does no network I/O and starts no tasks: backends bring the
@@ -49,6 +52,23 @@
 //! writing a session) and the timer, for the jittered waits after a lost
 //! race and while waiting for a lock (outside a tokio runtime those waits
 //! only yield).
+//!
+//! # Writing a backend
+//!
+//! A backend is one crate that implements [`Store`] and runs
+//! `session_core::conformance_tests!` (feature `conformance`) in its tests;
+//! `examples/custom-backend` in the workspace is a runnable one. Three
+//! pieces here save it work:
+//!
+//! - [`store::check_write`]: the key and size checks every write makes
+//!   before any I/O.
+//! - [`url_options`]: a store URL's `?key=value` options from one table of
+//!   [`UrlOption`](url_options::UrlOption)s, with the same rules (unknown
+//!   or repeated keys are errors) as the stores of this workspace.
+//! - [`wrapper::StoreWrapper`]: for a store *around* another store (a key
+//!   prefix, a delay, a fault injected at one moment), name the wrapped
+//!   store and write only the methods that change; the rest are forwarded,
+//!   and the wrapper is a [`Store`].
 
 pub mod codec;
 pub mod config;
@@ -69,6 +89,7 @@ pub mod stats;
 pub mod storable;
 pub mod store;
 pub mod url_options;
+pub mod wrapper;
 
 pub use codec::Codec;
 pub use config::{

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::key::validate_key;
 use crate::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version,
+    AddOutcome, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl, Version,
 };
+use crate::wrapper::StoreWrapper;
 
 /// A [`Store`] that prefixes every key with a fixed namespace.
 #[derive(Debug, Clone)]
@@ -49,8 +49,16 @@ impl<S: Store> Namespaced<S> {
     }
 }
 
+/// Every method that takes a key prefixes it; the size limit and the
+/// capabilities are the wrapped store's.
 #[async_trait]
-impl<S: Store> Store for Namespaced<S> {
+impl<S: Store> StoreWrapper for Namespaced<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.inner
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         self.inner.get(&self.full(key)?).await
     }
@@ -77,12 +85,6 @@ impl<S: Store> Store for Namespaced<S> {
     }
     async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
         self.inner.touch(&self.full(key)?, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        self.inner.max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
     }
     async fn version(&self, key: &str) -> Result<Option<Version>> {
         self.inner.version(&self.full(key)?).await

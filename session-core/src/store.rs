@@ -8,7 +8,6 @@
 //! last-writer-wins.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -342,63 +341,6 @@ pub fn check_write(key: &str, value: &[u8], max_value_size: usize) -> Result<()>
         });
     }
     Ok(())
-}
-
-/// A shared store is a store, so `Arc<MemcachedStore>` and `Arc<dyn Store>`
-/// can be handed to anything that takes a `Store`.
-#[async_trait]
-impl<S: Store + ?Sized> Store for Arc<S> {
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        (**self).get(key).await
-    }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
-        (**self).add(key, value, flags, ttl).await
-    }
-    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        (**self).set(key, value, flags, ttl).await
-    }
-    async fn cas(
-        &self,
-        key: &str,
-        value: &[u8],
-        flags: u32,
-        ttl: Ttl,
-        expected: Version,
-    ) -> Result<CasOutcome> {
-        (**self).cas(key, value, flags, ttl, expected).await
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        (**self).delete(key).await
-    }
-    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
-        (**self).touch(key, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        (**self).max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    async fn version(&self, key: &str) -> Result<Option<Version>> {
-        (**self).version(key).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
-        (**self).get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        cursor: Option<&ScanCursor>,
-        limit: usize,
-    ) -> Result<ScanPage> {
-        (**self).scan(prefix, cursor, limit).await
-    }
-    async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
-        (**self).delete_if(key, expected).await
-    }
-    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
-        (**self).get_and_touch(key, ttl).await
-    }
 }
 
 #[cfg(test)]

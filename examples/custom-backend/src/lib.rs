@@ -2,7 +2,13 @@
 //! artificial network delay, the way a store in another data centre behaves.
 //!
 //! It shows the two things a custom backend crate needs:
-//! 1. `impl Store` (here by delegation, adding a delay before each call);
+//! 1. `impl Store`: here through `session_core::wrapper::StoreWrapper`,
+//!    the way to write a store around another store. The wrapper names the
+//!    store it wraps and writes only the methods it changes (each call
+//!    that reaches the network waits first); the rest, such as
+//!    `max_value_size` and `capabilities`, are forwarded unchanged. A
+//!    backend that talks to a server of its own implements
+//!    `session_core::Store` directly instead, like `backend-memcached`.
 //! 2. a `tests/conformance.rs` that runs `session_core::conformance_tests!`
 //!    against it — see this crate's, which runs the kit against a
 //!    `SlowStore` over `MemoryStore` and over the memcached servers that
@@ -19,9 +25,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use session_core::Result;
 use session_core::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version,
+    AddOutcome, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl, Version,
 };
+use session_core::wrapper::StoreWrapper;
 
 /// A [`Store`] that waits `delay` before every call to the store it wraps.
 #[derive(Debug, Clone)]
@@ -41,8 +47,17 @@ impl<S: Store> SlowStore<S> {
     }
 }
 
+/// Every call that goes to the wrapped store waits first; the two answers
+/// it gives without I/O (the size limit, the capabilities) are forwarded
+/// by `StoreWrapper`'s defaults.
 #[async_trait]
-impl<S: Store> Store for SlowStore<S> {
+impl<S: Store> StoreWrapper for SlowStore<S> {
+    type Inner = S;
+
+    fn inner(&self) -> &S {
+        &self.inner
+    }
+
     async fn get(&self, key: &str) -> Result<Option<Entry>> {
         self.wait().await;
         self.inner.get(key).await
@@ -73,12 +88,6 @@ impl<S: Store> Store for SlowStore<S> {
     async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
         self.wait().await;
         self.inner.touch(key, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        self.inner.max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
     }
     async fn version(&self, key: &str) -> Result<Option<Version>> {
         self.wait().await;

@@ -16,10 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version,
-};
+use crate::store::{DeleteOutcome, Store, Version};
+use crate::wrapper::StoreWrapper;
 
 /// The action run before the delete: given the inner store and the key.
 type Action = Box<
@@ -68,59 +66,22 @@ impl BeforeDelete {
     }
 }
 
+/// Only the two deletes change: each runs the action first.
 #[async_trait]
-impl Store for BeforeDelete {
-    async fn get(&self, key: &str) -> Result<Option<Entry>> {
-        self.inner.get(key).await
+impl StoreWrapper for BeforeDelete {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
     }
-    async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
-        self.inner.add(key, value, flags, ttl).await
-    }
-    async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        self.inner.set(key, value, flags, ttl).await
-    }
-    async fn cas(
-        &self,
-        key: &str,
-        value: &[u8],
-        flags: u32,
-        ttl: Ttl,
-        expected: Version,
-    ) -> Result<CasOutcome> {
-        self.inner.cas(key, value, flags, ttl, expected).await
-    }
+
     async fn delete(&self, key: &str) -> Result<bool> {
         self.fire(key).await?;
-        self.inner.delete(key).await
+        self.inner().delete(key).await
     }
-    async fn touch(&self, key: &str, ttl: Ttl) -> Result<bool> {
-        self.inner.touch(key, ttl).await
-    }
-    fn max_value_size(&self) -> usize {
-        self.inner.max_value_size()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn version(&self, key: &str) -> Result<Option<Version>> {
-        self.inner.version(key).await
-    }
-    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Entry>>> {
-        self.inner.get_many(keys).await
-    }
-    async fn scan(
-        &self,
-        prefix: &str,
-        cursor: Option<&ScanCursor>,
-        limit: usize,
-    ) -> Result<ScanPage> {
-        self.inner.scan(prefix, cursor, limit).await
-    }
+
     async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
         self.fire(key).await?;
-        self.inner.delete_if(key, expected).await
-    }
-    async fn get_and_touch(&self, key: &str, ttl: Ttl) -> Result<Option<Entry>> {
-        self.inner.get_and_touch(key, ttl).await
+        self.inner().delete_if(key, expected).await
     }
 }
