@@ -4,6 +4,9 @@
 //! announces one, its data block — knowing only the answer's [`Framing`]:
 //! how the dialect ends it. What the frames mean for the request is decided
 //! afterwards by the dialect's `interpret`, which has the [`Op`](super::Op).
+//! Of a meta line this module reads only the block length and the `O`
+//! token, through the line parser in `meta_header.rs`; it does not depend
+//! on the dialect modules, which depend on it for [`Frame`].
 //!
 //! Why two steps: a multiplexed connection (`crate::mux`) reads answers in
 //! a task of its own, which cannot borrow the caller's request; it needs
@@ -13,7 +16,8 @@
 
 use tokio::io::AsyncRead;
 
-use super::{is_error_line, meta, parse_num};
+use super::meta_header::{self, Status};
+use super::{is_error_line, parse_num};
 use crate::connection::Reader;
 use crate::error::{Error, Result};
 
@@ -67,7 +71,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
             let mut frames = Vec::with_capacity(answers);
             for _ in 0..answers {
                 let line = reader.read_line(operation).await?;
-                let data = match meta::parse_header(&line) {
+                let data = match meta_header::parse_header(&line) {
                     Some(header) if header.opaque != Some(opaque) => {
                         return Err(Error::Protocol {
                             server: reader.server().to_owned(),
@@ -79,7 +83,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
                         });
                     }
                     Some(header) => match header.status {
-                        meta::Status::Value(len) => Some(reader.read_block(operation, len).await?),
+                        Status::Value(len) => Some(reader.read_block(operation, len).await?),
                         _ => None,
                     },
                     None if is_error_line(&line) => None,

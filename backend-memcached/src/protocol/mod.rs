@@ -8,6 +8,7 @@
 pub(crate) mod classic;
 pub(crate) mod frame;
 pub(crate) mod meta;
+mod meta_header;
 pub(crate) mod scan;
 
 use std::sync::atomic::{AtomicU32, Ordering};
