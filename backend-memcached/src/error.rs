@@ -1,11 +1,17 @@
 //! The crate's own error enum, richer than [`session_core::Error`].
 //!
-//! Inside the crate we need to tell apart failures that look the same to a
-//! caller but not to the failure policy: a refused connect (the request was
-//! never sent, so rehashing to another server is safe) versus a connection
-//! that broke after the request went out (it may have been applied). Callers
-//! of the [`Store`](session_core::Store) trait see one
+//! It tells apart failures that look the same to a caller of the
+//! [`Store`](session_core::Store) trait but not to a failure policy: a
+//! refused connect (the request was never sent, so rehashing to another
+//! server is safe) versus a connection that broke after the request went out
+//! (it may have been applied). Callers of the `Store` trait see one
 //! [`session_core::Error`] through the single `From` impl at the bottom.
+//!
+//! The enum is public because [`RawConnection`](crate::raw::RawConnection),
+//! the replicator's client, returns it as it is; its classifiers
+//! ([`Error::delivery`], [`Error::is_connect_failure`],
+//! [`Error::is_transport_failure`], [`Error::marks_down`]) are public so
+//! that such a caller decides as the store does, without matching variants.
 
 use std::io;
 use std::time::Duration;
@@ -169,7 +175,7 @@ pub enum Error {
 impl Error {
     /// True when the request was certainly never sent, so trying another
     /// server (Cache::Memcached's rehash) cannot apply it twice.
-    pub(crate) fn is_connect_failure(&self) -> bool {
+    pub fn is_connect_failure(&self) -> bool {
         matches!(
             self,
             Error::Connect { .. }
@@ -183,7 +189,7 @@ impl Error {
     /// True when the server failed to carry the request (connect, I/O or
     /// deadline), whether or not it was sent: a read that fails so may be
     /// asked of another server, since reading twice changes nothing.
-    pub(crate) fn is_transport_failure(&self) -> bool {
+    pub fn is_transport_failure(&self) -> bool {
         self.is_connect_failure() || matches!(self, Error::Io { .. } | Error::Timeout { .. })
     }
 
@@ -218,8 +224,10 @@ impl Error {
     }
 
     /// Whether the request may have reached the server, as the conversion
-    /// into [`session_core::Error`] reports it.
-    pub(crate) fn delivery(&self) -> Option<session_core::Delivery> {
+    /// into [`session_core::Error`] reports it: `None` for errors that are
+    /// no failure to carry the request (bad input, configuration, an answer
+    /// the server gave).
+    pub fn delivery(&self) -> Option<session_core::Delivery> {
         use session_core::Delivery;
         match self {
             Error::Io { sent: true, .. } | Error::Timeout { sent: true, .. } => {
@@ -239,7 +247,7 @@ impl Error {
     /// True when the failure says the server itself is unhealthy, so it
     /// should be marked down. A server that answered with an error line is
     /// alive and stays up.
-    pub(crate) fn marks_down(&self) -> bool {
+    pub fn marks_down(&self) -> bool {
         matches!(
             self,
             Error::Connect { .. }
@@ -257,32 +265,21 @@ impl From<Error> for session_core::Error {
         // Failures before the request was written are `NotSent`: a caller
         // may retry anything. Failures after are `Unknown`: the server may
         // have applied the request. `Error::delivery` is the one place
-        // that decides which.
+        // that decides which; a garbled answer is `Unknown` too.
         let delivery = e.delivery().unwrap_or(Delivery::Unknown);
         match e {
             Error::InvalidConfig(message) => Core::InvalidConfig(message),
             Error::Input(inner) => inner,
-            Error::Connect { server, source } => Core::Unavailable {
-                server,
-                message: format!("connect failed: {source}"),
-                delivery,
-            },
-            Error::ConnectTimeout { server, after } => Core::Timeout {
-                operation: "connect",
-                server,
-                after,
-                delivery,
-            },
+            Error::Connect { server, source } => Core::connect_failed(server, source, delivery),
+            Error::ConnectTimeout { server, after } => {
+                Core::connect_timed_out(server, after, delivery)
+            }
             Error::Io {
                 operation,
                 server,
                 source,
                 ..
-            } => Core::Unavailable {
-                server,
-                message: format!("{operation} failed: {source}"),
-                delivery,
-            },
+            } => Core::request_failed(operation, server, source, delivery),
             Error::Timeout {
                 operation,
                 server,
@@ -300,15 +297,12 @@ impl From<Error> for session_core::Error {
                 after,
                 delivery,
             },
-            Error::MarkedDown { server, retry_in } => Core::Unavailable {
-                server,
-                message: format!("marked down, next retry in {retry_in:?}"),
-                delivery,
-            },
+            Error::MarkedDown { server, retry_in } => Core::marked_down(server, retry_in, delivery),
             Error::NoLiveServer { key, tries } => Core::Unavailable {
                 server: "(all candidates)".to_owned(),
                 message: format!("no live server for key {key:?} after {tries} tries"),
                 delivery,
+                source: None,
             },
             Error::ServerTooLarge { size, limit, .. } => Core::ValueTooLarge {
                 size,
@@ -325,7 +319,11 @@ impl From<Error> for session_core::Error {
                 Core::InvalidConfig(e.to_string())
             }
             Error::ServerError { server, message } | Error::Protocol { server, message } => {
-                Core::Protocol { server, message }
+                Core::Protocol {
+                    server,
+                    message,
+                    delivery,
+                }
             }
         }
     }
@@ -405,5 +403,165 @@ mod tests {
             "{core:?}"
         );
         assert_eq!(core.delivery(), None);
+    }
+
+    /// Every variant through the public classifiers: (connect failure,
+    /// transport failure, marks down, delivery).
+    #[test]
+    fn classifiers_cover_every_variant() {
+        let d = Duration::from_millis(5);
+        let server = || "s:1".to_owned();
+        let cases = [
+            (Error::InvalidConfig("x".into()), false, false, false, None),
+            (
+                Error::Input(session_core::Error::Unsupported { capability: "scan" }),
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::Connect {
+                    server: server(),
+                    source: io::ErrorKind::ConnectionRefused.into(),
+                },
+                true,
+                true,
+                true,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::ConnectTimeout {
+                    server: server(),
+                    after: d,
+                },
+                true,
+                true,
+                true,
+                Some(Delivery::NotSent),
+            ),
+            (io(true), false, true, true, Some(Delivery::Unknown)),
+            (io(false), true, true, true, Some(Delivery::NotSent)),
+            (timeout(true), false, true, true, Some(Delivery::Unknown)),
+            (timeout(false), true, true, true, Some(Delivery::NotSent)),
+            (
+                Error::MetaUnsupported {
+                    server: server(),
+                    command: "mg",
+                },
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::PoolTimeout {
+                    server: server(),
+                    after: d,
+                },
+                false,
+                false,
+                false,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::MarkedDown {
+                    server: server(),
+                    retry_in: d,
+                },
+                true,
+                true,
+                false,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::NoLiveServer {
+                    key: "k".into(),
+                    tries: 3,
+                },
+                false,
+                false,
+                false,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::ServerTooLarge {
+                    server: server(),
+                    size: 2,
+                    limit: Some(1),
+                },
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::CasDisabled { server: server() },
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::ServerError {
+                    server: server(),
+                    message: "SERVER_ERROR out of memory".into(),
+                },
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::Protocol {
+                    server: server(),
+                    message: "garbled".into(),
+                },
+                false,
+                false,
+                true,
+                None,
+            ),
+        ];
+        for (e, connect, transport, down, delivery) in cases {
+            assert_eq!(e.is_connect_failure(), connect, "{e:?}");
+            assert_eq!(e.is_transport_failure(), transport, "{e:?}");
+            assert_eq!(e.marks_down(), down, "{e:?}");
+            assert_eq!(e.delivery(), delivery, "{e:?}");
+        }
+    }
+
+    /// The OS error stays the cause through the conversion, printed once;
+    /// an answer the server garbled keeps "outcome unknown".
+    #[test]
+    fn the_cause_survives_the_conversion() {
+        use std::error::Error as _;
+        let core = session_core::Error::from(Error::Connect {
+            server: "s:1".into(),
+            source: io::ErrorKind::ConnectionRefused.into(),
+        });
+        let cause = core.source().and_then(|c| c.downcast_ref::<io::Error>());
+        assert_eq!(
+            cause.map(io::Error::kind),
+            Some(io::ErrorKind::ConnectionRefused)
+        );
+        assert_eq!(
+            core.chain().to_string(),
+            format!(
+                "{core}: {}",
+                io::Error::from(io::ErrorKind::ConnectionRefused)
+            )
+        );
+        let core = session_core::Error::from(io(true));
+        assert!(
+            core.source().is_some_and(|c| c.is::<io::Error>()),
+            "{core:?}"
+        );
+        let garbled = session_core::Error::from(Error::Protocol {
+            server: "s:1".into(),
+            message: "garbled".into(),
+        });
+        assert_eq!(garbled.delivery(), Some(Delivery::Unknown));
+        assert!(!garbled.is_retryable(), "{garbled:?}");
     }
 }

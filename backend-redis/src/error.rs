@@ -1,6 +1,13 @@
 //! The crate's own error enum, converted into [`session_core::Error`] by one
 //! `From` impl at the bottom, which decides each failure's
 //! [`Delivery`](session_core::Delivery).
+//!
+//! The enum is public (configuration errors of [`RedisConfig`](crate::RedisConfig)
+//! and `from_url` are this type); its classifiers [`Error::delivery`] and
+//! [`Error::breaks_connection`] are public so a caller holding one decides
+//! as the store does. Building one from a `redis::RedisError`
+//! (`from_request`, `from_connect`) stays inside the crate: only it talks
+//! to the client.
 
 use std::time::Duration;
 
@@ -206,12 +213,15 @@ impl Error {
     /// True when the connection that carried the request is broken and
     /// must be replaced (a timeout leaves it usable: a late answer is
     /// matched to its request and dropped).
-    pub(crate) fn breaks_connection(&self) -> bool {
+    pub fn breaks_connection(&self) -> bool {
         matches!(self, Error::Io { .. })
     }
 
-    /// Whether the request may have reached the server.
-    pub(crate) fn delivery(&self) -> Option<session_core::Delivery> {
+    /// Whether the request may have reached the server, as the conversion
+    /// into [`session_core::Error`] reports it: `None` for errors that are
+    /// no failure to carry the request (configuration, access, an answer
+    /// the server gave).
+    pub fn delivery(&self) -> Option<session_core::Delivery> {
         use session_core::Delivery;
         match self {
             Error::Io { sent: false, .. }
@@ -229,37 +239,25 @@ impl Error {
 impl From<Error> for session_core::Error {
     fn from(e: Error) -> Self {
         use session_core::{Delivery, Error as Core};
+        // `Error::delivery` decides; an answer the server gave (an error
+        // reply, a foreign value, a garbled reply) came from a request that
+        // went out, so it is `Unknown` too.
         let delivery = e.delivery().unwrap_or(Delivery::Unknown);
         match e {
             Error::InvalidConfig(message) => Core::InvalidConfig(message),
             e @ Error::Auth { .. } => Core::InvalidConfig(e.to_string()),
             Error::Input(inner) => inner,
-            Error::Connect { server, source } => Core::Unavailable {
-                server,
-                message: format!("connect failed: {source}"),
-                delivery,
-            },
-            Error::ConnectTimeout { server, after } => Core::Timeout {
-                operation: "connect",
-                server,
-                after,
-                delivery,
-            },
-            Error::MarkedDown { server, retry_in } => Core::Unavailable {
-                server,
-                message: format!("down, next connect attempt in {retry_in:?}"),
-                delivery,
-            },
+            Error::Connect { server, source } => Core::connect_failed(server, source, delivery),
+            Error::ConnectTimeout { server, after } => {
+                Core::connect_timed_out(server, after, delivery)
+            }
+            Error::MarkedDown { server, retry_in } => Core::marked_down(server, retry_in, delivery),
             Error::Io {
                 operation,
                 server,
                 source,
                 ..
-            } => Core::Unavailable {
-                server,
-                message: format!("{operation} failed: {source}"),
-                delivery,
-            },
+            } => Core::request_failed(operation, server, source, delivery),
             Error::Timeout {
                 operation,
                 server,
@@ -278,6 +276,7 @@ impl From<Error> for session_core::Error {
                 server,
                 message: format!("{operation}: {message}"),
                 delivery,
+                source: None,
             },
             Error::Server {
                 operation,
@@ -286,12 +285,18 @@ impl From<Error> for session_core::Error {
             } => Core::Protocol {
                 server,
                 message: format!("{operation}: {message}"),
+                delivery,
             },
             Error::Foreign { server, key } => Core::Protocol {
                 server,
                 message: format!("key {key:?} holds a value not written by RedisStore"),
+                delivery,
             },
-            Error::Protocol { server, message } => Core::Protocol { server, message },
+            Error::Protocol { server, message } => Core::Protocol {
+                server,
+                message,
+                delivery,
+            },
         }
     }
 }
@@ -354,5 +359,116 @@ mod tests {
             key: "k".into(),
         });
         assert!(foreign.is_io() && !foreign.is_retryable(), "{foreign:?}");
+    }
+
+    /// The public classifiers on every variant built without a client
+    /// error: (breaks the connection, delivery).
+    #[test]
+    fn classifiers_cover_every_variant() {
+        let d = Duration::from_millis(5);
+        let server = || "h:1".to_owned();
+        let cases = [
+            (Error::InvalidConfig("x".into()), false, None),
+            (
+                Error::Auth {
+                    server: server(),
+                    message: "WRONGPASS".into(),
+                },
+                false,
+                None,
+            ),
+            (
+                Error::ConnectTimeout {
+                    server: server(),
+                    after: d,
+                },
+                false,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::MarkedDown {
+                    server: server(),
+                    retry_in: d,
+                },
+                false,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::Timeout {
+                    operation: "get",
+                    server: server(),
+                    after: d,
+                },
+                false,
+                Some(Delivery::Unknown),
+            ),
+            (
+                Error::Cluster {
+                    operation: "get",
+                    server: server(),
+                    message: "CLUSTERDOWN".into(),
+                },
+                false,
+                Some(Delivery::Unknown),
+            ),
+            (
+                Error::Server {
+                    operation: "get",
+                    server: server(),
+                    message: "OOM".into(),
+                },
+                false,
+                None,
+            ),
+            (
+                Error::Foreign {
+                    server: server(),
+                    key: "k".into(),
+                },
+                false,
+                None,
+            ),
+            (
+                Error::Protocol {
+                    server: server(),
+                    message: "garbled".into(),
+                },
+                false,
+                None,
+            ),
+        ];
+        for (e, breaks, delivery) in cases {
+            assert_eq!(e.breaks_connection(), breaks, "{e:?}");
+            assert_eq!(e.delivery(), delivery, "{e:?}");
+        }
+        let connect = Error::from_connect("h:1", io(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(connect, Error::Connect { .. }), "{connect:?}");
+        assert_eq!(connect.delivery(), Some(Delivery::NotSent));
+        let broken = Error::from_request("get", "h:1", d, io(std::io::ErrorKind::BrokenPipe));
+        assert!(broken.breaks_connection(), "{broken:?}");
+    }
+
+    /// The client's error stays the cause through the conversion.
+    #[test]
+    fn the_cause_survives_the_conversion() {
+        use std::error::Error as _;
+        let mine = Error::from_request(
+            "get",
+            "h:1",
+            Duration::from_millis(5),
+            io(std::io::ErrorKind::ConnectionReset),
+        );
+        let core = session_core::Error::from(mine);
+        assert!(
+            core.source().is_some_and(|c| c.is::<redis::RedisError>()),
+            "{core:?}"
+        );
+        assert!(core.chain().to_string().len() > core.to_string().len());
+        let down = session_core::Error::from(Error::MarkedDown {
+            server: "h:1".into(),
+            retry_in: Duration::from_millis(5),
+        });
+        // tests/failure.rs recognises the fail-fast error by these words.
+        assert!(down.to_string().contains("next connect attempt"), "{down}");
     }
 }

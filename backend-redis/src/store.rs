@@ -219,8 +219,9 @@ impl RedisStore {
     fn new_version(&self) -> Result<Version> {
         envelope::new_version().map_err(|e| session_core::Error::Unavailable {
             server: "(OS random source)".to_owned(),
-            message: e.to_string(),
+            message: "cannot read it".to_owned(),
             delivery: session_core::Delivery::NotSent,
+            source: Some(e.into()),
         })
     }
 

@@ -27,7 +27,7 @@ use std::io::Read;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::session::SessionData;
 
 /// Flags of a raw string value (no codec): the reverse-principal key.
@@ -85,24 +85,20 @@ pub fn unpack(bytes: &[u8], flags: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
             .take(limit + 1)
             .read_to_end(&mut out)
     };
-    let bad = |message: String| Error::Decode {
-        codec: "gzip",
-        message,
-    };
-    read.map_err(|e| bad(format!("cannot inflate a compressed value: {e}")))?;
+    read.map_err(|e| Error::decode_failed("gzip", "cannot inflate a compressed value", e))?;
     if out.len() > MAX_INFLATED_SIZE {
-        return Err(bad(format!(
-            "a compressed value inflates beyond {MAX_INFLATED_SIZE} bytes"
-        )));
+        return Err(Error::undecodable(
+            "gzip",
+            format!("a compressed value inflates beyond {MAX_INFLATED_SIZE} bytes"),
+        ));
     }
     Ok(std::borrow::Cow::Owned(out))
 }
 
-/// The deepest nesting of lists and maps a session may have, on write and
-/// on read. serde_json refuses to read beyond 128 levels, so without a
-/// write-side check a session could be saved and then never loaded again;
-/// the same limit on MessagePack keeps decoding's recursion shallow.
-pub const MAX_DEPTH: usize = 100;
+/// The deepest nesting a session may have, enforced here on write and on
+/// read by every codec (defined beside [`SessionData`], which it bounds, so
+/// that [`storable`](crate::storable) need not import this module).
+pub use crate::session::MAX_DEPTH;
 
 /// A session encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -186,44 +182,40 @@ impl Codec {
             .find(|(_, v)| depth(v) >= MAX_DEPTH)
             .map(|(k, _)| k)
         {
-            return Err(Error::Encode {
-                codec: self.name(),
-                message: format!("field {field:?} nests deeper than {MAX_DEPTH} levels"),
-            });
+            return Err(Error::unencodable(
+                self.name(),
+                format!("field {field:?} nests deeper than {MAX_DEPTH} levels"),
+            ));
         }
-        let encoded = match self {
+        // The encoder's own error is kept as the cause (see `error.rs`).
+        let failed = |e: Cause| Error::encode_failed(self.name(), e);
+        match self {
             Codec::Json => {
                 // Sized for a typical session at once, instead of growing
                 // from serde_json's 128 bytes by reallocation.
                 let mut out = Vec::with_capacity(512);
                 serde_json::to_writer(&mut out, data)
                     .map(|()| out)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| failed(e.into()))
             }
-            Codec::MessagePack => rmp_serde::to_vec_named(data).map_err(|e| e.to_string()),
-            Codec::Storable => crate::storable::encode_map(data).map_err(|e| e.to_string()),
-        };
-        encoded.map_err(|message| Error::Encode {
-            codec: self.name(),
-            message,
-        })
+            Codec::MessagePack => rmp_serde::to_vec_named(data).map_err(|e| failed(e.into())),
+            Codec::Storable => crate::storable::encode_map(data).map_err(|e| failed(e.into())),
+        }
     }
 
     /// Decodes bytes written by this codec; the top level must be a map.
     pub fn decode(self, bytes: &[u8], key: &str) -> Result<SessionData> {
+        let failed = |e: Cause| Error::decode_failed(self.name(), "", e);
         let value: Value = match self {
-            Codec::Json => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+            Codec::Json => serde_json::from_slice(bytes).map_err(|e| failed(e.into())),
             Codec::MessagePack => {
                 let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
                 de.set_max_depth(MAX_DEPTH + 1);
-                serde::Deserialize::deserialize(&mut de).map_err(|e| e.to_string())
+                serde::Deserialize::deserialize(&mut de)
+                    .map_err(|e: rmp_serde::decode::Error| failed(e.into()))
             }
-            Codec::Storable => crate::storable::decode(bytes).map_err(|e| e.to_string()),
-        }
-        .map_err(|message| Error::Decode {
-            codec: self.name(),
-            message,
-        })?;
+            Codec::Storable => crate::storable::decode(bytes).map_err(|e| failed(e.into())),
+        }?;
         match value {
             Value::Object(map) => Ok(map),
             other => Err(Error::NotASession {
@@ -429,13 +421,23 @@ pub(crate) mod tests {
         }
         bytes.extend_from_slice(&[8, 129, 0, 0, 0, 4]);
         bytes.extend_from_slice(b"deep");
-        let Err(Error::Decode { codec, message }) = Codec::Storable.decode(&bytes, "k") else {
-            panic!("too deep Storable must be a decode error")
+        let err = Codec::Storable.decode(&bytes, "k").unwrap_err();
+        let Error::Decode { codec, .. } = &err else {
+            panic!("too deep Storable must be a decode error: {err:?}")
         };
-        assert_eq!(codec, "storable");
+        assert_eq!(*codec, "storable");
+        // The typed StorableError is the cause, not a string.
+        let cause = std::error::Error::source(&err)
+            .and_then(|c| c.downcast_ref::<crate::storable::StorableError>())
+            .unwrap();
+        assert!(matches!(
+            cause.problem,
+            crate::storable::Problem::TooDeep { .. }
+        ));
+        let text = err.chain().to_string();
         assert!(
-            message.contains("offset") && message.contains("SX_ARRAY"),
-            "{message}"
+            text.contains("offset") && text.contains("SX_ARRAY"),
+            "{text}"
         );
         // One level less is fine both ways.
         let Value::Array(mut inner) = deep else {

@@ -41,15 +41,13 @@ pub(crate) struct IndexRecord {
 impl IndexRecord {
     /// Parses a stored record; [`Error::Decode`] names what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let record: IndexRecord = serde_json::from_slice(bytes).map_err(|e| Error::Decode {
-            codec: "principal index",
-            message: e.to_string(),
-        })?;
+        let record: IndexRecord = serde_json::from_slice(bytes)
+            .map_err(|e| Error::decode_failed("principal index", "", e))?;
         if record.v != RECORD_VERSION {
-            return Err(Error::Decode {
-                codec: "principal index",
-                message: format!("record version {} is not {RECORD_VERSION}", record.v),
-            });
+            return Err(Error::undecodable(
+                "principal index",
+                format!("record version {} is not {RECORD_VERSION}", record.v),
+            ));
         }
         Ok(record)
     }
@@ -60,10 +58,7 @@ impl IndexRecord {
             v: RECORD_VERSION,
             members: self.members.clone(),
         };
-        serde_json::to_vec(&record).map_err(|e| Error::Encode {
-            codec: "principal index",
-            message: e.to_string(),
-        })
+        serde_json::to_vec(&record).map_err(|e| Error::encode_failed("principal index", e))
     }
 
     /// Drops the members whose deadline passed; returns how many.

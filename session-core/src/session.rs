@@ -23,6 +23,13 @@ use crate::store::{Ttl, Version};
 /// (strings, numbers, booleans, null, nested lists and maps).
 pub type SessionData = serde_json::Map<String, Value>;
 
+/// The deepest nesting of lists and maps a session may have, on write and
+/// on read (every [`Codec`](crate::Codec) checks it). serde_json refuses to
+/// read beyond 128 levels, so without a write-side check a session could be
+/// saved and then never loaded again; the same limit on MessagePack and
+/// Storable keeps decoding's recursion shallow.
+pub const MAX_DEPTH: usize = 100;
+
 /// The field that always holds the session's own id, as in the original.
 pub const ID_FIELD: &str = "_session_id";
 
@@ -118,12 +125,7 @@ impl Session {
     pub fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>> {
         self.data
             .get(field)
-            .map(|v| {
-                T::deserialize(v).map_err(|e| Error::Field {
-                    field: field.to_owned(),
-                    message: e.to_string(),
-                })
-            })
+            .map(|v| T::deserialize(v).map_err(|e| Error::field_conversion(field, e)))
             .transpose()
     }
 
@@ -152,10 +154,8 @@ impl Session {
     ) -> Result<Option<Value>> {
         let field = field.into();
         reject_id_field(&field)?;
-        let value = serde_json::to_value(value).map_err(|e| Error::Field {
-            field: field.clone(),
-            message: e.to_string(),
-        })?;
+        let value =
+            serde_json::to_value(value).map_err(|e| Error::field_conversion(field.clone(), e))?;
         Ok(self.set_field(field, value))
     }
 
@@ -435,10 +435,10 @@ impl Fields for Stored<'_> {
 
 fn reject_id_field(field: &str) -> Result<()> {
     if field == ID_FIELD {
-        return Err(Error::Field {
-            field: field.to_owned(),
-            message: "_session_id is set by the store and cannot be changed".into(),
-        });
+        return Err(Error::field(
+            field,
+            "_session_id is set by the store and cannot be changed",
+        ));
     }
     Ok(())
 }

@@ -22,19 +22,40 @@ pub enum Error {
 
 impl From<Error> for tower_sessions_core::session_store::Error {
     /// Codec failures become `Encode`/`Decode` (what tower-sessions' own
-    /// stores report for serialization), everything else `Backend`.
+    /// stores report for serialization), everything else `Backend`. The
+    /// text is the whole cause chain (the serde or I/O error included):
+    /// tower-sessions keeps only a string.
     fn from(e: Error) -> Self {
         use tower_sessions_core::session_store::Error as StoreError;
+        let text = session_core::error::Chain::new(&e).to_string();
         match &e {
-            Error::Sessions(session_core::Error::Encode { .. }) => {
-                StoreError::Encode(e.to_string())
-            }
+            Error::Sessions(session_core::Error::Encode { .. }) => StoreError::Encode(text),
             Error::Sessions(
                 session_core::Error::Decode { .. }
                 | session_core::Error::UnknownCodec { .. }
                 | session_core::Error::NotASession { .. },
-            ) => StoreError::Decode(e.to_string()),
-            _ => StoreError::Backend(e.to_string()),
+            ) => StoreError::Decode(text),
+            _ => StoreError::Backend(text),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower_sessions_core::session_store::Error as StoreError;
+
+    use super::*;
+
+    /// The string tower-sessions keeps carries the cause, as it did when
+    /// session-core's errors printed their causes themselves.
+    #[test]
+    fn store_errors_carry_the_cause_chain() {
+        let decode = session_core::Codec::Json.decode(b"{", "k").unwrap_err();
+        let cause = std::error::Error::source(&decode).map(ToString::to_string);
+        let StoreError::Decode(text) = Error::Sessions(decode).into() else {
+            panic!("a decode error must stay a decode error")
+        };
+        let cause = cause.unwrap();
+        assert_eq!(text, format!("cannot decode value with json: {cause}"));
     }
 }

@@ -84,10 +84,7 @@ pub(super) async fn update_loses_no_increment(make: MakeStore) -> CaseResult {
     let failed = s
         .update(id.as_str(), |session| {
             session.insert("half", true)?;
-            Err(Error::Field {
-                field: "half".into(),
-                message: "the closure gave up".into(),
-            })
+            Err(Error::field("half", "the closure gave up"))
         })
         .await;
     check!(

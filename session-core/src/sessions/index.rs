@@ -79,9 +79,11 @@ impl Sessions {
             .ok()
             .and_then(|s| SessionId::parse(s).ok())
             .map(Some)
-            .ok_or_else(|| Error::Decode {
-                codec: "reverse key",
-                message: format!("{reverse:?} does not hold a session id"),
+            .ok_or_else(|| {
+                Error::undecodable(
+                    "reverse key",
+                    format!("{reverse:?} does not hold a session id"),
+                )
             })
     }
 

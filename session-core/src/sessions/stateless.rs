@@ -70,10 +70,10 @@ impl Patch {
         let touches_id =
             self.set.contains_key(ID_FIELD) || self.remove.iter().any(|f| f == ID_FIELD);
         if touches_id {
-            return Err(Error::Field {
-                field: ID_FIELD.to_owned(),
-                message: "_session_id is set by the store and cannot be changed".into(),
-            });
+            return Err(Error::field(
+                ID_FIELD,
+                "_session_id is set by the store and cannot be changed",
+            ));
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use serde_json::{Map, Number, Value};
 
 use super::ops::*;
 use super::{Problem, StorableError};
-use crate::codec::MAX_DEPTH;
+use crate::session::MAX_DEPTH;
 
 /// The smallest encoding of one array item: a one-byte opcode.
 const MIN_ITEM: usize = 1;

@@ -9,8 +9,7 @@ use serde_json::{Map, Number, Value};
 
 use super::ops::*;
 use super::{Problem, StorableError};
-use crate::codec::MAX_DEPTH;
-use crate::session::SessionData;
+use crate::session::{MAX_DEPTH, SessionData};
 
 /// Encodes a session map as Perl's `nfreeze(\%session)` would.
 pub fn encode_map(data: &SessionData) -> Result<Vec<u8>, StorableError> {

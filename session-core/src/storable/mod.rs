@@ -64,7 +64,7 @@
 //! references, regular expressions, weak and overloaded references,
 //! references to scalars, shared or cyclic references (`SX_OBJECT`) —
 //! and anything malformed (truncated input, a length larger than the bytes
-//! left, invalid UTF-8, nesting deeper than [`MAX_DEPTH`](crate::codec::MAX_DEPTH),
+//! left, invalid UTF-8, nesting deeper than [`MAX_DEPTH`](crate::session::MAX_DEPTH),
 //! a native-order image) is a [`StorableError`] naming the opcode and the
 //! offset. Decoding never panics and never reserves more memory than the
 //! input's length justifies.

@@ -131,7 +131,7 @@ fn depth_is_limited_on_read_and_write() {
     assert_eq!(
         err.problem,
         Problem::TooDeep {
-            limit: crate::codec::MAX_DEPTH
+            limit: crate::session::MAX_DEPTH
         }
     );
     assert_eq!(err.opcode, Some(SX_ARRAY));

@@ -1,15 +1,82 @@
 //! The one error type of session-core, shared by every [`Store`](crate::Store).
 //!
-//! Backends keep richer private errors and convert them into this enum with
-//! one `From`, so that callers match on one set of variants whatever the
-//! backend. Callers that only want a policy ("retry?", "tell the user?") use
-//! the classifiers ([`Error::kind`], [`Error::is_retryable`], ...) instead of
-//! matching on messages.
+//! Backends keep richer errors of their own and convert them into this enum
+//! with one `From` each (built with the constructors of `build.rs`, shared
+//! by every backend), so that callers match on one set of variants whatever
+//! the backend. Callers that only want a policy ("retry?", "tell the
+//! user?") use the classifiers ([`Error::kind`], [`Error::retry_method`],
+//! [`Error::delivery`], ...) instead of matching on messages.
+//!
+//! # What each error means, and what to do
+//!
+//! The kind says what happened, the retry method what may be tried again,
+//! and the delivery whether a failed request may have been applied (only
+//! errors of I/O have one). One test per row checks the first three.
+//!
+//! | variant | [`kind`](Error::kind) | [`retry_method`](Error::retry_method) | [`delivery`](Error::delivery) | what the caller should do |
+//! |---|---|---|---|---|
+//! | [`InvalidKey`](Error::InvalidKey) | `InvalidInput` | `NoRetry` | `None` | fix the key; nothing was sent |
+//! | [`InvalidSessionId`](Error::InvalidSessionId) | `InvalidInput` | `NoRetry` | `None` | treat as "no session" (an old or forged cookie): start a new one |
+//! | [`ValueTooLarge`](Error::ValueTooLarge) | `InvalidInput` | `NoRetry` | `None` | keep less in the session; nothing was written |
+//! | [`Encode`](Error::Encode) | `InvalidInput` | `NoRetry` | `None` | change the data (too deep, or not representable in the codec) |
+//! | [`Field`](Error::Field) | `InvalidInput` | `NoRetry` | `None` | read or write the field as the type it holds; never `_session_id` |
+//! | [`UnknownCodec`](Error::UnknownCodec) | `Data` | `NoRetry` | `None` | a value from a newer or foreign writer: upgrade, or delete the item |
+//! | [`NotASession`](Error::NotASession) | `Data` | `NoRetry` | `None` | the key holds something else (a reverse key): treat as no session |
+//! | [`Decode`](Error::Decode) | `Data` | `NoRetry` | `None` | corrupt stored bytes: log the cause chain; delete, start a new session |
+//! | [`Unsupported`](Error::Unsupported) | `Unsupported` | `NoRetry` | `None` | check [`Capabilities`](crate::Capabilities) first; use the fallback |
+//! | [`IdTaken`](Error::IdTaken) | `Conflict` | `NoRetry` | `None` | another writer owns the id: create a new session (a new id) |
+//! | [`Conflict`](Error::Conflict) | `Conflict` | `Reload` | `None` | load again, re-apply the change, save (or use `Sessions::update`) |
+//! | [`FieldConflict`](Error::FieldConflict) | `Conflict` | `Reload` | `None` | load again, decide the named fields, save |
+//! | [`SessionGone`](Error::SessionGone) | `Gone` | `NoRetry` | `None` | the user is logged out (or it expired): start a new session |
+//! | [`Deleted`](Error::Deleted) | `Misuse` | `NoRetry` | `None` | a bug of the caller: drop a handle once it is deleted |
+//! | [`StoreFull`](Error::StoreFull) | `Capacity` | `NoRetry` | `None` | raise the store's limit or keep less; expired items were dropped already |
+//! | [`Timeout`](Error::Timeout) | `Timeout` | `Retry` if `NotSent`, else `RetryIfIdempotent` | `Some` | retry after a backoff; a conditional write that was sent reads first |
+//! | [`Unavailable`](Error::Unavailable) | `Io` | `Retry` if `NotSent`, else `RetryIfIdempotent` | `Some` | as for `Timeout`; the cause chain says what the OS or client saw |
+//! | [`Protocol`](Error::Protocol) | `Io` | `NoRetry` | `Some` | a client/server mismatch (a proxy, a version) or a bug: log it; a conditional write that was sent reads first |
+//! | [`InvalidConfig`](Error::InvalidConfig) | `Config` | `NoRetry` | `None` | fix the configuration or the deployment |
+//!
+//! Why the rows that look alike differ:
+//!
+//! - `IdTaken` is a lost race (kind `Conflict`, counted with the conflicts),
+//!   but reloading cannot help: the id belongs to someone else's session,
+//!   which must never be merged into. It is the one `Conflict` that says
+//!   `NoRetry`.
+//! - `SessionGone` is not a lost race to reload after: there is nothing
+//!   left to merge into, and writing it again would resurrect a logged-out
+//!   session. Its own kind, `Gone`, keeps it out of
+//!   [`Error::is_conflict`], whose callers reload and retry.
+//! - `Deleted` is raised without I/O like bad input, but no input was bad:
+//!   the code saved (or rotated) a handle it had deleted. Kind `Misuse`
+//!   (an HTTP service answers 500, not 400).
+//! - `Protocol` went over the wire, so it has a delivery (a garbled answer
+//!   to an `add` may hide an applied `add`), but retrying the same call
+//!   would most likely get the same answer: `NoRetry`.
+//!
+//! # Causes
+//!
+//! Errors built from another error keep it: [`std::error::Error::source`]
+//! returns the serde, MessagePack, Storable ([`StorableError`]), I/O or
+//! client error, and `Display` prints only this error's own words, so
+//! `anyhow`'s `{:#}` or [`Error::chain`] prints each cause once.
+//!
+//! [`StorableError`]: crate::storable::StorableError
+
+mod build;
+mod chain;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
+pub use chain::Chain;
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The cause an [`Error`] keeps (a serde, I/O or client error), returned by
+/// its [`source`](std::error::Error::source). Downcast it to the concrete type
+/// when a caller needs more than its message.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in a session store.
 ///
@@ -67,30 +134,41 @@ pub enum Error {
     },
 
     /// A session could not be encoded.
-    #[error("cannot encode session with {codec}: {message}")]
+    #[error("cannot encode session with {codec}{}", words(.message))]
     Encode {
         /// Codec name.
         codec: &'static str,
-        /// What the encoder said.
+        /// What went wrong, beyond the cause (may be empty).
         message: String,
+        /// The encoder's own error, if one failed.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// Stored bytes could not be decoded by the codec their flags name.
-    #[error("cannot decode value with {codec}: {message}")]
+    #[error("cannot decode value with {codec}{}", words(.message))]
     Decode {
         /// Codec name.
         codec: &'static str,
-        /// What the decoder said.
+        /// What went wrong, beyond the cause (may be empty).
         message: String,
+        /// The decoder's own error ([`StorableError`](crate::storable::StorableError),
+        /// serde's, an I/O error of inflating), if one failed.
+        #[source]
+        source: Option<Cause>,
     },
 
-    /// A typed session field could not be converted to or from the caller's type.
-    #[error("session field {field:?}: {message}")]
+    /// A typed session field could not be converted to or from the caller's
+    /// type, or may not be written. [`Error::field`] builds one.
+    #[error("session field {field:?}{}", words(.message))]
     Field {
         /// The field name.
         field: String,
-        /// What serde said.
+        /// What went wrong, beyond the cause (may be empty).
         message: String,
+        /// serde's error, if the conversion failed.
+        #[source]
+        source: Option<Cause>,
     },
 
     /// The store does not offer an optional capability (see [`crate::Capabilities`]).
@@ -127,7 +205,8 @@ pub enum Error {
         id: String,
     },
 
-    /// The handle was deleted already.
+    /// The handle was deleted already: the caller saved or rotated a
+    /// session it had deleted (a bug of the caller, kind `Misuse`).
     #[error("session {id:?} was deleted through this handle")]
     Deleted {
         /// The session id.
@@ -158,7 +237,9 @@ pub enum Error {
         delivery: Delivery,
     },
 
-    /// A server cannot be reached (refused, reset, marked down).
+    /// A server cannot be reached (refused, reset, marked down). Backends
+    /// build it with [`Error::connect_failed`], [`Error::request_failed`] or
+    /// [`Error::marked_down`].
     #[error("server {server} unavailable: {message} ({delivery})")]
     Unavailable {
         /// The server address.
@@ -167,15 +248,22 @@ pub enum Error {
         message: String,
         /// Whether the request may have reached the server.
         delivery: Delivery,
+        /// The OS's or client's error, if there was one.
+        #[source]
+        source: Option<Cause>,
     },
 
-    /// A server answered something the protocol does not allow.
+    /// A server answered something the protocol does not allow, or an
+    /// error where the request cannot fail.
     #[error("protocol error from {server}: {message}")]
     Protocol {
         /// The server address.
         server: String,
         /// What was wrong.
         message: String,
+        /// Whether the request may have been applied (a garbled answer to a
+        /// request that went out: `Unknown`).
+        delivery: Delivery,
     },
 
     /// A configuration value is invalid (raised by `validate()`).
@@ -248,8 +336,15 @@ pub enum ErrorKind {
     Data,
     /// The store lacks a capability.
     Unsupported,
-    /// A concurrent writer won (conflict, session gone).
+    /// A concurrent writer won the race; [`Error::retry_method`] says
+    /// whether reloading helps.
     Conflict,
+    /// The session no longer exists in the store (deleted, logged out or
+    /// expired while a handle held it).
+    Gone,
+    /// The caller broke the API's rules (used a deleted handle): a bug in
+    /// the calling code, raised without I/O.
+    Misuse,
     /// The store is full.
     Capacity,
     /// A deadline ran out; the operation may or may not have been applied.
@@ -268,16 +363,16 @@ impl Error {
             | Error::InvalidSessionId { .. }
             | Error::ValueTooLarge { .. }
             | Error::Encode { .. }
-            | Error::Field { .. }
-            | Error::Deleted { .. } => ErrorKind::InvalidInput,
+            | Error::Field { .. } => ErrorKind::InvalidInput,
             Error::UnknownCodec { .. } | Error::NotASession { .. } | Error::Decode { .. } => {
                 ErrorKind::Data
             }
             Error::Unsupported { .. } => ErrorKind::Unsupported,
-            Error::Conflict { .. }
-            | Error::SessionGone { .. }
-            | Error::IdTaken { .. }
-            | Error::FieldConflict { .. } => ErrorKind::Conflict,
+            Error::Conflict { .. } | Error::IdTaken { .. } | Error::FieldConflict { .. } => {
+                ErrorKind::Conflict
+            }
+            Error::SessionGone { .. } => ErrorKind::Gone,
+            Error::Deleted { .. } => ErrorKind::Misuse,
             Error::StoreFull { .. } => ErrorKind::Capacity,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Unavailable { .. } | Error::Protocol { .. } => ErrorKind::Io,
@@ -292,7 +387,8 @@ impl Error {
         self.retry_method() != RetryMethod::NoRetry
     }
 
-    /// How the failed call may be retried, if at all.
+    /// How the failed call may be retried, if at all (see the table in the
+    /// [module docs](self)).
     pub fn retry_method(&self) -> RetryMethod {
         match self {
             Error::Timeout { delivery, .. } | Error::Unavailable { delivery, .. } => match delivery
@@ -306,13 +402,13 @@ impl Error {
     }
 
     /// Whether the failed request may have been applied: `Some(Delivery)`
-    /// for I/O failures, `None` for errors raised without I/O or answered
-    /// by the server.
+    /// for failures of I/O (including a garbled answer), `None` for errors
+    /// raised without I/O or from an answer the server gave.
     pub fn delivery(&self) -> Option<Delivery> {
         match self {
-            Error::Timeout { delivery, .. } | Error::Unavailable { delivery, .. } => {
-                Some(*delivery)
-            }
+            Error::Timeout { delivery, .. }
+            | Error::Unavailable { delivery, .. }
+            | Error::Protocol { delivery, .. } => Some(*delivery),
             _ => None,
         }
     }
@@ -322,7 +418,8 @@ impl Error {
         self.kind() == ErrorKind::Timeout
     }
 
-    /// True when a concurrent writer won.
+    /// True when a concurrent writer won (kind `Conflict`; not a session
+    /// that is gone).
     pub fn is_conflict(&self) -> bool {
         self.kind() == ErrorKind::Conflict
     }
@@ -338,39 +435,12 @@ impl Error {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifiers_follow_kind() {
-        let t = Error::Timeout {
-            operation: "get",
-            server: "127.0.0.1:1".into(),
-            after: Duration::from_millis(5),
-            delivery: Delivery::Unknown,
-        };
-        assert!(t.is_timeout() && t.is_retryable() && !t.is_invalid_input());
-        assert_eq!(t.retry_method(), RetryMethod::RetryIfIdempotent);
-        let u = Error::Unavailable {
-            server: "127.0.0.1:1".into(),
-            message: "refused".into(),
-            delivery: Delivery::NotSent,
-        };
-        assert_eq!(u.retry_method(), RetryMethod::Retry);
-        let taken = Error::IdTaken { id: "ab".into() };
-        assert!(taken.is_conflict() && !taken.is_retryable());
-        let k = Error::InvalidKey {
-            key: "a b".into(),
-            reason: "contains whitespace",
-        };
-        assert!(k.is_invalid_input() && !k.is_retryable());
-        assert!(
-            Error::Conflict {
-                key: "k".into(),
-                attempts: 3
-            }
-            .is_conflict()
-        );
+/// `": words"`, or nothing for empty words: the context a variant adds to
+/// its cause, which `Display` leaves to the chain.
+fn words(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(": {message}")
     }
 }
