@@ -1,4 +1,5 @@
-//! `cargo xtask`: the project's own commands (`test`, `bench`, `images`).
+//! `cargo xtask`: the project's own commands (`setup`, `test`, `bench`,
+//! `images`).
 //!
 //! Run through the alias in `.cargo/config.toml`. Each subcommand lives in
 //! its own file; this one only parses flags and dispatches. The tidy checks
@@ -7,7 +8,9 @@
 mod bench;
 mod counts;
 mod images;
+mod prereqs;
 mod scope;
+mod setup;
 mod test;
 #[cfg(test)]
 mod tidy;
@@ -28,6 +31,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Install what the tests and benchmarks need on a Debian machine
+    /// (apt-get, .ci/valkey, pip, rustup; root), or, when not root, print
+    /// the commands.
+    Setup(setup::Args),
     /// fmt, clippy, shared servers, then every test against them.
     Test(test::Args),
     /// One report (target/bench/report.md, .json, plots) of every bench
@@ -41,6 +48,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Setup(args) => setup::run(args),
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Images(args) => images::run(args),

@@ -1,6 +1,9 @@
 //! `cargo xtask test`: the one test command of the README and of CI.
 //!
-//! Steps, each announced as `==> [n/N] <step>` and timed:
+//! First the machine is checked for everything the selected tests need
+//! (`prereqs`); when something is missing, one message lists it all with
+//! the commands that install it, and nothing is built. Then the steps, each
+//! announced as `==> [n/N] <step>` and timed:
 //! fmt and clippy (skipped with `--quick`), three memcached and one Redis
 //! started through test-support, the workspace's tests with the servers'
 //! addresses in the environment (nextest when installed, then the doc tests;
@@ -62,6 +65,16 @@ const MEMCACHED_SERVERS: usize = 3;
 const CHILD_GRACE: Duration = Duration::from_secs(15);
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Before anything is built: a fresh machine would otherwise compile for
+    // minutes, then fail one test per missing tool.
+    let scope = crate::prereqs::Scope {
+        lints: !args.quick,
+        packages: &args.backends,
+    };
+    if let Err(report) = crate::prereqs::check_machine(&scope) {
+        eprintln!("{report}");
+        return Ok(ExitCode::FAILURE);
+    }
     // This command handles signals itself: it still has servers to stop and
     // a summary to print.
     test_support::disable_signal_cleanup();
