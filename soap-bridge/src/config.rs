@@ -23,6 +23,10 @@
 //! enabled = true
 //! idle_timeout = 1800              # seconds an admin login lasts without a request
 //! secure_cookie = false            # true when users reach the bridge over HTTPS
+//!
+//! [llng]                           # LemonLDAP::NG's REST protocol (docs/llng.md)
+//! key = "..."                      # LL::NG's `key`: checks the client's __secret
+//! clock_tolerance_secs = 15        # LL::NG's restClockTolerance
 //! ```
 
 use std::net::SocketAddr;
@@ -71,6 +75,44 @@ pub struct Config {
     pub principal_index: bool,
     /// The web session explorer under `/admin` (off by default).
     pub admin: AdminConfig,
+    /// LemonLDAP::NG's protocols (`[llng]`).
+    pub llng: LlngConfig,
+}
+
+/// Settings of LemonLDAP::NG's session protocols (`[llng]`,
+/// `--llng-key-file`, `--llng-clock-tolerance`). The SOAP and REST
+/// surfaces are always served; the key only enables what LL::NG's REST
+/// client proves with its `__secret`: creating a session under the id it
+/// made, and listing sessions (`all=1`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlngConfig {
+    /// LL::NG's `key` (its configuration's secret). Without it, creation
+    /// under a client's id and `all=1` are refused with 403.
+    pub key: Option<String>,
+    /// Accepted clock difference, in seconds, between the client that made
+    /// a `__secret` and this host (LL::NG's `restClockTolerance`; 1..=3600).
+    pub clock_tolerance_secs: u64,
+}
+
+impl Default for LlngConfig {
+    fn default() -> Self {
+        LlngConfig {
+            key: None,
+            // LL::NG's default `restClockTolerance`.
+            clock_tolerance_secs: 15,
+        }
+    }
+}
+
+impl std::fmt::Debug for LlngConfig {
+    // The key never reaches logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlngConfig")
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("clock_tolerance_secs", &self.clock_tolerance_secs)
+            .finish()
+    }
 }
 
 /// Settings of the web session explorer (`[admin]`, `--admin`); see
@@ -142,6 +184,7 @@ impl Default for Config {
             auth: None,
             principal_index: false,
             admin: AdminConfig::default(),
+            llng: LlngConfig::default(),
         }
     }
 }
@@ -197,6 +240,17 @@ impl Config {
             return bad(format!(
                 "admin.idle_timeout {} is outside 60..=86400",
                 self.admin.idle_timeout
+            ));
+        }
+        if self.llng.key.as_deref().is_some_and(str::is_empty) {
+            return bad(
+                "llng.key is empty (leave it out to refuse what needs LL::NG's secret)".into(),
+            );
+        }
+        if !(1..=3600).contains(&self.llng.clock_tolerance_secs) {
+            return bad(format!(
+                "llng.clock_tolerance_secs {} is outside 1..=3600",
+                self.llng.clock_tolerance_secs
             ));
         }
         if self.principal_index && self.principal.is_none() {
@@ -307,5 +361,28 @@ mod tests {
             ..Config::default()
         };
         assert!(bad_index.validate().is_err());
+    }
+
+    #[test]
+    fn llng_section() {
+        let c = Config::from_toml("[llng]\nkey = \"k3y\"\nclock_tolerance_secs = 30\n").unwrap();
+        assert_eq!(c.llng.key.as_deref(), Some("k3y"));
+        assert_eq!(c.llng.clock_tolerance_secs, 30);
+        c.validate().unwrap();
+        assert!(!format!("{c:?}").contains("k3y"), "the key is redacted");
+        assert_eq!(Config::default().llng.clock_tolerance_secs, 15);
+        assert!(
+            Config::from_toml("[llng]\nkey = \"\"\n")
+                .unwrap()
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Config::from_toml("[llng]\nclock_tolerance_secs = 0\n")
+                .unwrap()
+                .validate()
+                .is_err()
+        );
+        assert!(Config::from_toml("[llng]\nnope = 1\n").is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! The memorycached SOAP bridge: sessions for every language, over SOAP
 //! (compatible with the original `MemcachedSOAPClass` and its SOAP::Lite
-//! clients) and over JSON, on any [`session_core::Store`].
+//! clients) and over JSON, on any [`session_core::Store`]; and a session
+//! server for LemonLDAP::NG over its own SOAP and REST protocols
+//! (`/llng/...`, see [`llng`] and docs/llng.md).
 //!
 //! `cargo run -p soap-bridge` serves it on the in-memory store at
 //! `127.0.0.1:8080`; [`serve`] runs it in-process (the tests bind
@@ -17,13 +19,15 @@
 //!   1.1 wire format: parse, encode, faults, WSDL; pure), `credentials`
 //!   (the `[auth]` check, constant-time compare, random tokens), `body`
 //!   (request bodies under the size and time limits), [`logins`] (the admin
-//!   login table);
+//!   login table), [`llng`] (LemonLDAP::NG's wire formats: the SOAP
+//!   answers, the REST bodies' Latin-1 JSON, the `__secret` check);
 //! - [`service`]: the operations on `Sessions` (the only module calling
 //!   it);
 //! - [`state`]: [`AppState`], what every handler is given;
 //! - [`surfaces`]: one module per protocol or page set over the service —
 //!   the original SOAP, the JSON mirror, `/metrics` and `/healthz`, the
-//!   `/admin` explorer — and the route table; its docs say how to add one;
+//!   `/admin` explorer, LemonLDAP::NG's SOAP and REST — and the route
+//!   table; its docs say how to add one;
 //! - [`server`]: the accept loop with timeouts and graceful shutdown.
 //!
 //! # Values
@@ -53,6 +57,7 @@ mod body;
 pub mod config;
 mod credentials;
 pub mod error;
+pub mod llng;
 pub mod logins;
 pub mod metrics;
 pub mod server;

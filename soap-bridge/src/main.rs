@@ -21,15 +21,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Endpoints: SOAP at / and /cgi-bin/MemcachedSOAP.cgi, the WSDL at /?wsdl,
 /// JSON at /sessions/{id}, /metrics (Prometheus) and /healthz; with --admin,
-/// a web session explorer at /admin/.
+/// a web session explorer at /admin/. As LemonLDAP::NG's session server:
+/// its SOAP service at /llng/soap, its REST service at
+/// /llng/sessions/{type}/ (docs/llng.md).
 /// Logs go to stderr; RUST_LOG sets the level (default info).
 #[derive(Debug, Parser)]
 #[command(name = "soap-bridge", version)]
 struct Args {
     /// TOML file with the same settings (listen, store, local, timeout,
     /// principal, codec, body_limit, header_timeout_ms, body_timeout_ms,
-    /// shutdown_grace_ms, principal_index, [auth], [admin]); flags given
-    /// here override it.
+    /// shutdown_grace_ms, principal_index, [auth], [admin], [llng]); flags
+    /// given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -75,6 +77,19 @@ struct Args {
     /// asks for those credentials.
     #[arg(long)]
     admin: bool,
+
+    /// File holding LemonLDAP::NG's `key` (config: [llng] key; one line, a
+    /// final newline is ignored). With it, LL::NG's REST client may create
+    /// sessions under the ids it makes and list them (all=1), proving it
+    /// with its __secret; without it, both are refused with 403.
+    #[arg(long, value_name = "FILE")]
+    llng_key_file: Option<PathBuf>,
+
+    /// Accepted clock difference, in seconds, for LL::NG's __secret
+    /// (its restClockTolerance; config: [llng] clock_tolerance_secs)
+    /// [default: 15].
+    #[arg(long, value_name = "SECS")]
+    llng_clock_tolerance: Option<u64>,
 }
 
 impl Args {
@@ -106,6 +121,14 @@ impl Args {
         }
         if self.admin {
             config.admin.enabled = true;
+        }
+        if let Some(path) = &self.llng_key_file {
+            let key = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the LL::NG key file {}", path.display()))?;
+            config.llng.key = Some(key.strip_suffix('\n').unwrap_or(&key).to_owned());
+        }
+        if let Some(v) = self.llng_clock_tolerance {
+            config.llng.clock_tolerance_secs = v;
         }
         Ok(config)
     }
@@ -145,7 +168,8 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     println!(
         "soap-bridge listening on http://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
-         WSDL at /?wsdl, JSON at /sessions) with store {}",
+         WSDL at /?wsdl, JSON at /sessions, LemonLDAP::NG at /llng/soap and /llng/sessions) \
+         with store {}",
         config.store
     );
     if config.admin.enabled {

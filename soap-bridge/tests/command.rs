@@ -91,6 +91,14 @@ fn bad_settings_are_refused_before_listening() {
         (vec!["--admin"], "the admin pages need [auth]"),
         (vec!["--principal-index"], "principal_index needs principal"),
         (
+            vec!["--llng-clock-tolerance", "0"],
+            "llng.clock_tolerance_secs 0 is outside",
+        ),
+        (
+            vec!["--llng-key-file", "/nonexistent/llng.key"],
+            "cannot read the LL::NG key file",
+        ),
+        (
             vec!["--config", "/nonexistent/soap-bridge.toml"],
             "cannot read config file",
         ),
@@ -117,6 +125,8 @@ fn help_explains_every_flag() {
         "--config",
         "--principal-index",
         "--admin",
+        "--llng-key-file",
+        "--llng-clock-tolerance",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }

@@ -13,7 +13,8 @@
 //! A token is accepted when it decrypts, its digest matches (compared in
 //! constant time), and its time `t` is within the tolerance:
 //! `now - tolerance < t <= now + tolerance`, LL::NG's own test
-//! (`restClockTolerance`, 15 seconds by default).
+//! (`restClockTolerance`, 15 seconds by default; `[llng]
+//! clock_tolerance_secs` here).
 //!
 //! A rejection is a [`Rejection`], a verdict the REST surface turns into a
 //! 403 with its [`Rejection::reason`]; it never reaches the crate's
@@ -35,9 +36,6 @@ const MAC_LEN: usize = 32;
 /// A token longer than this (base64 text) is refused before decoding: a
 /// timestamp needs 88 characters, and the body limit is far away.
 const MAX_TOKEN_LEN: usize = 1024;
-
-/// LL::NG's default `restClockTolerance`, in seconds.
-pub const DEFAULT_TOLERANCE_SECS: u64 = 15;
 
 /// Why a `__secret` was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,13 +167,15 @@ fn unescape(token: &str) -> String {
     let mut out = String::with_capacity(token.len());
     let mut rest = token;
     while let Some(c) = rest.chars().next() {
-        let escaped = rest.get(..3).and_then(|e| match e.to_ascii_uppercase().as_str() {
-            "%2B" => Some('+'),
-            "%2F" => Some('/'),
-            "%3D" => Some('='),
-            "%0A" => Some('\n'),
-            _ => None,
-        });
+        let escaped = rest
+            .get(..3)
+            .and_then(|e| match e.to_ascii_uppercase().as_str() {
+                "%2B" => Some('+'),
+                "%2F" => Some('/'),
+                "%3D" => Some('='),
+                "%0A" => Some('\n'),
+                _ => None,
+            });
         match escaped {
             Some(ch) => {
                 if !ch.is_ascii_whitespace() {
@@ -203,11 +203,14 @@ mod tests {
     // ->encrypt(1796311615)`.
     const KEY: &str = "llng-test-key";
     const T: u64 = 1_796_311_615;
-    const TOKEN: &str = "JTKkxU2YNDtGeiYREd3k9KVTYbbEmL3hP64zhC76uKVnG/SGdBazPdrptr/6kHSfx1ix+HNxtDKgd8Czvf8YRg==";
+    const TOKEN: &str =
+        "JTKkxU2YNDtGeiYREd3k9KVTYbbEmL3hP64zhC76uKVnG/SGdBazPdrptr/6kHSfx1ix+HNxtDKgd8Czvf8YRg==";
     // Same key, `->encrypt("hello")`: decrypts, but is no time.
-    const HELLO: &str = "iULP5iKXePwi/vU4KBVdcXInDyUljDNsRe2rx2DtEkv8Zrb3TwEsSVVt0HwDzpgupGgKMiWdiG4N7/n0u7Z7Ew==";
+    const HELLO: &str =
+        "iULP5iKXePwi/vU4KBVdcXInDyUljDNsRe2rx2DtEkv8Zrb3TwEsSVVt0HwDzpgupGgKMiWdiG4N7/n0u7Z7Ew==";
     // Same key, `->encrypt("0123456789abcdef")`: 16 bytes, no padding.
-    const SIXTEEN: &str = "sYOVIwW3JTuCidLspmOHA4FuBJiCLA3i9P53D8Av+SwolvAwMOFUtDHinPhIQgVEVrpomy9BT853a11f6wbrgQ==";
+    const SIXTEEN: &str =
+        "sYOVIwW3JTuCidLspmOHA4FuBJiCLA3i9P53D8Av+SwolvAwMOFUtDHinPhIQgVEVrpomy9BT853a11f6wbrgQ==";
 
     #[test]
     fn perl_token_within_tolerance() {
@@ -222,35 +225,65 @@ mod tests {
     fn perl_token_outside_tolerance() {
         let check = SecretCheck::new(KEY, 15);
         // LL::NG's bounds: `t > now - tol` (strict), `t <= now + tol`.
-        assert_eq!(check.verify_at(TOKEN, T + 15), Err(Rejection::OutOfTolerance));
-        assert_eq!(check.verify_at(TOKEN, T - 16), Err(Rejection::OutOfTolerance));
-        assert_eq!(check.verify_at(TOKEN, T + 3600), Err(Rejection::OutOfTolerance));
-        assert_eq!(SecretCheck::new(KEY, 0).verify_at(TOKEN, T), Err(Rejection::OutOfTolerance));
-        assert_eq!(SecretCheck::new(KEY, 3600).verify_at(TOKEN, T + 3599), Ok(()));
+        assert_eq!(
+            check.verify_at(TOKEN, T + 15),
+            Err(Rejection::OutOfTolerance)
+        );
+        assert_eq!(
+            check.verify_at(TOKEN, T - 16),
+            Err(Rejection::OutOfTolerance)
+        );
+        assert_eq!(
+            check.verify_at(TOKEN, T + 3600),
+            Err(Rejection::OutOfTolerance)
+        );
+        assert_eq!(
+            SecretCheck::new(KEY, 0).verify_at(TOKEN, T),
+            Err(Rejection::OutOfTolerance)
+        );
+        assert_eq!(
+            SecretCheck::new(KEY, 3600).verify_at(TOKEN, T + 3599),
+            Ok(())
+        );
     }
 
     #[test]
     fn other_key_or_damage_is_bad_key() {
-        assert_eq!(SecretCheck::new("another key", 15).verify_at(TOKEN, T), Err(Rejection::BadKey));
+        assert_eq!(
+            SecretCheck::new("another key", 15).verify_at(TOKEN, T),
+            Err(Rejection::BadKey)
+        );
         // One flipped bit in the last block changes its plaintext.
-        let mut raw = base64::engine::general_purpose::STANDARD.decode(TOKEN).unwrap_or_default();
+        let mut raw = base64::engine::general_purpose::STANDARD
+            .decode(TOKEN)
+            .unwrap_or_default();
         if let Some(b) = raw.last_mut() {
             *b ^= 1;
         }
         let damaged = base64::engine::general_purpose::STANDARD.encode(raw);
-        assert_eq!(SecretCheck::new(KEY, 15).verify_at(&damaged, T), Err(Rejection::BadKey));
+        assert_eq!(
+            SecretCheck::new(KEY, 15).verify_at(&damaged, T),
+            Err(Rejection::BadKey)
+        );
     }
 
     #[test]
     fn not_a_time() {
-        assert_eq!(SecretCheck::new(KEY, 15).verify_at(HELLO, T), Err(Rejection::NotATime));
+        assert_eq!(
+            SecretCheck::new(KEY, 15).verify_at(HELLO, T),
+            Err(Rejection::NotATime)
+        );
     }
 
     #[test]
     fn malformed_tokens() {
         let check = SecretCheck::new(KEY, 15);
         for token in ["", "not base64!", "AAAA", &"A".repeat(2000), &TOKEN[..40]] {
-            assert_eq!(check.verify_at(token, T), Err(Rejection::Malformed), "{token}");
+            assert_eq!(
+                check.verify_at(token, T),
+                Err(Rejection::Malformed),
+                "{token}"
+            );
         }
         // IV and one block: too short for the digest.
         let short = base64::engine::general_purpose::STANDARD.encode([0u8; 32]);
@@ -260,7 +293,10 @@ mod tests {
     #[test]
     fn url_escapes_and_newlines_are_undone() {
         let check = SecretCheck::new(KEY, 15);
-        let escaped = TOKEN.replace('+', "%2b").replace('/', "%2F").replace('=', "%3D");
+        let escaped = TOKEN
+            .replace('+', "%2b")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
         assert_eq!(check.verify_at(&escaped, T), Ok(()));
         let wrapped = format!("{}\n{}", &TOKEN[..40], &TOKEN[40..]);
         assert_eq!(check.verify_at(&wrapped, T), Ok(()));

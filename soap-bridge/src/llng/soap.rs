@@ -28,13 +28,23 @@ use crate::soap::encode::{envelope, write_value};
 pub const NS: &str = "urn:Lemonldap/NG/Common/PSGI/SOAPService";
 
 /// The operations the session service answers.
-pub const OPERATIONS: &[&str] = &["newSession", "getAttributes", "setAttributes", "deleteSession"];
+pub const OPERATIONS: &[&str] = &[
+    "newSession",
+    "getAttributes",
+    "setAttributes",
+    "deleteSession",
+];
 
 /// `newSession`'s answer: the new session's fields.
 pub fn new_session(data: &Map<String, Value>) -> String {
     let mut apachens = false;
     let mut inner = String::new();
-    write_value(&mut inner, "attributes", &Value::Object(data.clone()), &mut apachens);
+    write_value(
+        &mut inner,
+        "attributes",
+        &Value::Object(data.clone()),
+        &mut apachens,
+    );
     wrap("newSession", &inner, apachens)
 }
 
@@ -47,7 +57,12 @@ pub fn get_attributes(data: Option<&Map<String, Value>>) -> String {
         None => inner.push_str("<error xsi:type=\"xsd:int\">1</error>"),
         Some(data) => {
             inner.push_str("<error xsi:type=\"xsd:int\">0</error>");
-            write_value(&mut inner, "attributes", &Value::Object(data.clone()), &mut apachens);
+            write_value(
+                &mut inner,
+                "attributes",
+                &Value::Object(data.clone()),
+                &mut apachens,
+            );
         }
     }
     inner.push_str("</session>");
@@ -66,7 +81,10 @@ pub fn result(method: &str, value: i64) -> String {
 /// `inner` inside the method's response element, inside the envelope.
 fn wrap(method: &str, inner: &str, apachens: bool) -> String {
     let mut body = String::with_capacity(inner.len() + 2 * method.len() + 80);
-    let _ = write!(body, "<{method}Response xmlns=\"{NS}\">{inner}</{method}Response>");
+    let _ = write!(
+        body,
+        "<{method}Response xmlns=\"{NS}\">{inner}</{method}Response>"
+    );
     envelope(&body, apachens)
 }
 
@@ -91,7 +109,10 @@ mod tests {
         let xml = new_session(data.as_object().unwrap());
         assert!(xml.contains("<newSessionResponse xmlns=\"urn:Lemonldap/NG/Common/PSGI/SOAPService\"><attributes>"), "{xml}");
         // The Latin-1 byte string goes out as its bytes, like SOAP::Lite sent it.
-        assert!(xml.contains("<cn xsi:type=\"xsd:base64Binary\">TWFzcXXp</cn>"), "{xml}");
+        assert!(
+            xml.contains("<cn xsi:type=\"xsd:base64Binary\">TWFzcXXp</cn>"),
+            "{xml}"
+        );
         assert_eq!(answer(&xml), ("attributes".into(), data));
     }
 
@@ -102,7 +123,10 @@ mod tests {
         assert_eq!(name, "session");
         assert_eq!(v, json!({"error": 0, "attributes": data}));
         let xml = get_attributes(None);
-        assert!(xml.contains("<session><error xsi:type=\"xsd:int\">1</error></session>"), "{xml}");
+        assert!(
+            xml.contains("<session><error xsi:type=\"xsd:int\">1</error></session>"),
+            "{xml}"
+        );
     }
 
     #[test]

@@ -13,11 +13,14 @@
 //!   ignored;
 //! - in updates, a `null` value removes the field (JSON Merge Patch).
 //!
-//! `admin` adds the operations of the web session explorer. This module
-//! and `admin` import only session-core; every surface imports them, and
+//! `admin` adds the operations of the web session explorer, `llng` those
+//! of LemonLDAP::NG's protocols (answers with the new session, creation
+//! under a client's id, listings). This module,
+//! `admin` and `llng` import only session-core; every surface imports them, and
 //! they import no surface, no HTTP and no wire format.
 
 pub mod admin;
+pub mod llng;
 
 use serde_json::Value;
 use session_core::{Error as CoreError, Session, SessionData, Sessions};

@@ -8,6 +8,8 @@
 //! | [`json`] | `/sessions...`, `/principals/{uid}` | the JSON mirror; its 404 is also the fallback of every unknown route |
 //! | [`monitoring`] | `/metrics`, `/healthz` | Prometheus text, liveness |
 //! | [`admin`] | `/admin/...` | the web session explorer (only with `[admin] enabled`) |
+//! | [`llng_soap`] | `/llng/soap` | LemonLDAP::NG's SOAP session service (`urn:Lemonldap/NG/Common/PSGI/SOAPService`) |
+//! | [`llng_rest`] | `/llng/sessions/{type}/...` | LemonLDAP::NG's REST session service |
 //!
 //! # Adding a surface
 //!
@@ -30,6 +32,8 @@
 
 pub mod admin;
 pub mod json;
+pub mod llng_rest;
+pub mod llng_soap;
 pub mod memcached_soap;
 pub mod monitoring;
 
@@ -43,7 +47,9 @@ pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .merge(memcached_soap::routes())
         .merge(json::routes())
-        .merge(monitoring::routes());
+        .merge(monitoring::routes())
+        .merge(llng_soap::routes())
+        .merge(llng_rest::routes());
     if state.config.admin.enabled {
         routes = routes.merge(admin::routes());
     }
