@@ -1,4 +1,5 @@
-//! [`Binary`]: the host's `memcached`, `redis-server` and `valkey-server`,
+//! [`Binary`]: the host's `memcached`, `redis-server` and `valkey-server`
+//! (and Debian 13's `memcached-1.6.38`),
 //! and how to find them.
 //!
 //! A leaf module: the process provider runs these binaries and the local
@@ -38,6 +39,15 @@ impl Binary {
             },
         }
     }
+
+    /// Debian 13's memcached 1.6.38, beside the system's (Debian 12 has
+    /// 1.6.18): the first with `watch deletions`. `bash
+    /// .ci/memcached-trixie` unpacks it and puts this wrapper on PATH.
+    pub(crate) const MEMCACHED_FEED: Binary = Binary {
+        name: "memcached-1.6.38",
+        install: "bash .ci/memcached-trixie",
+        env_var: "MEMORYCACHED_MEMCACHED_FEED_BIN",
+    };
 
     /// `$ENV_VAR`, else the first match on `PATH`, `/usr/bin`, `/usr/sbin`.
     ///

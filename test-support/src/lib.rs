@@ -78,6 +78,7 @@
 //! | `MEMORYCACHED_PROVIDER` | `docker`, `process` or `auto` (default) for [`Provider::from_env`] |
 //! | `MEMORYCACHED_MEMCACHED`, `MEMORYCACHED_REDIS`, `MEMORYCACHED_REDIS_CLUSTER` | shared server lists, set by `cargo xtask test` |
 //! | `MEMORYCACHED_MEMCACHED_BIN`, `MEMORYCACHED_REDIS_BIN` | binaries to use instead of the ones on `PATH` |
+//! | `MEMORYCACHED_MEMCACHED_FEED_BIN` | memcached 1.6.38 for [`Provider::memcached_feed`] instead of `memcached-1.6.38` on `PATH` |
 //! | `MEMORYCACHED_IMAGES` | `auto` (default): official image if present or pullable, else local; `official`; `local` |
 //! | `MEMORYCACHED_PULL_TIMEOUT_SECS` | how long a pull of an official image may take (60) |
 //! | `MEMORYCACHED_TEST_TIMINGS` | when set, print how long each container took to be ready |

@@ -49,7 +49,17 @@ impl ProcessServer {
         kind: ServerKind,
         args: Vec<String>,
     ) -> Result<(ProcessServer, SocketAddr), Error> {
-        let binary = Binary::of(kind).locate()?;
+        ProcessServer::launch_binary(kind, Binary::of(kind), args).await
+    }
+
+    /// [`ProcessServer::launch`] with another binary of the same kind (a
+    /// second memcached version).
+    pub(crate) async fn launch_binary(
+        kind: ServerKind,
+        binary: Binary,
+        args: Vec<String>,
+    ) -> Result<(ProcessServer, SocketAddr), Error> {
+        let binary = binary.locate()?;
         let server = ProcessServer {
             inner: Arc::new(Inner {
                 kind,

@@ -4,6 +4,7 @@ use std::{fmt, str::FromStr, sync::Arc};
 
 use crate::{
     Error, MemcachedOptions, Server, ServerKind,
+    binary::Binary,
     cluster::{self, BusAddr, CLUSTER_MASTERS, Pending, RedisCluster},
     daemon,
     docker::{DockerContext, DockerServer},
@@ -160,6 +161,20 @@ impl Provider {
         ))
         .await?;
         Server::new(ServerKind::Valkey, Backend::Process(server), addr)
+    }
+
+    /// A memcached 1.6.38 with `opts` (Debian 13's, installed beside the
+    /// system's 1.6.18 by `bash .ci/memcached-trixie`), started and ready:
+    /// always a local process, whichever the provider. Its `watch
+    /// deletions` reports deletes, which 1.6.18 answers with `ERROR`.
+    pub async fn memcached_feed(&self, opts: MemcachedOptions) -> Result<Server, Error> {
+        let (server, addr) = runtime::run(ProcessServer::launch_binary(
+            ServerKind::Memcached,
+            Binary::MEMCACHED_FEED,
+            opts.args(),
+        ))
+        .await?;
+        Server::new(ServerKind::Memcached, Backend::Process(server), addr)
     }
 
     /// A three-master Redis Cluster without persistence, formed and
