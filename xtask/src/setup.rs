@@ -3,8 +3,9 @@
 //!
 //! Steps, each announced as `==> [n/N] <step>` and timed: the Debian
 //! packages (`apt-get`), the system services those packages just started
-//! (stopped), Valkey 8.1 (`.ci/valkey`, as Debian 12 has none), the Python
-//! packages (pip), the rustup components of the lint steps; then the checks
+//! (stopped), the builds of a newer Debian that Debian 12 lacks (Valkey 8.1
+//! through `.ci/valkey`, memcached 1.6.38 through `.ci/memcached-trixie`),
+//! the Python packages (pip), the rustup components of the lint steps; then the checks
 //! `cargo xtask test` makes before it builds, which must all pass. What to
 //! install comes from `prereqs/table.rs`. Idempotent: each step looks first
 //! and installs only what is missing, so a second run takes a second or two.
@@ -23,7 +24,7 @@ use anyhow::{Context, bail};
 use crate::{
     prereqs::{
         self, Check, DEBIAN_PACKAGES, PIP_PACKAGES, PREREQUISITES, Plan, Probe, RUST_COMPONENTS,
-        SERVICES, Scope, Source, VALKEY,
+        SERVICES, Scope, Source,
     },
     project_root,
 };
@@ -53,8 +54,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     stop_services(&installed);
     done(started_step);
 
-    let started_step = begin(3, "Valkey 8.1 (.ci/valkey)");
-    install_valkey()?;
+    let started_step = begin(
+        3,
+        "builds of a newer Debian, beside Debian 12's (.ci scripts)",
+    );
+    run_scripts()?;
     done(started_step);
 
     let started_step = begin(4, "Python packages (pip)");
@@ -107,8 +111,10 @@ fn print_plan(root: bool) -> anyhow::Result<ExitCode> {
     for package in debian {
         plan.add(Source::Debian(package));
     }
-    if probe.check(&VALKEY).is_err() {
-        plan.add(VALKEY.source);
+    for prerequisite in scripted() {
+        if probe.check(prerequisite).is_err() {
+            plan.add(prerequisite.source);
+        }
     }
     for (package, module) in PIP_PACKAGES {
         if pip_version(module).is_none() {
@@ -233,24 +239,47 @@ fn stop_services(installed: &[&str]) {
     }
 }
 
-fn install_valkey() -> anyhow::Result<()> {
+/// The prerequisites a `.ci` script installs.
+fn scripted() -> impl Iterator<Item = &'static prereqs::Prerequisite> {
+    PREREQUISITES
+        .iter()
+        .filter(|p| matches!(p.source, Source::Script(_)))
+}
+
+/// Runs the script of each scripted prerequisite that is missing.
+fn run_scripts() -> anyhow::Result<()> {
     let probe = Probe::system();
-    if probe.check(&VALKEY).is_ok() {
-        let version = probe
-            .find("valkey-server", true)
-            .map(|bin| version_line(Command::new(bin).arg("--version")))
-            .unwrap_or_default();
-        println!("    present: {version}");
-        return Ok(());
-    }
-    let status = Command::new("bash")
-        .arg(".ci/valkey")
-        .current_dir(project_root())
-        .stdin(Stdio::null())
-        .status()
-        .context("running bash .ci/valkey")?;
-    if !status.success() {
-        bail!("bash .ci/valkey failed ({status})");
+    for prerequisite in scripted() {
+        let Source::Script(script) = prerequisite.source else {
+            continue;
+        };
+        if probe.check(prerequisite).is_ok() {
+            let shown = match prerequisite.check {
+                Check::Program {
+                    name,
+                    version: Some(version),
+                    ..
+                } => probe
+                    .find(name, true)
+                    .map(|bin| version_line(Command::new(bin).arg(version.flag))),
+                _ => None,
+            };
+            println!(
+                "    present: {}",
+                shown.unwrap_or_else(|| prerequisite.what.to_owned())
+            );
+            continue;
+        }
+        println!("    installing {} (bash {script})", prerequisite.what);
+        let status = Command::new("bash")
+            .arg(script)
+            .current_dir(project_root())
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running bash {script}"))?;
+        if !status.success() {
+            bail!("bash {script} failed ({status})");
+        }
     }
     Ok(())
 }

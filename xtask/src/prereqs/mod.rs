@@ -22,7 +22,7 @@ use std::{
 
 pub(crate) use table::{
     Check, DEBIAN_PACKAGES, Needed, PIP_PACKAGES, PREREQUISITES, Prerequisite, RUST_COMPONENTS,
-    SERVICES, Source, VALKEY,
+    SERVICES, Source, Version,
 };
 
 /// Where the checks look: the machine's `PATH` and files, or (in tests) a
@@ -83,7 +83,7 @@ impl Probe {
                 name,
                 env_var,
                 fallback_dirs,
-                min_version,
+                version,
             } => {
                 let binary = match env_var.and_then(|var| Some((var, self.vars.get(var)?))) {
                     // Set: test-support uses it or fails, whatever PATH holds.
@@ -103,8 +103,8 @@ impl Probe {
                         format!("`{name}` is not on PATH{also}")
                     })?,
                 };
-                match min_version {
-                    Some(min) => check_version(&binary, min),
+                match version {
+                    Some(version) => check_version(&binary, &version),
                     None => Ok(()),
                 }
             }
@@ -241,8 +241,8 @@ pub(crate) fn missing(probe: &Probe, scope: &Scope<'_>) -> Vec<Missing> {
 pub(crate) struct Plan {
     /// Debian packages, for one `apt-get install`.
     pub(crate) debian: Vec<&'static str>,
-    /// Whether `.ci/valkey` must run.
-    pub(crate) valkey: bool,
+    /// Scripts to run with bash (`.ci/valkey`, ...).
+    pub(crate) scripts: Vec<&'static str>,
     /// pip packages.
     pub(crate) pip: Vec<&'static str>,
     /// rustup components.
@@ -269,10 +269,7 @@ impl Plan {
             Source::Debian(name) => (&mut self.debian, name),
             Source::Pip(name) => (&mut self.pip, name),
             Source::Rustup(name) => (&mut self.rustup, name),
-            Source::Valkey => {
-                self.valkey = true;
-                return;
-            }
+            Source::Script(path) => (&mut self.scripts, path),
         };
         if !list.contains(&name) {
             list.push(name);
@@ -295,8 +292,8 @@ impl Plan {
                 self.debian.join(" ")
             ));
         }
-        if self.valkey {
-            commands.push(format!("{sudo}bash .ci/valkey"));
+        for script in &self.scripts {
+            commands.push(format!("{sudo}bash {script}"));
         }
         if !self.pip.is_empty() {
             commands.push(format!(
@@ -322,7 +319,7 @@ pub(crate) fn report(missing: &[Missing], commands: &[String]) -> String {
         let source = match m.prerequisite.source {
             Source::Debian(package) => format!("Debian package {package}"),
             Source::Pip(package) => format!("pip package {package}"),
-            Source::Valkey => "bash .ci/valkey".to_owned(),
+            Source::Script(path) => format!("bash {path}"),
             Source::Rustup(component) => format!("rustup component {component}"),
         };
         let by = match m.prerequisite.needed {
@@ -363,35 +360,40 @@ pub(crate) fn check_machine(scope: &Scope<'_>) -> Result<(), String> {
     Err(report(&missing, &commands))
 }
 
-/// `major.minor` of the first `v=X.Y.Z` in `text` (`redis-server
-/// --version` and `valkey-server --version` print it so).
-fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let rest = &text[text.find("v=")? + 2..];
-    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
+/// The first `X.Y` or `X.Y.Z` in `text`, as `(X, Y, Z)` (`Z` 0 when
+/// absent): `redis-server --version` prints `Redis server v=7.0.15 ...`,
+/// `memcached -V` prints `memcached 1.6.38`.
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let bytes = text.as_bytes();
+    (0..bytes.len())
+        .filter(|&i| bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit()))
+        .find_map(|i| {
+            let mut parts = text[i..]
+                .split(|c: char| !c.is_ascii_digit() && c != '.')
+                .next()?
+                .split('.');
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next()?.parse().ok()?;
+            let patch = parts.next().map_or(Some(0), |p| p.parse().ok())?;
+            Some((major, minor, patch))
+        })
 }
 
-/// `Ok` when `binary --version` prints at least `min`.
-fn check_version(binary: &Path, min: (u32, u32)) -> Result<(), String> {
+/// `Ok` when `binary <flag>` prints at least `version.min`.
+fn check_version(binary: &Path, version: &Version) -> Result<(), String> {
     let mut cmd = Command::new(binary);
-    cmd.arg("--version");
-    let out = run(cmd).map_err(|e| format!("{} --version: {e}", binary.display()))?;
+    cmd.arg(version.flag);
+    let shown = format!("{} {}", binary.display(), version.flag);
+    let out = run(cmd).map_err(|e| format!("{shown}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
+    let (a, b, c) = version.min;
     match parse_version(&text) {
-        Some(found) if found >= min => Ok(()),
-        Some((major, minor)) => Err(format!(
-            "{} is {major}.{minor}, older than {}.{}",
-            binary.display(),
-            min.0,
-            min.1
+        Some(found) if found >= version.min => Ok(()),
+        Some((x, y, z)) => Err(format!(
+            "{} is {x}.{y}.{z}, older than {a}.{b}.{c}",
+            binary.display()
         )),
-        None => Err(format!(
-            "{} --version printed no version: {}",
-            binary.display(),
-            text.trim()
-        )),
+        None => Err(format!("{shown} printed no version: {}", text.trim())),
     }
 }
 

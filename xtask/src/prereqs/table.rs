@@ -122,8 +122,8 @@ pub(crate) enum Check {
         /// Also look in `/usr/bin`, `/usr/sbin`, `/usr/local/bin`, as
         /// test-support's binary lookup does.
         fallback_dirs: bool,
-        /// The lowest `major.minor` its `--version` (`v=X.Y.Z`) may print.
-        min_version: Option<(u32, u32)>,
+        /// The lowest version it may print.
+        version: Option<Version>,
     },
     /// A file at this absolute path (the bridge's browser test names
     /// Debian's paths exactly).
@@ -136,6 +136,15 @@ pub(crate) enum Check {
     CargoSubcommand(&'static str),
 }
 
+/// How a program tells its version, and the lowest one the tests take.
+#[derive(Clone, Copy)]
+pub(crate) struct Version {
+    /// The flag that prints it (`--version`, `-V`).
+    pub(crate) flag: &'static str,
+    /// The lowest `major.minor.patch` accepted.
+    pub(crate) min: (u32, u32, u32),
+}
+
 /// What installs a prerequisite.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Source {
@@ -143,8 +152,10 @@ pub(crate) enum Source {
     Debian(&'static str),
     /// A package of [`PIP_PACKAGES`].
     Pip(&'static str),
-    /// `bash .ci/valkey` (Debian 12 has no Valkey 8.1).
-    Valkey,
+    /// `bash <script>` from the workspace root: a newer Debian's build
+    /// unpacked beside Debian 12, which has none (`.ci/valkey`,
+    /// `.ci/memcached-trixie`).
+    Script(&'static str),
     /// A rustup component of [`RUST_COMPONENTS`].
     Rustup(&'static str),
 }
@@ -159,20 +170,6 @@ pub(crate) enum Needed {
     By(&'static [&'static str]),
 }
 
-/// Valkey 8.1, for backend-redis's `SET ... IFEQ` tests (setup checks it
-/// before it runs `.ci/valkey`).
-pub(crate) const VALKEY: Prerequisite = Prerequisite {
-    what: "Valkey 8.1 or later",
-    check: Check::Program {
-        name: "valkey-server",
-        env_var: Some("MEMORYCACHED_VALKEY_BIN"),
-        fallback_dirs: true,
-        min_version: Some((8, 1)),
-    },
-    source: Source::Valkey,
-    needed: Needed::By(&["backend-redis"]),
-};
-
 /// Every prerequisite of `cargo xtask test`.
 pub(crate) const PREREQUISITES: &[Prerequisite] = &[
     Prerequisite {
@@ -181,7 +178,7 @@ pub(crate) const PREREQUISITES: &[Prerequisite] = &[
             name: "memcached",
             env_var: Some("MEMORYCACHED_MEMCACHED_BIN"),
             fallback_dirs: true,
-            min_version: None,
+            version: None,
         },
         source: Source::Debian("memcached"),
         needed: Needed::Always,
@@ -192,19 +189,48 @@ pub(crate) const PREREQUISITES: &[Prerequisite] = &[
             name: "redis-server",
             env_var: Some("MEMORYCACHED_REDIS_BIN"),
             fallback_dirs: true,
-            min_version: None,
+            version: None,
         },
         source: Source::Debian("redis-server"),
         needed: Needed::Always,
     },
-    VALKEY,
+    Prerequisite {
+        what: "Valkey 8.1 or later",
+        check: Check::Program {
+            name: "valkey-server",
+            env_var: Some("MEMORYCACHED_VALKEY_BIN"),
+            fallback_dirs: true,
+            version: Some(Version {
+                flag: "--version",
+                min: (8, 1, 0),
+            }),
+        },
+        source: Source::Script(".ci/valkey"),
+        needed: Needed::By(&["backend-redis"]),
+    },
+    // Debian 12's memcached 1.6.18 has no `watch deletions`: the
+    // replicator's deletions-feed tests run Debian 13's beside it.
+    Prerequisite {
+        what: "memcached 1.6.38 (with `watch deletions`)",
+        check: Check::Program {
+            name: "memcached-1.6.38",
+            env_var: Some("MEMORYCACHED_MEMCACHED_FEED_BIN"),
+            fallback_dirs: true,
+            version: Some(Version {
+                flag: "-V",
+                min: (1, 6, 38),
+            }),
+        },
+        source: Source::Script(".ci/memcached-trixie"),
+        needed: Needed::By(&["replicator"]),
+    },
     Prerequisite {
         what: "nutcracker (twemproxy)",
         check: Check::Program {
             name: "nutcracker",
             env_var: None,
             fallback_dirs: false,
-            min_version: None,
+            version: None,
         },
         source: Source::Debian("nutcracker"),
         needed: Needed::By(&["backend-memcached"]),
@@ -215,7 +241,7 @@ pub(crate) const PREREQUISITES: &[Prerequisite] = &[
             name: "openssl",
             env_var: None,
             fallback_dirs: false,
-            min_version: None,
+            version: None,
         },
         source: Source::Debian("openssl"),
         needed: Needed::By(&["backend-redis"]),

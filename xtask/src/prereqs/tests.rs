@@ -68,6 +68,7 @@ fn full_machine(dir: &TempDir, perl_lacks: &[&str], valkey: &str) -> Probe {
     ] {
         script(&bin, name, "exit 0");
     }
+    script(&bin, "memcached-1.6.38", "echo 'memcached 1.6.38'");
     script(
         &bin,
         "valkey-server",
@@ -122,14 +123,14 @@ fn a_bare_path_misses_everything_and_the_report_says_how_to_install_it() {
     ] {
         assert!(plan.debian.contains(&package), "{package}: {plan:?}");
     }
-    assert!(plan.valkey);
+    assert_eq!(plan.scripts, [".ci/valkey", ".ci/memcached-trixie"]);
     assert_eq!(plan.pip, ["zeep", "selenium"]);
     assert_eq!(plan.rustup, ["rustfmt", "clippy"]);
 
     let commands = plan.commands(true, &probe.pip_flags(true));
     let report = report(&missing, &commands);
     assert!(
-        report.starts_with("xtask: this machine lacks 16 thing(s)"),
+        report.starts_with("xtask: this machine lacks 17 thing(s)"),
         "{report}"
     );
     assert!(
@@ -176,7 +177,7 @@ fn without_root_the_commands_use_sudo_and_pip_installs_for_the_user() {
     let mut plan = Plan::default();
     plan.add(Source::Debian("nutcracker"));
     plan.add(Source::Debian("nutcracker"));
-    plan.add(Source::Valkey);
+    plan.add(Source::Script(".ci/valkey"));
     plan.add(Source::Pip("zeep"));
     let flags = probe.pip_flags(false);
     assert_eq!(
@@ -246,7 +247,7 @@ fn an_old_valkey_and_an_override_to_nothing_are_reported() {
     assert!(
         missing[1]
             .why
-            .ends_with("valkey-server is 7.2, older than 8.1"),
+            .ends_with("valkey-server is 7.2.4, older than 8.1.0"),
         "{}",
         missing[1].why
     );
@@ -256,13 +257,14 @@ fn an_old_valkey_and_an_override_to_nothing_are_reported() {
 fn versions_are_read_from_the_servers_version_line() {
     assert_eq!(
         parse_version("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64"),
-        Some((7, 0))
+        Some((7, 0, 15))
     );
     assert_eq!(
         parse_version("Valkey server v=8.1.1 sha=00000000:0"),
-        Some((8, 1))
+        Some((8, 1, 1))
     );
-    assert_eq!(parse_version("memcached 1.6.18"), None);
+    assert_eq!(parse_version("memcached 1.6.18"), Some((1, 6, 18)));
+    assert_eq!(parse_version("tool 2.4"), Some((2, 4, 0)));
     assert_eq!(parse_version("v=8"), None);
 }
 
@@ -281,7 +283,11 @@ fn every_source_is_in_the_lists_setup_installs() {
                 p.what
             ),
             Source::Rustup(name) => assert!(RUST_COMPONENTS.contains(&name), "{name}"),
-            Source::Valkey => assert!(crate::project_root().join(".ci/valkey").is_file()),
+            Source::Script(path) => assert!(
+                crate::project_root().join(path).is_file(),
+                "{}: no {path}",
+                p.what
+            ),
         }
         if let Needed::By(packages) = p.needed {
             for package in packages {
