@@ -187,7 +187,7 @@ impl Codec {
                 format!("field {field:?} nests deeper than {MAX_DEPTH} levels"),
             ));
         }
-        // The encoder's own error is kept as the cause (see `error.rs`).
+        // The encoder's own error is kept as the cause (see `error/mod.rs`).
         let failed = |e: Cause| Error::encode_failed(self.name(), e);
         match self {
             Codec::Json => {
