@@ -1,8 +1,15 @@
-//! What to run: [`ServerKind`] and the server options both providers share.
+//! What to run: [`ServerKind`] and the server options both providers share,
+//! and where to run it: [`ProviderKind`].
 //!
-//! A leaf module (it uses nothing else of the crate), so the provider
-//! modules, the images and the readiness check can all name a server kind
-//! without depending on each other.
+//! A leaf module (it uses nothing else of the crate but the error type), so
+//! the provider modules, the servers, the images and the readiness check
+//! can all name a kind without depending on each other. ([`ProviderKind`]
+//! used to live in `provider.rs`, which made `server.rs` -> `provider.rs`
+//! -> `cluster.rs` -> `server.rs` a ring.)
+
+use std::{fmt, str::FromStr};
+
+use crate::error::Error;
 
 /// Which server a [`Server`](crate::Server) runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,4 +83,45 @@ pub(crate) fn redis_args() -> Vec<String> {
         .into_iter()
         .map(str::to_owned)
         .collect()
+}
+
+/// Which provider to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// Docker when a daemon answers, processes otherwise.
+    Auto,
+    /// Containers through testcontainers.
+    Docker,
+    /// Local binaries.
+    Process,
+}
+
+impl ProviderKind {
+    /// `auto`, `docker` or `process`, as `MEMORYCACHED_PROVIDER` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Auto => "auto",
+            ProviderKind::Docker => "docker",
+            ProviderKind::Process => "process",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ProviderKind, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(ProviderKind::Auto),
+            "docker" => Ok(ProviderKind::Docker),
+            "process" => Ok(ProviderKind::Process),
+            _ => Err(Error::UnknownProvider(s.to_owned())),
+        }
+    }
 }

@@ -25,7 +25,7 @@
 //!
 //! From the top down; a module uses only modules listed below it, so there
 //! are no import circles:
-//! - `provider.rs`: [`Provider`] and [`ProviderKind`]; `Auto` picks Docker when
+//! - `provider.rs`: [`Provider`] of a [`ProviderKind`]; `Auto` picks Docker when
 //!   a daemon answers a ping within 3 s, processes otherwise, and says so.
 //! - `cluster.rs`: [`RedisCluster`], three Redis masters formed into one
 //!   cluster that announces the nodes' proxies to clients.
@@ -36,7 +36,8 @@
 //! - `process.rs`: local `memcached` / `redis-server` on probed loopback ports.
 //! - `proxy.rs`: the fault-injecting TCP proxy in front of every server.
 //! - leaves, which use nothing but the error type and each other's
-//!   [`ServerKind`]: `kind.rs` ([`ServerKind`], [`MemcachedOptions`]),
+//!   [`ServerKind`]: `kind.rs` ([`ServerKind`], [`MemcachedOptions`],
+//!   [`ProviderKind`]),
 //!   `ready.rs` (protocol ping and readiness polling), `resp.rs` (one Redis
 //!   command in plain RESP, to form a cluster), `binary.rs` (the host
 //!   binaries), `daemon.rs` (the Docker connection), `port.rs` ([`dead_port`]),
@@ -104,9 +105,9 @@ pub use cluster::{CLUSTER_MASTERS, RedisCluster};
 pub use docker::{CleanupReport, LABEL, OWNER_LABEL, cleanup_stale, disable_signal_cleanup};
 pub use error::Error;
 pub use images::{BuildMethod, ImageAction, ImageReport, build_image, build_images};
-pub use kind::{MemcachedOptions, ServerKind};
+pub use kind::{MemcachedOptions, ProviderKind, ServerKind};
 pub use port::{DeadPort, dead_port};
-pub use provider::{PROVIDER_ENV, Provider, ProviderKind};
+pub use provider::{PROVIDER_ENV, Provider};
 pub use server::Server;
 
 /// The variable `cargo xtask test` fills with the shared memcached servers.

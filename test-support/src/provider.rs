@@ -1,9 +1,9 @@
 //! [`Provider`]: where servers come from, chosen once per test process.
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{fmt, sync::Arc};
 
 use crate::{
-    Error, MemcachedOptions, Server, ServerKind,
+    Error, MemcachedOptions, ProviderKind, Server, ServerKind,
     binary::Binary,
     cluster::{self, BusAddr, CLUSTER_MASTERS, Pending, RedisCluster},
     daemon,
@@ -13,47 +13,6 @@ use crate::{
     runtime,
     server::Backend,
 };
-
-/// Which provider to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// Docker when a daemon answers, processes otherwise.
-    Auto,
-    /// Containers through testcontainers.
-    Docker,
-    /// Local binaries.
-    Process,
-}
-
-impl ProviderKind {
-    /// `auto`, `docker` or `process`, as `MEMORYCACHED_PROVIDER` spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::Auto => "auto",
-            ProviderKind::Docker => "docker",
-            ProviderKind::Process => "process",
-        }
-    }
-}
-
-impl fmt::Display for ProviderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProviderKind {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<ProviderKind, Error> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "auto" => Ok(ProviderKind::Auto),
-            "docker" => Ok(ProviderKind::Docker),
-            "process" => Ok(ProviderKind::Process),
-            _ => Err(Error::UnknownProvider(s.to_owned())),
-        }
-    }
-}
 
 /// The environment variable [`Provider::from_env`] reads.
 pub const PROVIDER_ENV: &str = "MEMORYCACHED_PROVIDER";

@@ -7,9 +7,9 @@ use std::{
 };
 
 use crate::{
-    Error, ProviderKind,
+    Error,
     docker::DockerServer,
-    kind::ServerKind,
+    kind::{ProviderKind, ServerKind},
     process::ProcessServer,
     proxy::{Mode, Proxy},
 };
