@@ -9,7 +9,10 @@
 //!   (the one library that maps store URLs to backends, shared by every
 //!   binary) depend on a backend (normal dependencies; tests may use
 //!   anything through dev-dependencies), and session-core depends on no
-//!   workspace crate.
+//!   workspace crate;
+//! - no import cycle between the files of a crate's `src/` (a child
+//!   importing from its own parent is not one; `tidy/module_graph.rs`
+//!   states the rule).
 
 use std::{
     fmt::Write as _,
@@ -18,6 +21,9 @@ use std::{
 };
 
 use crate::project_root;
+
+mod module_graph;
+mod rust_paths;
 
 /// Crates allowed a normal dependency on a backend: the binaries, xtask, and
 /// `store-url`, whose whole job is turning a URL into a backend's store (so a
@@ -373,4 +379,80 @@ fn manifest_parsing_finds_dependencies() {
             .iter()
             .any(|(_, s, k)| s == "lints" && k == "workspace")
     );
+}
+
+/// Each member's crate roots: `src/lib.rs`, `src/main.rs`, `src/bin/*.rs`.
+fn crate_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    for member in members() {
+        let Some(dir) = member.manifest.parent() else {
+            continue;
+        };
+        let src = dir.join("src");
+        for root in ["lib.rs", "main.rs"] {
+            if src.join(root).is_file() {
+                roots.push(src.join(root));
+            }
+        }
+        let mut bins = Vec::new();
+        rust_files(&src.join("bin"), &mut bins);
+        roots.extend(bins.into_iter().filter(|b| {
+            b.parent() == Some(&*src.join("bin")) || b.file_name().is_some_and(|n| n == "main.rs")
+        }));
+    }
+    roots
+}
+
+#[test]
+fn no_import_cycles_between_modules() {
+    let root = project_root();
+    let shown = |p: &Path| p.strip_prefix(&root).unwrap_or(p).display().to_string();
+    let prefix = format!("{}/", root.display());
+    let name = |module: &str| module.strip_prefix(&prefix).unwrap_or(module).to_owned();
+    let roots = crate_roots();
+    assert!(
+        roots.len() >= 10,
+        "tidy found only {} crate roots: {roots:?}",
+        roots.len()
+    );
+    let mut failures = Failures::default();
+    for crate_root in roots {
+        for ring in module_graph::crate_cycles(&crate_root) {
+            let Some(first) = ring.cycle.first() else {
+                continue;
+            };
+            let mut steps: Vec<String> = ring
+                .cycle
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}:{} `{}` -> {}",
+                        shown(&e.file),
+                        e.line,
+                        e.written,
+                        name(&e.to)
+                    )
+                })
+                .collect();
+            if ring.members.len() > ring.cycle.len() {
+                let members: Vec<String> = ring.members.iter().map(|m| name(m)).collect();
+                steps.push(format!(
+                    "(and other cycles: all of {} import each other round)",
+                    members.join(", ")
+                ));
+            }
+            failures.add(
+                &first.file,
+                first.line,
+                &format!(
+                    "import cycle in {}:\n      {}",
+                    shown(&crate_root),
+                    steps.join("\n      ")
+                ),
+                "move what both sides need into a leaf module that imports neither, or into \
+                 the module that owns it, so the imports point one way",
+            );
+        }
+    }
+    failures.check("module imports");
 }
