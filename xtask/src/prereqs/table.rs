@@ -37,6 +37,14 @@ pub(crate) const DEBIAN_PACKAGES: &[DebianPackage] = &[
         why: "the Perl SOAP client of the bridge's interop tests",
     },
     DebianPackage {
+        name: "liblemonldap-ng-common-perl",
+        why: "LemonLDAP::NG's session client modules, which the bridge's LL::NG tests drive unchanged",
+    },
+    DebianPackage {
+        name: "liblemonldap-ng-handler-perl",
+        why: "Lemonldap::NG::Handler::Main, whose cipher the LL::NG REST client takes its __secret from",
+    },
+    DebianPackage {
         name: "libapache-session-perl",
         why: "the original Apache::Session, for backend-memcached's Perl node",
     },
@@ -274,6 +282,14 @@ pub(crate) const PREREQUISITES: &[Prerequisite] = &[
         what: "Perl's SOAP::Lite",
         check: Check::PerlModule("SOAP::Lite"),
         source: Source::Debian("libsoap-lite-perl"),
+        needed: Needed::By(&["soap-bridge"]),
+    },
+    Prerequisite {
+        what: "LemonLDAP::NG's Perl modules",
+        // Loads the handler (the REST client's cipher) and, through it,
+        // liblemonldap-ng-common-perl's session modules.
+        check: Check::PerlModule("Lemonldap::NG::Handler::Main"),
+        source: Source::Debian("liblemonldap-ng-handler-perl"),
         needed: Needed::By(&["soap-bridge"]),
     },
     Prerequisite {

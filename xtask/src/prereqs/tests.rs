@@ -115,6 +115,7 @@ fn a_bare_path_misses_everything_and_the_report_says_how_to_install_it() {
         "libcache-memcached-perl",
         "libapache-session-perl",
         "libsoap-lite-perl",
+        "liblemonldap-ng-handler-perl",
         "chromium",
         "chromium-driver",
         // No pip on this PATH: the plan brings it.
@@ -130,7 +131,7 @@ fn a_bare_path_misses_everything_and_the_report_says_how_to_install_it() {
     let commands = plan.commands(true, &probe.pip_flags(true));
     let report = report(&missing, &commands);
     assert!(
-        report.starts_with("xtask: this machine lacks 17 thing(s)"),
+        report.starts_with("xtask: this machine lacks 18 thing(s)"),
         "{report}"
     );
     assert!(
