@@ -1,5 +1,16 @@
 //! [`RedisStore`]: the [`Store`] impl. Every method validates its input
 //! before any I/O, then sends one command, one script or one pipeline.
+//!
+//! The plumbing behind it, one concern per child module: `read.rs`
+//! (reading items and decoding the stored string), `scanning.rs` (the
+//! `SCAN` calls behind `scan`) and `topology.rs` (a cluster's masters, from
+//! `CLUSTER SLOTS`). Each adds methods to [`RedisStore`]; what they share
+//! (the connection, `run`, `eval`, the key prefix) stays here.
+
+mod read;
+mod scanning;
+#[cfg(feature = "cluster")]
+mod topology;
 
 use std::time::Duration;
 
@@ -17,13 +28,7 @@ use crate::conn::{Conn, Connector};
 use crate::envelope;
 use crate::error::Error;
 use crate::ifeq::{self, Ifeq};
-use crate::scan::{self, Position};
 use crate::scripts;
-
-/// Work one `SCAN` call does on the server (its `COUNT`): large enough that
-/// a scan through a big database takes few pages, small enough that one
-/// call never blocks the server for long.
-const SCAN_COUNT: usize = 1000;
 
 /// [`Store`] on Redis or Redis Cluster.
 ///
@@ -129,45 +134,6 @@ impl RedisStore {
         .into()
     }
 
-    /// An [`Entry`] from a stored string and its `PTTL`; the string is
-    /// kept for a later `cas` when the server may know `IFEQ`.
-    fn entry(&self, key: &str, stored: Vec<u8>, pttl: i64) -> Result<Entry> {
-        let foreign = || Error::Foreign {
-            server: self.connector.server().to_owned(),
-            key: self.full_key(key),
-        };
-        let (value, flags, version) = if self.ifeq.wanted(stored.len()) {
-            let (flags, version) = envelope::header(&stored).ok_or_else(foreign)?;
-            let value = stored[envelope::HEADER_LEN..].to_vec();
-            self.ifeq.keep(self.full_key(key), version, stored);
-            (value, flags, version)
-        } else {
-            envelope::decode(stored).ok_or_else(foreign)?
-        };
-        Ok(Entry {
-            value,
-            flags,
-            version,
-            ttl: ttl_of(pttl),
-        })
-    }
-
-    /// Parses the `nil | {stored, pttl}` answer of the `GET` and
-    /// `GET_AND_TOUCH` scripts.
-    fn read_answer(&self, key: &str, answer: Value) -> Result<Option<Entry>> {
-        match answer {
-            Value::Nil => Ok(None),
-            Value::Array(items) => match <[Value; 2]>::try_from(items) {
-                Ok([Value::BulkString(stored), Value::Int(pttl)]) => {
-                    self.entry(key, stored, pttl).map(Some)
-                }
-                Ok(other) => Err(self.protocol(format!("read answered {other:?}"))),
-                Err(items) => Err(self.protocol(format!("read answered {} items", items.len()))),
-            },
-            other => Err(self.protocol(format!("read answered {other:?}"))),
-        }
-    }
-
     /// `cas` as one `SET ... IFEQ old` writing `stored` (which holds
     /// `version`; see `ifeq.rs`); `None` when the server refused the
     /// option, so the caller runs the script instead. A nil answer is a
@@ -223,209 +189,6 @@ impl RedisStore {
             delivery: session_core::Delivery::NotSent,
             source: Some(e.into()),
         })
-    }
-
-    /// A standalone server: `GET` then `PTTL`, pipelined (one round trip).
-    /// A cluster: one script, a single command, which the cluster client
-    /// re-sends on `ASK` during a slot migration (it hands a pipeline's
-    /// `ASK` back as an error; the slot-migration test caught that).
-    ///
-    /// Why not the script everywhere: Redis runs a script several times
-    /// slower than the plain commands (`INFO commandstats` on Redis 7.0:
-    /// about 4 µs for this one against 0.3 + 0.15 µs for `GET` + `PTTL` of
-    /// a 500-byte session), and under many concurrent callers the server's
-    /// one thread is what limits a store. Why not `MULTI`/`EXEC` around the
-    /// pair: its extra replies cost the client about as much as the script
-    /// costs the server (measured, 64 tasks reading: script 6 µs server +
-    /// 7 µs client per read, `MULTI` 3 + 7, plain pipeline 2.5 + 5.6), and
-    /// the pair needs no isolation: the version travels in the value, and
-    /// the TTL is only informative. Redis runs a client's pipelined
-    /// commands back to back when they arrive in one read; if another
-    /// client's write does slip in between, the TTL read is that write's
-    /// (whose version a later `cas` will refuse anyway), or unknown
-    /// (`None`) if it deleted the key.
-    async fn get_one(&self, key: &str) -> Result<Option<Entry>> {
-        if !self.cluster {
-            let mut found = self.read_many("get", &[key], None).await?;
-            return Ok(found.pop().flatten());
-        }
-        let cmd = scripts::call(&scripts::GET, &self.full_key(key));
-        let answer: Value = self.eval("get", &scripts::GET, cmd).await?;
-        self.read_answer(key, answer)
-    }
-
-    /// Standalone server only, one round trip: for each key `GET`, the new
-    /// expiry if `touch` (`PEXPIRE`, or `PERSIST` for never; its answer
-    /// ignored) and `PTTL`. With `touch` the whole is one `MULTI`/`EXEC`
-    /// (`get_and_touch` is one atomic call by contract); without, a plain
-    /// pipeline (see `get_one`).
-    async fn read_many(
-        &self,
-        operation: &'static str,
-        keys: &[&str],
-        touch: Option<Ttl>,
-    ) -> Result<Vec<Option<Entry>>> {
-        let mut pipe = redis::pipe();
-        if touch.is_some() {
-            pipe.atomic();
-        }
-        for key in keys {
-            let full = self.full_key(key);
-            pipe.cmd("GET").arg(&full);
-            match touch {
-                Some(ttl) if ttl.is_never() => {
-                    pipe.cmd("PERSIST").arg(&full).ignore();
-                }
-                Some(ttl) => {
-                    pipe.cmd("PEXPIRE").arg(&full).arg(ttl_ms(ttl)).ignore();
-                }
-                None => {}
-            }
-            pipe.cmd("PTTL").arg(full);
-        }
-        let answer: Vec<Value> = self
-            .run(
-                operation,
-                |mut c| async move { pipe.query_async(&mut c).await },
-            )
-            .await?;
-        self.read_pairs(operation, keys, answer)
-    }
-
-    /// Entries from `[stored1, pttl1, stored2, pttl2, ...]`, nil for a
-    /// missing key's value.
-    fn read_pairs(
-        &self,
-        operation: &str,
-        keys: &[&str],
-        answer: Vec<Value>,
-    ) -> Result<Vec<Option<Entry>>> {
-        if answer.len() != keys.len() * 2 {
-            return Err(self.protocol(format!(
-                "{operation} of {} keys answered {} items",
-                keys.len(),
-                answer.len()
-            )));
-        }
-        let mut out = Vec::with_capacity(keys.len());
-        let mut items = answer.into_iter();
-        for key in keys {
-            match (items.next(), items.next()) {
-                (Some(Value::Nil), Some(_)) => out.push(None),
-                (Some(Value::BulkString(stored)), Some(Value::Int(pttl))) => {
-                    out.push(Some(self.entry(key, stored, pttl)?));
-                }
-                other => return Err(self.protocol(format!("{operation} answered {other:?}"))),
-            }
-        }
-        Ok(out)
-    }
-
-    /// The masters of the cluster, sorted by address, for `scan`.
-    #[cfg(feature = "cluster")]
-    async fn masters(&self) -> Result<Vec<(String, u16)>> {
-        let answer: Value = self
-            .run("cluster slots", |mut c| async move {
-                redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c).await
-            })
-            .await?;
-        let bad = |v: &Value| self.protocol(format!("CLUSTER SLOTS answered {v:?}"));
-        let Value::Array(ranges) = &answer else {
-            return Err(bad(&answer));
-        };
-        let mut masters = Vec::new();
-        for range in ranges {
-            // [start, end, [host, port, id, ...], replicas...]
-            let Value::Array(parts) = range else {
-                return Err(bad(range));
-            };
-            let Some(Value::Array(master)) = parts.get(2) else {
-                return Err(bad(range));
-            };
-            let host = match master.first() {
-                Some(Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
-                _ => return Err(bad(range)),
-            };
-            let port = match master.get(1) {
-                Some(Value::Int(p)) => u16::try_from(*p).map_err(|_| bad(range))?,
-                _ => return Err(bad(range)),
-            };
-            masters.push((host, port));
-        }
-        masters.sort();
-        masters.dedup();
-        Ok(masters)
-    }
-
-    /// One `SCAN` call on the standalone server, or on master `node` of the cluster.
-    async fn scan_call(
-        &self,
-        node: usize,
-        cursor: u64,
-        pattern: &str,
-        count: usize,
-    ) -> Result<(u64, Vec<Vec<u8>>, bool)> {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(count);
-        #[cfg(feature = "cluster")]
-        if self.cluster {
-            use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-            let masters = self.masters().await?;
-            let Some((host, port)) = masters.get(node).cloned() else {
-                return Err(session_core::Error::InvalidKey {
-                    key: format!("{node}:{cursor}"),
-                    reason: "scan cursor names a node the cluster does not have",
-                });
-            };
-            let answer: Value = self
-                .run("scan", |c| async move {
-                    let Conn::Cluster(mut c) = c else {
-                        unreachable!("a cluster store holds a cluster connection")
-                    };
-                    c.route_command(
-                        cmd,
-                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port }),
-                    )
-                    .await
-                })
-                .await?;
-            let (next, keys) = self.scan_answer(answer)?;
-            return Ok((next, keys, node + 1 < masters.len()));
-        }
-        let _ = node;
-        let answer: Value = self
-            .run("scan", |mut c| async move { cmd.query_async(&mut c).await })
-            .await?;
-        let (next, keys) = self.scan_answer(answer)?;
-        Ok((next, keys, false))
-    }
-
-    fn scan_answer(&self, answer: Value) -> Result<(u64, Vec<Vec<u8>>)> {
-        let bad = |what: String| self.protocol(format!("SCAN answered {what}"));
-        let Value::Array(parts) = answer else {
-            return Err(bad(format!("{answer:?}")));
-        };
-        match <[Value; 2]>::try_from(parts) {
-            Ok([Value::BulkString(cursor), Value::Array(keys)]) => {
-                let cursor = std::str::from_utf8(&cursor)
-                    .ok()
-                    .and_then(|c| c.parse::<u64>().ok())
-                    .ok_or_else(|| bad("a cursor that is not a number".into()))?;
-                let keys = keys
-                    .into_iter()
-                    .filter_map(|k| match k {
-                        Value::BulkString(k) => Some(k),
-                        _ => None,
-                    })
-                    .collect();
-                Ok((cursor, keys))
-            }
-            other => Err(bad(format!("{other:?}"))),
-        }
     }
 }
 
@@ -598,45 +361,7 @@ impl Store for RedisStore {
         cursor: Option<&ScanCursor>,
         limit: usize,
     ) -> Result<ScanPage> {
-        let limit = limit.max(1);
-        let mut position = Position::parse(cursor, self.cluster)?;
-        let pattern = scan::pattern(&self.full_key(prefix));
-        let (next, raw, more_nodes) = self
-            .scan_call(
-                position.node,
-                position.cursor,
-                &pattern,
-                SCAN_COUNT.max(limit),
-            )
-            .await?;
-        let keys: Vec<String> = raw
-            .into_iter()
-            .filter_map(|k| String::from_utf8(k).ok())
-            .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
-            .filter(|k| k.starts_with(prefix) && validate_key(k).is_ok())
-            .collect();
-        let (keys, last) = scan::cut(keys, position.after.as_deref(), limit);
-        let next = if let Some(last) = last {
-            // Cut: the same call again, after the last key delivered.
-            position.after = Some(last);
-            Some(position.to_cursor(self.cluster))
-        } else if next != 0 {
-            position.cursor = next;
-            position.after = None;
-            Some(position.to_cursor(self.cluster))
-        } else if more_nodes {
-            Some(
-                Position {
-                    node: position.node + 1,
-                    cursor: 0,
-                    after: None,
-                }
-                .to_cursor(self.cluster),
-            )
-        } else {
-            None
-        };
-        Ok(ScanPage { keys, next })
+        self.scan_page(prefix, cursor, limit).await
     }
 
     async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
