@@ -30,14 +30,8 @@ pub(crate) struct Scope {
     pub(crate) left_out: Vec<String>,
 }
 
-/// The gate feature of `provider`, e.g. `docker-provider-tests`.
-fn gate(provider: ProviderKind) -> String {
-    format!("{}{GATE_SUFFIX}", provider.as_str())
-}
-
-/// The scope for `backends` (all workspace members when empty) on servers
-/// from `provider` (resolved: `Docker` or `Process`).
-pub(crate) fn scope(backends: &[String], provider: ProviderKind) -> anyhow::Result<Scope> {
+/// `cargo metadata` of the workspace's own packages.
+fn metadata() -> anyhow::Result<serde_json::Value> {
     let output = std::process::Command::new(crate::cargo())
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(project_root())
@@ -49,8 +43,35 @@ pub(crate) fn scope(backends: &[String], provider: ProviderKind) -> anyhow::Resu
             String::from_utf8_lossy(&output.stderr).trim()
         );
     }
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("parsing cargo metadata")?;
+    serde_json::from_slice(&output.stdout).context("parsing cargo metadata")
+}
+
+/// Whether one of `backends` (all workspace members when empty) has a
+/// library, hence doc tests: `cargo test --doc` fails outright on binaries
+/// alone (`session-cli`).
+pub(crate) fn has_library(backends: &[String]) -> anyhow::Result<bool> {
+    let metadata = metadata()?;
+    Ok(metadata["packages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter(|package| {
+            let name = package["name"].as_str().unwrap_or_default();
+            backends.is_empty() || backends.iter().any(|b| b == name)
+        })
+        .any(has_lib_target))
+}
+
+/// The gate feature of `provider`, e.g. `docker-provider-tests`.
+fn gate(provider: ProviderKind) -> String {
+    format!("{}{GATE_SUFFIX}", provider.as_str())
+}
+
+/// The scope for `backends` (all workspace members when empty) on servers
+/// from `provider` (resolved: `Docker` or `Process`).
+pub(crate) fn scope(backends: &[String], provider: ProviderKind) -> anyhow::Result<Scope> {
+    let metadata = metadata()?;
     let root = metadata["workspace_root"].as_str().unwrap_or_default();
     let packages = metadata["packages"].as_array().cloned().unwrap_or_default();
 
@@ -99,6 +120,18 @@ pub(crate) fn scope(backends: &[String], provider: ProviderKind) -> anyhow::Resu
         args.extend(["--features".to_owned(), features.join(",")]);
     }
     Ok(Scope { args, left_out })
+}
+
+/// Whether `package` has a library target (the only kind with doc tests).
+fn has_lib_target(package: &serde_json::Value) -> bool {
+    package["targets"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|target| target["kind"].as_array())
+        .flatten()
+        .any(|kind| matches!(kind.as_str(), Some("lib" | "rlib" | "dylib" | "proc-macro")))
 }
 
 /// The source paths (relative to the workspace root) of `package`'s targets
@@ -166,5 +199,18 @@ mod tests {
 
         let elsewhere = scope(&["session-core".to_owned()], ProviderKind::Process).unwrap();
         assert!(elsewhere.left_out.is_empty(), "{:?}", elsewhere.left_out);
+    }
+
+    /// Doc tests need a library: a pass over binaries alone has none to run.
+    #[test]
+    fn only_packages_with_a_library_have_doc_tests() {
+        let with_library = |packages: &[&str]| {
+            let packages: Vec<String> = packages.iter().map(|p| (*p).to_owned()).collect();
+            has_library(&packages).unwrap()
+        };
+        assert!(with_library(&[]));
+        assert!(with_library(&["session-core"]));
+        assert!(!with_library(&["session-cli"]));
+        assert!(with_library(&["session-cli", "session-core"]));
     }
 }
