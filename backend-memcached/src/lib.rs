@@ -68,6 +68,9 @@
 pub mod config;
 mod connection;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../tests/common/fake.rs"]
