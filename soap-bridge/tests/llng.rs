@@ -453,19 +453,57 @@ async fn malformed_requests_are_400_with_a_json_error() {
     bridge.stop().await;
 }
 
+/// Logs in to the `/admin` explorer with the bridge's basic credentials;
+/// the login cookie (`mc_admin=...`).
+async fn admin_login(addr: SocketAddr) -> String {
+    let form = request(addr, "GET", "/admin/login", &[], b"").await;
+    let pre = cookie(&form, "mc_admin_form");
+    let marker = "name=\"csrf\" value=\"";
+    let start = form.body.find(marker).expect("csrf field") + marker.len();
+    let csrf = form.body[start..].split('"').next().unwrap();
+    let body = format!("csrf={csrf}&user={USER}&password={PASSWORD}");
+    let r = request(
+        addr,
+        "POST",
+        "/admin/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &pre),
+        ],
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    cookie(&r, "mc_admin")
+}
+
+/// `name=value` of a reply's Set-Cookie for `name`.
+fn cookie(r: &common::Reply, name: &str) -> String {
+    r.headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .find_map(|(_, v)| {
+            v.starts_with(&format!("{name}="))
+                .then(|| v.split(';').next().unwrap().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", r.headers))
+}
+
 /// On memcached with the Storable codec: what LL::NG writes over SOAP and
-/// REST is read by the JSON mirror, the original's SOAP protocol and a Perl
-/// node of the original, byte for byte.
+/// REST is read by the JSON mirror, the original's SOAP protocol, the
+/// `/admin` explorer and a Perl node of the original, byte for byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memcached_storable_sessions_are_shared_with_the_other_protocols() {
     let server = memcached().await;
     let addr = server.addr().to_string();
-    let bridge = Bridge::start(Config {
+    let mut config = Config {
         codec: "storable".into(),
         ..llng_config(&format!("memcached://{addr}"), Some(KEY))
-    })
-    .await;
+    };
+    config.admin.enabled = true;
+    let bridge = Bridge::start(config).await;
     crud_both(&bridge).await;
+    let admin = admin_login(bridge.addr).await;
 
     let auth = basic();
     for protocol in ["soap", "rest"] {
@@ -508,6 +546,31 @@ async fn memcached_storable_sessions_are_shared_with_the_other_protocols() {
         // "Le Vengeur Masqu\xe9" as base64Binary, as the original wrote it.
         assert!(r.body.contains("TGUgVmVuZ2V1ciBNYXNxdek="), "{}", r.body);
         assert!(r.body.contains(&id), "{}", r.body);
+        // The explorer: the session, and the user's sessions through the
+        // per-user index.
+        let page = request(
+            bridge.addr,
+            "GET",
+            &format!("/admin/session?id={id}"),
+            &[("Cookie", &admin)],
+            b"",
+        )
+        .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(
+            page.body.contains("Le Vengeur Masqu\u{e9}"),
+            "{}",
+            page.body
+        );
+        let page = request(
+            bridge.addr,
+            "GET",
+            "/admin/user?uid=dwho",
+            &[("Cookie", &admin)],
+            b"",
+        )
+        .await;
+        assert!(page.body.contains(&id), "{}", page.body);
         // And deleted by LL::NG, gone for the Perl node too.
         let out = driver(bridge.addr, protocol, PASSWORD, KEY, &["delete", &id]).await;
         assert!(out.contains("removed=1"), "{out}");
