@@ -72,6 +72,17 @@ pub struct Config {
     /// ([`MARKER_BITS`]); see the crate docs for which clients are known
     /// to be fine with it.
     pub marker_flag: u32,
+    /// Where a source's feed has no `watch deletions` (memcached 1.6.18):
+    /// compare the nodes' key lists (one `lru_crawler metadump` each) no
+    /// more often than this, and read only the keys whose lists differ, so
+    /// a delete reaches the other nodes in about this long. `None`: deletes
+    /// wait for the full comparison (`resync_interval`).
+    pub key_list_interval: Option<Duration>,
+    /// The share of the time the key-list comparisons may take: the next
+    /// one starts after `cost / key_list_budget` (and never sooner than
+    /// `key_list_interval`). 0.05 by default: with a million keys, whose
+    /// lists take a second or two, one every half minute or so.
+    pub key_list_budget: f64,
 }
 
 /// The bits [`Config::marker_flag`] may use: session-core's modifier bits
@@ -99,6 +110,8 @@ impl Config {
             max_tracked_keys: 1_000_000,
             state_file: None,
             marker_flag: FLAGS_REPLICATED,
+            key_list_interval: Some(Duration::from_secs(1)),
+            key_list_budget: 0.05,
         }
     }
 
@@ -150,6 +163,15 @@ impl Config {
         if self.resync_interval.is_some_and(|d| d.is_zero()) {
             return bad("resync_interval must be positive (or absent)".into());
         }
+        if self.key_list_interval.is_some_and(|d| d.is_zero()) {
+            return bad("key_list_interval must be positive (or absent)".into());
+        }
+        if !(self.key_list_budget > 0.0 && self.key_list_budget <= 1.0) {
+            return bad(format!(
+                "key_list_budget {} must be in (0, 1]",
+                self.key_list_budget
+            ));
+        }
         if self.marker_flag.count_ones() != 1 || self.marker_flag & !MARKER_BITS != 0 {
             return bad(format!(
                 "marker_flag {:#x} must be one bit among {MARKER_BITS:#x} (not a format bit of the codec, {FORMAT_MASK:#x}, nor compression or UTF-8)",
@@ -191,6 +213,9 @@ pub struct FileConfig {
     /// master↔master: the flags bit copies carry (`Config::marker_flag`),
     /// e.g. `0x40000000`: a number, or a string in hex (`"0x40000000"`).
     pub marker_flag: Option<MarkerFlag>,
+    /// Shortest time between key-list comparisons, milliseconds (0 =
+    /// none; see `Config::key_list_interval`).
+    pub key_list_interval_ms: Option<u64>,
 }
 
 /// `marker_flag` in the TOML file: a number or a `0x…` string.

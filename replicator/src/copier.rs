@@ -24,6 +24,48 @@ use crate::state::Known;
 
 /// Keys taken from the queue per round trip.
 const BATCH: usize = 64;
+/// Refused copies remembered per copier (see `Copier::too_large`).
+const TOO_LARGE_REMEMBERED: usize = 10_000;
+
+/// When a queued key's change was seen, from the jobs that named it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    /// The earliest feed line's timestamp.
+    ts: Option<f64>,
+    /// The earliest key-list comparison that found it.
+    listed: Option<f64>,
+}
+
+impl Seen {
+    /// Both, each the earliest of the two.
+    fn earliest(self, other: Seen) -> Seen {
+        let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Seen {
+            ts: min(self.ts, other.ts),
+            listed: min(self.listed, other.listed),
+        }
+    }
+
+    /// When the change was first seen, by either.
+    fn since(self) -> Option<f64> {
+        match (self.ts, self.listed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Attempts per key when a conditional write meets a concurrent client
 /// write; then the key is left to the next resync.
 const ATTEMPTS: usize = 5;
@@ -43,6 +85,9 @@ pub(crate) struct Copier {
     /// entry is dropped once its key is settled: from then on `state`
     /// speaks for it, and a stale entry must not outlive a delete.
     carried: Known,
+    /// Copies a node refused as too large: (key, node) -> the source's CAS
+    /// then. Not tried again until the source's item changes; bounded.
+    too_large: HashMap<(String, usize), u64>,
     /// When each node may be tried again after a failure.
     retry_at: Vec<Option<Instant>>,
     backoff: Vec<std::time::Duration>,
@@ -62,6 +107,7 @@ impl Copier {
             epochs: vec![None; n],
             state: HashMap::new(),
             carried,
+            too_large: HashMap::new(),
             retry_at: vec![None; n],
             backoff: vec![initial; n],
             seen_back: vec![0; n],
@@ -82,19 +128,17 @@ impl Copier {
                 .metrics
                 .queue_depth
                 .fetch_sub(queued as u64, Ordering::Relaxed);
-            let mut keys: Vec<(String, Option<f64>)> = Vec::new();
+            let mut keys: Vec<(String, Seen)> = Vec::new();
             let mut flushes = Vec::new();
             let mut snapshots = Vec::new();
             for job in jobs.drain(..) {
                 match job {
-                    Job::Key { key, ts } => {
+                    Job::Key { key, ts, listed } => {
+                        let seen = Seen { ts, listed };
                         if let Some(k) = keys.iter_mut().find(|(k, _)| *k == key) {
-                            k.1 = match (k.1, ts) {
-                                (Some(a), Some(b)) => Some(a.min(b)),
-                                (a, b) => a.or(b),
-                            };
+                            k.1 = k.1.earliest(seen);
                         } else {
-                            keys.push((key, ts));
+                            keys.push((key, seen));
                         }
                     }
                     Job::Flush(done) => flushes.push(done),
@@ -256,6 +300,22 @@ impl Copier {
         Known { tokens, keys }
     }
 
+    /// `node` refused `key` as too large (`SERVER_ERROR object too large`,
+    /// its `-I` is smaller than the source's): counted, logged at most once
+    /// a minute, and not tried again while the source's CAS is `cas`.
+    fn refused_too_large(&mut self, key: &str, node: usize, cas: u64, size: usize) {
+        let m = &self.shared.metrics;
+        let count = m.too_large.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.shared.too_large_log.allow() {
+            tracing::warn!(link = %self.shared.name, server = %self.shared.nodes[node], key, size, count, "item too large for this server: skipped until it changes (raise its -I; logged at most once a minute)");
+        }
+        if self.too_large.len() >= TOO_LARGE_REMEMBERED {
+            // Forgotten keys are only tried (and refused) once more.
+            self.too_large.clear();
+        }
+        self.too_large.insert((key.to_owned(), node), cas);
+    }
+
     /// What we knew of `node` is void: its absences are no longer deletes.
     fn forget_node(&mut self, node: usize, why: &str) {
         for prev in self.state.values_mut() {
@@ -265,15 +325,15 @@ impl Copier {
         tracing::info!(link = %self.shared.name, %server, why, "keys are compared afresh");
     }
 
-    async fn batch(&mut self, keys: &[(String, Option<f64>)]) -> Result<()> {
+    async fn batch(&mut self, keys: &[(String, Seen)]) -> Result<()> {
         let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
         let per_node = self.read_all(&names).await?;
-        for (i, (key, ts)) in keys.iter().enumerate() {
+        for (i, (key, seen)) in keys.iter().enumerate() {
             let mut items: Vec<Option<RawItem>> =
                 per_node.iter().map(|items| items[i].clone()).collect();
             let mut attempt = 0;
             loop {
-                if self.key(key, &items).await? {
+                if self.key(key, &items, seen.since()).await? {
                     break;
                 }
                 attempt += 1;
@@ -290,20 +350,22 @@ impl Copier {
                     .map(|mut v| v.pop().flatten())
                     .collect();
             }
-            if let Some(ts) = ts {
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                self.shared.metrics.observe_lag(now - ts);
+            if let Some(ts) = seen.ts {
+                self.shared.metrics.observe_lag(unix_now() - ts);
             }
         }
         Ok(())
     }
 
     /// Brings one key in line; false when a conditional write lost to a
-    /// concurrent write (read again and retry).
-    async fn key(&mut self, key: &str, items: &[Option<RawItem>]) -> Result<bool> {
+    /// concurrent write (read again and retry). `since`: when the change
+    /// was seen, for the delay of a delete.
+    async fn key(
+        &mut self,
+        key: &str,
+        items: &[Option<RawItem>],
+        since: Option<f64>,
+    ) -> Result<bool> {
         let slack = self.shared.config.ttl_slack_secs;
         let m = Arc::clone(&self.shared.metrics);
         let actions = match self.shared.mode {
@@ -331,6 +393,7 @@ impl Copier {
             m.unchanged.fetch_add(1, Ordering::Relaxed);
         }
         let mut now: Vec<Option<u64>> = items.iter().map(|i| i.as_ref().map(|i| i.cas)).collect();
+        let mut skipped_too_large = false;
         for action in actions {
             match action {
                 Action::Copy {
@@ -342,13 +405,29 @@ impl Copier {
                     let Some(src) = items[from].as_ref() else {
                         continue;
                     };
+                    if self.too_large.get(&(key.to_owned(), node)) == Some(&src.cas) {
+                        // Refused before, and the source has not changed
+                        // since: trying again would only be refused again.
+                        skipped_too_large = true;
+                        continue;
+                    }
                     let c = self.conn(node).await?;
-                    let outcome = match expect {
-                        Expect::Any => {
-                            WriteOutcome::Stored(c.set(key, &src.value, flags, src.ttl).await?)
+                    let written = match expect {
+                        Expect::Any => c
+                            .set(key, &src.value, flags, src.ttl)
+                            .await
+                            .map(WriteOutcome::Stored),
+                        Expect::Absent => c.add(key, &src.value, flags, src.ttl).await,
+                        Expect::Cas(cas) => c.cas(key, &src.value, flags, src.ttl, cas).await,
+                    };
+                    let outcome = match written {
+                        Ok(outcome) => outcome,
+                        Err(backend_memcached::Error::ServerTooLarge { size, .. }) => {
+                            self.refused_too_large(key, node, src.cas, size);
+                            skipped_too_large = true;
+                            continue;
                         }
-                        Expect::Absent => c.add(key, &src.value, flags, src.ttl).await?,
-                        Expect::Cas(cas) => c.cas(key, &src.value, flags, src.ttl, cas).await?,
+                        Err(e) => return Err(e.into()),
                     };
                     match outcome {
                         WriteOutcome::Stored(cas) => {
@@ -371,6 +450,9 @@ impl Copier {
                         return Ok(false);
                     }
                     m.deleted.fetch_add(1, Ordering::Relaxed);
+                    if let Some(since) = since {
+                        m.observe_delete_delay(unix_now() - since);
+                    }
                     now[node] = None;
                 }
                 Action::Touch { node, ttl } => {
@@ -379,6 +461,10 @@ impl Copier {
                     m.touched.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        if skipped_too_large {
+            // Not in sync: nothing is remembered as if it were.
+            return Ok(true);
         }
         if self.shared.mode == Mode::Mesh {
             self.carried.keys.remove(key);

@@ -166,6 +166,7 @@ pub mod config;
 mod copier;
 pub mod error;
 mod gids;
+mod keylist;
 mod link;
 pub mod metrics;
 mod monitor;

@@ -77,6 +77,7 @@ impl Link {
             resync_wake: Notify::new(),
             health: (0..node_count).map(|_| NodeHealth::default()).collect(),
             malformed_log: RateLimit::new(Duration::from_secs(60)),
+            too_large_log: RateLimit::new(Duration::from_secs(60)),
             config,
         });
         let mut senders = Vec::new();
@@ -162,7 +163,19 @@ async fn feed_once(
 ) -> Result<()> {
     let addr = &shared.nodes[node];
     let timeout = shared.config.io_timeout;
-    let mut watch = match Watch::open(addr, "mutations deletions", timeout).await? {
+    // A server without `watch deletions` answers ERROR (1.6.18); another
+    // may answer CLIENT_ERROR or some other refusal: each means "not
+    // here", and the feed falls back to mutations alone.
+    let mut refusal = "ERROR".to_owned();
+    let with_deletions = match Watch::open(addr, "mutations deletions", timeout).await {
+        Ok(w) => w,
+        Err(backend_memcached::Error::Protocol { message, .. }) => {
+            refusal = message;
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut watch = match with_deletions {
         Some(w) => {
             if *first {
                 tracing::info!(link = %shared.name, server = %addr, "feed: watch mutations deletions");
@@ -173,7 +186,7 @@ async fn feed_once(
         None => match Watch::open(addr, "mutations", timeout).await? {
             Some(w) => {
                 if *first {
-                    tracing::info!(link = %shared.name, server = %addr, "feed: watch mutations (this server has no `watch deletions`: deletes are found by resyncs)");
+                    tracing::info!(link = %shared.name, server = %addr, answer = %refusal, "feed: watch mutations (this server refused `watch deletions`: deletes are found by key-list comparisons)");
                 }
                 shared.metrics.set_deletions_feed(addr, false);
                 w
@@ -269,6 +282,7 @@ async fn read_feed(
                 let job = Job::Key {
                     key: event.key,
                     ts: event.ts,
+                    listed: None,
                 };
                 match queue.try_send(job) {
                     Ok(()) => {

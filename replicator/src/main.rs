@@ -28,7 +28,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     /// TOML file: master, slaves, peers, resync_interval_secs, shards,
     /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics,
-    /// state_file, marker_flag. Flags given here override it.
+    /// state_file, marker_flag, key_list_interval_ms. Flags given here
+    /// override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -88,6 +89,14 @@ struct Args {
     /// that bit; stop the replicator and let it settle when you do.
     #[arg(long, value_name = "BIT", value_parser = replicator::config::parse_flag)]
     marker_flag: Option<u32>,
+
+    /// Where a server has no `watch deletions` (memcached 1.6.18 has none;
+    /// 1.6.38 has it): the shortest time between two
+    /// comparisons of the nodes' key lists, which carry deletes in about
+    /// that long; the next waits 20x the last one's duration if that is
+    /// longer (5% of the time). 0 = none [default: 1000].
+    #[arg(long, value_name = "MS")]
+    key_list_interval_ms: Option<u64>,
 }
 
 fn build(args: Args) -> anyhow::Result<(Config, String)> {
@@ -127,6 +136,9 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
     let mut config = Config::new(topology);
     if let Some(secs) = args.resync_interval.or(file.resync_interval_secs) {
         config.resync_interval = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    if let Some(ms) = args.key_list_interval_ms.or(file.key_list_interval_ms) {
+        config.key_list_interval = (ms > 0).then(|| Duration::from_millis(ms));
     }
     if let Some(n) = args.shards.or(file.shards) {
         config.shards = n;

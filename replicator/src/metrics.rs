@@ -14,6 +14,12 @@ const LAG_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
 
+/// Upper bounds of the delete-delay histogram, seconds: from a few
+/// milliseconds (a deletions feed) to minutes (a full comparison).
+const DELETE_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+];
+
 /// Counters of one link (one master->slave pair, or one mesh of peers).
 #[derive(Debug, Default)]
 pub struct LinkMetrics {
@@ -70,6 +76,19 @@ pub struct LinkMetrics {
     /// Per source server: whether its feed has `watch deletions` (deletes
     /// arrive at once) or only `mutations` (deletes wait for a resync).
     deletions_feed: Mutex<BTreeMap<String, bool>>,
+    /// Delete-delay histogram counts (cumulative buckets on render).
+    delete_buckets: [AtomicU64; DELETE_BUCKETS.len() + 1],
+    /// Sum of observed delete delays, microseconds.
+    delete_sum_us: AtomicU64,
+    /// Completed key-list comparisons (servers without `watch deletions`).
+    pub key_lists: AtomicU64,
+    /// Keys whose lists differed, queued by key-list comparisons.
+    pub key_list_differences: AtomicU64,
+    /// How long the last key-list comparison took, microseconds.
+    pub key_list_last_duration_us: AtomicU64,
+    /// Copies a target refused as too large (`SERVER_ERROR object too
+    /// large`): counted and skipped until the source's item changes.
+    pub too_large: AtomicU64,
 }
 
 impl LinkMetrics {
@@ -85,6 +104,28 @@ impl LinkMetrics {
         let us = (secs * 1e6) as u64;
         self.lag_sum_us.fetch_add(us, Ordering::Relaxed);
         self.lag_last_us.store(us, Ordering::Relaxed);
+    }
+
+    /// Records the delay of one delete: from when it was seen (the feed's
+    /// `deleted` line, or the start of the key-list comparison that found
+    /// it) to its delete on a target.
+    pub fn observe_delete_delay(&self, secs: f64) {
+        let secs = secs.max(0.0);
+        let i = DELETE_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(DELETE_BUCKETS.len());
+        self.delete_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.delete_sum_us
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// Number of delete delays observed.
+    pub fn delete_delay_count(&self) -> u64 {
+        self.delete_buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Number of lags observed.
@@ -143,7 +184,7 @@ type SecondsGauge = (&'static str, &'static str, fn(&LinkMetrics) -> f64);
 /// Renders every link's counters in Prometheus text format.
 pub fn render(links: &[(String, &LinkMetrics)]) -> String {
     let mut out = String::new();
-    let series: [Series; 18] = [
+    let series: [Series; 21] = [
         (
             "replicator_events_total",
             "counter",
@@ -247,6 +288,24 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             |m| &m.state_saves,
         ),
         (
+            "replicator_key_lists_total",
+            "counter",
+            "key-list comparisons (servers without watch deletions)",
+            |m| &m.key_lists,
+        ),
+        (
+            "replicator_key_list_differences_total",
+            "counter",
+            "keys whose lists differed, queued for a read",
+            |m| &m.key_list_differences,
+        ),
+        (
+            "replicator_too_large_total",
+            "counter",
+            "copies a target refused as too large (skipped until the item changes)",
+            |m| &m.too_large,
+        ),
+        (
             "replicator_queue_depth",
             "gauge",
             "keys waiting to be copied",
@@ -263,7 +322,7 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             );
         }
     }
-    let seconds: [SecondsGauge; 2] = [
+    let seconds: [SecondsGauge; 3] = [
         (
             "replicator_resync_last_end_timestamp_seconds",
             "when the last full comparison ended (Unix time; 0 = none yet)",
@@ -273,6 +332,11 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             "replicator_resync_last_duration_seconds",
             "how long the last full comparison took",
             |m| m.resync_last_duration_us.load(Ordering::Relaxed) as f64 / 1e6,
+        ),
+        (
+            "replicator_key_list_last_duration_seconds",
+            "how long the last key-list comparison took",
+            |m| m.key_list_last_duration_us.load(Ordering::Relaxed) as f64 / 1e6,
         ),
     ];
     for (name, help, get) in seconds {
@@ -295,27 +359,52 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             );
         }
     }
-    let name = "replicator_lag_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} from a write on the source to its copy on the target\n# TYPE {name} histogram"
+    histogram(
+        &mut out,
+        "replicator_lag_seconds",
+        "from a write on the source to its copy on the target",
+        &LAG_BUCKETS,
+        links,
+        |m| (&m.lag_buckets[..], &m.lag_sum_us),
     );
+    histogram(
+        &mut out,
+        "replicator_delete_delay_seconds",
+        "from a delete seen (feed line, or the key-list comparison that found it) to its delete on a target",
+        &DELETE_BUCKETS,
+        links,
+        |m| (&m.delete_buckets[..], &m.delete_sum_us),
+    );
+    out
+}
+
+/// One histogram series per link: `counts` has one more slot than
+/// `bounds` (above the last bound); the sum is in microseconds.
+fn histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    links: &[(String, &LinkMetrics)],
+    get: fn(&LinkMetrics) -> (&[AtomicU64], &AtomicU64),
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     for (link, m) in links {
+        let (counts, sum_us) = get(m);
         let mut cumulative = 0;
-        for (i, bound) in LAG_BUCKETS.iter().enumerate() {
-            cumulative += m.lag_buckets[i].load(Ordering::Relaxed);
+        for (bound, count) in bounds.iter().zip(counts) {
+            cumulative += count.load(Ordering::Relaxed);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{link=\"{link}\",le=\"{bound}\"}} {cumulative}"
             );
         }
-        let total = m.lag_count();
+        let total: u64 = counts.iter().map(|c| c.load(Ordering::Relaxed)).sum();
         let _ = writeln!(out, "{name}_bucket{{link=\"{link}\",le=\"+Inf\"}} {total}");
-        let sum = m.lag_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = sum_us.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{link=\"{link}\"}} {sum}");
         let _ = writeln!(out, "{name}_count{{link=\"{link}\"}} {total}");
     }
-    out
 }
 
 #[cfg(test)]
@@ -346,6 +435,8 @@ mod tests {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         );
         m.set_deletions_feed("h:1", true);
+        m.observe_delete_delay(0.02);
+        m.observe_delete_delay(1.5);
         m.set_deletions_feed("h:2", false);
         let text = render(&[("l".into(), &m)]);
         for line in [
@@ -354,6 +445,11 @@ mod tests {
             "replicator_deletions_feed{link=\"l\",server=\"h:1\"} 1",
             "replicator_deletions_feed{link=\"l\",server=\"h:2\"} 0",
             "replicator_state_saves_total{link=\"l\"} 0",
+            "replicator_delete_delay_seconds_bucket{link=\"l\",le=\"0.025\"} 1",
+            "replicator_delete_delay_seconds_bucket{link=\"l\",le=\"2\"} 2",
+            "replicator_delete_delay_seconds_count{link=\"l\"} 2",
+            "replicator_too_large_total{link=\"l\"} 0",
+            "replicator_key_lists_total{link=\"l\"} 0",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

@@ -12,8 +12,15 @@ use crate::state::Known;
 /// Work for a copier.
 #[derive(Debug)]
 pub(crate) enum Job {
-    /// Make this key equal on every node; `ts` is the source's event time.
-    Key { key: String, ts: Option<f64> },
+    /// Make this key equal on every node. `ts` is the source's event time
+    /// (feed lines; the lag and the delay of a delete count from it);
+    /// `listed` the Unix time a key-list comparison found the key's lists
+    /// differing (a delete found so counts its delay from then).
+    Key {
+        key: String,
+        ts: Option<f64>,
+        listed: Option<f64>,
+    },
     /// Answered once every job queued before it is done.
     Flush(oneshot::Sender<()>),
     /// Answered with what the copier knows now (the periodic save of the

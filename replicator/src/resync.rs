@@ -4,6 +4,9 @@
 //! overruns its interval is never run twice at once: there is one loop, and
 //! the next periodic one is counted from the end of the previous.
 //!
+//! Between them, where a source has no deletions feed, the same task runs
+//! the cheap key-list comparisons (`keylist.rs`) at their own pace.
+//!
 //! Between masters with a state file, each completed comparison is
 //! followed by a save of what the copiers know (`state.rs`), written off
 //! the runtime's threads, so a crash loses at most one interval.
@@ -18,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::keylist::KeyLists;
 use crate::queues::{Job, Queues};
 use crate::run_marker::{replicated, server_epoch};
 use crate::shared::{LinkShared, Mode, pause};
@@ -32,6 +36,8 @@ pub(crate) async fn resync_loop(
     let mut backoff = shared.config.backoff_initial;
     let mut next_periodic = shared.config.resync_interval.map(|d| Instant::now() + d);
     let mut due_now = false;
+    let mut lists = KeyLists::new(shared.nodes.len());
+    let mut next_list = shared.config.key_list_interval.map(|d| Instant::now() + d);
     loop {
         if !due_now {
             let periodic = async {
@@ -40,10 +46,25 @@ pub(crate) async fn resync_loop(
                     None => std::future::pending().await,
                 }
             };
+            let list_due = async {
+                match next_list {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut list_now = false;
             tokio::select! {
                 _ = shared.resync_wake.notified() => {}
                 _ = periodic => {}
+                _ = list_due => list_now = true,
                 _ = stop.wait_for(|s| *s) => return,
+            }
+            if list_now {
+                match key_list(&shared, &queues, &mut lists, &mut stop).await {
+                    Some(at) => next_list = Some(at),
+                    None => return,
+                }
+                continue;
             }
         }
         due_now = false;
@@ -78,6 +99,34 @@ pub(crate) async fn resync_loop(
                 due_now = true;
                 backoff = (backoff * 2).min(shared.config.backoff_max);
             }
+        }
+    }
+}
+
+/// One key-list comparison if a source lacks a deletions feed; when the
+/// next may start (`None` when asked to stop).
+async fn key_list(
+    shared: &Arc<LinkShared>,
+    queues: &Queues,
+    lists: &mut KeyLists,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Instant> {
+    let floor = shared
+        .config
+        .key_list_interval
+        .unwrap_or(shared.config.backoff_max);
+    if !KeyLists::needed(shared) {
+        // Every feed reports deletes (or none is connected yet): look again
+        // later, a feed may reconnect to another server.
+        return Some(Instant::now() + floor);
+    }
+    match lists.compare(shared, queues, stop).await {
+        Ok(Some(took)) => Some(lists.next_after(shared, took)),
+        Ok(None) => None,
+        Err(e) => {
+            shared.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(link = %shared.name, error = %e, "key-list comparison failed");
+            Some(Instant::now() + floor.max(shared.config.backoff_max))
         }
     }
 }
@@ -174,7 +223,11 @@ async fn resync_once(
     tracing::info!(link = %shared.name, keys = total, "resync: comparing every key");
     for (i, key) in keys.into_iter().enumerate() {
         let queue = queues.of(&key).clone();
-        let job = Job::Key { key, ts: None };
+        let job = Job::Key {
+            key,
+            ts: None,
+            listed: None,
+        };
         tokio::select! {
             sent = queue.send(job) => if sent.is_err() { return Ok(false) },
             _ = stop.wait_for(|s| *s) => return Ok(false),

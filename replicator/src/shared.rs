@@ -33,6 +33,8 @@ pub(crate) struct LinkShared {
     pub(crate) health: Vec<NodeHealth>,
     /// Unreadable feed lines are logged at most this often.
     pub(crate) malformed_log: RateLimit,
+    /// Copies refused as too large are logged at most this often.
+    pub(crate) too_large_log: RateLimit,
 }
 
 /// News of one node, from the link's monitor (`monitor.rs`).

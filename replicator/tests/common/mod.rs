@@ -201,3 +201,136 @@ pub async fn stat(server: &Server, name: &str) -> u64 {
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or_else(|| panic!("no stat {name}"))
 }
+
+/// `n` memcached 1.6.38 servers (Debian 13's, with `watch deletions`;
+/// always local processes: `bash .ci/memcached-trixie` installs it).
+pub async fn memcacheds_feed(n: usize) -> Vec<Server> {
+    let provider = Provider::from_env().await.unwrap_or_else(|e| {
+        panic!("no provider for test servers (set {PROVIDER_ENV}=docker|process): {e}")
+    });
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            provider
+                .memcached_feed(test_support::MemcachedOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("starting memcached 1.6.38: {e}")),
+        );
+    }
+    out
+}
+
+/// A memcached of the system's version (1.6.18 on Debian 12) with `opts`.
+pub async fn memcached_with(opts: test_support::MemcachedOptions) -> Server {
+    let provider = Provider::from_env().await.unwrap_or_else(|e| {
+        panic!("no provider for test servers (set {PROVIDER_ENV}=docker|process): {e}")
+    });
+    provider
+        .memcached_with(opts)
+        .await
+        .unwrap_or_else(|e| panic!("starting memcached ({}): {e}", provider.description()))
+}
+
+/// `count` keys `prefix{i}` = `v{i}` written on `server`, 8 connections
+/// at once.
+pub async fn fill(server: &Server, prefix: &str, count: usize) {
+    let writers = 8;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let mut c = conn(server).await;
+        let prefix = prefix.to_owned();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..count).step_by(writers) {
+                c.set(
+                    &format!("{prefix}{i}"),
+                    format!("v{i}").as_bytes(),
+                    0,
+                    Ttl::NEVER,
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A plain-text connection, as Perl's Cache::Memcached speaks: `delete
+/// KEY\r\n`, no meta command.
+pub struct TextClient(tokio::net::TcpStream);
+
+impl TextClient {
+    /// Connects to `server`.
+    pub async fn connect(server: &Server) -> TextClient {
+        TextClient(tokio::net::TcpStream::connect(server.addr()).await.unwrap())
+    }
+
+    /// `delete KEY`; true for `DELETED`, false for `NOT_FOUND`.
+    pub async fn delete(&mut self, key: &str) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.0
+            .write_all(format!("delete {key}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            let mut byte = [0u8; 1];
+            self.0.read_exact(&mut byte).await.unwrap();
+            line.push(byte[0]);
+        }
+        match &line[..] {
+            b"DELETED\r\n" => true,
+            b"NOT_FOUND\r\n" => false,
+            other => panic!("delete {key}: {:?}", String::from_utf8_lossy(other)),
+        }
+    }
+}
+
+/// The `q`-th quantile (0..=1) of `samples`, nearest rank.
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Deletes each of `keys` on `from` with a plain `delete` (one at a time,
+/// `gap` apart) and measures how long each takes to be gone from `to`
+/// (read every `poll`, for at most `limit` each).
+pub async fn delete_delays(
+    from: &Server,
+    to: &Server,
+    keys: &[String],
+    gap: Duration,
+    poll: Duration,
+    limit: Duration,
+) -> Vec<Duration> {
+    let mut text = TextClient::connect(from).await;
+    let mut reader = conn(to).await;
+    let mut delays = Vec::new();
+    for key in keys {
+        assert!(
+            reader.get_many(&[key.as_str()]).await.unwrap()[0].is_some(),
+            "{key} is not on the other side before its delete"
+        );
+        let start = Instant::now();
+        assert!(text.delete(key).await, "{key} was not on {}", from.addr());
+        loop {
+            if reader.get_many(&[key.as_str()]).await.unwrap()[0].is_none() {
+                break;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{key} still on {} {limit:?} after its delete on {}",
+                to.addr(),
+                from.addr()
+            );
+            tokio::time::sleep(poll).await;
+        }
+        delays.push(start.elapsed());
+        tokio::time::sleep(gap).await;
+    }
+    delays
+}
