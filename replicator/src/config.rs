@@ -32,9 +32,9 @@ pub struct Config {
     /// Who copies to whom.
     pub topology: Topology,
     /// A full comparison this often, besides those at start, after a
-    /// reconnect and after skipped events; `None` for none. In master↔master
-    /// mode this also bounds how long a delete takes to reach the other
-    /// peers (memcached 1.6.18 reports no deletes).
+    /// reconnect and after skipped events; `None` for none. Without a
+    /// deletions feed and without key lists (`key_list_interval` off), it
+    /// also bounds how long a delete takes to reach the other nodes.
     pub resync_interval: Option<Duration>,
     /// Parallel copiers per link (keys are split among them by hash, so
     /// one key is always handled by one copier, in order).

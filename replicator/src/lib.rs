@@ -4,11 +4,23 @@
 //!
 //! # How
 //!
-//! - **Change feed.** One `watch mutations` connection per source (plus
-//!   `deletions` where the server has it; memcached 1.6.18 answers `ERROR`
-//!   and the feed falls back). Each `item_store` line names a key; the key
-//!   goes on a bounded queue. A line that cannot be read is logged and
-//!   counted, never fatal.
+//! - **Change feed.** One `watch mutations deletions` connection per
+//!   source. Each `item_store` line, and each `deleted` line, names a key;
+//!   the key goes on a bounded queue. A server without `watch deletions`
+//!   (memcached 1.6.18 answers `ERROR`; any refusal, `CLIENT_ERROR`
+//!   included, counts the same) gets `watch mutations` alone, said in one
+//!   log line. A line that cannot be read is logged and counted, never
+//!   fatal.
+//! - **Key lists** (sources without a deletions feed only, `keylist.rs`).
+//!   The nodes' key lists (one `lru_crawler metadump all` each, all nodes
+//!   at once) are compared every [`Config::key_list_interval`] (1 s), or
+//!   every `cost / key_list_budget` if longer (the median of the last five
+//!   comparisons' durations; 5%: with a million keys, whose lists take a
+//!   second or two, every half minute or so). A key listed on some nodes
+//!   but not all, or listed last time and now nowhere, is queued like an
+//!   event; only those keys are read. A list is not exact (memcached
+//!   leaves out items being read at that instant), so a missing key is only
+//!   ever a reason to read it.
 //! - **Copy.** A copier reads the key on every node with meta `mg` (value,
 //!   flags, remaining TTL, CAS), decides (below) and writes with the same
 //!   flags and the remaining TTL. Values are read at copy time, never taken
@@ -42,9 +54,9 @@
 //!
 //! The slave ends equal to the master: missing or different items are
 //! written with the master's exact flags and remaining TTL; items the
-//! master no longer has are deleted from the slave (this is how deletes,
-//! expiries and evictions reach it without a deletions feed: at the next
-//! resync). A differing TTL alone is corrected with a touch. Several slaves
+//! master no longer has are deleted from the slave (a delete comes from
+//! the deletions feed, or from the next key-list comparison on 1.6.18;
+//! expiries and evictions from a key list or the next full comparison). A differing TTL alone is corrected with a touch. Several slaves
 //! are independent links: a dead slave delays only itself.
 //!
 //! # master ↔ master
@@ -109,10 +121,25 @@
 //! peers the same memory so that evictions are rare. Expiry happens at the
 //! same time on every peer anyway, since TTLs are copied.
 //!
-//! **Delete latency.** Without a deletions feed, a delete is seen by the
-//! next resync, so `resync_interval` bounds how long a deleted key stays on
-//! the other peers. Each resync costs one metadump per peer and one
-//! pipelined `mg` per key and peer.
+//! **Delete latency**, by memcached version (measured by
+//! `tests/deletes.rs` with plain-text deletes as Perl sends them, and by
+//! the bench's `replication` section):
+//!
+//! | server | how a delete travels | delay |
+//! |---|---|---|
+//! | 1.6.38 (Debian 13) and later | its `deleted` feed line | milliseconds (tests: p99 under 50 ms) |
+//! | 1.6.18 (Debian 12) | the next key-list comparison | about `key_list_interval` (1 s) with 10k keys (tests: p99 under 3 s); more as lists grow (5% pacing) |
+//! | either, `key_list_interval` off | the next full comparison | up to `resync_interval` (60 s) |
+//!
+//! A full comparison costs one metadump per node and one pipelined `mg`
+//! per key and node; a key-list comparison one metadump per node, plus an
+//! `mg` per node for each differing key only.
+//!
+//! **Too large for a target.** A copy a target refuses with `SERVER_ERROR
+//! object too large` (its `-I` is smaller than the source's) is counted
+//! (`replicator_too_large_total`), logged at most once a minute, and not
+//! tried again until the source's item changes (its CAS); the key stays
+//! out of sync, not retried in a loop.
 //!
 //! **The state file** ([`Config::state_file`], master↔master) is saved
 //! after each completed comparison (temp file and rename, on a blocking
@@ -130,7 +157,14 @@
 //! `replicator_resync_last_end_timestamp_seconds` (Unix time the last
 //! comparison ended), `replicator_resync_last_duration_seconds`,
 //! `replicator_deletions_feed` (label `server` too: 1 when that source's
-//! feed reports deletes) (gauges); `replicator_lag_seconds` (histogram).
+//! feed reports deletes), `replicator_key_list_last_duration_seconds`
+//! (gauges); `replicator_key_lists_total`,
+//! `replicator_key_list_differences_total` (keys queued by key lists),
+//! `replicator_too_large_total` (counters); `replicator_lag_seconds` (from
+//! a source's event to its copy) and `replicator_delete_delay_seconds`
+//! (from a delete seen, by its feed line's time or the start of the
+//! key-list comparison that found it, to its delete on a target)
+//! (histograms).
 //!
 //! # Limits
 //!
@@ -139,7 +173,11 @@
 //!   with every peer's item in hand); they are caught up by the resync
 //!   after it returns.
 //! - A resync reads every key of every node; its cost grows with the
-//!   number of keys, and missed events wait for it.
+//!   number of keys, and missed events wait for it. Key lists are cheaper
+//!   but still one metadump per node: with many keys they run less often
+//!   (5% pacing), so on 1.6.18 a delete's delay grows with the key count.
+//! - A key-list comparison sees keys, not values: a missed write whose
+//!   key is on every node waits for the next full comparison.
 //! - A key memcached's crawler leaves out of both dumps of a resync
 //!   (items being moved or read at that instant) waits for the next one.
 //!
@@ -149,6 +187,7 @@
 //! - `link.rs`: starts a link; its change feeds.
 //! - `gids.rs`: the window that tells lost feed lines from late ones.
 //! - `resync.rs`: the comparisons, one at a time, and the state saves.
+//! - `keylist.rs`: the key-list comparisons and their pacing.
 //! - `monitor.rs`: per node, notices it coming back (or back empty).
 //! - `queues.rs`: the copiers' jobs and queues (a key, one copier).
 //! - `shared.rs`: what a link's tasks share (a leaf).

@@ -17,10 +17,12 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Replicates every key (sessions, reverse keys, anything) between
-/// memcached servers: from the `watch mutations` feed, values read with
-/// meta mg (value, flags, remaining TTL), plus full comparisons at start,
-/// after reconnects, after missed events and periodically. Deletes reach
-/// slaves, and between masters a delete on either side sticks on both.
+/// memcached servers: from the `watch mutations deletions` feed, values
+/// read with meta mg (value, flags, remaining TTL), plus full comparisons
+/// at start, after reconnects, after missed events and periodically.
+/// Deletes reach slaves, and between masters a delete on either side
+/// sticks on both: in milliseconds on memcached 1.6.38+, in about a second
+/// on 1.6.18 (no deletions feed: key-list comparisons).
 ///
 /// Logs go to stderr; RUST_LOG sets the level (default info).
 #[derive(Debug, Parser)]
@@ -48,8 +50,8 @@ struct Args {
     peer: Vec<String>,
 
     /// Seconds between periodic full comparisons; 0 = none [default: 60].
-    /// Between masters it bounds how long a delete takes to reach the
-    /// others (memcached 1.6.18 reports no deletes in its feed).
+    /// They catch what the feeds and key lists cannot see (evictions,
+    /// a missed write of a key every node has).
     #[arg(long, value_name = "SECS")]
     resync_interval: Option<u64>,
 
