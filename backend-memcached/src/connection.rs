@@ -1,5 +1,5 @@
-//! One TCP connection to one memcached server: connect with a deadline,
-//! write a request, read answer lines and data blocks.
+//! One connection to one memcached server (plain or TLS, opened by
+//! `crate::connector`): write a request, read answer lines and data blocks.
 //!
 //! The connection knows nothing about commands; the `protocol` modules
 //! encode requests and interpret what is read here. Deadlines for a whole
@@ -11,10 +11,11 @@ use std::io;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::connector::Connector;
 use crate::error::{Error, Result};
+use crate::transport::Stream;
 
 /// The longest answer line we accept. Real lines are under 300 bytes (a
 /// 250-byte key plus a few flags); a longer one means a confused stream.
@@ -44,7 +45,7 @@ pub(crate) enum IdleState {
 /// The read side of a connection: answer lines and data blocks, with the
 /// limits that keep a confused or hostile stream from costing more than
 /// what it really sends. Generic over the stream so that a pooled
-/// [`Connection`] (a whole `TcpStream`) and a multiplexed connection's
+/// [`Connection`] (a whole [`Stream`]) and a multiplexed connection's
 /// reader task (the read half alone, `crate::mux`) share it.
 #[derive(Debug)]
 pub(crate) struct Reader<R> {
@@ -216,27 +217,35 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 /// An open connection, used by one request at a time.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    reader: Reader<TcpStream>,
+    reader: Reader<Stream>,
     /// Bytes of the last request handed to the socket: zero after a failed
     /// [`Connection::send`] means none of it can have reached the server.
     written_since_request: usize,
 }
 
 impl Connection {
-    /// Opens a connection to `server` (`host:port`) within `timeout`.
+    /// Opens a plain connection to `server` (`host:port`) within `timeout`.
     #[cfg(test)]
     pub(crate) async fn connect(server: &str, timeout: Duration) -> Result<Self> {
-        Connection::connect_until(server, Instant::now() + timeout, timeout).await
+        Connection::connect_until(
+            &Connector::plain(),
+            server,
+            Instant::now() + timeout,
+            timeout,
+        )
+        .await
     }
 
-    /// Opens a connection to `server`, giving up at `deadline`; `after` is
-    /// the budget the deadline stands for, for the error.
+    /// Opens a connection to `server` the way `connector` says (TLS,
+    /// authentication), giving up at `deadline`; `after` is the budget the
+    /// deadline stands for, for the error.
     pub(crate) async fn connect_until(
+        connector: &Connector,
         server: &str,
         deadline: Instant,
         after: Duration,
     ) -> Result<Self> {
-        let stream = connect_stream(server, deadline, after).await?;
+        let stream = connector.open(server, deadline, after).await?;
         Ok(Connection {
             reader: Reader::new(stream, server.to_owned()),
             written_since_request: 0,
@@ -249,7 +258,7 @@ impl Connection {
     }
 
     /// The read side, for the answer parsers.
-    pub(crate) fn reader(&mut self) -> &mut Reader<TcpStream> {
+    pub(crate) fn reader(&mut self) -> &mut Reader<Stream> {
         &mut self.reader
     }
 
@@ -276,21 +285,16 @@ impl Connection {
     /// Whether an idle connection can take a request: nothing buffered and
     /// nothing (data or end of stream) waiting in the socket. Does not
     /// block; readiness the runtime has not seen yet reads as clean.
-    pub(crate) fn idle_state(&self) -> IdleState {
+    pub(crate) fn idle_state(&mut self) -> IdleState {
         if self.has_unread() {
             return IdleState::Unsolicited;
         }
-        let mut probe = [0u8; 1];
-        match self.reader.stream.get_ref().try_read(&mut probe) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => IdleState::Clean,
-            Ok(0) | Err(_) => IdleState::Closed,
-            Ok(_) => IdleState::Unsolicited,
-        }
+        self.reader.stream.get_mut().idle_state()
     }
 
     /// The socket itself, for a multiplexed connection to split (nothing
     /// may be buffered yet: it is taken right after connecting).
-    pub(crate) fn into_stream(self) -> TcpStream {
+    pub(crate) fn into_stream(self) -> Stream {
         self.reader.stream.into_inner()
     }
 
@@ -340,33 +344,6 @@ impl Connection {
     ) -> Result<Vec<u8>> {
         self.reader.read_block(operation, len).await
     }
-}
-
-/// Opens a TCP connection to `server` with Nagle off, giving up at
-/// `deadline` (`after` is the budget it stands for, for the error).
-async fn connect_stream(server: &str, deadline: Instant, after: Duration) -> Result<TcpStream> {
-    let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(server)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => {
-            return Err(Error::Connect {
-                server: server.to_owned(),
-                source,
-            });
-        }
-        Err(_) => {
-            return Err(Error::ConnectTimeout {
-                server: server.to_owned(),
-                after,
-            });
-        }
-    };
-    // Requests are written whole; Nagle would only add latency to the
-    // small ones.
-    stream.set_nodelay(true).map_err(|source| Error::Connect {
-        server: server.to_owned(),
-        source,
-    })?;
-    Ok(stream)
 }
 
 /// `line` without its trailing `\n` or `\r\n`.

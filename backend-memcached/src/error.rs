@@ -170,6 +170,97 @@ pub enum Error {
         /// What was wrong.
         message: String,
     },
+
+    /// memcached refused the credentials (`user:password@`) of a new
+    /// connection: wrong user or password for its `-Y` file. Nothing else
+    /// was sent; retrying cannot help, so it is a configuration error to a
+    /// `Store` caller and does not mark the server down.
+    #[error(
+        "memcached at {server} refused the credentials of user {user:?} (wrong user or \
+         password for its -Y file)"
+    )]
+    Unauthorized {
+        /// The server address.
+        server: String,
+        /// The user name (never the password).
+        user: String,
+    },
+
+    /// TLS with the server failed before any request was sent.
+    #[error("TLS with {server} failed: {cause}: {detail}")]
+    Tls {
+        /// The server address.
+        server: String,
+        /// What went wrong, in a word.
+        cause: TlsFailure,
+        /// rustls's own words, or what happened to the connection.
+        detail: String,
+    },
+
+    /// A new connection got no answer at all to its first request within
+    /// the connect timeout. A memcached serving TLS only (`-Z`) stays
+    /// silent like this when a plaintext client writes to it, hence the
+    /// hint; a hung server does too.
+    #[error(
+        "{server} did not answer {step} within the connect timeout ({after:?}); a memcached \
+         serving TLS (-Z) stays silent to a plaintext client: if it does, use memcacheds://"
+    )]
+    NoAnswer {
+        /// The server address.
+        server: String,
+        /// The request that got no answer.
+        step: &'static str,
+        /// The connect timeout.
+        after: Duration,
+    },
+}
+
+/// Why TLS with a server failed ([`Error::Tls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The server's certificate chain does not lead to a trusted CA (`ca=`
+    /// or the system's roots), or is otherwise invalid.
+    UntrustedCertificate,
+    /// The server's certificate (or one of its chain) has expired or is not
+    /// valid yet.
+    ExpiredCertificate,
+    /// The server's certificate is not issued for the name we connected to
+    /// (its host, or `server_name=`).
+    HostnameMismatch,
+    /// The server answered in plaintext: the port does not serve TLS (use
+    /// `memcached://`, or start memcached with `-Z`).
+    NotTls,
+    /// No handshake answer within the connect timeout: a plaintext
+    /// memcached waits for a line end the ClientHello may not contain.
+    HandshakeTimeout,
+    /// The server refused our client certificate, or wanted one we did
+    /// not give (`cert=`/`key=`; memcached's `ssl_verify_mode`).
+    ClientCertificateRefused,
+    /// Anything else (see the detail).
+    Other,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsFailure::UntrustedCertificate => "the server's certificate is not trusted",
+            TlsFailure::ExpiredCertificate => "the server's certificate has expired",
+            TlsFailure::HostnameMismatch => {
+                "the server's certificate is not valid for its name (see server_name=)"
+            }
+            TlsFailure::NotTls => {
+                "the server answered in plaintext: it does not serve TLS (memcached -Z) on this port"
+            }
+            TlsFailure::HandshakeTimeout => {
+                "no TLS handshake answer: the port may not serve TLS (memcached -Z)"
+            }
+            TlsFailure::ClientCertificateRefused => {
+                "the server refused or missed our client certificate (cert=, key=)"
+            }
+            TlsFailure::Other => "handshake failed",
+        })
+    }
 }
 
 impl Error {
@@ -183,6 +274,11 @@ impl Error {
                 | Error::MarkedDown { .. }
                 | Error::Io { sent: false, .. }
                 | Error::Timeout { sent: false, .. }
+                | Error::NoAnswer { .. }
+                | Error::Tls {
+                    cause: TlsFailure::HandshakeTimeout,
+                    ..
+                }
         )
     }
 
@@ -239,7 +335,12 @@ impl Error {
             | Error::ConnectTimeout { .. }
             | Error::PoolTimeout { .. }
             | Error::MarkedDown { .. }
-            | Error::NoLiveServer { .. } => Some(Delivery::NotSent),
+            | Error::NoLiveServer { .. }
+            | Error::NoAnswer { .. }
+            | Error::Tls {
+                cause: TlsFailure::HandshakeTimeout,
+                ..
+            } => Some(Delivery::NotSent),
             _ => None,
         }
     }
@@ -255,6 +356,11 @@ impl Error {
                 | Error::Io { .. }
                 | Error::Timeout { .. }
                 | Error::Protocol { .. }
+                | Error::NoAnswer { .. }
+                | Error::Tls {
+                    cause: TlsFailure::HandshakeTimeout,
+                    ..
+                }
         )
     }
 }
@@ -315,9 +421,47 @@ impl From<Error> for session_core::Error {
             },
             // A deployment fault, not a transient one: retrying cannot help,
             // so it is reported as configuration (kind `Config`).
-            e @ (Error::CasDisabled { .. } | Error::MetaUnsupported { .. }) => {
-                Core::InvalidConfig(e.to_string())
-            }
+            // So are refused credentials and a certificate that does not
+            // verify: retrying cannot help, and nothing was sent.
+            e @ (Error::CasDisabled { .. }
+            | Error::MetaUnsupported { .. }
+            | Error::Unauthorized { .. }
+            | Error::Tls {
+                cause:
+                    TlsFailure::UntrustedCertificate
+                    | TlsFailure::ExpiredCertificate
+                    | TlsFailure::HostnameMismatch
+                    | TlsFailure::NotTls
+                    | TlsFailure::ClientCertificateRefused
+                    | TlsFailure::Other,
+                ..
+            }) => Core::InvalidConfig(e.to_string()),
+            // Silence: maybe a TLS/plaintext mix-up, maybe a hung server;
+            // the message says which to suspect.
+            Error::NoAnswer {
+                server,
+                step,
+                after,
+            } => Core::Unavailable {
+                message: format!(
+                    "no answer to {step} within the connect timeout ({after:?}); a memcached \
+                     serving TLS (-Z) stays silent to a plaintext client: if it does, use \
+                     memcacheds://"
+                ),
+                server,
+                delivery,
+                source: None,
+            },
+            Error::Tls {
+                server,
+                cause: cause @ TlsFailure::HandshakeTimeout,
+                detail,
+            } => Core::Unavailable {
+                message: format!("TLS: {cause}: {detail}"),
+                server,
+                delivery,
+                source: None,
+            },
             Error::ServerError { server, message } | Error::Protocol { server, message } => {
                 Core::Protocol {
                     server,
@@ -390,6 +534,32 @@ mod tests {
             session_core::Error::from(io(true).unsent()).delivery(),
             Some(Delivery::NotSent)
         );
+    }
+
+    #[test]
+    fn refused_credentials_and_bad_certificates_are_config_errors_not_retried() {
+        for e in [
+            Error::Unauthorized {
+                server: "s:1".into(),
+                user: "app".into(),
+            },
+            Error::Tls {
+                server: "s:1".into(),
+                cause: TlsFailure::HostnameMismatch,
+                detail: "certificate not valid for name".into(),
+            },
+        ] {
+            let core = session_core::Error::from(e);
+            assert_eq!(core.kind(), session_core::ErrorKind::Config, "{core:?}");
+            assert!(!core.is_retryable(), "{core:?}");
+        }
+        let core = session_core::Error::from(Error::NoAnswer {
+            server: "s:1".into(),
+            step: "`stats settings`",
+            after: Duration::from_millis(5),
+        });
+        assert!(core.to_string().contains("memcacheds://"), "{core}");
+        assert_eq!(core.delivery(), Some(Delivery::NotSent));
     }
 
     #[test]
@@ -521,6 +691,49 @@ mod tests {
                 false,
                 true,
                 None,
+            ),
+            (
+                Error::Unauthorized {
+                    server: server(),
+                    user: "app".into(),
+                },
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::Tls {
+                    server: server(),
+                    cause: TlsFailure::UntrustedCertificate,
+                    detail: "x".into(),
+                },
+                false,
+                false,
+                false,
+                None,
+            ),
+            (
+                Error::Tls {
+                    server: server(),
+                    cause: TlsFailure::HandshakeTimeout,
+                    detail: "x".into(),
+                },
+                true,
+                true,
+                true,
+                Some(Delivery::NotSent),
+            ),
+            (
+                Error::NoAnswer {
+                    server: server(),
+                    step: "`stats settings`",
+                    after: d,
+                },
+                true,
+                true,
+                true,
+                Some(Delivery::NotSent),
             ),
         ];
         for (e, connect, transport, down, delivery) in cases {

@@ -23,8 +23,10 @@
 //!   dialects behind one op/reply shape; answers are read as frames first
 //!   and interpreted with the request afterwards, so both connection modes
 //!   share one parser.
-//! - `connection`: one TCP connection with a connect deadline, and the
-//!   bounded answer reader both modes use.
+//! - `connection`: one connection, and the bounded answer reader both
+//!   modes use; `connector` opens it (TCP within a connect deadline, then
+//!   the TLS handshake and memcached's authentication when configured),
+//!   `transport` is its byte stream, plain TCP or TLS.
 //! - `pool`: a bounded per-server pool that never reuses a connection whose
 //!   answer was not read completely, or that holds bytes no request asked
 //!   for (so neither a cancelled request nor a misbehaving server can leak
@@ -67,14 +69,15 @@
 
 pub mod config;
 mod connection;
+mod connector;
 pub mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 #[path = "../tests/common/fake.rs"]
 mod fake;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod mux;
 mod pool;
 mod protocol;
@@ -83,9 +86,13 @@ pub mod router;
 pub mod scan;
 mod server;
 mod store;
+mod transport;
 
-pub use config::{ConnectionMode, FailurePolicy, MemcachedConfig, Protocol, Routing, ServerSpec};
-pub use error::{Error, Result};
+pub use config::{
+    ConnectionMode, Credentials, FailurePolicy, MemcachedConfig, Protocol, Routing, ServerSpec,
+    TlsConfig, redact_url,
+};
+pub use error::{Error, Result, TlsFailure};
 pub use router::Router;
 pub use server::{ServerState, ServerStats};
 pub use store::MemcachedStore;

@@ -47,8 +47,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
@@ -56,6 +54,7 @@ use tokio::time::Instant;
 use crate::connection::Reader;
 use crate::error::{Error, Result};
 use crate::protocol::frame::{self, Frame, Framing};
+use crate::transport::{ReadHalf, Stream, WriteHalf};
 
 /// Submissions a connection's channel holds before callers wait for room.
 pub(crate) const QUEUE: usize = 1024;
@@ -206,8 +205,8 @@ impl MuxConn {
     /// Starts the writer and reader tasks on a freshly connected `stream`
     /// (nothing read or written on it yet). `max_block` bounds the data
     /// blocks its reader accepts.
-    pub(crate) fn start(stream: TcpStream, server: String, max_block: usize) -> MuxConn {
-        let (read_half, write_half) = stream.into_split();
+    pub(crate) fn start(stream: Stream, server: String, max_block: usize) -> MuxConn {
+        let (read_half, write_half) = stream.split();
         let (submit, submissions) = mpsc::channel(QUEUE);
         let shared = Arc::new(Shared {
             server: server.clone(),
@@ -324,7 +323,7 @@ impl MuxConn {
 /// The writer task: gathers waiting submissions into one write.
 async fn write_loop(
     mut submissions: mpsc::Receiver<Submission>,
-    mut socket: OwnedWriteHalf,
+    mut socket: WriteHalf,
     shared: Arc<Shared>,
 ) {
     let mut buf = Vec::with_capacity(WRITE_CHUNK);
@@ -368,7 +367,14 @@ async fn write_loop(
         if buf.is_empty() {
             continue;
         }
-        if let Err(e) = socket.write_all(&buf).await {
+        // The flush matters for TLS only: a record rustls could not write
+        // whole stays in its buffer until flushed (TCP's flush does nothing).
+        if let Err(e) = async {
+            socket.write_all(&buf).await?;
+            socket.flush().await
+        }
+        .await
+        {
             shared.broken(format!("write failed: {e}"));
             return;
         }
@@ -379,7 +385,7 @@ async fn write_loop(
 }
 
 /// The reader task: matches answers to the waiting queue, in order.
-async fn read_loop(mut reader: Reader<OwnedReadHalf>, shared: Arc<Shared>) {
+async fn read_loop(mut reader: Reader<ReadHalf>, shared: Arc<Shared>) {
     loop {
         match reader.wait_readable().await {
             Ok(true) => shared.ever_read.store(true, Ordering::Release),

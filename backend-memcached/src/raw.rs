@@ -11,6 +11,13 @@
 //! stream, one line per event), and [`WatchEvent::parse`] reads its
 //! `item_store` lines.
 //!
+//! Both open their connection from a **target**: `host:port` (plain TCP),
+//! or a one-server store URL, `memcached://[user:password@]host:port` or
+//! `memcacheds://...?ca=...` (see [`crate::config`]), for TLS and
+//! authentication exactly as a store gets them. [`target_addr`] checks a
+//! target without connecting and gives the address to print (never the
+//! password).
+//!
 //! No routing, pooling or down-marking here: the caller owns the
 //! connection, and any error leaves it unusable ([`RawConnection::is_broken`]),
 //! since an answer may be half read; the caller reconnects.
@@ -29,8 +36,9 @@ use std::time::Duration;
 use session_core::{DeleteOutcome, Ttl};
 use tokio::time::Instant;
 
-use crate::config::Protocol;
+use crate::config::{MemcachedConfig, Protocol};
 use crate::connection::Connection;
+use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::protocol::{self, Op, Reply, StoreMode, StoreReply};
 
@@ -78,12 +86,65 @@ pub struct RawConnection {
 /// The largest number of keys [`RawConnection::dump_keys`] accepts.
 pub const MAX_DUMP_KEYS: usize = 50_000_000;
 
+/// Checks a target (`host:port`, or a one-server `memcached://` or
+/// `memcacheds://` URL) without connecting, and returns its `host:port`,
+/// the form to print.
+///
+/// ```
+/// use backend_memcached::raw::target_addr;
+/// assert_eq!(target_addr("10.0.0.1:11211").unwrap(), "10.0.0.1:11211");
+/// assert_eq!(target_addr("memcacheds://app:pw@mc1:11211?ca=/ca.pem").unwrap(), "mc1:11211");
+/// assert!(target_addr("memcached://a:1,b:2").is_err());
+/// ```
+pub fn target_addr(target: &str) -> Result<String> {
+    Ok(match one_server(target)? {
+        Some(config) => config.servers[0].addr(),
+        None => target.to_owned(),
+    })
+}
+
+/// The configuration a URL target names (exactly one server); `None` for
+/// a bare `host:port`, which is checked as such.
+fn one_server(target: &str) -> Result<Option<MemcachedConfig>> {
+    if !target.contains("://") {
+        match target.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                return Ok(None);
+            }
+            _ => {
+                return Err(Error::InvalidConfig(format!(
+                    "{target:?} is neither host:port nor a memcached:// or memcacheds:// URL"
+                )));
+            }
+        }
+    }
+    let config = MemcachedConfig::from_url(target)?;
+    if config.servers.len() != 1 {
+        return Err(Error::InvalidConfig(format!(
+            "{:?} names {} servers; a raw connection goes to one",
+            crate::config::redact_url(target),
+            config.servers.len()
+        )));
+    }
+    Ok(Some(config))
+}
+
+/// The address and connector of a target (certificate files read here).
+fn resolve(target: &str) -> Result<(String, Connector)> {
+    match one_server(target)? {
+        Some(config) => Ok((config.servers[0].addr(), Connector::new(&config)?)),
+        None => Ok((target.to_owned(), Connector::plain())),
+    }
+}
+
 impl RawConnection {
-    /// Connects to `addr` (`host:port`); every later call must finish
-    /// within `timeout`.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<Self> {
+    /// Connects to `target` (`host:port` or a one-server URL, see the
+    /// [module docs](self)); every later call must finish within `timeout`.
+    pub async fn connect(target: &str, timeout: Duration) -> Result<Self> {
+        let (addr, connector) = resolve(target)?;
+        let addr = addr.as_str();
         let deadline = Instant::now() + timeout;
-        let mut conn = Connection::connect_until(addr, deadline, timeout).await?;
+        let mut conn = Connection::connect_until(&connector, addr, deadline, timeout).await?;
         let settings = tokio::time::timeout_at(deadline, protocol::read_settings(&mut conn))
             .await
             .map_err(|_| Error::Timeout {
@@ -345,9 +406,10 @@ pub struct Watch {
 
 impl Watch {
     /// Opens a watch of `events` (`"mutations"`, `"deletions"`, ...,
-    /// space separated) on `addr`. `Ok(None)` when the server does not know
+    /// space separated) on `target` (`host:port` or a one-server URL, see
+    /// the [module docs](self)). `Ok(None)` when the server does not know
     /// one of them (it answers `ERROR`, as 1.6.18 does for `deletions`).
-    pub async fn open(addr: &str, events: &str, timeout: Duration) -> Result<Option<Self>> {
+    pub async fn open(target: &str, events: &str, timeout: Duration) -> Result<Option<Self>> {
         if events
             .bytes()
             .any(|b| !(b.is_ascii_alphanumeric() || b == b' '))
@@ -356,8 +418,10 @@ impl Watch {
                 "watch events must be words: {events:?}"
             )));
         }
+        let (addr, connector) = resolve(target)?;
+        let addr = addr.as_str();
         let deadline = Instant::now() + timeout;
-        let mut conn = Connection::connect_until(addr, deadline, timeout).await?;
+        let mut conn = Connection::connect_until(&connector, addr, deadline, timeout).await?;
         let request = format!("watch {events}\r\n");
         let answer = tokio::time::timeout_at(deadline, async {
             conn.send("watch", request.as_bytes()).await?;

@@ -13,6 +13,7 @@ use session_core::{
 };
 
 use crate::config::{FailurePolicy, MemcachedConfig, Protocol};
+use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::protocol::{self, Op, Reply, StoreMode, StoreReply};
 use crate::router::Router;
@@ -89,14 +90,18 @@ impl fmt::Debug for MemcachedStore {
 }
 
 impl MemcachedStore {
-    /// Validates `config` and makes a store (no I/O; see the type docs).
+    /// Validates `config` and makes a store (no network I/O; see the type
+    /// docs). With TLS, the certificate files are read here: a missing or
+    /// unusable one is an [`Error::InvalidConfig`] now, not a failure of
+    /// the first request.
     pub fn connect(config: MemcachedConfig) -> Result<Self> {
         config.validate()?;
+        let connector = Connector::new(&config)?;
         let router = Router::new(&config.servers, config.routing);
         let servers = config
             .servers
             .iter()
-            .map(|s| Server::new(s.addr(), &config))
+            .map(|s| Server::with_connector(s.addr(), &config, connector.clone()))
             .collect();
         Ok(MemcachedStore {
             inner: Arc::new(Inner {

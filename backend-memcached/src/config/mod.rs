@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! memcached://host1:11211,host2:11211:2,[::1]:11212?timeout_ms=500&protocol=classic
+//! memcacheds://app:s3cret@mc1.example:11211,mc2.example:11211?ca=/etc/memcached/ca.pem
 //! ```
 //!
 //! - Servers are comma separated, each `host[:port[:weight]]`; the port
@@ -14,6 +15,14 @@
 //! - The order of servers matters: it is the bucket order of Cache::Memcached,
 //!   so it must match the Perl side's `servers` list for keys to land on the
 //!   same server.
+//! - `memcacheds://` speaks TLS to every server (see [`security`] for why a
+//!   scheme rather than a query key): certificates verified against `ca=`
+//!   (or the system's roots), host names checked, always.
+//! - `user:password@` before the servers turns on memcached's ASCII
+//!   authentication (`memcached -Y FILE`) for every server; both parts are
+//!   percent-decoded (`%40` for an `@`, `%3A` for a `:` in the user). The
+//!   password never appears in `Debug` output or errors; print a URL with
+//!   [`redact_url`].
 //!
 //! | query key | meaning | default |
 //! |---|---|---|
@@ -28,6 +37,10 @@
 //! | `connections` | multiplexed connections per server | 2 |
 //! | `backoff_initial_ms` | first retry delay after a server is marked down | 100 |
 //! | `backoff_max_ms` | the retry delay doubles up to this | 30000 |
+//! | `ca` | `memcacheds://` only: PEM file of the CA certificates to trust (percent-decoded path) | the system's roots |
+//! | `cert` | `memcacheds://` only: PEM file of a client certificate chain, for memcached's `ssl_verify_mode` | none |
+//! | `key` | `memcacheds://` only: PEM file of the client certificate's private key | none |
+//! | `server_name` | `memcacheds://` only: the name the servers' certificates must carry | each server's host |
 //!
 //! Every duration must be more than zero and at most [`MAX_DURATION`] (one
 //! hour).
@@ -35,18 +48,25 @@
 //! An unknown or repeated query key is an error, never ignored: a typo must
 //! not silently fall back to a default.
 
+mod security;
+mod url;
+
 use std::str::FromStr;
 use std::time::Duration;
 
-use session_core::url_options::{UrlOption, apply_query, millis};
+pub use security::{Credentials, Password, TlsConfig};
+pub use url::redact_url;
 
 use crate::error::{Error, Result};
 
 /// The default memcached port.
 pub const DEFAULT_PORT: u16 = 11211;
 
-/// The URL scheme [`MemcachedConfig::from_url`] accepts.
-pub const URL_SCHEME: &str = "memcached://";
+/// The URL scheme [`MemcachedConfig::from_url`] accepts for plain TCP.
+pub const URL_SCHEME: &str = url::PLAIN;
+
+/// The URL scheme [`MemcachedConfig::from_url`] accepts for TLS.
+pub const TLS_URL_SCHEME: &str = url::TLS;
 
 /// memcached's per-item overhead, measured on 1.6.18 (CAS enabled): an item
 /// of key `k` and value `v` fits in `item_size_max` exactly when
@@ -264,105 +284,6 @@ impl FromStr for ServerSpec {
     }
 }
 
-/// The one list of query keys: parsing, the unknown-key message and the
-/// docs' table (checked by a test) all follow it.
-const URL_KEYS: &[UrlOption<MemcachedConfig>] = &[
-    UrlOption {
-        key: "timeout_ms",
-        set: |c, v| {
-            c.io_timeout = millis(v)?;
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "connect_timeout_ms",
-        set: |c, v| {
-            c.connect_timeout = millis(v)?;
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "protocol",
-        set: |c, v| {
-            c.protocol = match v {
-                "meta" => Protocol::Meta,
-                "classic" => Protocol::Classic,
-                _ => return Err("meta or classic"),
-            };
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "routing",
-        set: |c, v| {
-            c.routing = match v {
-                "perl" => Routing::Perl,
-                "ketama" => Routing::Ketama,
-                _ => return Err("perl or ketama"),
-            };
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "failure",
-        set: |c, v| {
-            c.failure = match v {
-                "fail" => FailurePolicy::Fail,
-                "rehash" => FailurePolicy::Rehash,
-                _ => return Err("fail or rehash"),
-            };
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "max_value_size",
-        set: |c, v| {
-            c.max_value_size = v.parse().map_err(|_| "a byte count")?;
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "pool_size",
-        set: |c, v| {
-            c.pool_size = v.parse().map_err(|_| "a count")?;
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "mode",
-        set: |c, v| {
-            c.mode = match v {
-                "adaptive" => ConnectionMode::Adaptive,
-                "multiplexed" => ConnectionMode::Multiplexed,
-                "pooled" => ConnectionMode::Pooled,
-                _ => return Err("adaptive, multiplexed or pooled"),
-            };
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "connections",
-        set: |c, v| {
-            c.connections = v.parse().map_err(|_| "a count")?;
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "backoff_initial_ms",
-        set: |c, v| {
-            c.backoff_initial = millis(v)?;
-            Ok(())
-        },
-    },
-    UrlOption {
-        key: "backoff_max_ms",
-        set: |c, v| {
-            c.backoff_max = millis(v)?;
-            Ok(())
-        },
-    },
-];
-
 /// The configuration of a [`MemcachedStore`](crate::MemcachedStore).
 ///
 /// Build it with [`Default`] and field assignment, or parse it with
@@ -412,6 +333,11 @@ pub struct MemcachedConfig {
     /// The retry delay doubles after each failed retry, up to this (at
     /// most [`MAX_DURATION`], as every duration here).
     pub backoff_max: Duration,
+    /// TLS to every server (`memcacheds://`); `None` for plain TCP.
+    pub tls: Option<TlsConfig>,
+    /// memcached's ASCII authentication, sent once on every new connection
+    /// before any request; `None` for none.
+    pub auth: Option<Credentials>,
 }
 
 impl Default for MemcachedConfig {
@@ -429,6 +355,8 @@ impl Default for MemcachedConfig {
             connections: 2,
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -452,23 +380,7 @@ impl MemcachedConfig {
     /// assert!(MemcachedConfig::from_url("memcached://a?timeuot_ms=5").is_err());
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
-        let rest = url.strip_prefix(URL_SCHEME).ok_or_else(|| {
-            Error::InvalidConfig(format!("{url:?} does not start with {URL_SCHEME:?}"))
-        })?;
-        let (servers, query) = match rest.split_once('?') {
-            Some((s, q)) => (s, Some(q)),
-            None => (rest, None),
-        };
-        let mut config = MemcachedConfig {
-            servers: servers
-                .split(',')
-                .map(str::parse)
-                .collect::<Result<Vec<ServerSpec>>>()?,
-            ..MemcachedConfig::default()
-        };
-        apply_query(URL_KEYS, &mut config, query).map_err(Error::InvalidConfig)?;
-        config.validate()?;
-        Ok(config)
+        url::parse(url)
     }
 
     /// Checks every field; the error names the offending one.
@@ -532,6 +444,12 @@ impl MemcachedConfig {
         }
         if self.connections == 0 || self.connections > 64 {
             return bad(format!("connections {} is not in 1..=64", self.connections));
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
+        if let Some(auth) = &self.auth {
+            auth.validate()?;
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Tests of the configuration: URL parsing, validation, and the docs' table
 //! of query keys against the one list the parser uses.
 
+use super::url::URL_KEYS;
 use super::*;
 
 #[test]
@@ -135,11 +136,22 @@ fn every_url_key_is_documented_and_parsed() {
             "failure" => "rehash",
             "mode" => "pooled",
             "connections" => "10",
+            "server_name" => "mc.example",
+            "ca" | "cert" | "key" => "/x.pem",
             _ => "100",
         };
-        MemcachedConfig::from_url(&format!("memcached://h?{key}={good}"))
+        let (scheme, bad) = match key {
+            "ca" | "cert" | "key" | "server_name" => ("memcacheds", ""),
+            _ => ("memcached", "bogus"),
+        };
+        let with_pair = match key {
+            "cert" => "&key=/k.pem",
+            "key" => "&cert=/c.pem",
+            _ => "",
+        };
+        MemcachedConfig::from_url(&format!("{scheme}://h?{key}={good}{with_pair}"))
             .unwrap_or_else(|e| panic!("{key}: {e}"));
-        let err = MemcachedConfig::from_url(&format!("memcached://h?{key}=bogus")).unwrap_err();
+        let err = MemcachedConfig::from_url(&format!("{scheme}://h?{key}={bad}")).unwrap_err();
         assert!(err.to_string().contains(key), "{err}");
     }
 }
@@ -148,4 +160,66 @@ fn every_url_key_is_documented_and_parsed() {
 fn unknown_key_error_names_it() {
     let err = MemcachedConfig::from_url("memcached://h?timeuot_ms=5").unwrap_err();
     assert!(err.to_string().contains("timeuot_ms"), "{err}");
+}
+
+#[test]
+fn tls_and_credentials_from_the_url() {
+    let c = MemcachedConfig::from_url(
+        "memcacheds://app:p%40ss:w@a:1,b:2?ca=%2Fetc%2Fca%20x.pem&cert=/c.pem&key=/k.pem&server_name=mc.example",
+    )
+    .unwrap();
+    let tls = c.tls.as_ref().unwrap();
+    assert_eq!(tls.ca_file.as_deref(), Some("/etc/ca x.pem".as_ref()));
+    assert_eq!(tls.cert_file.as_deref(), Some("/c.pem".as_ref()));
+    assert_eq!(tls.server_name.as_deref(), Some("mc.example"));
+    let auth = c.auth.as_ref().unwrap();
+    assert_eq!(auth.user, "app");
+    assert_eq!(auth.password, Password::new("p@ss:w"));
+    assert_eq!(c.servers.len(), 2);
+    // TLS with the system's roots; plain with credentials.
+    assert!(
+        MemcachedConfig::from_url("memcacheds://h")
+            .unwrap()
+            .tls
+            .is_some()
+    );
+    let plain = MemcachedConfig::from_url("memcached://u:pw@h").unwrap();
+    assert!(plain.tls.is_none() && plain.auth.is_some());
+}
+
+#[test]
+fn tls_options_need_the_tls_scheme_and_each_other() {
+    let err = MemcachedConfig::from_url("memcached://h?ca=/ca.pem").unwrap_err();
+    assert!(err.to_string().contains("memcacheds://"), "{err}");
+    let err = MemcachedConfig::from_url("memcacheds://h?cert=/c.pem").unwrap_err();
+    assert!(err.to_string().contains("key="), "{err}");
+    for bad in [
+        "memcached://user@h",
+        "memcached://:pw@h",
+        "memcached://u:@h",
+        "memcached://a%20b:pw@h",
+        "memcached://u:p%0Aw@h",
+    ] {
+        assert!(MemcachedConfig::from_url(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_password_is_never_printed() {
+    let secret = "Zq9-very-secret";
+    let url = format!("memcached://app:{secret}@h:1");
+    let c = MemcachedConfig::from_url(&url).unwrap();
+    assert!(!format!("{c:?}").contains(secret));
+    assert_eq!(redact_url(&url), "memcached://app:***@h:1");
+    // Errors of URLs holding it: a bad server, a bad key, a bad scheme.
+    for bad in [
+        format!("memcached://app:{secret}@h:x"),
+        format!("memcached://app:{secret}@h?nope=1"),
+        format!("memcache://app:{secret}@h"),
+        format!("memcached://app:{secret}\n@h"),
+    ] {
+        let err = MemcachedConfig::from_url(&bad).unwrap_err();
+        let printed = format!("{err} {err:?}");
+        assert!(!printed.contains(secret), "{printed}");
+    }
 }

@@ -30,6 +30,7 @@ use crate::config::{
     ConnectionMode, ITEM_FLAGS_OVERHEAD, ITEM_OVERHEAD, MemcachedConfig, Protocol,
 };
 use crate::connection::{Connection, IdleState};
+use crate::connector::Connector;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::protocol::{Op, Settings};
@@ -54,6 +55,8 @@ pub(crate) struct Server {
     backoff_max: Duration,
     max_value_size: usize,
     pool: Pool,
+    /// Opens this server's connections (TLS, authentication).
+    connector: Connector,
     /// The shared connections, in [`ConnectionMode::Adaptive`] and
     /// [`ConnectionMode::Multiplexed`].
     mux: Option<multiplexed::Slots>,
@@ -75,9 +78,21 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// A server at `addr` with the store's settings.
+    /// A server at `addr` with the store's settings, on plain TCP.
+    #[cfg(test)]
     pub(crate) fn new(addr: String, config: &MemcachedConfig) -> Self {
+        Server::with_connector(addr, config, Connector::plain())
+    }
+
+    /// A server at `addr` with the store's settings, whose connections
+    /// `connector` opens.
+    pub(crate) fn with_connector(
+        addr: String,
+        config: &MemcachedConfig,
+        connector: Connector,
+    ) -> Self {
         Server {
+            connector,
             pool: Pool::new(addr.clone(), config.pool_size),
             mux: match config.mode {
                 ConnectionMode::Adaptive | ConnectionMode::Multiplexed => {
@@ -179,7 +194,7 @@ impl Server {
 
     /// An idle pooled connection that is safe to send on, if any.
     fn take_idle(&self) -> Option<Connection> {
-        while let Some(conn) = self.pool.take_idle() {
+        while let Some(mut conn) = self.pool.take_idle() {
             match conn.idle_state() {
                 IdleState::Clean => return Some(conn),
                 // Closed by the server meanwhile: dropped here rather than

@@ -102,7 +102,7 @@ impl Server {
         if let Some(conn) = slot.current() {
             return Ok(conn);
         }
-        let stream = Connection::connect_until(&self.addr, until, after)
+        let stream = Connection::connect_until(&self.connector, &self.addr, until, after)
             .await?
             .into_stream();
         let conn = Arc::new(MuxConn::start(stream, self.addr.clone(), self.max_block()));

@@ -82,6 +82,11 @@ impl Server {
                     Error::Timeout { .. }
                         | Error::ConnectTimeout { .. }
                         | Error::PoolTimeout { .. }
+                        | Error::NoAnswer { .. }
+                        | Error::Tls {
+                            cause: crate::error::TlsFailure::HandshakeTimeout,
+                            ..
+                        }
                 ) {
                     self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
                 }
@@ -136,8 +141,8 @@ impl Server {
         (now + given, given)
     }
 
-    /// Asks a fresh connection for the server's settings if they are not
-    /// known yet. `Ok(false)`: the endpoint closed the connection instead of
+    /// Asks a fresh connection for the server's settings. `Ok(false)`: the
+    /// endpoint closed the connection instead of
     /// answering (twemproxy does so for commands it does not route); the
     /// settings are then recorded as unknown and the connection is spent.
     async fn learn(&self, conn: &mut Connection) -> Result<bool> {
@@ -164,7 +169,9 @@ impl Server {
     /// endpoint is alive and speaks the classic protocol.
     pub(super) async fn speaks_classic(&self, deadline: Instant) -> bool {
         let (until, after) = Server::bounded(deadline, self.connect_timeout);
-        let Ok(mut conn) = Connection::connect_until(&self.addr, until, after).await else {
+        let Ok(mut conn) =
+            Connection::connect_until(&self.connector, &self.addr, until, after).await
+        else {
             return false;
         };
         let answer = tokio::time::timeout_at(deadline, async {
@@ -186,29 +193,47 @@ impl Server {
                 Some(c) => c,
                 None => {
                     let (until, after) = Server::bounded(deadline, self.connect_timeout);
-                    Connection::connect_until(&self.addr, until, after).await?
+                    Connection::connect_until(&self.connector, &self.addr, until, after).await?
                 }
             };
-            let learn = !reused && self.settings().is_none();
-            // Set just before the op's own bytes go out: everything earlier
-            // (the settings request) cannot have applied it.
+            if !reused && self.settings().is_none() {
+                // Part of opening the connection, so within the connect
+                // timeout: a plaintext client on a TLS port (memcached -Z)
+                // gets silence here, reported as such rather than as a
+                // slow request. Nothing of the op is sent yet.
+                let (until, after) = Server::bounded(deadline, self.connect_timeout);
+                match tokio::time::timeout_at(until, self.learn(&mut conn)).await {
+                    Ok(Ok(true)) => {
+                        if let Some(settings) = self.settings() {
+                            self.check(settings, op)?;
+                        }
+                    }
+                    Ok(Ok(false)) => continue,
+                    Ok(Err(e)) => return Err(e.unsent()),
+                    Err(_) if conn.nothing_read() => {
+                        return Err(Error::NoAnswer {
+                            server: self.addr.clone(),
+                            step: "`stats settings`",
+                            after,
+                        });
+                    }
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            operation: op.name(),
+                            server: self.addr.clone(),
+                            after,
+                            sent: false,
+                        });
+                    }
+                }
+            }
+            // Set just before the op's own bytes go out.
             let mut started = false;
             let (until, after) = Server::bounded(deadline, self.io_timeout);
             let outcome = tokio::time::timeout_at(until, async {
-                if learn {
-                    if !self.learn(&mut conn).await? {
-                        return Ok(None);
-                    }
-                    if let Some(settings) = self.settings() {
-                        // Still before any byte of the request is sent.
-                        self.check(settings, op)?;
-                    }
-                }
                 conn.set_max_block(self.max_block());
                 started = true;
-                protocol::execute(self.protocol, &mut conn, op)
-                    .await
-                    .map(Some)
+                protocol::execute(self.protocol, &mut conn, op).await
             })
             .await;
             let outcome = match outcome {
@@ -216,13 +241,10 @@ impl Server {
                 other => other,
             };
             match outcome {
-                Ok(Ok(Some(reply))) => {
+                Ok(Ok(reply)) => {
                     self.release(conn);
                     return Ok(reply);
                 }
-                // The settings request cost the connection; the op was not
-                // sent, so it goes on a new one (settings are known now).
-                Ok(Ok(None)) => continue,
                 // A stale pooled connection (server restarted, idle timeout)
                 // fails before any answer byte. The op is resent on a fresh
                 // connection only when that cannot apply it twice: none of it
