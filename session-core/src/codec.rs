@@ -14,10 +14,21 @@
 //! | `0x0200`      | format   | MessagePack (compact)                                       |
 //! | `0x0002`      | modifier | gzip- or zlib-compressed (Cache::Memcached's `F_COMPRESS`); inflated before decoding |
 //! | `0x0004`      | modifier | UTF-8 text (Cache::Memcached::Fast); the bytes are unchanged |
+//! | `0x0008`      | modifier | sealed ([`FLAGS_SEALED`]): the format bits name the codec *inside* an XChaCha20-Poly1305 seal; opened by [`seal`](crate::seal) before anything else |
 //! | `0xFFFF_0000` | modifier | markers for tools (bit 30, `0x4000_0000`, is reserved for the replicator); ignored by readers |
 //!
 //! The format bits are `0x0001` and `0xFF00` ([`FORMAT_MASK`]); any other
-//! value in them (bits `0x00F8` included) is [`Error::UnknownCodec`]. Our
+//! value in them (bits `0x00F0` included) is [`Error::UnknownCodec`].
+//!
+//! The seal bit is in the low half on purpose: the high half is for tools,
+//! and the replicator's marker may be any bit of it (its `marker_flag`),
+//! so a bit there could be claimed twice. No Perl client reads bit 3
+//! (Cache::Memcached looks at bits 0 and 1, Cache::Memcached::Fast also at
+//! bit 2), so a Perl node hands a sealed JSON value over as opaque bytes;
+//! it cannot open it. A reader of this crate without keys gets
+//! [`Error::Seal`] (never the ciphertext decoded as JSON).
+//!
+//! Our
 //! format tags keep the low byte zero on purpose: Perl's Cache::Memcached
 //! only looks at bits 0 (Storable) and 1 (gzip), and Cache::Memcached::Fast
 //! also at bit 2 (UTF-8), so a Perl node reading one of our values gets the
@@ -38,6 +49,9 @@ pub const FLAGS_STORABLE: u32 = 1;
 pub const FLAGS_PERL_COMPRESSED: u32 = 2;
 /// Modifier: the bytes are UTF-8 text (Cache::Memcached::Fast).
 pub const FLAGS_PERL_UTF8: u32 = 4;
+/// Modifier: the value is sealed (see [`seal`](crate::seal)); the format
+/// bits name the codec of the sealed plaintext.
+pub const FLAGS_SEALED: u32 = 8;
 /// Flags of JSON values.
 pub const FLAGS_JSON: u32 = 0x100;
 /// Flags of MessagePack values.
@@ -47,7 +61,7 @@ pub const FLAGS_REPLICATED: u32 = 0x4000_0000;
 /// The bits that name the format; every other bit is a modifier.
 pub const FORMAT_MASK: u32 = 0x0000_FF01;
 /// Bits in the low half that are neither format nor a known modifier.
-const UNKNOWN_LOW_BITS: u32 = 0x0000_00F8;
+const UNKNOWN_LOW_BITS: u32 = 0x0000_00F0;
 /// The largest value an inflated (decompressed) item may grow to. Items are
 /// at most a few MiB; a "zip bomb" must not take the process's memory.
 pub const MAX_INFLATED_SIZE: usize = 64 * 1024 * 1024;
@@ -66,6 +80,11 @@ pub const fn is_compressed(flags: u32) -> bool {
 /// reverse-principal key, never a session.
 pub const fn is_raw(flags: u32) -> bool {
     format_of(flags) == FLAGS_RAW
+}
+
+/// True when a value's flags say it is sealed.
+pub const fn is_sealed(flags: u32) -> bool {
+    flags & FLAGS_SEALED != 0
 }
 
 /// The stored bytes as the codec wrote them: inflated when the flags say
@@ -168,8 +187,17 @@ impl Codec {
     }
 
     /// Decodes a stored value whatever codec its flags name, inflating it
-    /// first when they say it is compressed.
+    /// first when they say it is compressed. A sealed value is
+    /// [`Error::Seal`] here (no keys): open it with
+    /// [`SealConfig::decode_stored`](crate::seal::SealConfig::decode_stored).
     pub fn decode_stored(bytes: &[u8], flags: u32, key: &str) -> Result<SessionData> {
+        if is_sealed(flags) {
+            return Err(Error::Seal {
+                key: key.to_owned(),
+                key_id: None,
+                problem: crate::error::SealProblem::NoKeys,
+            });
+        }
         let codec = Codec::from_flags(flags, key)?;
         codec.decode(&unpack(bytes, flags)?, key)
     }
@@ -343,6 +371,7 @@ pub(crate) mod tests {
         for modifier in [
             FLAGS_PERL_COMPRESSED,
             FLAGS_PERL_UTF8,
+            FLAGS_SEALED,
             FLAGS_REPLICATED,
             0x0001_0000,
         ] {

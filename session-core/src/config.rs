@@ -214,6 +214,7 @@ impl Default for PrincipalIndex {
 /// | `max_save_attempts` | — | 40 |
 /// | `backoff` | — | 1 ms doubling up to 100 ms, full jitter |
 /// | `principal_index` | — | none |
+/// | `seal` | — | none (values stored as the codec writes them) |
 ///
 /// The principal (`servers`) and read-first (`local`) stores are given to
 /// [`crate::Sessions::new`] and [`crate::Sessions::with_local`].
@@ -249,6 +250,9 @@ pub struct SessionsConfig {
     /// The per-user index of all live sessions (needs `principal`); `None`
     /// keeps only the legacy reverse key.
     pub principal_index: Option<PrincipalIndex>,
+    /// Seal every session value written, and require the seal on reads
+    /// (see [`crate::seal`]); `None` stores the codec's bytes as they are.
+    pub seal: Option<crate::seal::SealConfig>,
 }
 
 impl Default for SessionsConfig {
@@ -266,6 +270,7 @@ impl Default for SessionsConfig {
             max_save_attempts: 40,
             backoff: Backoff::default(),
             principal_index: None,
+            seal: None,
         }
     }
 }
@@ -326,6 +331,18 @@ impl SessionsConfig {
             {
                 return bad("the principal index HMAC secret is shorter than 16 bytes".into());
             }
+        }
+        if let Some(seal) = &self.seal
+            && self.codec == Codec::Storable
+            && !seal.allow_storable
+        {
+            return bad(
+                "the Storable codec with a seal: Perl nodes cannot open sealed values, and \
+                 Storable is only for sharing sessions with them. Use the JSON codec, or say \
+                 that no Perl node reads these values (allow_storable, \
+                 --seal-allow-storable)"
+                    .into(),
+            );
         }
         if let LocalPolicy::MaxAge(d) = self.local_policy
             && d.is_zero()

@@ -36,6 +36,9 @@
 //!   per-user index of every live session (`list_by_principal`,
 //!   `revoke_principal`).
 //! - [`lock`]: opt-in lease locks on a session ([`LockGuard`]).
+//! - [`seal`]: sessions sealed at rest ([`SealConfig`], [`Keyring`]):
+//!   XChaCha20-Poly1305 around any codec, the store key as associated data,
+//!   key ids for rotation.
 //! - [`stats`]: [`SessionStats`], the counters of a `Sessions`.
 //! - [`memory`]: [`MemoryStore`], the embedded in-process store.
 //! - [`namespaced`]: [`Namespaced`], a store wrapper that prefixes keys.
@@ -83,6 +86,7 @@ pub mod lock;
 pub mod memory;
 pub mod namespaced;
 pub mod principal;
+pub mod seal;
 pub mod session;
 pub mod sessions;
 pub mod stats;
@@ -96,13 +100,14 @@ pub use config::{
     Backoff, ConflictPolicy, FieldConflict, LocalPolicy, PrincipalIndex, PrincipalKeying,
     SessionsConfig,
 };
-pub use error::{Delivery, Error, ErrorKind, Result, RetryMethod};
+pub use error::{Delivery, Error, ErrorKind, Result, RetryMethod, SealProblem};
 pub use id::SessionId;
 pub use lock::LockGuard;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use namespaced::Namespaced;
+pub use seal::{Keyring, SealConfig, SealKey};
 pub use session::{Session, SessionData};
-pub use sessions::{Patch, SaveOutcome, Sessions};
+pub use sessions::{Patch, ResealOutcome, SaveOutcome, Sessions};
 pub use stats::SessionStats;
 pub use store::{
     AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,

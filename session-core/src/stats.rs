@@ -21,6 +21,11 @@ pub(crate) struct Counters {
     pub update_retries: AtomicU64,
     pub index_evictions: AtomicU64,
     pub regenerated: AtomicU64,
+    pub seal_tampered: AtomicU64,
+    pub seal_truncated: AtomicU64,
+    pub seal_unknown_key: AtomicU64,
+    pub seal_unsealed: AtomicU64,
+    pub resealed: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +53,11 @@ impl Counters {
             update_retries: get(&self.update_retries),
             index_evictions: get(&self.index_evictions),
             regenerated: get(&self.regenerated),
+            seal_tampered: get(&self.seal_tampered),
+            seal_truncated: get(&self.seal_truncated),
+            seal_unknown_key: get(&self.seal_unknown_key),
+            seal_unsealed: get(&self.seal_unsealed),
+            resealed: get(&self.resealed),
         }
     }
 }
@@ -85,4 +95,19 @@ pub struct SessionStats {
     pub index_evictions: u64,
     /// Sessions given a new id by [`Sessions::regenerate`](crate::Sessions::regenerate).
     pub regenerated: u64,
+    /// Sealed values that did not verify (tampered, copied under another
+    /// key, sealed under other material, or another format version): see
+    /// [`crate::seal`]. Loads answer every seal failure as an unknown id.
+    pub seal_tampered: u64,
+    /// Sealed values cut short.
+    pub seal_truncated: u64,
+    /// Sealed values naming a key id not in the keyring (or read with no
+    /// seal keys at all).
+    pub seal_unknown_key: u64,
+    /// Plain session values refused because sealing is required (and
+    /// `accept_unsealed` is off).
+    pub seal_unsealed: u64,
+    /// Sessions rewritten under the current key by
+    /// [`Sessions::reseal`](crate::Sessions::reseal).
+    pub resealed: u64,
 }

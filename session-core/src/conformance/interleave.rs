@@ -1,5 +1,6 @@
-//! [`BeforeDelete`]: a real store with one interleaving forced, for the
-//! checks of races that a test cannot otherwise hit on purpose.
+//! [`BeforeDelete`] and [`BeforeCas`]: a real store with one interleaving
+//! forced, for the checks of races that a test cannot otherwise hit on
+//! purpose.
 //!
 //! The first time one chosen key is deleted (plain or conditional), an
 //! action runs against the inner store just before the delete goes through:
@@ -15,8 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 
+use serde_json::json;
+
 use crate::error::Result;
-use crate::store::{DeleteOutcome, Store, Version};
+use crate::sessions::{Patch, Sessions};
+use crate::store::{CasOutcome, DeleteOutcome, Store, Ttl, Version};
 use crate::wrapper::StoreWrapper;
 
 /// The action run before the delete: given the inner store and the key.
@@ -83,5 +87,62 @@ impl StoreWrapper for BeforeDelete {
     async fn delete_if(&self, key: &str, expected: Version) -> Result<DeleteOutcome> {
         self.fire(key).await?;
         self.inner().delete_if(key, expected).await
+    }
+}
+
+/// Before the first `cas` of one key, another writer saves it.
+pub(super) struct BeforeCas {
+    inner: Arc<dyn Store>,
+    key: String,
+    armed: AtomicBool,
+    writer: Sessions,
+}
+
+impl BeforeCas {
+    /// Wraps `inner`; before the first `cas` of `key` (a bare session id),
+    /// `writer` patches `"late": true` into that session.
+    pub(super) fn new(inner: Arc<dyn Store>, key: String, writer: Sessions) -> Self {
+        BeforeCas {
+            inner,
+            key,
+            armed: AtomicBool::new(true),
+            writer,
+        }
+    }
+}
+
+impl fmt::Debug for BeforeCas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BeforeCas")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl StoreWrapper for BeforeCas {
+    type Inner = dyn Store;
+
+    fn inner(&self) -> &dyn Store {
+        &*self.inner
+    }
+
+    async fn cas(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+    ) -> Result<CasOutcome> {
+        if key == self.key && self.armed.swap(false, Ordering::SeqCst) {
+            // The other writer's save (keys here carry no prefix: the id).
+            let patch = Patch {
+                set: serde_json::Map::from_iter([("late".to_owned(), json!(true))]),
+                remove: Vec::new(),
+            };
+            self.writer.patch(key, &patch, None).await?;
+        }
+        self.inner().cas(key, value, flags, ttl, expected).await
     }
 }

@@ -44,6 +44,7 @@ mod local_cases;
 mod lock_cases;
 mod nolost_cases;
 mod regenerate_cases;
+mod seal_cases;
 mod session_cases;
 mod stateless_cases;
 mod store_cases;
@@ -141,6 +142,10 @@ cases! {
     index_cases::regenerate_moves_everything_to_a_new_id,
     regenerate_cases::regenerate_carries_over_a_late_write,
     lock_cases::lock_is_exclusive_and_taken_over_after_its_lease,
+    seal_cases::sealed_values_hide_fields_and_round_trip,
+    seal_cases::broken_seals_load_as_unknown_ids,
+    seal_cases::unsealed_values_need_accept_unsealed,
+    seal_cases::reseal_rotates_keys_without_overwriting_saves,
 }
 
 /// Runs the named check.
@@ -244,7 +249,11 @@ macro_rules! conformance_tests {
             lookups_by_user_without_decoding_and_keyed,
             regenerate_moves_everything_to_a_new_id,
             regenerate_carries_over_a_late_write,
-            lock_is_exclusive_and_taken_over_after_its_lease
+            lock_is_exclusive_and_taken_over_after_its_lease,
+            sealed_values_hide_fields_and_round_trip,
+            broken_seals_load_as_unknown_ids,
+            unsealed_values_need_accept_unsealed,
+            reseal_rotates_keys_without_overwriting_saves
         );
     };
 }

@@ -23,6 +23,7 @@
 //! | [`UnknownCodec`](Error::UnknownCodec) | `Data` | `NoRetry` | `None` | a value from a newer or foreign writer: upgrade, or delete the item |
 //! | [`NotASession`](Error::NotASession) | `Data` | `NoRetry` | `None` | the key holds something else (a reverse key): treat as no session |
 //! | [`Decode`](Error::Decode) | `Data` | `NoRetry` | `None` | corrupt stored bytes: log the cause chain; delete, start a new session |
+//! | [`Seal`](Error::Seal) | `Data` | `NoRetry` | `None` | a sealed value that does not open (tampered, truncated, a key not configured), or a plain one while sealing is required: see [`SealProblem`]; `load` answers it as no session |
 //! | [`Unsupported`](Error::Unsupported) | `Unsupported` | `NoRetry` | `None` | check [`Capabilities`](crate::Capabilities) first; use the fallback |
 //! | [`IdTaken`](Error::IdTaken) | `Conflict` | `NoRetry` | `None` | another writer owns the id: create a new session (a new id) |
 //! | [`Conflict`](Error::Conflict) | `Conflict` | `Reload` | `None` | load again, re-apply the change, save (or use `Sessions::update`) |
@@ -158,6 +159,21 @@ pub enum Error {
         source: Option<Cause>,
     },
 
+    /// A session value failed the seal (see [`crate::seal`]): it does not
+    /// open under the configured keys, or it is not sealed while sealing is
+    /// required. Never a partially decoded session. `Sessions::load`
+    /// answers it like an unknown id (counted in
+    /// [`SessionStats`](crate::SessionStats) and logged with the key id).
+    #[error("value under key {key:?} {problem}{}", key_id_words(*.key_id))]
+    Seal {
+        /// The store key that was read.
+        key: String,
+        /// The key id the value names, when it names one.
+        key_id: Option<u32>,
+        /// What is wrong with it.
+        problem: SealProblem,
+    },
+
     /// A typed session field could not be converted to or from the caller's
     /// type, or may not be written. [`Error::field`] builds one.
     #[error("session field {field:?}{}", words(.message))]
@@ -282,6 +298,46 @@ pub enum Error {
     },
 }
 
+/// Why a value failed the seal ([`Error::Seal`]). The words never hold key
+/// material.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SealProblem {
+    /// Shorter than a seal's header and tag: cut short.
+    Truncated,
+    /// A seal format version this build does not know.
+    UnknownVersion(u8),
+    /// Sealed under a key id that is not in the keyring (a key retired too
+    /// early, or another deployment's value).
+    UnknownKey,
+    /// The tag does not verify: the bytes or flags were changed, the value
+    /// was copied under another store key, or it was sealed under other key
+    /// material with the same id. These cannot be told apart, on purpose.
+    Tampered,
+    /// A session value without the seal while sealing is required (and
+    /// `accept_unsealed` is off).
+    Unsealed,
+    /// A sealed value read without any keys configured.
+    NoKeys,
+}
+
+impl std::fmt::Display for SealProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealProblem::Truncated => f.write_str("is a truncated sealed value"),
+            SealProblem::UnknownVersion(v) => write!(f, "is sealed in unknown format version {v}"),
+            SealProblem::UnknownKey => f.write_str("is sealed under a key not in the keyring"),
+            SealProblem::Tampered => f.write_str(
+                "does not open: tampered, copied from another key, or sealed under other key material",
+            ),
+            SealProblem::Unsealed => {
+                f.write_str("is not sealed, and sealing is required (accept_unsealed is off)")
+            }
+            SealProblem::NoKeys => f.write_str("is sealed, and no seal keys are configured"),
+        }
+    }
+}
+
 /// Whether a failed request may have been applied by the server.
 ///
 /// A request that was never sent (refused connect, server marked down, no
@@ -364,9 +420,10 @@ impl Error {
             | Error::ValueTooLarge { .. }
             | Error::Encode { .. }
             | Error::Field { .. } => ErrorKind::InvalidInput,
-            Error::UnknownCodec { .. } | Error::NotASession { .. } | Error::Decode { .. } => {
-                ErrorKind::Data
-            }
+            Error::UnknownCodec { .. }
+            | Error::NotASession { .. }
+            | Error::Decode { .. }
+            | Error::Seal { .. } => ErrorKind::Data,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Conflict { .. } | Error::IdTaken { .. } | Error::FieldConflict { .. } => {
                 ErrorKind::Conflict
@@ -433,6 +490,11 @@ impl Error {
     pub fn is_io(&self) -> bool {
         self.kind() == ErrorKind::Io
     }
+}
+
+/// `" (key id N)"`, or nothing.
+fn key_id_words(key_id: Option<u32>) -> String {
+    key_id.map_or_else(String::new, |id| format!(" (key id {id})"))
 }
 
 /// `": words"`, or nothing for empty words: the context a variant adds to

@@ -83,6 +83,25 @@ fn not_a_session() {
 }
 
 #[test]
+fn seal() {
+    let e = Codec::decode_stored(b"x", FLAGS_JSON | crate::codec::FLAGS_SEALED, "k").unwrap_err();
+    assert!(matches!(
+        e,
+        Error::Seal {
+            problem: SealProblem::NoKeys,
+            ..
+        }
+    ));
+    row(&e, ErrorKind::Data, RetryMethod::NoRetry, None);
+    let e = Error::Seal {
+        key: "k".into(),
+        key_id: Some(3),
+        problem: SealProblem::Tampered,
+    };
+    assert!(e.to_string().contains("(key id 3)"), "{e}");
+}
+
+#[test]
 fn decode() {
     let e = Codec::Json.decode(b"{", "k").unwrap_err();
     assert!(matches!(e, Error::Decode { .. }));

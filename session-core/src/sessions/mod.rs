@@ -49,6 +49,7 @@ use crate::error::{Delivery, Error, Result};
 use crate::id::SessionId;
 use crate::local::LocalTier;
 use crate::principal::digest_field;
+use crate::seal::SealConfig;
 use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
 use crate::store::{AddOutcome, CasOutcome, Entry, Store, Ttl};
@@ -59,11 +60,13 @@ mod index;
 mod index_tests;
 mod locking;
 mod regenerate;
+mod reseal;
 pub(crate) mod retry;
 mod reverse;
 pub mod stateless;
 mod update;
 
+pub use reseal::ResealOutcome;
 pub use stateless::Patch;
 
 /// Waits a jittered backoff for `attempt`, but never longer than `limit`.
@@ -225,8 +228,8 @@ impl Sessions {
         data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
         self.stamp_principal(&mut data);
         let key = self.key_of(id);
-        let bytes = self.codec().encode(&data)?;
-        let flags = self.codec().flags();
+        let bytes = self.encode(&data, &key)?;
+        let flags = self.write_flags();
         // The index learns of the session before the session exists, so
         // it never misses a live one (a member whose session was never
         // written is dropped by the next listing).
@@ -319,7 +322,12 @@ impl Sessions {
             }
             return Ok(None);
         };
-        let data = self.decode(&entry, &key, id)?;
+        // A value that fails the seal answers like an unknown id (counted
+        // and logged in `decode`): no oracle for a forged session.
+        let data = match self.decode(&entry, &key, id) {
+            Err(Error::Seal { .. }) => return Ok(None),
+            other => other?,
+        };
         if let Some(local) = &self.local {
             local
                 .write(&key, &entry.value, entry.flags, Some(entry.version))
@@ -439,7 +447,7 @@ impl Sessions {
             return Ok(SaveOutcome::Unchanged);
         }
         let key = self.key_of(&session.id);
-        let flags = self.codec().flags();
+        let flags = self.write_flags();
         let ttl = self.ttl_of(session);
         // A version-less handle (a `MaxAge` local copy, or a store that does
         // not report versions) cannot make a conditional write: rebase it on
@@ -459,7 +467,7 @@ impl Sessions {
                 indexed = now_principal;
             }
             attempts += 1;
-            let bytes = self.codec().encode(session.data())?;
+            let bytes = self.encode(session.data(), &key)?;
             // Stored handles have a version here (they were rebased above if
             // not); only a never-written `update_only` session has none.
             let outcome = match session.version {
@@ -641,10 +649,41 @@ impl Sessions {
         self.config.codec
     }
 
-    /// Decodes a stored session, whatever codec its flags name. The store key
-    /// is the truth about the id: `_session_id` is (re)set from it.
+    /// The flags of what this `Sessions` writes: the codec's, sealed or not.
+    fn write_flags(&self) -> u32 {
+        match &self.config.seal {
+            Some(_) => SealConfig::flags(self.codec()),
+            None => self.codec().flags(),
+        }
+    }
+
+    /// The stored form of `data` under `key`: the codec's bytes, sealed
+    /// when a seal is configured (the key is its associated data).
+    fn encode(&self, data: &SessionData, key: &str) -> Result<Vec<u8>> {
+        let bytes = self.codec().encode(data)?;
+        match &self.config.seal {
+            Some(seal) => seal.seal(&bytes, self.write_flags(), key),
+            None => Ok(bytes),
+        }
+    }
+
+    /// Decodes a stored session, whatever codec its flags name, opening its
+    /// seal first (see [`crate::seal`]); a seal failure is counted and
+    /// logged here, once. The store key is the truth about the id:
+    /// `_session_id` is (re)set from it.
     fn decode(&self, entry: &Entry, key: &str, id: &SessionId) -> Result<SessionData> {
-        let mut data = Codec::decode_stored(&entry.value, entry.flags, key)?;
+        let decoded = match &self.config.seal {
+            Some(seal) => seal.decode_stored(&entry.value, entry.flags, key),
+            None => Codec::decode_stored(&entry.value, entry.flags, key),
+        };
+        if let Err(Error::Seal {
+            key_id, problem, ..
+        }) = &decoded
+        {
+            self.count_seal_failure(*problem);
+            tracing::warn!(%id, key_id = ?key_id, %problem, "session value refused by the seal");
+        }
+        let mut data = decoded?;
         // Usually already right: then no copy of the id is made.
         if data.get(ID_FIELD).and_then(Value::as_str) != Some(id.as_str()) {
             data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));

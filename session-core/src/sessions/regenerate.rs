@@ -56,13 +56,13 @@ impl Sessions {
         let old_id = session.id.clone();
         let old_key = self.key_of(&old_id);
         let ttl = self.ttl_of(session);
-        let flags = self.codec().flags();
+        let flags = self.write_flags();
         for _ in 0..CREATE_ATTEMPTS {
             let id = SessionId::generate(self.config.id_length)?;
             let mut data = session.data().clone();
             data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
             let key = self.key_of(&id);
-            let bytes = self.codec().encode(&data)?;
+            let bytes = self.encode(&data, &key)?;
             self.index_upsert(&data, &id, ttl).await?;
             let version = match self.add_new(&key, &bytes, flags, ttl).await? {
                 AddOutcome::Stored(version) => version,

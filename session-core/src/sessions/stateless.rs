@@ -160,7 +160,11 @@ impl Sessions {
         let Some(entry) = entry.filter(|e| !crate::codec::is_raw(e.flags)) else {
             return Ok(false);
         };
-        let data = self.decode(&entry, &key, &id)?;
+        // As in `load_id`: a value that fails the seal is no session.
+        let data = match self.decode(&entry, &key, &id) {
+            Err(Error::Seal { .. }) => return Ok(false),
+            other => other?,
+        };
         // The index member follows the new expiry (after the touch here:
         // the user is only known from the touched item).
         self.index_upsert(&data, &id, ttl).await?;

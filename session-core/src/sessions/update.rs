@@ -92,7 +92,11 @@ impl Sessions {
             Counters::bump(&self.counters.not_found);
             return Ok(None);
         };
-        let data = self.decode(&entry, &key, id)?;
+        // As in `load_id`: a value that fails the seal is no session.
+        let data = match self.decode(&entry, &key, id) {
+            Err(Error::Seal { .. }) => return Ok(None),
+            other => other?,
+        };
         let mut session = Session::new(id.clone(), data, Some(entry.version), State::Stored);
         session.remaining = entry.ttl;
         Ok(Some(session))

@@ -1,0 +1,272 @@
+//! Sessions sealed at rest: an authenticated cipher around any codec, so
+//! that whoever can read or write the store (memcached has no access
+//! control of its own) can neither read a session's fields nor forge or
+//! alter one.
+//!
+//! # What it protects, and what not
+//!
+//! A sealed value is XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`)
+//! of the codec's bytes under a key only our nodes hold. The **store key**
+//! (`key_prefix` + session id) and the value's low 16 flag bits (format,
+//! compression, seal) are associated data: a value copied under another id,
+//! or relabelled as another codec, does not open. The high flag bits are
+//! left out because they are markers tools may add (the replicator's).
+//!
+//! It does not hide the session *ids*: they are the store keys, visible to
+//! anyone who can list the store (`lru_crawler metadump`), as are the
+//! principal index records (which name ids) and reverse keys. Ids are
+//! bearer credentials: keep the store reachable by our nodes only (TLS and
+//! authentication to memcached). Sealing makes a stolen dump unreadable and
+//! a planted or edited value useless; it cannot stop a replay of an old
+//! value *of the same session* by someone who can write the store.
+//!
+//! # The stored form
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 1 | format version, [`SEAL_VERSION`] (1) |
+//! | 4 | key id, big-endian ([`SealKey::id`]) |
+//! | 4 | n, the length of the codec's bytes, big-endian |
+//! | 24 | nonce: 16 random bytes per process, then a 64-bit counter |
+//! | n | the codec's bytes, encrypted |
+//! | 16 | Poly1305 tag |
+//!
+//! The first nine bytes are associated data too. The length tells a value
+//! cut short ([`SealProblem::Truncated`]) from one altered
+//! ([`SealProblem::Tampered`]) before any decryption. The flags are the
+//! codec's with [`FLAGS_SEALED`] (`0x0008`, see [`codec`](crate::codec));
+//! sealed values are never compressed. 49 bytes are added to every
+//! session.
+//!
+//! The nonce needs no coordination between nodes: its random part is drawn
+//! from the OS once per process (128 bits, so two processes meet with
+//! probability about 2^-64 after 2^32 of them), and the counter makes each
+//! nonce of a process unique without a system call per write.
+//!
+//! # Reading
+//!
+//! [`SealConfig::decode_stored`]: a sealed value opens under the key its id
+//! names, or is an [`Error::Seal`] ([`SealProblem`]: truncated, unknown key,
+//! tampered — wrong material and another store key are the same answer on
+//! purpose). A plain session value is refused ([`SealProblem::Unsealed`])
+//! unless [`SealConfig::accept_unsealed`] is set: the transition setting
+//! while a deployment moves to sealing (set it on every node, deploy, run
+//! `sessionctl reseal --accept-unsealed`, then drop it). `Sessions::load`
+//! answers every seal error like an unknown id, so a client cannot tell a
+//! forged session from a missing one; each is counted in
+//! [`SessionStats`](crate::SessionStats) and logged once with the key id.
+//!
+//! # Perl nodes
+//!
+//! Perl nodes cannot open sealed values. [`Codec::Storable`] exists to share
+//! sessions with them, so [`SessionsConfig::validate`](crate::SessionsConfig::validate)
+//! refuses it together with a seal unless [`SealConfig::allow_storable`]
+//! says the user means it (say, Storable inside the seal for tools that
+//! only speak it, with no Perl reader left).
+
+mod keyring;
+#[cfg(test)]
+mod tests;
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+
+pub use keyring::{KEY_LEN, Keyring, SealKey};
+
+use crate::codec::{Codec, FLAGS_SEALED, is_raw, is_sealed, unpack};
+pub use crate::error::SealProblem;
+use crate::error::{Error, Result};
+use crate::session::SessionData;
+
+/// The format version byte of a sealed value.
+pub const SEAL_VERSION: u8 = 1;
+/// Header bytes: version, key id, length, nonce.
+const HEADER_LEN: usize = BOUND_HEADER + NONCE_LEN;
+/// The header bytes bound as associated data: version, key id, length.
+const BOUND_HEADER: usize = 1 + 4 + 4;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Bytes a seal adds to a value.
+pub const OVERHEAD: usize = HEADER_LEN + TAG_LEN;
+/// The flag bits bound into the associated data (format and the
+/// modifiers that describe the bytes; not the tools' markers).
+const BOUND_FLAGS: u32 = 0x0000_FFFF;
+
+/// The seal setting of a [`Sessions`](crate::Sessions)
+/// ([`SessionsConfig::seal`](crate::SessionsConfig::seal)).
+#[derive(Clone, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub struct SealConfig {
+    /// The keys: the current one seals, all open.
+    pub keyring: Keyring,
+    /// Transition setting: plain (unsealed) session values are read
+    /// instead of refused. Writes are sealed all the same. Off by default.
+    pub accept_unsealed: bool,
+    /// Allows [`Codec::Storable`] inside the seal, which Perl nodes cannot
+    /// read (refused by `validate` otherwise). Off by default.
+    pub allow_storable: bool,
+}
+
+impl SealConfig {
+    /// Sealing with `keyring`, plain values refused, Storable refused.
+    pub fn new(keyring: Keyring) -> Self {
+        SealConfig {
+            keyring,
+            accept_unsealed: false,
+            allow_storable: false,
+        }
+    }
+
+    /// The flags a sealed value of `codec` is stored with.
+    pub const fn flags(codec: Codec) -> u32 {
+        codec.flags() | FLAGS_SEALED
+    }
+
+    /// Seals `plain` (a codec's bytes) under the current key, for storage
+    /// under `store_key` with `flags` (which must carry [`FLAGS_SEALED`]).
+    pub fn seal(&self, plain: &[u8], flags: u32, store_key: &str) -> Result<Vec<u8>> {
+        let key = self.keyring.current();
+        let len = u32::try_from(plain.len()).map_err(|_| internal("value over 4 GiB"))?;
+        let mut out = Vec::with_capacity(OVERHEAD + plain.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&key.id().to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&next_nonce()?);
+        out.extend_from_slice(plain);
+        let (header, body) = out.split_at_mut(HEADER_LEN);
+        let nonce =
+            XNonce::try_from(&header[BOUND_HEADER..]).map_err(|_| internal("nonce length"))?;
+        let tag = cipher(key)
+            .encrypt_inout_detached(
+                &nonce,
+                &associated_data(&header[..BOUND_HEADER], flags, store_key),
+                body.into(),
+            )
+            .map_err(|_| internal("the value is too long to seal"))?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Opens a sealed value read under `store_key` with `flags`: the
+    /// codec's bytes, or [`Error::Seal`]. Nothing of a value that does not
+    /// verify is returned.
+    pub fn open(&self, sealed: &[u8], flags: u32, store_key: &str) -> Result<Vec<u8>> {
+        let fail = |key_id, problem| Error::Seal {
+            key: store_key.to_owned(),
+            key_id,
+            problem,
+        };
+        let Some(&version) = sealed.first() else {
+            return Err(fail(None, SealProblem::Truncated));
+        };
+        if version != SEAL_VERSION {
+            return Err(fail(None, SealProblem::UnknownVersion(version)));
+        }
+        let key_id = key_id_of(sealed);
+        let declared = sealed
+            .get(5..BOUND_HEADER)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| usize::try_from(u32::from_be_bytes(b)).unwrap_or(usize::MAX));
+        let Some(declared) = declared else {
+            return Err(fail(key_id, SealProblem::Truncated));
+        };
+        match sealed.len().cmp(&OVERHEAD.saturating_add(declared)) {
+            std::cmp::Ordering::Less => return Err(fail(key_id, SealProblem::Truncated)),
+            std::cmp::Ordering::Greater => return Err(fail(key_id, SealProblem::Tampered)),
+            std::cmp::Ordering::Equal => {}
+        }
+        let Some(key) = key_id.and_then(|id| self.keyring.get(id)) else {
+            return Err(fail(key_id, SealProblem::UnknownKey));
+        };
+        let (header, rest) = sealed.split_at(HEADER_LEN);
+        let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let nonce =
+            XNonce::try_from(&header[BOUND_HEADER..]).map_err(|_| internal("nonce length"))?;
+        let tag = Tag::try_from(tag).map_err(|_| internal("tag length"))?;
+        let mut plain = body.to_vec();
+        cipher(key)
+            .decrypt_inout_detached(
+                &nonce,
+                &associated_data(&header[..BOUND_HEADER], flags, store_key),
+                plain.as_mut_slice().into(),
+                &tag,
+            )
+            .map_err(|_| fail(key_id, SealProblem::Tampered))?;
+        Ok(plain)
+    }
+
+    /// Decodes a stored session value under this setting: a sealed one is
+    /// opened first; a plain one is refused unless `accept_unsealed`.
+    /// Raw values (no format bits) are [`Error::NotASession`] as always.
+    pub fn decode_stored(&self, bytes: &[u8], flags: u32, key: &str) -> Result<SessionData> {
+        if !is_sealed(flags) {
+            if !self.accept_unsealed && !is_raw(flags) {
+                return Err(Error::Seal {
+                    key: key.to_owned(),
+                    key_id: None,
+                    problem: SealProblem::Unsealed,
+                });
+            }
+            return Codec::decode_stored(bytes, flags, key);
+        }
+        let codec = Codec::from_flags(flags, key)?;
+        let plain = self.open(bytes, flags, key)?;
+        codec.decode(&unpack(&plain, flags)?, key)
+    }
+
+    /// Whether a stored value is sealed under the current key already
+    /// (what `reseal` skips). Does not verify it.
+    pub fn is_current(&self, bytes: &[u8], flags: u32) -> bool {
+        is_sealed(flags)
+            && bytes.first() == Some(&SEAL_VERSION)
+            && key_id_of(bytes) == Some(self.keyring.current().id())
+    }
+}
+
+/// The key id a sealed value names, if it is long enough to name one.
+pub fn key_id_of(sealed: &[u8]) -> Option<u32> {
+    let id: [u8; 4] = sealed.get(1..5)?.try_into().ok()?;
+    Some(u32::from_be_bytes(id))
+}
+
+fn cipher(key: &SealKey) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&Key::from(*key.material()))
+}
+
+/// Version, key id and length, the bound flag bits, then the store key.
+fn associated_data(bound_header: &[u8], flags: u32, store_key: &str) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(bound_header.len() + 2 + store_key.len());
+    ad.extend_from_slice(bound_header);
+    let bound = u16::try_from(flags & BOUND_FLAGS).unwrap_or(u16::MAX);
+    ad.extend_from_slice(&bound.to_be_bytes());
+    ad.extend_from_slice(store_key.as_bytes());
+    ad
+}
+
+/// A fresh nonce: this process's random prefix and the next count.
+fn next_nonce() -> Result<[u8; NONCE_LEN]> {
+    static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = match PREFIX.get() {
+        Some(p) => p,
+        None => {
+            let mut fresh = [0u8; 16];
+            getrandom::fill(&mut fresh)
+                .map_err(|e| Error::InvalidConfig(format!("OS random generator failed: {e}")))?;
+            // A racing first call may win; either prefix is random.
+            PREFIX.get_or_init(|| fresh)
+        }
+    };
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..16].copy_from_slice(prefix);
+    nonce[16..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    Ok(nonce)
+}
+
+/// A failure that sizes checked above rule out; typed all the same.
+fn internal(what: &str) -> Error {
+    Error::undecodable("seal", format!("internal size error: {what}"))
+}
