@@ -508,7 +508,7 @@ impl Inner {
             })?
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
-        ready::wait_ready(self.kind, addr, READY_BUDGET, || Ok(())).await?;
+        ready::wait_ready(self.kind, addr, true, READY_BUDGET, || Ok(())).await?;
         Ok(addr)
     }
 }

@@ -161,10 +161,13 @@ impl Inner {
         let log = log_path(self.kind, port);
         let mut child = self.spawn(port, &log).map_err(Attempt::Failed)?;
 
-        let ready = ready::wait_ready(self.kind, addr, READY_BUDGET, || match child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(format!("the process exited ({status})")),
-            Err(e) => Err(format!("waiting for the process: {e}")),
+        let plaintext = ready::answers_plaintext(self.kind, &self.args);
+        let ready = ready::wait_ready(self.kind, addr, plaintext, READY_BUDGET, || {
+            match child.try_wait() {
+                Ok(None) => Ok(()),
+                Ok(Some(status)) => Err(format!("the process exited ({status})")),
+                Err(e) => Err(format!("waiting for the process: {e}")),
+            }
         })
         .await;
         match ready {

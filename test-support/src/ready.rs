@@ -20,12 +20,27 @@ use crate::{Error, kind::ServerKind};
 /// How long one ping may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One connect and protocol ping (`version` / `PING`); `Err` says what failed.
-pub(crate) async fn ping(kind: ServerKind, addr: SocketAddr) -> Result<(), String> {
+/// Whether a server started with `args` answers a plaintext ping: a
+/// memcached serving TLS only (`-Z`) answers nothing in plaintext, so for
+/// it a TCP connect is the ping (memcached listens once it is set up).
+pub(crate) fn answers_plaintext(kind: ServerKind, args: &[String]) -> bool {
+    !(kind == ServerKind::Memcached && args.iter().any(|a| a == "-Z" || a == "--enable-ssl"))
+}
+
+/// One connect and protocol ping (`version` / `PING`; a connect alone
+/// unless `plaintext`); `Err` says what failed.
+pub(crate) async fn ping(
+    kind: ServerKind,
+    addr: SocketAddr,
+    plaintext: bool,
+) -> Result<(), String> {
     let attempt = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
+        if !plaintext {
+            return Ok(());
+        }
         let (request, expect): (&[u8], &[u8]) = match kind {
             ServerKind::Memcached => (b"version\r\n", b"VERSION "),
             ServerKind::Redis | ServerKind::Valkey => (b"PING\r\n", b"+PONG"),
@@ -46,7 +61,11 @@ pub(crate) async fn ping(kind: ServerKind, addr: SocketAddr) -> Result<(), Strin
             }
             reply.extend_from_slice(&buf[..n]);
         }
-        if reply.starts_with(expect) {
+        // A memcached with authentication (`-Y`) refuses `version` before
+        // a login, which shows it up just as well.
+        let refused_login =
+            kind == ServerKind::Memcached && reply.starts_with(b"CLIENT_ERROR unauthenticated");
+        if reply.starts_with(expect) || refused_login {
             Ok(())
         } else {
             Err(format!(
@@ -76,6 +95,7 @@ const MAX_PAUSE: Duration = Duration::from_millis(100);
 pub(crate) async fn wait_ready(
     kind: ServerKind,
     addr: SocketAddr,
+    plaintext: bool,
     budget: Duration,
     mut check: impl FnMut() -> Result<(), String>,
 ) -> Result<(), Error> {
@@ -90,7 +110,7 @@ pub(crate) async fn wait_ready(
     let mut pause = FIRST_PAUSE;
     loop {
         check().map_err(not_ready)?;
-        match ping(kind, addr).await {
+        match ping(kind, addr, plaintext).await {
             Ok(()) => return Ok(()),
             Err(e) => {
                 let now = Instant::now();
