@@ -23,6 +23,8 @@
 //!   answers, the REST bodies' Latin-1 JSON, the `__secret` check);
 //! - [`service`]: the operations on `Sessions` (the only module calling
 //!   it);
+//! - [`status`]: how a failed operation is answered (HTTP status,
+//!   `Retry-After`, SOAP fault code), one mapping for every surface;
 //! - [`state`]: [`AppState`], what every handler is given;
 //! - [`surfaces`]: one module per protocol or page set over the service —
 //!   the original SOAP, the JSON mirror, `/metrics` and `/healthz`, the
@@ -42,6 +44,30 @@
 //! base64Binary, like the original), and a JSON reader sees `"Masqué"`.
 //! The tables in [`soap::parse::to_value`] and [`soap::encode`] give every
 //! rule.
+//!
+//! # Errors: status codes and faults
+//!
+//! Every surface answers a failed operation by its class
+//! ([`status::answer`]; session-core's `ErrorKind` for store errors), so
+//! the JSON mirror, LemonLDAP::NG's REST service and the admin pages give
+//! the same status, and both SOAP services the same fault code (SOAP 1.1
+//! faults always go out with HTTP 500). One unit test per row in
+//! `status.rs`; the 404, 400, 503 and 500 rows are also driven through a
+//! running bridge on real servers (`tests/status.rs`).
+//!
+//! | error | class (`ErrorKind`) | HTTP | SOAP fault |
+//! |---|---|---|---|
+//! | invalid session id | `InvalidInput` | 400 (LL::NG REST: 400 "does not exist") | `Client` |
+//! | other invalid input (bad field, too large, not encodable) | `InvalidInput` | 400 | `Client` |
+//! | unknown id, session gone | `Gone` | 404 (LL::NG REST: 400, what its client expects) | `Client` (where the operation does not answer "none") |
+//! | a conflict the caller must resolve (changed concurrently past the retries, id taken) | `Conflict` | 409 | `Client` |
+//! | store unavailable or timed out | `Io`, `Timeout` | 503 with `Retry-After: 1` | `Server` |
+//! | stored data that cannot be decoded (codec, not a session, seal) | `Data` | 500 | `Server` |
+//! | a bug of ours (`Misuse`), a bad deployment (`Config`), any kind added later | `Misuse`, `Config` | 500 | `Server` |
+//! | a feature the store or the configuration lacks | `Unsupported` | 501 | `Server` |
+//! | the store is full | `Capacity` | 507 | `Server` |
+//!
+//! Store errors are logged (`warn`) with their whole cause chain.
 //!
 //! # Differences from the original service, on purpose
 //!
@@ -64,6 +90,7 @@ pub mod server;
 pub mod service;
 pub mod soap;
 pub mod state;
+pub mod status;
 pub mod surfaces;
 
 pub use config::{Auth, Config};

@@ -8,12 +8,14 @@
 //! | `POST /sessions/{id}/touch` | re-set the expiry |
 //! | `GET /principals/{uid}` | the user's live session |
 //!
-//! Errors are JSON objects `{"error": ..., "code": ...}`: 400 for an
-//! invalid id or malformed body, 404 for an unknown id or route ([`not_found`]
-//! is also the bridge's fallback), 401 without valid credentials (every
-//! route here needs them when `[auth]` is set), 413 for a body over the
-//! limit, 408 for a body that does not arrive in time, 503 when the store
-//! fails.
+//! Errors are JSON objects `{"error": ..., "code": ...}`, with the status
+//! of their class ([`crate::status`], the table in the crate docs): 400
+//! for an invalid id or malformed body, 404 for an unknown id or route
+//! ([`not_found`] is also the bridge's fallback), 409 for a conflict, 503
+//! with `Retry-After` when the store is unavailable, 500 for stored data
+//! that cannot be decoded; and 401 without valid credentials (every route
+//! here needs them when `[auth]` is set), 413 for a body over the limit,
+//! 408 for a body that does not arrive in time.
 //!
 //! Imports the shared leaves (state, body, credentials) and the service;
 //! no other surface, and nothing imports it but the route table.
@@ -32,6 +34,7 @@ use crate::body::read_body;
 use crate::credentials::{authorized, challenge};
 use crate::service::OpError;
 use crate::state::AppState;
+use crate::status;
 
 /// The mirror's routes.
 pub fn routes() -> Router<AppState> {
@@ -62,19 +65,16 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn op_error(state: &AppState, e: &OpError) -> Response {
-    let status = match e {
-        OpError::InvalidId(_) | OpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        OpError::NotFound(_) => StatusCode::NOT_FOUND,
-        OpError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
-        OpError::Store(inner) => {
-            state
-                .metrics
-                .store_error(&format!("{:?}", inner.kind()).to_lowercase());
-            tracing::warn!(error = %inner, "store error");
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    };
-    json_error(status, e.label(), &e.to_string())
+    if let OpError::Store(inner) = e {
+        state
+            .metrics
+            .store_error(&format!("{:?}", inner.kind()).to_lowercase());
+        tracing::warn!(error = %inner.chain(), "store error");
+    }
+    let answer = status::answer(e);
+    let mut r = json_error(answer.status, e.label(), &e.to_string());
+    answer.apply(&mut r);
+    r
 }
 
 /// Runs a JSON operation with auth and metrics around it.

@@ -20,8 +20,11 @@
 //! takes any 400 as "no such session"), an unknown type or a malformed
 //! body; 401 without the credentials (with `[auth]`); 403 when
 //! `__secret` is needed and missing, wrong, expired, or no `[llng] key` is
-//! configured; 413/408 for a body over the limit or too slow; 503 when the
-//! store fails; 501 when listing needs a scan the store cannot do.
+//! configured; 413/408 for a body over the limit or too slow; a store
+//! error has the status of its class, as on every surface
+//! ([`crate::status`]: 409 conflict, 503 with `Retry-After` when the store
+//! is unavailable, 500 for stored data that cannot be decoded); 501 when
+//! listing needs a scan the store cannot do.
 //!
 //! Bodies, both ways, are JSON in LL::NG's one-byte-per-character form
 //! ([`crate::llng::parse_body`]). docs/llng.md has the protocol.
@@ -48,6 +51,7 @@ use crate::llng::{
 };
 use crate::service::OpError;
 use crate::state::AppState;
+use crate::status;
 
 /// The prefix of the session collections.
 pub const PREFIX: &str = "/llng/sessions";
@@ -86,13 +90,17 @@ fn no_session() -> Response {
 
 fn op_error(state: &AppState, e: &OpError) -> Response {
     match e {
+        // LL::NG's client takes any 400 as "no such session" (docs/llng.md).
         OpError::InvalidId(_) | OpError::NotFound(_) => no_session(),
-        OpError::BadRequest(m) => error(StatusCode::BAD_REQUEST, m),
-        OpError::NotConfigured(m) => error(StatusCode::NOT_IMPLEMENTED, m),
-        OpError::Store(inner) => {
-            state.metrics.store_error("llng_rest");
-            tracing::warn!(error = %inner, "store error");
-            error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+        e => {
+            if let OpError::Store(inner) = e {
+                state.metrics.store_error("llng_rest");
+                tracing::warn!(error = %inner.chain(), "store error");
+            }
+            let answer = status::answer(e);
+            let mut r = error(answer.status, &e.to_string());
+            answer.apply(&mut r);
+            r
         }
     }
 }

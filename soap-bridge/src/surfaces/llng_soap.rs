@@ -47,6 +47,7 @@ use crate::service::{OpError, Service};
 use crate::soap::parse::{Call, parse_call, printable, to_value};
 use crate::soap::{Fault, FaultCode};
 use crate::state::AppState;
+use crate::status;
 
 /// The path of the service.
 pub const PATH: &str = "/llng/soap";
@@ -242,13 +243,10 @@ fn id_param(params: &[Value], method: &str) -> Result<String, Fault> {
     }
 }
 
-/// A service error as a fault: the caller's (`Client`) or the store's
-/// (`Server`).
+/// A service error as a fault: `Client` or `Server` by its class, as on
+/// every surface ([`crate::status`]).
 fn fault(e: OpError) -> Fault {
-    match e {
-        OpError::Store(_) => Fault::server(e.to_string()),
-        e => Fault::client(e.to_string()),
-    }
+    status::fault(&e)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use super::pages;
 use crate::logins::Admin;
 use crate::service::OpError;
 use crate::state::AppState;
+use crate::status;
 
 /// Sessions per page of the list.
 const PAGE_SIZE: usize = 25;
@@ -108,14 +109,16 @@ pub(crate) async fn list(
 }
 
 fn error_page(admin: &Admin, e: &OpError) -> Response {
-    let status = match e {
-        OpError::InvalidId(_) | OpError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        OpError::NotFound(_) => StatusCode::NOT_FOUND,
-        OpError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
-        OpError::Store(inner) => {
-            tracing::warn!(error = %inner, "admin page: store error");
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    };
-    pages::message(status, Some(admin), "Cannot show this", &e.to_string())
+    if let OpError::Store(inner) = e {
+        tracing::warn!(error = %inner.chain(), "admin page: store error");
+    }
+    let answer = status::answer(e);
+    let mut r = pages::message(
+        answer.status,
+        Some(admin),
+        "Cannot show this",
+        &e.to_string(),
+    );
+    answer.apply(&mut r);
+    r
 }

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use crate::service::{OpError, Service};
 use crate::soap::parse::{Call, is_service_namespace, printable, to_value};
 use crate::soap::{Fault, NS_SERVICE};
+use crate::status;
 
 /// What `status` answers (the original's text: it contains `OK`).
 pub const STATUS_TEXT: &str = "...... MEMCACHED SOAP OK ......";
@@ -128,12 +129,10 @@ pub async fn call(service: &Service, call: &Call) -> Result<Value, Fault> {
     }
 }
 
-/// A service error as a fault: the caller's mistakes are `soap:Client`.
-pub fn fault(e: OpError) -> Fault {
-    match e {
-        OpError::Store(_) => Fault::server(e.to_string()),
-        e => Fault::client(e.to_string()),
-    }
+/// A service error as a fault: `Client` or `Server` by its class, as on
+/// every surface ([`crate::status`]).
+fn fault(e: OpError) -> Fault {
+    status::fault(&e)
 }
 
 fn one_string(params: &[Value], what: &str) -> Result<String, Fault> {
