@@ -8,7 +8,20 @@
 //! sessionctl delete --servers 127.0.0.1:11211 0123... [KEY...]
 //! sessionctl find-principal --servers 127.0.0.1:11211 --principal uid jdoe
 //! sessionctl stats --servers 127.0.0.1:11211,127.0.0.1:11212
+//! sessionctl reseal --servers 127.0.0.1:11211 --seal-keys-file /etc/memorycached/seal.keys
 //! ```
+//!
+//! Sealed sessions (see `session_core::seal`): `--seal-keys-file FILE` or
+//! `--seal-keys-env VAR` (the *name* of a variable holding the keys; keys
+//! are never taken on the command line, where `ps` would show them) seal
+//! what a command writes and require the seal on what it reads; a value
+//! that does not open is reported like an unknown id (exit 1).
+//! `--accept-unsealed` reads plain values during a move to sealing;
+//! `--seal-allow-storable` allows `--codec storable` inside the seal (Perl
+//! nodes cannot read sealed values). `reseal` rewrites every session of
+//! `--key-prefix` under the current (first) key, each write conditional on
+//! the version read, with a progress line per page on stderr and a JSON
+//! summary on stdout; exit 3 if some values were refused.
 //!
 //! Every command goes through `session_core::Sessions`, so what it writes is
 //! what the library writes (conflict-safe saves, reverse keys, the chosen
@@ -20,9 +33,10 @@
 //! are one line on stderr.
 
 mod fields;
+mod reseal;
 
 use clap::{Args, Parser, Subcommand};
-use session_core::{Codec, Patch, Sessions, SessionsConfig, Ttl};
+use session_core::{Codec, Keyring, Patch, SealConfig, Sessions, SessionsConfig, Ttl};
 use std::process::ExitCode;
 
 /// Many small allocations from many threads: glibc's malloc serialises
@@ -83,10 +97,22 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Rewrite every session (keys under --key-prefix, through a scan) sealed under
+    /// the current key (the first of the keyring); each write is conditional, so a
+    /// concurrent save is never overwritten. Needs seal keys; plain values only with
+    /// --accept-unsealed. Exit 3 if some values were refused.
+    Reseal {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Keys per scan page (a progress line per page on stderr).
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        page_size: usize,
+    },
 }
 
 /// Which store, and the session settings a command writes with.
 #[derive(Args)]
+#[command(group = clap::ArgGroup::new("seal").args(["seal_keys_file", "seal_keys_env"]))]
 struct StoreArgs {
     /// The store as a URL: memory:// (this process only), memcached://H:P[,H:P...][?options],
     /// redis://[USER:PASSWORD@]H:P[/DB][?options].
@@ -109,6 +135,22 @@ struct StoreArgs {
     /// Session lifetime in seconds, set by every write (0 = never expires).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     timeout: u32,
+    /// Prepended to every key (the library's key_prefix); empty, as Perl nodes use.
+    #[arg(long, value_name = "PREFIX", default_value = "")]
+    key_prefix: String,
+    /// Seal keys from this file (ID:HEX entries, the current key first; see
+    /// session_core::seal). Writes are sealed; reads require the seal.
+    #[arg(long, value_name = "FILE", conflicts_with = "seal_keys_env")]
+    seal_keys_file: Option<std::path::PathBuf>,
+    /// Seal keys from the environment variable named VAR (its value in the same form).
+    #[arg(long, value_name = "VAR")]
+    seal_keys_env: Option<String>,
+    /// Transition setting: read plain (unsealed) sessions instead of refusing them.
+    #[arg(long, requires = "seal")]
+    accept_unsealed: bool,
+    /// Allow --codec storable with seal keys (Perl nodes cannot read sealed values).
+    #[arg(long, requires = "seal")]
+    seal_allow_storable: bool,
 }
 
 impl StoreArgs {
@@ -130,6 +172,8 @@ impl StoreArgs {
             codec,
             principal: self.principal.clone(),
             timeout: Ttl::seconds(self.timeout),
+            key_prefix: self.key_prefix.clone(),
+            seal: self.seal()?,
             ..Default::default()
         };
         let sessions = Sessions::new(servers, config).map_err(|e| Usage(e.to_string()))?;
@@ -137,6 +181,22 @@ impl StoreArgs {
             Some(local) => sessions.with_local(local),
             None => sessions,
         })
+    }
+}
+
+impl StoreArgs {
+    /// The seal setting, from a key file or an environment variable.
+    fn seal(&self) -> anyhow::Result<Option<SealConfig>> {
+        let keyring = match (&self.seal_keys_file, &self.seal_keys_env) {
+            (Some(path), _) => Keyring::from_file(path),
+            (None, Some(var)) => Keyring::from_env(var),
+            (None, None) => return Ok(None),
+        }
+        .map_err(|e| Usage(e.to_string()))?;
+        let mut seal = SealConfig::new(keyring);
+        seal.accept_unsealed = self.accept_unsealed;
+        seal.allow_storable = self.seal_allow_storable;
+        Ok(Some(seal))
     }
 }
 
@@ -267,6 +327,14 @@ async fn run(command: Command) -> anyhow::Result<Found> {
             }
         }
         Command::Stats { store } => stats(&store).await,
+        Command::Reseal { store, page_size } => {
+            if store.seal_keys_file.is_none() && store.seal_keys_env.is_none() {
+                anyhow::bail!(Usage(
+                    "reseal needs the keys: --seal-keys-file FILE or --seal-keys-env VAR".into()
+                ));
+            }
+            reseal::run(&store.sessions()?, page_size).await
+        }
     }
 }
 
