@@ -8,6 +8,12 @@
 //!
 //! Log in with any uid (the principal, indexed), count, log out, or log
 //! out every session of that uid at once. `--help` lists every flag.
+//!
+//! Sessions sealed at rest (`session_core::seal`): `--seal-keys-file FILE`
+//! or `--seal-keys-env VAR` (the variable's *name*: keys never go on the
+//! command line), `--accept-unsealed` while moving an existing store to
+//! sealing, `--seal-allow-storable` to combine them with `--codec storable`
+//! (which Perl nodes then cannot read).
 
 mod routes;
 
@@ -15,7 +21,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use session_core::{Codec, PrincipalIndex, Sessions, SessionsConfig, Ttl};
+use session_core::{Codec, Keyring, PrincipalIndex, SealConfig, Sessions, SessionsConfig, Ttl};
 use tower_sessions_memorycached::SessionsStore;
 
 /// The example app of tower-sessions-memorycached.
@@ -39,6 +45,40 @@ struct Args {
     /// How sessions are encoded; `storable` is what Perl nodes read and write.
     #[arg(long, value_enum, default_value_t = CodecArg::Json)]
     codec: CodecArg,
+    /// Seal sessions with the keys in this file (`ID:HEX` entries, the
+    /// current key first); reads then require the seal.
+    #[arg(long, value_name = "FILE", conflicts_with = "seal_keys_env")]
+    seal_keys_file: Option<std::path::PathBuf>,
+    /// Seal sessions with the keys in the environment variable named VAR.
+    #[arg(long, value_name = "VAR")]
+    seal_keys_env: Option<String>,
+    /// Transition setting: read plain (unsealed) sessions instead of refusing them.
+    #[arg(long)]
+    accept_unsealed: bool,
+    /// Allow `--codec storable` with a seal (Perl nodes cannot read sealed values).
+    #[arg(long)]
+    seal_allow_storable: bool,
+}
+
+impl Args {
+    /// The seal setting, if keys were named.
+    fn seal(&self) -> anyhow::Result<Option<SealConfig>> {
+        let keyring = match (&self.seal_keys_file, &self.seal_keys_env) {
+            (Some(path), _) => Keyring::from_file(path)?,
+            (None, Some(var)) => Keyring::from_env(var)?,
+            (None, None) => {
+                anyhow::ensure!(
+                    !self.accept_unsealed && !self.seal_allow_storable,
+                    "--accept-unsealed and --seal-allow-storable need seal keys"
+                );
+                return Ok(None);
+            }
+        };
+        let mut seal = SealConfig::new(keyring);
+        seal.accept_unsealed = self.accept_unsealed;
+        seal.allow_storable = self.seal_allow_storable;
+        Ok(Some(seal))
+    }
 }
 
 /// `--codec` values.
@@ -68,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             CodecArg::Msgpack => Codec::MessagePack,
             CodecArg::Storable => Codec::Storable,
         },
+        seal: args.seal()?,
         ..Default::default()
     };
     let mut sessions = Sessions::new(servers, config)?;
