@@ -24,12 +24,17 @@
 //! idle_timeout = 1800              # seconds an admin login lasts without a request
 //! secure_cookie = false            # true when users reach the bridge over HTTPS
 //!
+//! [tls]                            # optional: serve HTTPS (PEM files, read at start)
+//! cert = "/etc/soap-bridge/cert.pem"   # the chain, leaf first
+//! key = "/etc/soap-bridge/key.pem"     # PKCS#8, PKCS#1 or SEC1
+//!
 //! [llng]                           # LemonLDAP::NG's REST protocol (docs/llng.md)
 //! key = "..."                      # LL::NG's `key`: checks the client's __secret
 //! clock_tolerance_secs = 15        # LL::NG's restClockTolerance
 //! ```
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -77,6 +82,27 @@ pub struct Config {
     pub admin: AdminConfig,
     /// LemonLDAP::NG's protocols (`[llng]`).
     pub llng: LlngConfig,
+    /// HTTPS (`[tls]`, `--tls-cert/--tls-key`): plain HTTP without it.
+    pub tls: TlsConfig,
+}
+
+/// The certificate and key the bridge serves HTTPS with (`[tls]`,
+/// `--tls-cert`, `--tls-key`); both or neither. PEM files, read once at
+/// start by [`crate::tls`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// The private key of the leaf certificate.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Whether HTTPS is configured (both files given).
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some() && self.key.is_some()
+    }
 }
 
 /// Settings of LemonLDAP::NG's session protocols (`[llng]`,
@@ -185,6 +211,7 @@ impl Default for Config {
             principal_index: false,
             admin: AdminConfig::default(),
             llng: LlngConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -252,6 +279,9 @@ impl Config {
                 "llng.clock_tolerance_secs {} is outside 1..=3600",
                 self.llng.clock_tolerance_secs
             ));
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls needs both cert and key (--tls-cert and --tls-key)".into());
         }
         if self.principal_index && self.principal.is_none() {
             return bad("principal_index needs principal (the field naming the user)".into());

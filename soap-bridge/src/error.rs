@@ -24,6 +24,9 @@ pub enum Error {
     /// session-core refused the configuration.
     #[error("sessions: {0}")]
     Sessions(#[from] session_core::Error),
+    /// The TLS certificate or key (`[tls]`) cannot be used.
+    #[error("tls: {0}")]
+    Tls(String),
     /// Binding or accepting on the listen address failed.
     #[error("listening on {addr}: {source}")]
     Listen {

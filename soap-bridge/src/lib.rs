@@ -30,7 +30,8 @@
 //!   the original SOAP, the JSON mirror, `/metrics` and `/healthz`, the
 //!   `/admin` explorer, LemonLDAP::NG's SOAP and REST — and the route
 //!   table; its docs say how to add one;
-//! - [`server`]: the accept loop with timeouts and graceful shutdown.
+//! - [`server`]: the accept loop with timeouts and graceful shutdown, over
+//!   plain TCP or HTTPS ([`tls`]: the rustls acceptor from `[tls]`).
 //!
 //! # Values
 //!
@@ -92,6 +93,7 @@ pub mod soap;
 pub mod state;
 pub mod status;
 pub mod surfaces;
+pub mod tls;
 
 pub use config::{Auth, Config};
 pub use error::Error;

@@ -30,7 +30,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     /// TOML file with the same settings (listen, store, local, timeout,
     /// principal, codec, body_limit, header_timeout_ms, body_timeout_ms,
-    /// shutdown_grace_ms, principal_index, [auth], [admin], [llng]); flags
+    /// shutdown_grace_ms, principal_index, [auth], [admin], [llng], [tls]); flags
     /// given here override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -85,6 +85,16 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     llng_key_file: Option<PathBuf>,
 
+    /// Serve HTTPS with this certificate chain (PEM, leaf first; config:
+    /// [tls] cert). Needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1; config:
+    /// [tls] key).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
     /// Accepted clock difference, in seconds, for LL::NG's __secret
     /// (its restClockTolerance; config: [llng] clock_tolerance_secs)
     /// [default: 15].
@@ -130,6 +140,12 @@ impl Args {
         if let Some(v) = self.llng_clock_tolerance {
             config.llng.clock_tolerance_secs = v;
         }
+        if let Some(v) = self.tls_cert {
+            config.tls.cert = Some(v);
+        }
+        if let Some(v) = self.tls_key {
+            config.tls.key = Some(v);
+        }
         Ok(config)
     }
 }
@@ -166,16 +182,21 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr().context("listener address")?;
     let shutdown = shutdown_signal()?;
+    let scheme = if config.tls.enabled() {
+        "https"
+    } else {
+        "http"
+    };
     println!(
-        "soap-bridge listening on http://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
+        "soap-bridge listening on {scheme}://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
          WSDL at /?wsdl, JSON at /sessions, LemonLDAP::NG at /llng/soap and /llng/sessions) \
          with store {}",
         config.store
     );
     if config.admin.enabled {
-        println!("soap-bridge: session explorer at http://{addr}/admin/");
+        println!("soap-bridge: session explorer at {scheme}://{addr}/admin/");
     }
-    tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), "serving");
+    tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), tls = config.tls.enabled(), "serving");
     soap_bridge::serve_state(state, listener, shutdown).await?;
     Ok(())
 }

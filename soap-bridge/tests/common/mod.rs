@@ -212,6 +212,11 @@ pub async fn soap(addr: SocketAddr, method: &str, params: &str) -> Reply {
 /// Runs `perl` on a script of `tests/perl/` with `args`; returns stdout.
 /// Fails with what to install when SOAP::Lite is missing.
 pub fn perl(script: &str, args: &[&str]) -> String {
+    perl_env(script, args, &[])
+}
+
+/// [`perl`] with environment variables (e.g. LWP's CA file for HTTPS).
+pub fn perl_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let check = Command::new("perl")
         .args(["-MSOAP::Lite", "-e", "1"])
         .output();
@@ -220,7 +225,12 @@ pub fn perl(script: &str, args: &[&str]) -> String {
         _ => panic!("Perl's SOAP::Lite is needed for this test: apt-get install libsoap-lite-perl"),
     }
     let path = format!("{}/tests/perl/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("perl").arg(&path).args(args).output().unwrap();
+    let out = Command::new("perl")
+        .arg(&path)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
