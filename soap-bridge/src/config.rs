@@ -22,7 +22,7 @@
 //! [admin]                          # the web session explorer under /admin (needs [auth])
 //! enabled = true
 //! idle_timeout = 1800              # seconds an admin login lasts without a request
-//! secure_cookie = false            # true when users reach the bridge over HTTPS
+//! secure_cookie = false            # true behind a TLS proxy (always Secure with [tls])
 //!
 //! [tls]                            # optional: serve HTTPS (PEM files, read at start)
 //! cert = "/etc/soap-bridge/cert.pem"   # the chain, leaf first
@@ -152,7 +152,8 @@ pub struct AdminConfig {
     /// Seconds an admin login stays valid without a request (60..=86400).
     pub idle_timeout: u64,
     /// Mark the login cookie `Secure` (browsers then send it over HTTPS
-    /// only): set it when a TLS proxy fronts the bridge.
+    /// only): set it when a TLS proxy fronts the bridge. With `[tls]` the
+    /// cookie is `Secure` whatever this says.
     pub secure_cookie: bool,
 }
 

@@ -5,7 +5,8 @@
 //! refuses the certificate; a plain HTTP request and a client that stalls in
 //! the handshake are dropped without holding anything (the header timeout
 //! bounds the handshake, and a graceful stop is not held up); the command
-//! says `https://` and refuses a certificate without its key.
+//! says `https://` and refuses a certificate without its key; the admin
+//! login cookies are `Secure`.
 
 // Test helpers panic on failure: that panic is the test report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::{ANSWER_WITHIN, Bridge, blocking, memcached, perl_env, read_reply, test_config};
 use soap_bridge::Config;
-use soap_bridge::config::TlsConfig;
+use soap_bridge::config::{AdminConfig, Auth, TlsConfig};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -257,6 +258,43 @@ async fn stalled_handshakes_and_plain_http_hold_nothing() {
     let start = Instant::now();
     bridge.stop().await;
     assert!(start.elapsed() < Duration::from_secs(1) + ANSWER_WITHIN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cookies_are_secure_over_https() {
+    let certs = certificates("cookie");
+    let bridge = Bridge::start(Config {
+        tls: tls(&certs),
+        auth: Some(Auth::Bearer {
+            token: "cookie-token".into(),
+        }),
+        admin: AdminConfig {
+            enabled: true,
+            ..AdminConfig::default()
+        },
+        ..test_config("memory://")
+    })
+    .await;
+    let (ca, port) = (certs.file("ca.pem"), bridge.addr.port());
+    let page = blocking(move || {
+        curl(&[
+            "-i",
+            "--cacert",
+            &ca,
+            &format!("https://127.0.0.1:{port}/admin/login"),
+        ])
+    })
+    .await;
+    let page = stdout(&page);
+    let cookie = page
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: mc_admin_form=")
+        })
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    bridge.stop().await;
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! less protected than the API. A successful login begins a login in the
 //! process's table ([`crate::logins`]) and sets its id as the cookie
 //! `mc_admin` (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` with
-//! `[admin] secure_cookie`). A failed login is answered after a short pause
+//! `[admin] secure_cookie` or when the bridge serves HTTPS itself). A failed login is answered after a short pause
 //! and logged.
 //!
 //! Imports the shared leaves (state, body, credentials, logins) and the
@@ -39,7 +39,9 @@ fn set_cookie(state: &AppState, name: &str, value: &str, max_age: Option<u64>) -
     if let Some(secs) = max_age {
         c.push_str(&format!("; Max-Age={secs}"));
     }
-    if state.config.admin.secure_cookie {
+    // Served over our own TLS, the browser is on HTTPS: no reason to let
+    // the cookie ever travel in clear.
+    if state.config.admin.secure_cookie || state.config.tls.enabled() {
         c.push_str("; Secure");
     }
     // Names and values are ours (hex digits): always a valid header.
