@@ -158,7 +158,7 @@ async fn authenticate(
         Err(_) if line.is_empty() => Err(Error::NoAnswer {
             server: server.to_owned(),
             step: "the authentication request",
-            after,
+            detail: format!("nothing within the connect timeout of {after:?}"),
         }),
         Err(_) => Err(Error::ConnectTimeout {
             server: server.to_owned(),
@@ -168,10 +168,21 @@ async fn authenticate(
         // (TLS 1.3 tells so only after the handshake).
         Ok(Err(e)) => Err(match tls_cause(&e) {
             Some(_) => tls_error(server, &e),
+            None if line.is_empty() => Error::NoAnswer {
+                server: server.to_owned(),
+                step: "the authentication request",
+                detail: format!("the connection ended: {e}"),
+            },
             None => Error::Connect {
                 server: server.to_owned(),
                 source: e,
             },
+        }),
+        // The end of the stream before any answer.
+        Ok(Ok(0)) => Err(Error::NoAnswer {
+            server: server.to_owned(),
+            step: "the authentication request",
+            detail: "the server closed the connection".into(),
         }),
         Ok(Ok(_)) => match line.as_slice() {
             b"STORED\r\n" if !buffered => Ok(()),
@@ -229,6 +240,19 @@ fn host_of(server: &str) -> &str {
 pub(crate) fn tls_cause(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// A fresh connection's failed first request as an [`Error::Tls`] when it
+/// was rustls's verdict: TLS 1.3 tells a client its certificate was
+/// refused (or missing) only after the handshake, as an alert on the first
+/// read. Any other error is returned as it is.
+pub(crate) fn tls_refusal(e: Error) -> Error {
+    match e {
+        Error::Io { server, source, .. } if tls_cause(&source).is_some() => {
+            tls_error(&server, &source)
+        }
+        other => other,
+    }
 }
 
 /// A failed handshake (or a first read that found a TLS alert) as an
@@ -309,7 +333,7 @@ fn tls_client(tls: &TlsConfig) -> Result<Tls> {
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(format!("TLS setup: {e}")))?
         .with_root_certificates(roots);
-    let config = match (&tls.cert_file, &tls.key_file) {
+    let mut config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
@@ -327,6 +351,12 @@ fn tls_client(tls: &TlsConfig) -> Result<Tls> {
         }
         _ => builder.with_no_client_auth(),
     };
+    // No session resumption: memcached 1.6.18 sets no session id context,
+    // so with client certificates (ssl_verify_mode) OpenSSL answers a
+    // resumption attempt with an internal_error alert (measured: one
+    // handshake in a few failed so). Connections are long-lived; a full
+    // handshake per new one costs little.
+    config.resumption = rustls::client::Resumption::disabled();
     let server_name = tls
         .server_name
         .as_ref()
@@ -357,8 +387,10 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_password() {
-        let mut config = MemcachedConfig::default();
-        config.auth = Some(Credentials::new("app", "hunter2-secret"));
+        let config = MemcachedConfig {
+            auth: Some(Credentials::new("app", "hunter2-secret")),
+            ..MemcachedConfig::default()
+        };
         let connector = Connector::new(&config).unwrap_or_else(|e| panic!("{e}"));
         let printed = format!("{connector:?} {config:?}");
         assert!(printed.contains("app"), "{printed}");

@@ -197,21 +197,22 @@ pub enum Error {
         detail: String,
     },
 
-    /// A new connection got no answer at all to its first request within
-    /// the connect timeout. A memcached serving TLS only (`-Z`) stays
-    /// silent like this when a plaintext client writes to it, hence the
-    /// hint; a hung server does too.
+    /// A new connection got no answer at all to its first request: nothing
+    /// within the connect timeout, or the server closed it. A memcached
+    /// serving TLS only (`-Z`) does either to a plaintext client, hence the
+    /// hint; a hung or dying server does too.
     #[error(
-        "{server} did not answer {step} within the connect timeout ({after:?}); a memcached \
-         serving TLS (-Z) stays silent to a plaintext client: if it does, use memcacheds://"
+        "{server} did not answer {step} ({detail}); a memcached serving TLS (-Z) does so to a \
+         plaintext client: if it does, use memcacheds://"
     )]
     NoAnswer {
         /// The server address.
         server: String,
         /// The request that got no answer.
         step: &'static str,
-        /// The connect timeout.
-        after: Duration,
+        /// What happened instead: silence past the connect timeout, or a
+        /// closed connection.
+        detail: String,
     },
 }
 
@@ -441,12 +442,11 @@ impl From<Error> for session_core::Error {
             Error::NoAnswer {
                 server,
                 step,
-                after,
+                detail,
             } => Core::Unavailable {
                 message: format!(
-                    "no answer to {step} within the connect timeout ({after:?}); a memcached \
-                     serving TLS (-Z) stays silent to a plaintext client: if it does, use \
-                     memcacheds://"
+                    "no answer to {step} ({detail}); a memcached serving TLS (-Z) does so to a \
+                     plaintext client: if it does, use memcacheds://"
                 ),
                 server,
                 delivery,
@@ -556,7 +556,7 @@ mod tests {
         let core = session_core::Error::from(Error::NoAnswer {
             server: "s:1".into(),
             step: "`stats settings`",
-            after: Duration::from_millis(5),
+            detail: "nothing within 5ms".into(),
         });
         assert!(core.to_string().contains("memcacheds://"), "{core}");
         assert_eq!(core.delivery(), Some(Delivery::NotSent));
@@ -728,7 +728,7 @@ mod tests {
                 Error::NoAnswer {
                     server: server(),
                     step: "`stats settings`",
-                    after: d,
+                    detail: "closed".into(),
                 },
                 true,
                 true,

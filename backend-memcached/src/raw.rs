@@ -152,7 +152,8 @@ impl RawConnection {
                 server: addr.to_owned(),
                 after: timeout,
                 sent: true,
-            })??;
+            })?
+            .map_err(crate::connector::tls_refusal)?;
         if let Some(max) = settings.item_size_max {
             conn.set_max_block(max);
         }

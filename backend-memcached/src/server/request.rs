@@ -142,9 +142,9 @@ impl Server {
     }
 
     /// Asks a fresh connection for the server's settings. `Ok(false)`: the
-    /// endpoint closed the connection instead of
-    /// answering (twemproxy does so for commands it does not route); the
-    /// settings are then recorded as unknown and the connection is spent.
+    /// endpoint closed the connection instead of answering (twemproxy does
+    /// so for commands it does not route, memcached -Z for any plaintext);
+    /// the connection is spent and the caller tells which.
     async fn learn(&self, conn: &mut Connection) -> Result<bool> {
         match protocol::read_settings(conn).await {
             Ok(learned) => {
@@ -158,15 +158,15 @@ impl Server {
                     "memcached endpoint does not answer `stats settings`; its item size limit \
                      is unknown"
                 );
-                self.set_settings(super::Settings::default());
                 Ok(false)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// True when a new connection's `version` gets a `VERSION` answer: the
-    /// endpoint is alive and speaks the classic protocol.
+    /// True when a new connection's `version` gets a `VERSION` answer
+    /// within the connect timeout: the endpoint is alive and speaks the
+    /// classic protocol.
     pub(super) async fn speaks_classic(&self, deadline: Instant) -> bool {
         let (until, after) = Server::bounded(deadline, self.connect_timeout);
         let Ok(mut conn) =
@@ -174,7 +174,7 @@ impl Server {
         else {
             return false;
         };
-        let answer = tokio::time::timeout_at(deadline, async {
+        let answer = tokio::time::timeout_at(until, async {
             conn.send("version", b"version\r\n").await?;
             conn.read_line("version").await
         })
@@ -208,13 +208,28 @@ impl Server {
                             self.check(settings, op)?;
                         }
                     }
-                    Ok(Ok(false)) => continue,
-                    Ok(Err(e)) => return Err(e.unsent()),
+                    // Closed on `stats settings`: a proxy that answers
+                    // classic commands (twemproxy) goes on with unknown
+                    // settings; anything else, such as a TLS port (memcached
+                    // -Z closes on a plaintext request), is named.
+                    Ok(Ok(false)) => {
+                        drop(conn);
+                        if self.speaks_classic(deadline).await {
+                            self.set_settings(super::Settings::default());
+                            continue;
+                        }
+                        return Err(Error::NoAnswer {
+                            server: self.addr.clone(),
+                            step: "`stats settings`",
+                            detail: "the server closed the connection".into(),
+                        });
+                    }
+                    Ok(Err(e)) => return Err(crate::connector::tls_refusal(e).unsent()),
                     Err(_) if conn.nothing_read() => {
                         return Err(Error::NoAnswer {
                             server: self.addr.clone(),
                             step: "`stats settings`",
-                            after,
+                            detail: format!("nothing within the connect timeout of {after:?}"),
                         });
                     }
                     Err(_) => {
