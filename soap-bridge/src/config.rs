@@ -17,7 +17,8 @@
 //!
 //! [auth]                           # optional; /healthz, status and the WSDL stay open
 //! type = "bearer"                  # or "basic" with user = "..." and password = "..."
-//! token = "secret"
+//! token = "secret"                 # or token_file = "/run/secrets/bridge-token"
+//!                                  # (password_file for basic; a final newline is dropped)
 //!
 //! [admin]                          # the web session explorer under /admin (needs [auth])
 //! enabled = true
@@ -168,8 +169,14 @@ impl Default for AdminConfig {
 }
 
 /// Authentication of requests (`Authorization` header).
+///
+/// In TOML the secret is given inline (`token`, `password`) or, so it
+/// stays out of the config file, as a file read once when the config is
+/// loaded (`token_file`, `password_file`; one trailing newline is
+/// dropped). A missing or unreadable file is a config error naming the
+/// file, never the secret.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "AuthToml")]
 pub enum Auth {
     /// `Authorization: Bearer <token>`.
     Bearer {
@@ -183,6 +190,61 @@ pub enum Auth {
         /// The password.
         password: String,
     },
+}
+
+/// `[auth]` as written: each secret inline or in a file.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum AuthToml {
+    Bearer {
+        token: Option<String>,
+        token_file: Option<PathBuf>,
+    },
+    Basic {
+        user: String,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl TryFrom<AuthToml> for Auth {
+    type Error = String;
+
+    fn try_from(toml: AuthToml) -> Result<Self, String> {
+        Ok(match toml {
+            AuthToml::Bearer { token, token_file } => Auth::Bearer {
+                token: secret("token", token, token_file)?,
+            },
+            AuthToml::Basic {
+                user,
+                password,
+                password_file,
+            } => Auth::Basic {
+                user,
+                password: secret("password", password, password_file)?,
+            },
+        })
+    }
+}
+
+/// The secret `name`, from the TOML or from `name_file`: exactly one.
+fn secret(name: &str, inline: Option<String>, file: Option<PathBuf>) -> Result<String, String> {
+    match (inline, file) {
+        (Some(s), None) => Ok(s),
+        (None, Some(path)) => read_secret(&path).map_err(|e| format!("auth.{name}_file {e}")),
+        (Some(_), Some(_)) => Err(format!("auth: give {name} or {name}_file, not both")),
+        (None, None) => Err(format!("auth needs {name} or {name}_file")),
+    }
+}
+
+/// A secret file's text without its trailing newline (`\n` or `\r\n`).
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
+    let text = text
+        .strip_suffix('\n')
+        .map_or(text.as_str(), |t| t.strip_suffix('\r').unwrap_or(t));
+    Ok(text.to_owned())
 }
 
 impl std::fmt::Debug for Auth {
@@ -392,6 +454,56 @@ mod tests {
             ..Config::default()
         };
         assert!(bad_index.validate().is_err());
+    }
+
+    #[test]
+    fn auth_secrets_from_files() {
+        let dir = std::env::temp_dir().join(format!("soap-bridge-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "t0ken-from-file\n").unwrap();
+        let password = dir.join("password");
+        std::fs::write(&password, "pass word\r\n").unwrap();
+        let toml = |body: String| Config::from_toml(&format!("[auth]\n{body}"));
+
+        let c = toml(format!("type = \"bearer\"\ntoken_file = {token:?}\n")).unwrap();
+        assert_eq!(
+            c.auth,
+            Some(Auth::Bearer {
+                token: "t0ken-from-file".into()
+            })
+        );
+        c.validate().unwrap();
+        let c = toml(format!(
+            "type = \"basic\"\nuser = \"u\"\npassword_file = {password:?}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.auth,
+            Some(Auth::Basic {
+                user: "u".into(),
+                password: "pass word".into()
+            })
+        );
+
+        // A missing file names the file; the error never holds a secret.
+        let missing = dir.join("nope");
+        let e = toml(format!("type = \"bearer\"\ntoken_file = {missing:?}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token_file") && e.contains("nope"), "{e}");
+        let e = toml(format!(
+            "type = \"bearer\"\ntoken = \"inline\"\ntoken_file = {token:?}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not both") && !e.contains("inline"), "{e}");
+        assert!(toml("type = \"bearer\"\n".into()).is_err());
+        // An empty file is an empty token: refused by validate.
+        std::fs::write(&token, "\n").unwrap();
+        let c = toml(format!("type = \"bearer\"\ntoken_file = {token:?}\n")).unwrap();
+        assert!(c.validate().is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub(crate) fn challenge(config: &Config) -> HeaderValue {
 
 /// Compares secrets in time independent of where they differ.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    #[cfg(test)]
+    tests::CT_EQ_CALLS.with(|n| n.set(n.get() + 1));
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -65,7 +67,65 @@ pub(crate) fn token() -> Result<String, getrandom::Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    thread_local! {
+        /// How many times this thread went through [`ct_eq`]: the proof
+        /// that the `[auth]` check compares secrets in constant time.
+        pub(super) static CT_EQ_CALLS: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Runs `authorized` and says whether it answered through `ct_eq`.
+    fn checked_in_constant_time(config: &Config, value: &'static str) -> (bool, bool) {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+        let before = CT_EQ_CALLS.with(Cell::get);
+        let ok = authorized(config, &h);
+        (ok, CT_EQ_CALLS.with(Cell::get) > before)
+    }
+
+    #[test]
+    fn every_secret_comparison_goes_through_ct_eq() {
+        let bearer = Config {
+            auth: Some(Auth::Bearer {
+                token: "s3cret".into(),
+            }),
+            ..Config::default()
+        };
+        // Right, wrong at the first byte, wrong at the last, wrong length:
+        // each decided by ct_eq, never by `==`.
+        assert_eq!(
+            checked_in_constant_time(&bearer, "Bearer s3cret"),
+            (true, true)
+        );
+        assert_eq!(
+            checked_in_constant_time(&bearer, "Bearer x3cret"),
+            (false, true)
+        );
+        assert_eq!(
+            checked_in_constant_time(&bearer, "Bearer s3crex"),
+            (false, true)
+        );
+        assert_eq!(
+            checked_in_constant_time(&bearer, "Bearer s3"),
+            (false, true)
+        );
+        let basic = Config {
+            auth: Some(Auth::Basic {
+                user: "u".into(),
+                password: "p".into(),
+            }),
+            ..Config::default()
+        };
+        // base64("u:p"), base64("u:x").
+        assert_eq!(checked_in_constant_time(&basic, "Basic dTpw"), (true, true));
+        assert_eq!(
+            checked_in_constant_time(&basic, "Basic dTp4"),
+            (false, true)
+        );
+    }
 
     #[test]
     fn credentials() {
