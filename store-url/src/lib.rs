@@ -11,7 +11,8 @@
 //! | scheme | store |
 //! |---|---|
 //! | `memory://` | [`session_core::MemoryStore`], in this process (no query keys) |
-//! | `memcached://H:P[,H:P[:weight]]?...` | `backend_memcached::MemcachedStore` (its docs list the query keys) |
+//! | `memcached://[USER:PASSWORD@]H:P[,H:P[:weight]]?...` | `backend_memcached::MemcachedStore` (its docs list the query keys; `USER:PASSWORD@` is memcached's `-Y` authentication) |
+//! | `memcacheds://...?ca=FILE[&cert=FILE&key=FILE][&server_name=NAME]` | the same over TLS (memcached `-Z`), certificates verified, always built in |
 //! | `redis://[USER:PASSWORD@]HOST[:PORT][/DB]?...` | `backend_redis::RedisStore` (its docs list the query keys; `cluster=true` needs this crate's `redis-cluster` feature) |
 //! | `rediss://...` | the same over TLS: needs this crate's `redis-tls` feature (without it, a [`Error::Redis`] configuration error saying so) |
 //!
@@ -41,10 +42,10 @@ use session_core::{MemoryStore, Store};
 pub enum Error {
     /// The URL names no scheme this build knows.
     #[error(
-        "unknown store URL {url:?}: expected memory://, memcached://HOST:PORT[,HOST:PORT]... or redis://HOST:PORT"
+        "unknown store URL {url:?}: expected memory://, memcached://HOST:PORT[,HOST:PORT]..., memcacheds://... or redis://HOST:PORT"
     )]
     UnknownScheme {
-        /// The URL as given (printable form).
+        /// The URL as given (printable form, without its password).
         url: String,
     },
     /// The scheme is planned but its backend is not part of this build yet.
@@ -59,10 +60,11 @@ pub enum Error {
         /// The URL as given.
         url: String,
     },
-    /// The memcached URL did not validate (bad address, unknown query key...).
+    /// The memcached URL did not validate (bad address, unknown query key,
+    /// an unreadable certificate file...).
     #[error("memcached store URL {url:?}: {source}")]
     Memcached {
-        /// The URL as given.
+        /// The URL as given, without its password.
         url: String,
         /// What the memcached backend said.
         #[source]
@@ -105,44 +107,48 @@ pub fn open_one(url: &str) -> Result<Arc<dyn Store>, Error> {
     match scheme {
         Some("memory") => {
             if url != "memory://" {
-                return Err(Error::MemoryOptions {
-                    url: printable(url),
-                });
+                return Err(Error::MemoryOptions { url: shown(url) });
             }
             Ok(Arc::new(MemoryStore::new()))
         }
-        Some("memcached") => MemcachedStore::from_url(url)
+        Some("memcached") | Some("memcacheds") => MemcachedStore::from_url(url)
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .map_err(|source| Error::Memcached {
-                url: printable(url),
+                url: printable(&without_password(url)),
                 source,
             }),
         Some("redis") | Some("rediss") => RedisStore::from_url(url)
             .map(|s| Arc::new(s) as Arc<dyn Store>)
             .map_err(|source| Error::Redis {
-                url: printable(&without_password(url)),
+                url: shown(url),
                 source,
             }),
-        _ => Err(Error::UnknownScheme {
-            url: printable(url),
-        }),
+        _ => Err(Error::UnknownScheme { url: shown(url) }),
     }
 }
 
 /// The URL with the password of `scheme://user:password@host` replaced, so
 /// an error message never shows it.
+///
+/// The password ends at the URL's last `@`, wherever it is: the Redis
+/// parser lets a password hold `/`, and a URL with a mistyped scheme
+/// (`redis:/u:pw@h`, `redsi://u:pw@h`) still holds one. Hiding a little
+/// too much of an error message costs nothing.
 fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some(at) = url.rfind('@') else {
         return url.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+    let (head, tail) = url.split_at(at);
+    let start = head.find("://").map_or(0, |i| i + 3);
+    match head[start..].find(':') {
+        Some(colon) => format!("{}:***{tail}", &head[..start + colon]),
         None => url.to_owned(),
     }
+}
+
+/// [`printable`] of [`without_password`]: how every error shows a URL.
+fn shown(url: &str) -> String {
+    printable(&without_password(url))
 }
 
 /// A URL fit for an error message: control characters escaped, length capped.
@@ -197,7 +203,44 @@ mod tests {
             open("127.0.0.1:11211", None),
             Err(Error::UnknownScheme { .. })
         ));
+        let e = open("memcached://app:s3cret@h:1?bad=1", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret") && e.contains("app:***@h:1"), "{e}");
+        let e = open("memcacheds://app:s3cret@h:1?ca=/nonexistent/ca.pem", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !e.contains("s3cret") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        let e = open("memcache://app:s3cret@h:1", None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
         let e = open("x\n", None).unwrap_err().to_string();
         assert!(e.contains("\\n"), "{e}");
+    }
+
+    /// Fuzz findings (store_urls): a password showed in the error of a URL
+    /// with an unknown or mistyped scheme, and in a Redis URL's error when
+    /// the password held a `/` (the Redis parser allows it).
+    #[test]
+    fn no_error_shows_a_password() {
+        for url in [
+            "://:Secret00ff@",
+            "redsi://u:Secret00ff@h:1",
+            "redis:/u:Secret00ff@h:1",
+            "redis://u:Sec/ret00ff@h:1?bad=1",
+            "memory://u:Secret00ff@h",
+            "memcached://u:Secret00ff@h:1?nope=1",
+        ] {
+            let e = open(url, None).unwrap_err().to_string();
+            assert!(
+                !e.contains("Secret00ff") && !e.contains("ret00ff"),
+                "{url}: {e}"
+            );
+            assert!(e.contains(":***@"), "{url}: {e}");
+        }
     }
 }
