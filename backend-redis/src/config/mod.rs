@@ -321,9 +321,11 @@ impl RedisConfig {
         } else if let Some(r) = url.strip_prefix("rediss://") {
             (true, r)
         } else {
-            return Err(Error::InvalidConfig(format!(
-                "{url:?} does not start with redis:// or rediss://"
-            )));
+            // Not the URL itself: one that is not a Redis URL may still
+            // hold a password (`redis:/u:pw@h`), and errors reach logs.
+            return Err(Error::InvalidConfig(
+                "a Redis URL starts with redis:// or rediss://".into(),
+            ));
         };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
