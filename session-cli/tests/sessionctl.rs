@@ -83,6 +83,40 @@ fn set_get_patch_delete_round_trip() {
     assert_eq!(gone.status.code(), Some(1), "{}", stderr(&gone));
 }
 
+/// A 64-hex id (the length LemonLDAP::NG makes), written by session-core
+/// under that id as the bridge's LL::NG surfaces do: `get`, `set --id` and
+/// `delete` take it like a 32-hex one.
+#[test]
+fn a_64_hex_session_is_read_changed_and_deleted() {
+    let s = servers();
+    let id = session_core::SessionId::generate(64).unwrap();
+    assert_eq!(id.as_str().len(), 64);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (store, _) = store_url::open(&format!("memcached://{s}"), None).unwrap();
+        let sessions =
+            session_core::Sessions::new(store, session_core::SessionsConfig::default()).unwrap();
+        let mut fields = serde_json::Map::new();
+        fields.insert("uid".into(), json!("llng-user"));
+        let created = sessions.create_at(&id, fields, None).await.unwrap();
+        assert!(created.is_some(), "the id was free");
+    });
+    let id = id.as_str();
+    assert_eq!(get(&s, id), json!({"_session_id": id, "uid": "llng-user"}));
+    ok(&["set", "--servers", &s, "--id", id, "theme=dark"]);
+    assert_eq!(
+        get(&s, id),
+        json!({"_session_id": id, "uid": "llng-user", "theme": "dark"})
+    );
+    ok(&["delete", "--servers", &s, id]);
+    let gone = sessionctl(&["get", "--servers", &s, id]);
+    assert_eq!(gone.status.code(), Some(1), "{}", stderr(&gone));
+    assert!(stderr(&gone).contains(id), "{}", stderr(&gone));
+}
+
 #[test]
 fn exit_codes_say_what_happened() {
     let s = servers();
