@@ -72,7 +72,10 @@ pub fn answer(protocol: Protocol, op: u8, keys: u8, stream: &[u8]) -> Result<Ans
     let consumed = reader.read_count();
     let entries = match protocol::interpret(protocol, "fuzz", &op, frames)? {
         Reply::Entry(e) => vec![e.map(|e| e.value.len())],
-        Reply::Entries(all) => all.iter().map(|e| e.as_ref().map(|e| e.value.len())).collect(),
+        Reply::Entries(all) => all
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.value.len()))
+            .collect(),
         _ => Vec::new(),
     };
     Ok(Answer { entries, consumed })

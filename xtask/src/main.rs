@@ -7,6 +7,7 @@
 
 mod bench;
 mod counts;
+mod fuzz;
 mod images;
 mod prereqs;
 mod scope;
@@ -43,6 +44,8 @@ enum Command {
     Bench(bench::Args),
     /// Build the local Docker images of memcached and Redis from the host's binaries.
     Images(images::Args),
+    /// Run every cargo-fuzz target of fuzz/ (or the named ones) for a fixed time each.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Images(args) => images::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(code) => code,
