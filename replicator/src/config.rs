@@ -132,14 +132,18 @@ impl Config {
                 peers.iter().collect()
             }
         };
-        for (i, a) in addrs.iter().enumerate() {
-            match a.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-                _ => return bad(format!("{a:?} is not host:port")),
+        // Each node is `host:port` or a one-server memcached:// or
+        // memcacheds:// URL (TLS, user:password@); errors print it without
+        // its password.
+        let mut seen: Vec<String> = Vec::with_capacity(addrs.len());
+        for a in &addrs {
+            let addr = backend_memcached::raw::target_addr(a).map_err(|e| {
+                Error::InvalidConfig(format!("{:?}: {e}", backend_memcached::redact_url(a)))
+            })?;
+            if seen.contains(&addr) {
+                return bad(format!("{addr} is named twice"));
             }
-            if addrs[..i].contains(a) {
-                return bad(format!("{a} is named twice"));
-            }
+            seen.push(addr);
         }
         if self.shards == 0 || self.shards > 256 {
             return bad("shards must be 1..=256".into());
@@ -267,6 +271,18 @@ mod tests {
         assert!(ms("a:1", &["a:1"]).validate().is_err());
         assert!(ms("a", &["b:2"]).validate().is_err());
         assert!(ms("a:x", &["b:2"]).validate().is_err());
+        // URLs (TLS, credentials) as well as host:port; the same server
+        // twice is caught through a URL too, and no error shows a password.
+        assert!(
+            ms("memcacheds://u:pw@a:1?ca=/ca.pem", &["memcached://u:pw@b:2"])
+                .validate()
+                .is_ok()
+        );
+        assert!(ms("memcached://u:pw@a:1", &["a:1"]).validate().is_err());
+        for bad in ["memcached://u:s3cret@a:1,b:2", "memcached://u:s3cret@a:x"] {
+            let e = ms(bad, &["c:3"]).validate().unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+        }
         let mesh = Config::new(Topology::Mesh {
             peers: vec!["a:1".into()],
         });

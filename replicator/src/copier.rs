@@ -186,7 +186,7 @@ impl Copier {
                     retry_in: at - Instant::now(),
                 });
             }
-            let addr = self.shared.nodes[node].clone();
+            let addr = self.shared.targets[node].clone();
             let opened = async {
                 let mut c = RawConnection::connect(&addr, self.shared.config.io_timeout).await?;
                 let epoch = server_epoch(&mut c).await?;

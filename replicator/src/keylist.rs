@@ -144,7 +144,7 @@ impl KeyLists {
         let mut tasks = tokio::task::JoinSet::new();
         for (node, slot) in self.conns.iter_mut().enumerate() {
             let kept = slot.take().filter(|c| !c.is_broken());
-            let addr = shared.nodes[node].clone();
+            let addr = shared.targets[node].clone();
             let timeout = shared.config.dump_timeout;
             tasks.spawn(async move {
                 let listed = async {

@@ -263,7 +263,11 @@ impl Replicator {
                 .iter()
                 .map(|slave| {
                     Link::start(
-                        format!("{master}>{slave}"),
+                        format!(
+                            "{}>{}",
+                            backend_memcached::redact_url(master),
+                            backend_memcached::redact_url(slave)
+                        ),
                         vec![master.clone(), slave.clone()],
                         vec![0],
                         Mode::MasterSlave,
@@ -274,11 +278,17 @@ impl Replicator {
                 })
                 .collect(),
             Topology::Mesh { peers } => {
-                let name = peers.join("<>");
+                // Printed forms only: names are metric labels and log
+                // fields, and the state file lists the nodes.
+                let printed: Vec<String> = peers
+                    .iter()
+                    .map(|p| backend_memcached::redact_url(p))
+                    .collect();
+                let name = printed.join("<>");
                 let carried = config
                     .state_file
                     .as_deref()
-                    .and_then(|path| state::load(path, &name, peers));
+                    .and_then(|path| state::load(path, &name, &printed));
                 vec![Link::start(
                     name,
                     peers.clone(),

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backend_memcached::raw::{RawConnection, Watch, WatchEvent, WatchLine};
+use backend_memcached::raw::{RawConnection, Watch, WatchEvent, WatchLine, deleted_by_marker};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -70,7 +70,11 @@ impl Link {
         let node_count = nodes.len();
         let shared = Arc::new(LinkShared {
             name,
-            nodes,
+            targets: nodes.clone(),
+            nodes: nodes
+                .iter()
+                .map(|n| backend_memcached::redact_url(n))
+                .collect(),
             mode,
             metrics: Arc::new(LinkMetrics::default()),
             resync_pending: AtomicBool::new(false),
@@ -162,12 +166,13 @@ async fn feed_once(
     first: &mut bool,
 ) -> Result<()> {
     let addr = &shared.nodes[node];
+    let target = &shared.targets[node];
     let timeout = shared.config.io_timeout;
     // A server without `watch deletions` answers ERROR (1.6.18); another
     // may answer CLIENT_ERROR or some other refusal: each means "not
     // here", and the feed falls back to mutations alone.
     let mut refusal = "ERROR".to_owned();
-    let with_deletions = match Watch::open(addr, "mutations deletions", timeout).await {
+    let with_deletions = match Watch::open(target, "mutations deletions", timeout).await {
         Ok(w) => w,
         Err(backend_memcached::Error::Protocol { message, .. }) => {
             refusal = message;
@@ -183,7 +188,7 @@ async fn feed_once(
             shared.metrics.set_deletions_feed(addr, true);
             w
         }
-        None => match Watch::open(addr, "mutations", timeout).await? {
+        None => match Watch::open(target, "mutations", timeout).await? {
             Some(w) => {
                 if *first {
                     tracing::info!(link = %shared.name, server = %addr, answer = %refusal, "feed: watch mutations (this server refused `watch deletions`: deletes are found by key-list comparisons)");
@@ -273,7 +278,12 @@ async fn read_feed(
             }
         }
         match WatchEvent::parse(&line) {
-            Ok(event) => {
+            Ok(mut event) => {
+                // A store's delete marker (memcached 1.6.18 reports no
+                // deletes): the key it names was just deleted there.
+                if let Some(deleted) = deleted_by_marker(&event.key) {
+                    event.key = deleted.to_owned();
+                }
                 if !event.stored || !replicated(&event.key) {
                     continue;
                 }

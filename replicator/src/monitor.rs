@@ -21,6 +21,7 @@ use crate::shared::{LinkShared, pause};
 /// Watches node `node` of the link until asked to stop.
 pub(crate) async fn monitor(shared: Arc<LinkShared>, node: usize, mut stop: watch::Receiver<bool>) {
     let addr = shared.nodes[node].clone();
+    let target = shared.targets[node].clone();
     let mut conn: Option<RawConnection> = None;
     let mut last: Option<Epoch> = None;
     // Whether the last look failed (the node was away).
@@ -34,7 +35,7 @@ pub(crate) async fn monitor(shared: Arc<LinkShared>, node: usize, mut stop: watc
         }
         let looked = async {
             if conn.is_none() {
-                conn = Some(RawConnection::connect(&addr, shared.config.io_timeout).await?);
+                conn = Some(RawConnection::connect(&target, shared.config.io_timeout).await?);
             }
             match conn.as_mut() {
                 Some(c) => server_epoch(c).await,

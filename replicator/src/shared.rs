@@ -23,7 +23,12 @@ pub(crate) enum Mode {
 /// What the tasks of one link share.
 pub(crate) struct LinkShared {
     pub(crate) name: String,
+    /// The nodes as printed (logs, metrics, the state file): `host:port`,
+    /// or a URL with its password masked.
     pub(crate) nodes: Vec<String>,
+    /// What to connect to, in `nodes` order: `host:port`, or a one-server
+    /// `memcached://`/`memcacheds://` URL (TLS, credentials). Never printed.
+    pub(crate) targets: Vec<String>,
     pub(crate) mode: Mode,
     pub(crate) config: Config,
     pub(crate) metrics: Arc<LinkMetrics>,
