@@ -90,6 +90,11 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
         "Contention and principal index, 64 tasks, one memcached",
     ),
     (
+        "backend-memcached",
+        "tls",
+        "memcached over TLS (memcacheds://) beside plain TCP, 1 and 64 tasks, same run",
+    ),
+    (
         "backend-redis",
         "redis",
         "Redis and Valkey: session load+save beside raw GET+SET pairs, same client",
