@@ -54,6 +54,22 @@
 //! - [`error`]: this crate's [`Error`] and its one conversion into
 //!   [`session_core::Error`].
 //!
+//! # Securing the connections
+//!
+//! `memcacheds://` speaks TLS (rustls, ring provider) to every server:
+//! certificates are verified against `ca=FILE` (or the system's roots) and
+//! host names checked, always; `cert=`/`key=` give a client certificate for
+//! memcached's `ssl_verify_mode`, `server_name=` the name to check.
+//! `user:password@` turns on memcached's ASCII authentication (`-Y FILE`),
+//! sent once per new connection before any request. Both serve every
+//! connection mode and [`raw`] alike (see [`config`] for the URL form and
+//! why a scheme). Failures are typed before any request is sent:
+//! [`Error::Unauthorized`], [`Error::Tls`] with a [`TlsFailure`] naming the
+//! cause, [`Error::NoAnswer`] for a plaintext/TLS mix-up; the password is
+//! kept out of `Debug` output, errors and logs ([`redact_url`] prints a
+//! URL). TLS session resumption is off: memcached 1.6.18 with client
+//! certificates answers it with an `internal_error` alert.
+//!
 //! # Invariants
 //!
 //! - Keys and value sizes are checked before any I/O.
