@@ -5,8 +5,9 @@
 //! refuses the certificate; a plain HTTP request and a client that stalls in
 //! the handshake are dropped without holding anything (the header timeout
 //! bounds the handshake, and a graceful stop is not held up); the command
-//! says `https://` and refuses a certificate without its key; the admin
-//! login cookies are `Secure`.
+//! says `https://`, takes its `[auth]` token from a `token_file` and
+//! refuses a certificate without its key (or a key file that is missing);
+//! the admin login cookies are `Secure`.
 
 // Test helpers panic on failure: that panic is the test report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -298,7 +299,7 @@ async fn admin_cookies_are_secure_over_https() {
 }
 
 #[test]
-fn the_command_serves_https_and_wants_both_files() {
+fn the_command_serves_https_with_a_token_file_and_wants_both_files() {
     let certs = certificates("command");
     let (cert, key, ca) = (
         certs.file("server.pem"),
@@ -314,15 +315,31 @@ fn the_command_serves_https_and_wants_both_files() {
     let err = String::from_utf8_lossy(&alone.stderr);
     assert!(err.contains("tls needs both cert and key"), "{err}");
 
+    // The deployment the README describes: the token in a file of its own
+    // (a final newline, as editors write it), the certificate by flags.
+    std::fs::write(certs.0.join("token"), "command-token\n").unwrap();
+    std::fs::write(
+        certs.0.join("bridge.toml"),
+        format!(
+            "[auth]\ntype = \"bearer\"\ntoken_file = {:?}\n",
+            certs.file("token")
+        ),
+    )
+    .unwrap();
+    let missing = Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(certs.0.join("bridge.toml"))
+        .args(["--tls-cert", &cert, "--tls-key", &certs.file("nope.key")])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("nope.key"), "{err}");
+
     let mut child = Command::new(bin)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ])
+        .args(["--listen", "127.0.0.1:0", "--config"])
+        .arg(certs.0.join("bridge.toml"))
+        .args(["--tls-cert", &cert, "--tls-key", &key])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -336,13 +353,20 @@ fn the_command_serves_https_and_wants_both_files() {
         .strip_prefix("soap-bridge listening on https://127.0.0.1:")
         .unwrap_or_else(|| panic!("{line}"));
     let port = rest.split('/').next().unwrap();
-    let ok = curl(&[
-        "--cacert",
-        &ca,
-        &format!("https://127.0.0.1:{port}/healthz"),
-    ]);
+    let url = format!("https://127.0.0.1:{port}/sessions");
+    let code = |auth: &[&str]| {
+        let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}", "--cacert", &ca];
+        args.extend(auth);
+        args.extend(["-H", "Content-Type: application/json", "-d", "{}", &url]);
+        stdout(&curl(&args))
+    };
+    let with_token = code(&["-H", "Authorization: Bearer command-token"]);
+    let without = code(&[]);
+    let wrong = code(&["-H", "Authorization: Bearer command-token\\n"]);
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
-    assert_eq!(stdout(&ok), "ok\n");
+    assert_eq!(with_token, "201");
+    assert_eq!(without, "401");
+    assert_eq!(wrong, "401");
     assert!(status.success(), "{status}");
 }
