@@ -32,6 +32,12 @@
 //! [llng]                           # LemonLDAP::NG's REST protocol (docs/llng.md)
 //! key = "..."                      # LL::NG's `key`: checks the client's __secret
 //! clock_tolerance_secs = 15        # LL::NG's restClockTolerance
+//!
+//! [seal]                           # sessions sealed at rest (session_core::seal)
+//! keys_file = "/etc/soap-bridge/seal.keys"  # ID:HEX lines, current key first
+//! # keys_env = "SEAL_KEYS"         # or: the name of a variable holding them
+//! accept_unsealed = false          # transition: read plain values too
+//! allow_storable = false           # codec storable inside the seal (Perl cannot read it)
 //! ```
 
 use std::net::SocketAddr;
@@ -39,7 +45,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use session_core::{Codec, PrincipalIndex, SessionsConfig, Ttl};
+use session_core::{Codec, Keyring, PrincipalIndex, SealConfig, SessionsConfig, Ttl};
 
 use crate::error::Error;
 
@@ -85,6 +91,53 @@ pub struct Config {
     pub llng: LlngConfig,
     /// HTTPS (`[tls]`, `--tls-cert/--tls-key`): plain HTTP without it.
     pub tls: TlsConfig,
+    /// Sessions sealed at rest (`[seal]`, `--seal-keys-file`, ...): off
+    /// without keys.
+    pub seal: SealSettings,
+}
+
+/// Where the seal keys are (a file, or the name of an environment
+/// variable: never the keys themselves, so they stay out of the TOML and
+/// the command line), and the seal's two switches; see `session_core::seal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SealSettings {
+    /// The keyring file (`ID:HEX` entries, the current key first).
+    pub keys_file: Option<PathBuf>,
+    /// The environment variable holding the keyring, in the same form.
+    pub keys_env: Option<String>,
+    /// Transition setting: plain (unsealed) sessions are read, not refused.
+    pub accept_unsealed: bool,
+    /// Allow `codec = "storable"` with a seal (Perl nodes cannot read it).
+    pub allow_storable: bool,
+}
+
+impl SealSettings {
+    /// The seal these settings mean: `None` without keys; the keyring is
+    /// read here (errors name the file or variable, never a key).
+    pub fn seal_config(&self) -> Result<Option<SealConfig>, Error> {
+        let keyring = match (&self.keys_file, &self.keys_env) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "seal: give keys_file or keys_env, not both".into(),
+                ));
+            }
+            (Some(path), None) => Keyring::from_file(path),
+            (None, Some(var)) => Keyring::from_env(var),
+            (None, None) if self.accept_unsealed || self.allow_storable => {
+                return Err(Error::Config(
+                    "seal: accept_unsealed and allow_storable need keys (keys_file or keys_env)"
+                        .into(),
+                ));
+            }
+            (None, None) => return Ok(None),
+        }
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let mut seal = SealConfig::new(keyring);
+        seal.accept_unsealed = self.accept_unsealed;
+        seal.allow_storable = self.allow_storable;
+        Ok(Some(seal))
+    }
 }
 
 /// The certificate and key the bridge serves HTTPS with (`[tls]`,
@@ -275,6 +328,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             llng: LlngConfig::default(),
             tls: TlsConfig::default(),
+            seal: SealSettings::default(),
         }
     }
 }
@@ -370,6 +424,7 @@ impl Config {
             principal: self.principal.clone(),
             codec: self.codec()?,
             principal_index: self.principal_index.then(PrincipalIndex::default),
+            seal: self.seal.seal_config()?,
             // Many clients patching one session at once all get through with
             // session-core's defaults (per-key turns, backoff with jitter).
             ..SessionsConfig::default()
@@ -395,6 +450,41 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seal_settings() {
+        let dir = std::env::temp_dir().join(format!("bridge-seal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("seal.keys");
+        std::fs::write(&keys, format!("4:{}\n", "ab".repeat(32))).unwrap();
+        let c = Config::from_toml(&format!(
+            "[seal]\nkeys_file = {:?}\naccept_unsealed = true\n",
+            keys.display().to_string()
+        ))
+        .unwrap();
+        c.validate().unwrap();
+        let seal = c.sessions_config().unwrap().seal.unwrap();
+        assert_eq!(seal.keyring.current().id(), 4);
+        assert!(seal.accept_unsealed && !seal.allow_storable);
+        assert!(!format!("{:?}", c.sessions_config().unwrap()).contains(&"ab".repeat(8)));
+        // Storable with a seal: refused with the reason, unless asked for.
+        let mut storable = c.clone();
+        storable.codec = "storable".into();
+        let err = storable.validate().unwrap_err().to_string();
+        assert!(err.contains("Perl"), "{err}");
+        storable.seal.allow_storable = true;
+        storable.validate().unwrap();
+        // Switches without keys are a mistake, not silently ignored.
+        let lone = Config {
+            seal: SealSettings {
+                accept_unsealed: true,
+                ..SealSettings::default()
+            },
+            ..Config::default()
+        };
+        assert!(lone.validate().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn toml_and_validation() {

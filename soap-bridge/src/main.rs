@@ -100,6 +100,26 @@ struct Args {
     /// [default: 15].
     #[arg(long, value_name = "SECS")]
     llng_clock_tolerance: Option<u64>,
+
+    /// Seal sessions at rest with the keys in this file (ID:HEX entries, the
+    /// current key first; config: [seal] keys_file). Reads then require the seal.
+    #[arg(long, value_name = "FILE", conflicts_with = "seal_keys_env")]
+    seal_keys_file: Option<PathBuf>,
+
+    /// Seal sessions with the keys in the environment variable named VAR
+    /// (config: [seal] keys_env). Keys are never taken on the command line.
+    #[arg(long, value_name = "VAR")]
+    seal_keys_env: Option<String>,
+
+    /// Transition setting: read plain (unsealed) sessions instead of
+    /// refusing them (config: [seal] accept_unsealed).
+    #[arg(long)]
+    accept_unsealed: bool,
+
+    /// Allow --codec storable with a seal; Perl nodes cannot read sealed
+    /// values (config: [seal] allow_storable).
+    #[arg(long)]
+    seal_allow_storable: bool,
 }
 
 impl Args {
@@ -146,6 +166,16 @@ impl Args {
         if let Some(v) = self.tls_key {
             config.tls.key = Some(v);
         }
+        if let Some(v) = self.seal_keys_file {
+            config.seal.keys_file = Some(v);
+            config.seal.keys_env = None;
+        }
+        if let Some(v) = self.seal_keys_env {
+            config.seal.keys_env = Some(v);
+            config.seal.keys_file = None;
+        }
+        config.seal.accept_unsealed |= self.accept_unsealed;
+        config.seal.allow_storable |= self.seal_allow_storable;
         Ok(config)
     }
 }

@@ -224,7 +224,13 @@ impl Service {
             if is_raw(entry.flags) {
                 continue;
             }
-            let data = Codec::decode_stored(&entry.value, entry.flags, &key).unwrap_or_default();
+            // Sealed values open under the bridge's keys; one that does
+            // not (or a plain one while sealing is required) shows empty.
+            let data = match &self.sessions.config().seal {
+                Some(seal) => seal.decode_stored(&entry.value, entry.flags, &key),
+                None => Codec::decode_stored(&entry.value, entry.flags, &key),
+            }
+            .unwrap_or_default();
             view.sessions.push(SessionView {
                 id: id.as_str().to_owned(),
                 user: self.user_of(&data),
