@@ -51,6 +51,8 @@
 //!   cursor and its cost.
 //! - [`raw`]: one server, low level (items with flags, TTL and CAS,
 //!   conditional writes, key dumps, `watch` streams), for the replicator.
+//! - [`delete_marker`]: the marker a delete leaves with
+//!   `delete_markers=1`, which the replicator's feed reads as that delete.
 //! - [`error`]: this crate's [`Error`] and its one conversion into
 //!   [`session_core::Error`].
 //!
@@ -86,6 +88,7 @@
 pub mod config;
 mod connection;
 mod connector;
+pub mod delete_marker;
 pub mod error;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]

@@ -19,6 +19,10 @@ use crate::protocol::{self, Op, Reply, StoreMode, StoreReply};
 use crate::router::Router;
 use crate::server::{Server, ServerStats};
 
+/// How long a delete marker lives (see `MemcachedConfig::delete_markers`):
+/// long enough for a replicator to read it, short enough to leave no trace.
+const DELETE_MARKER_TTL_SECS: i64 = 30;
+
 /// A [`Store`] on one or more memcached servers.
 ///
 /// Cheap to clone (one `Arc`); clones share pools, health and counters.
@@ -162,6 +166,30 @@ impl MemcachedStore {
                     tries,
                 })
             }
+        }
+    }
+
+    /// With [`MemcachedConfig::delete_markers`]: the marker of a delete of
+    /// `key`, on `key`'s server (routed by `key`, not by the marker's own
+    /// name, so that server's feed reports it). The delete is done either
+    /// way: a marker that cannot be written only leaves the replicator its
+    /// slower path, and is logged at debug level.
+    async fn leave_delete_marker(&self, key: &str) {
+        if !self.inner.config.delete_markers {
+            return;
+        }
+        let Some(marker) = crate::delete_marker::delete_marker(key) else {
+            return;
+        };
+        let op = Op::Store {
+            mode: StoreMode::Set,
+            key: &marker,
+            value: b"",
+            flags: 0,
+            exptime: DELETE_MARKER_TTL_SECS,
+        };
+        if let Err(e) = self.call(key, &op).await {
+            tracing::debug!(key, error = %e, "delete marker not written");
         }
     }
 
@@ -396,7 +424,12 @@ impl Store for MemcachedStore {
     async fn delete(&self, key: &str) -> session_core::Result<bool> {
         validate_key(key)?;
         match self.call(key, &Op::Delete(key)).await? {
-            Reply::Existed(b) => Ok(b),
+            Reply::Existed(b) => {
+                if b {
+                    self.leave_delete_marker(key).await;
+                }
+                Ok(b)
+            }
             _ => Err(mismatch().into()),
         }
     }
@@ -444,7 +477,12 @@ impl Store for MemcachedStore {
             });
         }
         match self.call(key, &Op::DeleteIf(key, expected.get())).await? {
-            Reply::Deleted(outcome) => Ok(outcome),
+            Reply::Deleted(outcome) => {
+                if outcome == DeleteOutcome::Deleted {
+                    self.leave_delete_marker(key).await;
+                }
+                Ok(outcome)
+            }
             _ => Err(mismatch().into()),
         }
     }

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use backend_memcached::raw::{RawConnection, Watch, WatchEvent, WatchLine, deleted_by_marker};
+use backend_memcached::delete_marker::deleted_by_marker;
+use backend_memcached::raw::{RawConnection, Watch, WatchEvent, WatchLine};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 

@@ -25,9 +25,11 @@ use crate::error::Result;
 /// delete. The key is never replicated (`replicated`).
 pub const RUN_MARKER: &str = "memorycached.replicator.run";
 
-/// False for keys the replicator keeps to itself.
+/// False for keys the replicator keeps to itself: its run marker, and the
+/// delete markers stores leave (`backend_memcached::delete_marker`),
+/// which stand for a delete on their own server only.
 pub(crate) fn replicated(key: &str) -> bool {
-    key != RUN_MARKER
+    key != RUN_MARKER && backend_memcached::delete_marker::deleted_by_marker(key).is_none()
 }
 
 /// Which run of a server we talk to: its `pid` and start time

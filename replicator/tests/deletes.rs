@@ -10,6 +10,10 @@
 //!   the key-list comparison carries it within 3 s p99, with the periodic
 //!   full comparison turned off.
 //!
+//! - memcached 1.6.18, a delete through session-core's memcached store
+//!   with `delete_markers=1`: its marker's store line carries it, under
+//!   50 ms p99, both topologies, with every comparison turned off.
+//!
 //! Plus bad input: a server answering `watch` with `CLIENT_ERROR`, and an
 //! item too large for the other side.
 
@@ -245,6 +249,99 @@ async fn on_1_6_18_with_10k_keys_a_delete_on_either_peer_reaches_the_other_withi
         .collect();
     let snap = converged_on(&[a, b], true, LIMIT, &sample).await;
     assert_eq!(snap.len(), KEYS - SLOW_DELETES);
+    r.stop().await;
+}
+
+/// Deletes each of `keys` through session-core's memcached store on `from`
+/// (with delete markers) and measures how long each takes to be gone from
+/// `to` (read every millisecond).
+async fn store_delete_delays(
+    from: &common::Server,
+    to: &common::Server,
+    keys: &[String],
+) -> Vec<std::time::Duration> {
+    use session_core::Store as _;
+    let store = backend_memcached::MemcachedStore::from_url(&format!(
+        "memcached://{}?delete_markers=1",
+        from.addr()
+    ))
+    .unwrap();
+    let mut reader = conn(to).await;
+    let mut delays = Vec::new();
+    for key in keys {
+        assert!(reader.get_many(&[key.as_str()]).await.unwrap()[0].is_some());
+        let start = std::time::Instant::now();
+        assert!(store.delete(key).await.unwrap(), "{key}");
+        while reader.get_many(&[key.as_str()]).await.unwrap()[0].is_some() {
+            assert!(start.elapsed() < LIMIT, "{key} still on {}", to.addr());
+            tokio::time::sleep(FAST_POLL).await;
+        }
+        delays.push(start.elapsed());
+    }
+    delays
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_1_6_18_a_delete_through_session_core_reaches_the_slave_within_50_ms_p99() {
+    let s = memcacheds(2).await;
+    let (m, sl) = (&s[0], &s[1]);
+    // The feed alone: no key lists, no periodic comparison.
+    let r = Replicator::start(feed_only(Topology::MasterSlave {
+        master: m.addr(),
+        slaves: vec![sl.addr()],
+    }))
+    .unwrap();
+    started(&r, 1).await;
+    let names = keys("s", DELETES + 10);
+    fill(m, "s", names.len()).await;
+    converged_on(&[m, sl], false, LIMIT, &names).await;
+    let (_, metrics) = r.links().pop().unwrap();
+    assert_eq!(metrics.deletions_feed().get(&m.addr()), Some(&false));
+    let delays = store_delete_delays(m, sl, &names[..DELETES]).await;
+    let p99 = quantile(&delays, 0.99);
+    eprintln!(
+        "1.6.18 master->slave delete through session-core: p50 {:?} p99 {p99:?}",
+        quantile(&delays, 0.5)
+    );
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}: {delays:?}");
+    // The markers are not copied; the rest is equal.
+    let snap = converged_on(&[m, sl], false, LIMIT, &names).await;
+    assert_eq!(snap.len(), 10, "{:?}", snap.keys().collect::<Vec<_>>());
+    assert!(
+        common::dumped_keys(sl)
+            .await
+            .iter()
+            .all(|k| !k.starts_with(backend_memcached::delete_marker::DELETE_MARKER_PREFIX))
+    );
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_1_6_18_a_delete_through_session_core_on_either_peer_reaches_the_other_within_50_ms_p99()
+{
+    let s = memcacheds(2).await;
+    let (a, b) = (&s[0], &s[1]);
+    let r = Replicator::start(feed_only(Topology::Mesh {
+        peers: vec![a.addr(), b.addr()],
+    }))
+    .unwrap();
+    started(&r, 2).await;
+    let on_a = keys("a", DELETES / 2 + 5);
+    let on_b = keys("b", DELETES / 2 + 5);
+    fill(a, "a", on_a.len()).await;
+    fill(b, "b", on_b.len()).await;
+    let all: Vec<String> = on_a.iter().chain(&on_b).cloned().collect();
+    converged_on(&[a, b], true, LIMIT, &all).await;
+    let mut delays = store_delete_delays(a, b, &on_a[..DELETES / 2]).await;
+    delays.extend(store_delete_delays(b, a, &on_b[..DELETES / 2]).await);
+    let p99 = quantile(&delays, 0.99);
+    eprintln!(
+        "1.6.18 master<->master delete through session-core: p50 {:?} p99 {p99:?}",
+        quantile(&delays, 0.5)
+    );
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}: {delays:?}");
+    let snap = converged_on(&[a, b], true, LIMIT, &all).await;
+    assert_eq!(snap.len(), 10, "{:?}", snap.keys().collect::<Vec<_>>());
     r.stop().await;
 }
 

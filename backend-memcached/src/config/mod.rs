@@ -37,6 +37,7 @@
 //! | `connections` | multiplexed connections per server | 2 |
 //! | `backoff_initial_ms` | first retry delay after a server is marked down | 100 |
 //! | `backoff_max_ms` | the retry delay doubles up to this | 30000 |
+//! | `delete_markers` | `1`: each delete also leaves a short-lived marker the replicator's feed sees (see [`MemcachedConfig::delete_markers`]) | `0` |
 //! | `ca` | `memcacheds://` only: PEM file of the CA certificates to trust (percent-decoded path) | the system's roots |
 //! | `cert` | `memcacheds://` only: PEM file of a client certificate chain, for memcached's `ssl_verify_mode` | none |
 //! | `key` | `memcacheds://` only: PEM file of the client certificate's private key | none |
@@ -338,6 +339,16 @@ pub struct MemcachedConfig {
     /// memcached's ASCII authentication, sent once on every new connection
     /// before any request; `None` for none.
     pub auth: Option<Credentials>,
+    /// After each successful `delete` or `delete_if`, also write a
+    /// short-lived, empty marker item ([`crate::delete_marker`], 30 s)
+    /// on the deleted key's server. memcached 1.6.18's `watch` reports
+    /// stores but not deletes; the replicator reads the marker's store line
+    /// as "this key was deleted" and carries the delete at once, instead of
+    /// at its next key-list comparison. One more write per delete (a
+    /// logout); a key too long to be prefixed gets no marker. Off by
+    /// default: only worth it where the replicator runs on servers without
+    /// `watch deletions`.
+    pub delete_markers: bool,
 }
 
 impl Default for MemcachedConfig {
@@ -357,6 +368,7 @@ impl Default for MemcachedConfig {
             backoff_max: Duration::from_secs(30),
             tls: None,
             auth: None,
+            delete_markers: false,
         }
     }
 }

@@ -138,6 +138,7 @@ fn every_url_key_is_documented_and_parsed() {
             "connections" => "10",
             "server_name" => "mc.example",
             "ca" | "cert" | "key" => "/x.pem",
+            "delete_markers" => "1",
             _ => "100",
         };
         let (scheme, bad) = match key {

@@ -118,6 +118,17 @@ pub(super) const URL_KEYS: &[UrlOption<MemcachedConfig>] = &[
         },
     },
     UrlOption {
+        key: "delete_markers",
+        set: |c, v| {
+            c.delete_markers = match v {
+                "1" | "true" => true,
+                "0" | "false" => false,
+                _ => return Err("1 or 0"),
+            };
+            Ok(())
+        },
+    },
+    UrlOption {
         key: "ca",
         set: |c, v| {
             c.tls.get_or_insert_with(TlsConfig::default).ca_file = Some(path(v)?);
