@@ -274,9 +274,12 @@ mod tests {
         // URLs (TLS, credentials) as well as host:port; the same server
         // twice is caught through a URL too, and no error shows a password.
         assert!(
-            ms("memcacheds://u:pw@a:1?ca=/ca.pem", &["memcached://u:pw@b:2"])
-                .validate()
-                .is_ok()
+            ms(
+                "memcacheds://u:pw@a:1?ca=/ca.pem",
+                &["memcached://u:pw@b:2"]
+            )
+            .validate()
+            .is_ok()
         );
         assert!(ms("memcached://u:pw@a:1", &["a:1"]).validate().is_err());
         for bad in ["memcached://u:s3cret@a:1,b:2", "memcached://u:s3cret@a:x"] {
