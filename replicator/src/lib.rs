@@ -6,7 +6,10 @@
 //!
 //! - **Change feed.** One `watch mutations deletions` connection per
 //!   source. Each `item_store` line, and each `deleted` line, names a key;
-//!   the key goes on a bounded queue. A server without `watch deletions`
+//!   the key goes on a bounded queue. A store line of a delete marker
+//!   (`memorycached.deleted:<key>`, left by session-core's memcached store
+//!   with `delete_markers=1`) stands for a delete of `<key>`; markers are
+//!   never copied. A server without `watch deletions`
 //!   (memcached 1.6.18 answers `ERROR`; any refusal, `CLIENT_ERROR`
 //!   included, counts the same) gets `watch mutations` alone, said in one
 //!   log line. A line that cannot be read is logged and counted, never
@@ -128,7 +131,8 @@
 //! | server | how a delete travels | delay |
 //! |---|---|---|
 //! | 1.6.38 (Debian 13) and later | its `deleted` feed line | milliseconds (tests: p99 under 50 ms) |
-//! | 1.6.18 (Debian 12) | the next key-list comparison | about `key_list_interval` (1 s) with 10k keys (tests: p99 under 3 s); more as lists grow (5% pacing) |
+//! | 1.6.18, a delete through session-core's memcached store with `delete_markers=1` | the marker's store line (`backend_memcached::delete_marker`) | milliseconds (tests: p99 under 50 ms) |
+//! | 1.6.18 (Debian 12), any other delete | the next key-list comparison | about `key_list_interval` (1 s) with 10k keys (tests: p99 under 3 s); more as lists grow (5% pacing) |
 //! | either, `key_list_interval` off | the next full comparison | up to `resync_interval` (60 s) |
 //!
 //! A full comparison costs one metadump per node and one pipelined `mg`
