@@ -159,6 +159,7 @@ async fn authenticate(
             server: server.to_owned(),
             step: "the authentication request",
             detail: format!("nothing within the connect timeout of {after:?}"),
+            silent_for: Some(after),
         }),
         Err(_) => Err(Error::ConnectTimeout {
             server: server.to_owned(),
@@ -172,6 +173,7 @@ async fn authenticate(
                 server: server.to_owned(),
                 step: "the authentication request",
                 detail: format!("the connection ended: {e}"),
+                silent_for: None,
             },
             None => Error::Connect {
                 server: server.to_owned(),
@@ -183,6 +185,7 @@ async fn authenticate(
             server: server.to_owned(),
             step: "the authentication request",
             detail: "the server closed the connection".into(),
+            silent_for: None,
         }),
         Ok(Ok(_)) => match line.as_slice() {
             b"STORED\r\n" if !buffered => Ok(()),

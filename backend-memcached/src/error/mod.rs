@@ -213,8 +213,16 @@ pub enum Error {
         /// What happened instead: silence past the connect timeout, or a
         /// closed connection.
         detail: String,
+        /// `Some(connect timeout)` when it was silence: to a `Store` caller
+        /// that is a timeout, as a hung server's would be.
+        silent_for: Option<Duration>,
     },
 }
+
+/// The operation a silent first request is reported as, through
+/// [`session_core::Error::Timeout`].
+const SILENT_FIRST_REQUEST: &str = "the first request of a new connection (a memcached serving \
+     TLS, -Z, never answers a plaintext client: if it does, use memcacheds://)";
 
 /// Why TLS with a server failed ([`Error::Tls`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,10 +447,23 @@ impl From<Error> for session_core::Error {
             }) => Core::InvalidConfig(e.to_string()),
             // Silence: maybe a TLS/plaintext mix-up, maybe a hung server;
             // the message says which to suspect.
+            // Silence is a timeout to a `Store` caller (as before this
+            // was named); its operation carries the hint.
+            Error::NoAnswer {
+                server,
+                silent_for: Some(after),
+                ..
+            } => Core::Timeout {
+                operation: SILENT_FIRST_REQUEST,
+                server,
+                after,
+                delivery,
+            },
             Error::NoAnswer {
                 server,
                 step,
                 detail,
+                silent_for: None,
             } => Core::Unavailable {
                 message: format!(
                     "no answer to {step} ({detail}); a memcached serving TLS (-Z) does so to a \

@@ -83,9 +83,11 @@ fn refused_credentials_and_bad_certificates_are_config_errors_not_retried() {
         server: "s:1".into(),
         step: "`stats settings`",
         detail: "nothing within 5ms".into(),
+        silent_for: Some(Duration::from_millis(5)),
     });
     assert!(core.to_string().contains("memcacheds://"), "{core}");
     assert_eq!(core.delivery(), Some(Delivery::NotSent));
+    assert!(core.is_timeout(), "silence is a timeout: {core:?}");
 }
 
 #[test]
@@ -255,6 +257,7 @@ fn classifiers_cover_every_variant() {
                 server: server(),
                 step: "`stats settings`",
                 detail: "closed".into(),
+                silent_for: None,
             },
             true,
             true,

@@ -222,6 +222,7 @@ impl Server {
                             server: self.addr.clone(),
                             step: "`stats settings`",
                             detail: "the server closed the connection".into(),
+                            silent_for: None,
                         });
                     }
                     Ok(Err(e)) => return Err(crate::connector::tls_refusal(e).unsent()),
@@ -230,6 +231,7 @@ impl Server {
                             server: self.addr.clone(),
                             step: "`stats settings`",
                             detail: format!("nothing within the connect timeout of {after:?}"),
+                            silent_for: Some(after),
                         });
                     }
                     Err(_) => {
