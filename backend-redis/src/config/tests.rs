@@ -133,7 +133,11 @@ fn docs_table_lists_every_query_key() {
 /// echoed the URL, password included (`redis:/u:pw@h` is a typo away).
 #[test]
 fn a_wrong_scheme_error_shows_no_password() {
-    for url in ["redis:/u:Secret00ff@h", "redsi://:Secret00ff@h", "://:Secret00ff@"] {
+    for url in [
+        "redis:/u:Secret00ff@h",
+        "redsi://:Secret00ff@h",
+        "://:Secret00ff@",
+    ] {
         let e = RedisConfig::from_url(url).unwrap_err().to_string();
         assert!(!e.contains("Secret00ff"), "{url}: {e}");
     }
