@@ -89,10 +89,12 @@ fn unsupported_values_name_opcode_and_offset() {
 
 #[test]
 fn huge_lengths_in_small_inputs_are_errors_not_allocations() {
-    // 4 GiB - 1 and 2 GiB - 1 element counts / string lengths in tiny inputs.
+    // 4 GiB - 1, 2^31 (negative as Perl's signed length), 2 GiB - 1 element
+    // counts / string lengths in tiny inputs. The fuzz target
+    // storable_decode asserts the memory side on these (its seeds).
     let mut cases: Vec<Vec<u8>> = Vec::new();
     for op in [SX_ARRAY, SX_HASH, SX_LSCALAR, SX_LUTF8STR] {
-        for len in [0xffff_ffffu32, 0x7fff_ffff, 0x0100_0000] {
+        for len in [0xffff_ffffu32, 0x8000_0000, 0x7fff_ffff, 0x0100_0000] {
             let mut b = vec![5, 11, op];
             b.extend_from_slice(&len.to_be_bytes());
             b.resize(100, SX_UNDEF);
