@@ -7,6 +7,9 @@
 //!   concurrent tasks on `MemoryStore`, one memcached, three memcached and
 //!   one memcached with a local read-first cache, each beside the floor:
 //!   raw `set`+`get` pairs through the same store in the same run.
+//! - `benches/seal.rs`: the cost of sealing sessions at rest: `load` and
+//!   `save_changed` sealed beside plain on `MemoryStore` and one memcached,
+//!   and the cipher alone (also timed in CPU time, on the terminal).
 //! - `benches/peers.rs`: the outside floor (libmemcached's `memcslap`), the
 //!   Perl original's path (`Cache::Memcached` + `Storable`, in 1 to 64
 //!   processes) and tower-sessions' `MemoryStore`, each beside ours.

@@ -76,6 +76,11 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
     ),
     (
         "memorycached-bench",
+        "seal",
+        "Sealed at rest: load and save of a 10-field session, sealed beside plain, and the cipher alone",
+    ),
+    (
+        "memorycached-bench",
         "peers",
         "Floor and peers: memcslap, Perl Cache::Memcached + Storable, tower-sessions",
     ),
