@@ -10,6 +10,14 @@
 //! `compress_threshold` is configured; [`crate::codec::unpack`] undoes
 //! that before decoding, for every format.
 //!
+//! **Perl nodes cannot read sealed sessions** ([`crate::seal`]): a sealed
+//! value is ciphertext under keys only our nodes hold, so sharing sessions
+//! with Perl and sealing them exclude each other.
+//! [`SessionsConfig::validate`](crate::SessionsConfig::validate) refuses
+//! [`Codec::Storable`](crate::Codec::Storable) together with a seal unless
+//! [`SealConfig::allow_storable`](crate::SealConfig::allow_storable) says
+//! the user means it.
+//!
 //! # The image
 //!
 //! Two header bytes, `(2 << 1) | 1` (major 2, network order) and the
