@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::connector::Connector;
 use crate::error::{Error, Result};
+pub(crate) use crate::transport::IdleState;
 use crate::transport::Stream;
 
 /// The longest answer line we accept. Real lines are under 300 bytes (a
@@ -29,18 +30,6 @@ const DEFAULT_MAX_BLOCK: usize = 1024 * 1024;
 /// buffer grows as they do, so a lying length costs at most what the server
 /// really sends, not what it announces.
 const BLOCK_PREALLOC: usize = 64 * 1024;
-
-/// What a pooled connection holds before it is reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IdleState {
-    /// Nothing to read: safe to send the next request on.
-    Clean,
-    /// The server closed it meanwhile (restart, idle timeout).
-    Closed,
-    /// Bytes no request asked for: reading them would take them for the
-    /// next answer.
-    Unsolicited,
-}
 
 /// The read side of a connection: answer lines and data blocks, with the
 /// limits that keep a confused or hostile stream from costing more than

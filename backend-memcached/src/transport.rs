@@ -16,7 +16,18 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_rustls::client::TlsStream;
 
-use crate::connection::IdleState;
+/// What a pooled connection holds before it is reused (read off its
+/// stream without blocking, [`Stream::idle_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleState {
+    /// Nothing to read: safe to send the next request on.
+    Clean,
+    /// The server closed it meanwhile (restart, idle timeout).
+    Closed,
+    /// Bytes no request asked for: reading them would take them for the
+    /// next answer.
+    Unsolicited,
+}
 
 /// A TLS session over TCP (boxed: rustls's state is a few kilobytes).
 type Tls = Box<TlsStream<TcpStream>>;
