@@ -49,10 +49,9 @@ use crate::error::{Delivery, Error, Result};
 use crate::id::SessionId;
 use crate::local::LocalTier;
 use crate::principal::digest_field;
-use crate::seal::SealConfig;
 use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
-use crate::store::{AddOutcome, CasOutcome, Entry, Store, Ttl};
+use crate::store::{AddOutcome, CasOutcome, Store, Ttl};
 
 mod gate;
 mod index;
@@ -60,13 +59,13 @@ mod index;
 mod index_tests;
 mod locking;
 mod regenerate;
-mod reseal;
 pub(crate) mod retry;
 mod reverse;
+mod seal;
 pub mod stateless;
 mod update;
 
-pub use reseal::ResealOutcome;
+pub use seal::ResealOutcome;
 pub use stateless::Patch;
 
 /// Waits a jittered backoff for `attempt`, but never longer than `limit`.
@@ -647,47 +646,5 @@ impl Sessions {
 
     fn codec(&self) -> Codec {
         self.config.codec
-    }
-
-    /// The flags of what this `Sessions` writes: the codec's, sealed or not.
-    fn write_flags(&self) -> u32 {
-        match &self.config.seal {
-            Some(_) => SealConfig::flags(self.codec()),
-            None => self.codec().flags(),
-        }
-    }
-
-    /// The stored form of `data` under `key`: the codec's bytes, sealed
-    /// when a seal is configured (the key is its associated data).
-    fn encode(&self, data: &SessionData, key: &str) -> Result<Vec<u8>> {
-        let bytes = self.codec().encode(data)?;
-        match &self.config.seal {
-            Some(seal) => seal.seal(&bytes, self.write_flags(), key),
-            None => Ok(bytes),
-        }
-    }
-
-    /// Decodes a stored session, whatever codec its flags name, opening its
-    /// seal first (see [`crate::seal`]); a seal failure is counted and
-    /// logged here, once. The store key is the truth about the id:
-    /// `_session_id` is (re)set from it.
-    fn decode(&self, entry: &Entry, key: &str, id: &SessionId) -> Result<SessionData> {
-        let decoded = match &self.config.seal {
-            Some(seal) => seal.decode_stored(&entry.value, entry.flags, key),
-            None => Codec::decode_stored(&entry.value, entry.flags, key),
-        };
-        if let Err(Error::Seal {
-            key_id, problem, ..
-        }) = &decoded
-        {
-            self.count_seal_failure(*problem);
-            tracing::warn!(%id, key_id = ?key_id, %problem, "session value refused by the seal");
-        }
-        let mut data = decoded?;
-        // Usually already right: then no copy of the id is made.
-        if data.get(ID_FIELD).and_then(Value::as_str) != Some(id.as_str()) {
-            data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
-        }
-        Ok(data)
     }
 }

@@ -1,6 +1,8 @@
-//! [`Sessions::reseal`]: rewrite one stored session under the current seal
-//! key (what `sessionctl reseal` runs over every key a scan lists), and the
-//! seal failures' counters.
+//! The seal's hooks in [`Sessions`] (see [`crate::seal`]): what a write
+//! stores (the codec's bytes, sealed when configured) and how a read opens
+//! it, with each seal failure counted and logged once;
+//! [`Sessions::reseal`], which rewrites one stored session under the current
+//! key (what `sessionctl reseal` runs over every key a scan lists).
 //!
 //! The codec's bytes are opened and sealed again as they are, never decoded
 //! and re-encoded into something else, after a check that they do decode to
@@ -9,12 +11,16 @@
 //! overwritten: the value is read again and, if that save sealed it under
 //! the current key already, left alone.
 
+use serde_json::Value;
+
 use super::Sessions;
 use crate::codec::{Codec, FLAGS_PERL_COMPRESSED, FLAGS_SEALED, is_raw, is_sealed, unpack};
 use crate::error::{Error, Result, SealProblem};
 use crate::id::SessionId;
+use crate::seal::SealConfig;
+use crate::session::{ID_FIELD, SessionData};
 use crate::stats::Counters;
-use crate::store::CasOutcome;
+use crate::store::{CasOutcome, Entry};
 
 /// What [`Sessions::reseal`] did with one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +41,48 @@ pub enum ResealOutcome {
 }
 
 impl Sessions {
+    /// The flags of what this `Sessions` writes: the codec's, sealed or not.
+    pub(super) fn write_flags(&self) -> u32 {
+        match &self.config.seal {
+            Some(_) => SealConfig::flags(self.codec()),
+            None => self.codec().flags(),
+        }
+    }
+
+    /// The stored form of `data` under `key`: the codec's bytes, sealed
+    /// when a seal is configured (the key is its associated data).
+    pub(super) fn encode(&self, data: &SessionData, key: &str) -> Result<Vec<u8>> {
+        let bytes = self.codec().encode(data)?;
+        match &self.config.seal {
+            Some(seal) => seal.seal(&bytes, self.write_flags(), key),
+            None => Ok(bytes),
+        }
+    }
+
+    /// Decodes a stored session, whatever codec its flags name, opening its
+    /// seal first (see [`crate::seal`]); a seal failure is counted and
+    /// logged here, once. The store key is the truth about the id:
+    /// `_session_id` is (re)set from it.
+    pub(super) fn decode(&self, entry: &Entry, key: &str, id: &SessionId) -> Result<SessionData> {
+        let decoded = match &self.config.seal {
+            Some(seal) => seal.decode_stored(&entry.value, entry.flags, key),
+            None => Codec::decode_stored(&entry.value, entry.flags, key),
+        };
+        if let Err(Error::Seal {
+            key_id, problem, ..
+        }) = &decoded
+        {
+            self.count_seal_failure(*problem);
+            tracing::warn!(%id, key_id = ?key_id, %problem, "session value refused by the seal");
+        }
+        let mut data = decoded?;
+        // Usually already right: then no copy of the id is made.
+        if data.get(ID_FIELD).and_then(Value::as_str) != Some(id.as_str()) {
+            data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
+        }
+        Ok(data)
+    }
+
     /// Rewrites the session stored under `key` (a store key, as a scan
     /// lists them) sealed under the current key, conditionally on the
     /// version read: a concurrent write is read again, never overwritten.
