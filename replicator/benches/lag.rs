@@ -16,7 +16,8 @@
 //!   deletes, ops_per_s = deletes per second of that loop, p50/p99 the
 //!   delay.
 //! - **Key lists** (`replication_key_list/<version>/<keys>`, 1.6.18 only):
-//!   while the pair is idle, ops = key-list comparisons in 5 s, ops_per_s
+//!   while the pair is idle, ops = key-list comparisons in 5 s (at least
+//!   two, within a minute), ops_per_s
 //!   their rate, p50/p99 their duration; the process's CPU share over
 //!   that window is printed (utime + stime from /proc/self/stat).
 //!
@@ -322,7 +323,11 @@ async fn deletes(
         );
         let mut durations = Vec::new();
         let mut last = lists0;
-        while at0.elapsed() < Duration::from_secs(5) {
+        // At least 5 s and two comparisons (with 100k keys they are
+        // several seconds apart), at most a minute.
+        while (at0.elapsed() < Duration::from_secs(5) || durations.len() < 2)
+            && at0.elapsed() < Duration::from_secs(60)
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let now = p.metrics.key_lists.load(Ordering::Relaxed);
             if now != last {

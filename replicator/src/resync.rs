@@ -115,6 +115,11 @@ async fn key_list(
         .config
         .key_list_interval
         .unwrap_or(shared.config.backoff_max);
+    if shared.resync_pending.load(Ordering::SeqCst) {
+        // A full comparison is due (a node came back, lines were lost): it
+        // goes first, and covers everything a key list would find.
+        return Some(Instant::now() + floor);
+    }
     if !KeyLists::needed(shared) {
         // Every feed reports deletes (or none is connected yet): look again
         // later, a feed may reconnect to another server.
