@@ -35,18 +35,20 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// The master (host:port) whose writes are copied to every --slave.
-    #[arg(long, value_name = "H:P")]
+    /// The master whose writes are copied to every --slave: host:port, or a
+    /// one-server URL (memcached://USER:PASSWORD@H:P, memcacheds://H:P?ca=FILE
+    /// for TLS), as for every node below.
+    #[arg(long, value_name = "H:P|URL")]
     master: Option<String>,
 
     /// A slave of --master (repeat for several); it ends equal to the
     /// master, deletes included.
-    #[arg(long, value_name = "H:P")]
+    #[arg(long, value_name = "H:P|URL")]
     slave: Vec<String>,
 
     /// A master replicating with the other peers (give two or more). The
     /// first peer wins writes of one key made at the same time on several.
-    #[arg(long, value_name = "H:P")]
+    #[arg(long, value_name = "H:P|URL")]
     peer: Vec<String>,
 
     /// Seconds between periodic full comparisons; 0 = none [default: 60].
@@ -78,10 +80,11 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
 
-    /// Between peers: a file where a clean stop saves which keys were in
-    /// sync, read back at the next start, so that a delete made while the
-    /// replicator was stopped (a logout) is still carried to the other
-    /// peers instead of being undone. Without it, such a delete is undone.
+    /// Between peers: a file where the replicator saves which keys were in
+    /// sync (after every comparison and at a clean stop, atomically), read
+    /// back at the next start, so that a delete made while the replicator
+    /// was stopped or dead (a logout) is still carried to the other peers
+    /// instead of being undone. Without it, such a delete is undone.
     #[arg(long, value_name = "FILE")]
     state_file: Option<PathBuf>,
 
