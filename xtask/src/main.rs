@@ -1,5 +1,5 @@
 //! `cargo xtask`: the project's own commands (`setup`, `test`, `bench`,
-//! `images`).
+//! `fuzz`, `images`).
 //!
 //! Run through the alias in `.cargo/config.toml`. Each subcommand lives in
 //! its own file; this one only parses flags and dispatches. The tidy checks
