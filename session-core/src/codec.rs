@@ -14,7 +14,7 @@
 //! | `0x0200`      | format   | MessagePack (compact)                                       |
 //! | `0x0002`      | modifier | gzip- or zlib-compressed (Cache::Memcached's `F_COMPRESS`); inflated before decoding |
 //! | `0x0004`      | modifier | UTF-8 text (Cache::Memcached::Fast); the bytes are unchanged |
-//! | `0x0008`      | modifier | sealed ([`FLAGS_SEALED`]): the format bits name the codec *inside* an XChaCha20-Poly1305 seal; opened by [`seal`](crate::seal) before anything else |
+//! | `0x0008`      | modifier | sealed ([`FLAGS_SEALED`]): the format bits name the codec *inside* an AES-256-GCM seal (XChaCha20-Poly1305 for format version 1); opened by [`seal`](crate::seal) before anything else |
 //! | `0xFFFF_0000` | modifier | markers for tools (bit 30, `0x4000_0000`, is reserved for the replicator); ignored by readers |
 //!
 //! The format bits are `0x0001` and `0xFF00` ([`FORMAT_MASK`]); any other

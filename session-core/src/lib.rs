@@ -37,7 +37,7 @@
 //!   `revoke_principal`).
 //! - [`lock`]: opt-in lease locks on a session ([`LockGuard`]).
 //! - [`seal`]: sessions sealed at rest ([`SealConfig`], [`Keyring`]):
-//!   XChaCha20-Poly1305 around any codec, the store key as associated data,
+//!   AES-256-GCM around any codec, the store key as associated data,
 //!   key ids for rotation.
 //! - [`stats`]: [`SessionStats`], the counters of a `Sessions`.
 //! - [`memory`]: [`MemoryStore`], the embedded in-process store.

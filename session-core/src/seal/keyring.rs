@@ -7,7 +7,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Bytes of one key (XChaCha20-Poly1305 takes 256-bit keys).
+/// Bytes of one key (AES-256-GCM and XChaCha20-Poly1305 both take
+/// 256-bit keys).
 pub const KEY_LEN: usize = 32;
 
 /// One seal key: an id written beside every value it seals, and the key

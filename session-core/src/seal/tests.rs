@@ -62,16 +62,74 @@ fn round_trip_and_layout() {
     );
 }
 
+/// `session()` sealed by the previous release (format version 1,
+/// XChaCha20-Poly1305) under `key(7, 1)` for the store key `k1`, flags
+/// `FLAGS_JSON | FLAGS_SEALED`: what deployments have stored already.
+const V1_SEALED: &str = "010000000700000045fd949ff2c86a062cbb17ef834a7034db000000000000000006a8ca7ec3c4de75183ff1806f400f6ce047ed0719575d4a909a84b802f255a0b077dfb8bc2df20e805587bd77a82fea8bab870119f26970c7c4ea854780ef7e95d576ed52896e22810ad3732f3538ef7c75c6d4e5";
+
+fn v1_sealed() -> Vec<u8> {
+    hex::decode(V1_SEALED).unwrap()
+}
+
+#[test]
+fn values_sealed_by_version_1_still_open() {
+    let c = SealConfig::new(Keyring::new(key(7, 1)));
+    let flags = SealConfig::flags(Codec::Json);
+    let old = v1_sealed();
+    assert_eq!(old[0], SEAL_VERSION_XCHACHA);
+    assert_eq!(c.decode_stored(&old, flags, "k1").unwrap(), session());
+    // Not current: reseal rewrites it, as version 2.
+    assert!(!c.is_current(&old, flags));
+    let (new, _) = sealed(&c, "k1");
+    assert_eq!(new[0], SEAL_VERSION);
+    assert!(c.is_current(&new, flags));
+    // Still bound to its store key and checked by its own tag.
+    assert_eq!(
+        problem(c.decode_stored(&old, flags, "k2")),
+        SealProblem::Tampered
+    );
+    // Relabelled as version 2, the bytes are refused, not misread.
+    let mut relabelled = old.clone();
+    relabelled[0] = SEAL_VERSION;
+    assert!(matches!(
+        problem(c.decode_stored(&relabelled, flags, "k1")),
+        SealProblem::Tampered | SealProblem::Truncated
+    ));
+}
+
+#[test]
+fn nonces_never_repeat_within_a_process() {
+    let c = SealConfig::new(Keyring::new(key(7, 1)));
+    let mut seen = std::collections::HashSet::new();
+    let mut counts = Vec::new();
+    for _ in 0..1000 {
+        let (bytes, _) = sealed(&c, "k1");
+        let nonce = &bytes[9..9 + 12];
+        assert!(seen.insert(nonce.to_vec()), "nonce repeated");
+        counts.push(u64::from_be_bytes(nonce[4..].try_into().unwrap()));
+    }
+    // One prefix per process; the counter only goes up (other tests of
+    // this process seal in between, so by one or more).
+    let prefixes: std::collections::HashSet<_> = seen.iter().map(|n| n[..4].to_vec()).collect();
+    assert_eq!(prefixes.len(), 1);
+    assert!(counts.windows(2).all(|w| w[1] != w[0]));
+}
+
 #[test]
 fn every_tampered_byte_is_refused() {
     let c = SealConfig::new(Keyring::new(key(7, 1)));
     let (bytes, flags) = sealed(&c, "k1");
+    for_every_flipped_byte(&c, &bytes, flags);
+    for_every_flipped_byte(&c, &v1_sealed(), flags);
+}
+
+fn for_every_flipped_byte(c: &SealConfig, bytes: &[u8], flags: u32) {
     for i in 0..bytes.len() {
-        let mut t = bytes.clone();
+        let mut t = bytes.to_vec();
         t[i] ^= 0x01;
         let p = problem(c.decode_stored(&t, flags, "k1"));
         match i {
-            0 => assert_eq!(p, SealProblem::UnknownVersion(SEAL_VERSION ^ 1)),
+            0 => assert_eq!(p, SealProblem::UnknownVersion(bytes[0] ^ 1)),
             1..=4 => assert_eq!(p, SealProblem::UnknownKey, "byte {i}"),
             // The length: longer than the value is a cut, shorter an edit.
             5..=8 => assert!(
@@ -82,7 +140,7 @@ fn every_tampered_byte_is_refused() {
         }
     }
     // Appended bytes shift the tag: refused too.
-    let mut longer = bytes.clone();
+    let mut longer = bytes.to_vec();
     longer.push(0);
     assert_eq!(
         problem(c.decode_stored(&longer, flags, "k1")),
@@ -94,9 +152,11 @@ fn every_tampered_byte_is_refused() {
 fn every_truncation_is_refused() {
     let c = SealConfig::new(Keyring::new(key(7, 1)));
     let (bytes, flags) = sealed(&c, "k1");
-    for len in 0..bytes.len() {
-        let p = problem(c.decode_stored(&bytes[..len], flags, "k1"));
-        assert_eq!(p, SealProblem::Truncated, "length {len}");
+    for bytes in [bytes, v1_sealed()] {
+        for len in 0..bytes.len() {
+            let p = problem(c.decode_stored(&bytes[..len], flags, "k1"));
+            assert_eq!(p, SealProblem::Truncated, "length {len}");
+        }
     }
 }
 
