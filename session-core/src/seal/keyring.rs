@@ -5,6 +5,9 @@
 
 use std::path::Path;
 
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::KeyInit;
+
 use crate::error::{Error, Result};
 
 /// Bytes of one key (AES-256-GCM and XChaCha20-Poly1305 both take
@@ -13,16 +16,24 @@ pub const KEY_LEN: usize = 32;
 
 /// One seal key: an id written beside every value it seals, and the key
 /// material. `Debug` shows the id only.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SealKey {
     id: u32,
     material: [u8; KEY_LEN],
+    /// The AES-256-GCM state of `material` (round keys, GHASH key), made
+    /// once: making it per operation cost about 0.14 µs of each seal and
+    /// opening.
+    gcm: Aes256Gcm,
 }
 
 impl SealKey {
     /// A key with this id and material.
-    pub const fn new(id: u32, material: [u8; KEY_LEN]) -> Self {
-        SealKey { id, material }
+    pub fn new(id: u32, material: [u8; KEY_LEN]) -> Self {
+        SealKey {
+            id,
+            material,
+            gcm: Aes256Gcm::new(&material.into()),
+        }
     }
 
     /// The key id written into each value this key seals.
@@ -34,7 +45,22 @@ impl SealKey {
     pub(crate) const fn material(&self) -> &[u8; KEY_LEN] {
         &self.material
     }
+
+    /// The AES-256-GCM cipher of this key (format version 2).
+    pub(crate) const fn gcm(&self) -> &Aes256Gcm {
+        &self.gcm
+    }
 }
+
+/// Keys are equal when id and material are (the cipher state follows
+/// from the material).
+impl PartialEq for SealKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.material == other.material
+    }
+}
+
+impl Eq for SealKey {}
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

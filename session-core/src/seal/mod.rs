@@ -95,7 +95,6 @@ mod tests;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aes_gcm::Aes256Gcm;
 use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 
@@ -169,7 +168,8 @@ impl SealConfig {
         let (header, body) = out.split_at_mut(HEADER_LEN);
         let nonce = aes_gcm::Nonce::try_from(&header[BOUND_HEADER..])
             .map_err(|_| internal("nonce length"))?;
-        let tag = Aes256Gcm::new(&(*key.material()).into())
+        let tag = key
+            .gcm()
             .encrypt_inout_detached(
                 &nonce,
                 &associated_data(&header[..BOUND_HEADER], flags, store_key),
@@ -221,7 +221,7 @@ impl SealConfig {
         let ad = associated_data(bound, flags, store_key);
         let mut plain = body.to_vec();
         let opened = if version == SEAL_VERSION {
-            Aes256Gcm::new(&(*key.material()).into()).decrypt_inout_detached(
+            key.gcm().decrypt_inout_detached(
                 &aes_gcm::Nonce::try_from(nonce).map_err(|_| internal("nonce length"))?,
                 &ad,
                 plain.as_mut_slice().into(),
