@@ -1,5 +1,5 @@
 //! `cargo xtask`: the project's own commands (`setup`, `test`, `bench`,
-//! `fuzz`, `images`).
+//! `fuzz`, `images`, `dist`, `soak`).
 //!
 //! Run through the alias in `.cargo/config.toml`. Each subcommand lives in
 //! its own file; this one only parses flags and dispatches. The tidy checks
@@ -7,11 +7,14 @@
 
 mod bench;
 mod counts;
+mod dist;
 mod fuzz;
 mod images;
 mod prereqs;
+mod release;
 mod scope;
 mod setup;
+mod soak;
 mod test;
 #[cfg(test)]
 mod tidy;
@@ -46,6 +49,12 @@ enum Command {
     Images(images::Args),
     /// Run every cargo-fuzz target of fuzz/ (or the named ones) for a fixed time each.
     Fuzz(fuzz::Args),
+    /// Build the release binaries once, then the Debian packages and OCI
+    /// images from them (target/dist/).
+    Dist(dist::Args),
+    /// Run the whole fleet under load while faults are injected, then check
+    /// the history against the documented promises (target/soak/).
+    Soak(soak::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +65,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Images(args) => images::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Dist(args) => dist::run(args),
+        Command::Soak(args) => soak::run(args),
     };
     match result {
         Ok(code) => code,
