@@ -222,6 +222,35 @@ pub struct FileConfig {
     pub key_list_interval_ms: Option<u64>,
 }
 
+impl FileConfig {
+    /// Reads and parses the TOML file at `path`. Every failure (a missing
+    /// or unreadable file, bad TOML, an unknown key) is one
+    /// [`Error::InvalidConfig`] of one line naming the file, and the line
+    /// and column for a parse error.
+    pub fn load(path: &std::path::Path) -> Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::InvalidConfig(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| Error::InvalidConfig(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses a TOML document; the error is one line (`line L, column C:
+    /// what`), without toml's multi-line excerpt.
+    pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| {
+            let what = e.message().trim().replace('\n', " ");
+            match e.span() {
+                Some(span) => {
+                    let before = text.get(..span.start).unwrap_or(text);
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {column}: {what}")
+                }
+                None => what,
+            }
+        })
+    }
+}
+
 /// `marker_flag` in the TOML file: a number or a `0x…` string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "MarkerFlagText")]
@@ -325,5 +354,11 @@ mod tests {
         let f: FileConfig = toml::from_str("marker_flag = 65536").unwrap();
         assert_eq!(f.marker_flag, Some(MarkerFlag(0x1_0000)));
         assert!(toml::from_str::<FileConfig>("marker_flag = \"0xzz\"").is_err());
+        let e = FileConfig::parse("shards = 2\nmastr = \"a:1\"\n").unwrap_err();
+        assert!(
+            e.starts_with("line 2, column 1: unknown field `mastr`"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
     }
 }

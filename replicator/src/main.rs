@@ -1,15 +1,28 @@
 //! `replicator`: the daemon. Keeps memcached servers equal, master→slave
 //! (`--master H:P --slave H:P ...`) or master↔master (`--peer H:P --peer
 //! H:P ...`), serves `/metrics`, and stops cleanly on SIGTERM/SIGINT.
+//! A fatal error is one line on stderr (`error: ...`) and exit 2.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use replicator::{Config, FileConfig, Replicator, Topology};
-use tracing_subscriber::EnvFilter;
+
+#[path = "../../cli-support/daemon.rs"]
+mod daemon;
+
+use daemon::LogOutput;
+
+/// `--version`: the version and the commit built (`cli-support/build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MEMORYCACHED_COMMIT_ID"),
+    ")"
+);
 
 /// Many small allocations from many threads: glibc's malloc serialises
 /// them on its arena locks (see the workspace manifest).
@@ -24,9 +37,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// sticks on both: in milliseconds on memcached 1.6.38+, in about a second
 /// on 1.6.18 (no deletions feed: key-list comparisons).
 ///
-/// Logs go to stderr; RUST_LOG sets the level (default info).
+/// Logs go to stderr (or --log-output stdout); RUST_LOG sets the level
+/// (default info).
 #[derive(Debug, Parser)]
-#[command(name = "replicator", version)]
+#[command(
+    name = "replicator",
+    version = VERSION,
+    about = "Keeps memcached servers equal, master->slave or master<->master, deletes included"
+)]
 struct Args {
     /// TOML file: master, slaves, peers, resync_interval_secs, shards,
     /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics,
@@ -102,16 +120,26 @@ struct Args {
     /// longer (5% of the time). 0 = none [default: 1000].
     #[arg(long, value_name = "MS")]
     key_list_interval_ms: Option<u64>,
+
+    /// Where logs go: stderr (the default) or stdout (containers). Colour
+    /// only when that stream is a terminal.
+    #[arg(long, value_name = "STREAM", value_enum, default_value_t = LogOutput::Stderr)]
+    log_output: LogOutput,
+
+    /// Write the man page (roff) to stdout and exit (packaging).
+    #[arg(long, hide = true)]
+    print_man_page: bool,
+
+    /// GET http://HOST:PORT/healthz within 2 s; exit 0 on a 200, else 1.
+    /// Nothing else is done (no config is read): the OCI images'
+    /// HEALTHCHECK.
+    #[arg(long, hide = true, value_name = "HOST:PORT")]
+    health_probe: Option<String>,
 }
 
 fn build(args: Args) -> anyhow::Result<(Config, String)> {
     let file = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str::<FileConfig>(&text)
-                .with_context(|| format!("parsing {}", path.display()))?
-        }
+        Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
     let master = args.master.or(file.master);
@@ -170,13 +198,14 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    if args.print_man_page {
+        return daemon::print_man_page(Args::command());
+    }
+    if let Some(target) = &args.health_probe {
+        return daemon::health_probe(target);
+    }
+    daemon::init_logging(args.log_output);
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -185,8 +214,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("replicator: {e:#}");
+            daemon::print_error(&e);
             std::process::ExitCode::from(2)
         }
     }
