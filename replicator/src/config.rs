@@ -222,7 +222,62 @@ pub struct FileConfig {
     pub key_list_interval_ms: Option<u64>,
 }
 
+/// Where `/metrics` and `/healthz` are served when nothing says otherwise.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9150";
+
 impl FileConfig {
+    /// The [`Config`] these settings mean (the defaults of [`Config::new`]
+    /// for what they leave out), validated. The daemon applies its flags to
+    /// the file's settings first, so both go through here.
+    pub fn into_config(self) -> Result<Config> {
+        let bad = |m: &str| Err(Error::InvalidConfig(m.into()));
+        let topology = match (self.master, self.peers.is_empty()) {
+            (Some(_), false) => {
+                return bad(
+                    "give either master and slaves (--master/--slave) or peers (--peer), not both",
+                );
+            }
+            (Some(master), true) => Topology::MasterSlave {
+                master,
+                slaves: self.slaves,
+            },
+            (None, false) if !self.slaves.is_empty() => {
+                return bad("slaves (--slave) need a master (--master)");
+            }
+            (None, false) => Topology::Mesh { peers: self.peers },
+            (None, true) => {
+                return bad(
+                    "nothing to replicate: give --master H:P --slave H:P, or --peer H:P --peer H:P (or master/slaves or peers in the config file)",
+                );
+            }
+        };
+        let mut config = Config::new(topology);
+        if let Some(secs) = self.resync_interval_secs {
+            config.resync_interval = (secs > 0).then(|| Duration::from_secs(secs));
+        }
+        if let Some(ms) = self.key_list_interval_ms {
+            config.key_list_interval = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(n) = self.shards {
+            config.shards = n;
+        }
+        if let Some(n) = self.queue_capacity {
+            config.queue_capacity = n;
+        }
+        if let Some(ms) = self.io_timeout_ms {
+            config.io_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.drain_timeout_ms {
+            config.drain_timeout = Duration::from_millis(ms);
+        }
+        config.state_file = self.state_file;
+        if let Some(MarkerFlag(bit)) = self.marker_flag {
+            config.marker_flag = bit;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Reads and parses the TOML file at `path`. Every failure (a missing
     /// or unreadable file, bad TOML, an unknown key) is one
     /// [`Error::InvalidConfig`] of one line naming the file, and the line

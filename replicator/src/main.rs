@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser};
-use replicator::{Config, FileConfig, Replicator, Topology};
+use replicator::config::{DEFAULT_METRICS, MarkerFlag};
+use replicator::{Config, FileConfig, Replicator};
 
 #[path = "../../cli-support/daemon.rs"]
 mod daemon;
@@ -137,64 +137,35 @@ struct Args {
     health_probe: Option<String>,
 }
 
+/// The file's settings with the flags over them, as a validated
+/// [`Config`] and the metrics address.
 fn build(args: Args) -> anyhow::Result<(Config, String)> {
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let master = args.master.or(file.master);
-    let slaves = if args.slave.is_empty() {
-        file.slaves
-    } else {
-        args.slave
-    };
-    let peers = if args.peer.is_empty() {
-        file.peers
-    } else {
-        args.peer
-    };
-    let topology = match (master, peers.is_empty()) {
-        (Some(_), false) => bail!("give either --master/--slave or --peer, not both"),
-        (Some(master), true) => Topology::MasterSlave { master, slaves },
-        (None, false) => {
-            if !slaves.is_empty() {
-                bail!("--slave needs --master");
-            }
-            Topology::Mesh { peers }
-        }
-        (None, true) => {
-            bail!("nothing to replicate: give --master H:P --slave H:P, or --peer H:P --peer H:P")
-        }
-    };
-    let mut config = Config::new(topology);
-    if let Some(secs) = args.resync_interval.or(file.resync_interval_secs) {
-        config.resync_interval = (secs > 0).then(|| Duration::from_secs(secs));
+    if args.master.is_some() {
+        file.master = args.master;
     }
-    if let Some(ms) = args.key_list_interval_ms.or(file.key_list_interval_ms) {
-        config.key_list_interval = (ms > 0).then(|| Duration::from_millis(ms));
+    if !args.slave.is_empty() {
+        file.slaves = args.slave;
     }
-    if let Some(n) = args.shards.or(file.shards) {
-        config.shards = n;
+    if !args.peer.is_empty() {
+        file.peers = args.peer;
     }
-    if let Some(n) = args.queue_capacity.or(file.queue_capacity) {
-        config.queue_capacity = n;
-    }
-    if let Some(ms) = args.io_timeout_ms.or(file.io_timeout_ms) {
-        config.io_timeout = Duration::from_millis(ms);
-    }
-    if let Some(ms) = args.drain_timeout_ms.or(file.drain_timeout_ms) {
-        config.drain_timeout = Duration::from_millis(ms);
-    }
-    config.state_file = args.state_file.or(file.state_file);
-    if let Some(bit) = args.marker_flag.or(file.marker_flag.map(|f| f.0)) {
-        config.marker_flag = bit;
-    }
-    config.validate()?;
+    file.resync_interval_secs = args.resync_interval.or(file.resync_interval_secs);
+    file.key_list_interval_ms = args.key_list_interval_ms.or(file.key_list_interval_ms);
+    file.shards = args.shards.or(file.shards);
+    file.queue_capacity = args.queue_capacity.or(file.queue_capacity);
+    file.io_timeout_ms = args.io_timeout_ms.or(file.io_timeout_ms);
+    file.drain_timeout_ms = args.drain_timeout_ms.or(file.drain_timeout_ms);
+    file.state_file = args.state_file.or(file.state_file);
+    file.marker_flag = args.marker_flag.map(MarkerFlag).or(file.marker_flag);
     let metrics = args
         .metrics
-        .or(file.metrics)
-        .unwrap_or_else(|| "127.0.0.1:9150".to_owned());
-    Ok((config, metrics))
+        .or(file.metrics.take())
+        .unwrap_or_else(|| DEFAULT_METRICS.to_owned());
+    Ok((file.into_config()?, metrics))
 }
 
 fn main() -> std::process::ExitCode {
