@@ -84,6 +84,22 @@ pub(crate) const DEBIAN_PACKAGES: &[DebianPackage] = &[
         name: "openssl",
         why: "makes the CA and certificate of backend-redis's TLS test",
     },
+    DebianPackage {
+        name: "dpkg-dev",
+        why: "dpkg-shlibdeps: the Depends: of cargo xtask dist's packages",
+    },
+    DebianPackage {
+        name: "binutils",
+        why: "strip: cargo xtask dist's packages ship the binaries without debug info",
+    },
+    DebianPackage {
+        name: "systemd",
+        why: "systemd-analyze verify of the packages' units (cargo xtask dist --verify)",
+    },
+    DebianPackage {
+        name: "docker-compose",
+        why: "runs deploy/compose.yaml, the fleet cargo xtask dist --verify checks",
+    },
 ];
 
 /// Packages that start a system-wide server when installed, and its
