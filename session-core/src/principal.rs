@@ -13,6 +13,8 @@
 //! lives in `crate::index`; it can be keyed by [`hmac_sha256_hex`] instead of
 //! MD5, so nobody can compute a user's keys from the user name.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use serde_json::Value;
@@ -21,6 +23,16 @@ use sha2::Sha256;
 /// Lowercase hex MD5 of `bytes`, as Perl's `Digest::MD5::md5_hex`.
 pub fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
+}
+
+/// [`md5_hex`] on the stack: the 32 lowercase hex digits as bytes (a
+/// save compares the stamp it would write with the one the session holds,
+/// and only allocates when they differ).
+pub(crate) fn md5_hex_bytes(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // 16 digest bytes always fill 32 hex digits: this cannot fail.
+    let _ = hex::encode_to_slice(Md5::digest(bytes), &mut out);
+    out
 }
 
 /// Lowercase hex HMAC-SHA256 of `bytes` under `secret` (64 hex digits).
@@ -50,11 +62,19 @@ pub(crate) fn digest_field(principal: &str) -> String {
 /// Perl's 15 significant digits — user ids are strings or integers in
 /// practice, and a float id gets a reverse key that only we can find.
 pub(crate) fn principal_string(value: &Value) -> Option<String> {
+    principal_str(value).map(Cow::into_owned)
+}
+
+/// [`principal_string`], borrowing a string value instead of copying it
+/// (every save with a principal reads it).
+pub(crate) fn principal_str(value: &Value) -> Option<Cow<'_, str>> {
     match value {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(Cow::Borrowed(s)),
         Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => Some(format!("{f:.0}")),
-            _ => Some(n.to_string()),
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e15 => {
+                Some(Cow::Owned(format!("{f:.0}")))
+            }
+            _ => Some(Cow::Owned(n.to_string())),
         },
         _ => None,
     }
@@ -69,6 +89,7 @@ mod tests {
         // perl -MDigest::MD5=md5_hex -e 'print md5_hex("jdoe")'
         assert_eq!(md5_hex(b"jdoe"), "a31405d272b94e5d12e9a52a665d3bfe");
         assert_eq!(md5_hex(b""), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(&md5_hex_bytes(b"jdoe"), md5_hex(b"jdoe").as_bytes());
     }
 
     #[test]

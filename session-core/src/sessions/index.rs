@@ -35,6 +35,14 @@ impl Sessions {
         data.field(field).and_then(principal_string)
     }
 
+    /// [`Sessions::principal_of`] for the index's bookkeeping: `None`
+    /// without a `principal_index`, where no record needs it (a save then
+    /// copies no user name).
+    pub(crate) fn indexed_principal(&self, data: &impl Fields) -> Option<String> {
+        self.config.principal_index.as_ref()?;
+        self.principal_of(data)
+    }
+
     /// True when the legacy reverse key is keyed by HMAC instead of MD5.
     pub(super) fn hmac_reverse_key(&self) -> bool {
         matches!(
@@ -95,10 +103,10 @@ impl Sessions {
         id: &SessionId,
         ttl: Ttl,
     ) -> Result<()> {
-        let (Some(user), Some(index)) = (
-            self.principal_of(data),
-            self.config.principal_index.as_ref(),
-        ) else {
+        let Some(index) = self.config.principal_index.as_ref() else {
+            return Ok(());
+        };
+        let Some(user) = self.principal_of(data) else {
             return Ok(());
         };
         let Some(key) = self.index_key(&user) else {

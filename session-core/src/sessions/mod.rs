@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `create`, `create_with` | `add <id>` (`create` writes nothing under `update_only`), then the reverse key `set` (with `principal`) | copy written |
 //! | `load` | `get <id>` on a local miss; `version <id>` on a local hit under `Validate` | read first; filled on a miss |
-//! | `save` | `cas <id>` (`add` for a first `update_only` write), then the reverse key `set` (with `principal`) | copy written |
+//! | `save` | `cas <id>` (`add` for a first `update_only` write); the reverse key `set` (with `principal`) beside the `cas` when the save keeps the user, after it otherwise | copy written |
 //! | `patch`, `replace` | a `load`, then a `save` | as `load` and `save` |
 //! | `delete` | `delete <id>`, then the reverse key `delete_if` its version still names this id | copy dropped |
 //! | `touch`, `touch_id` | `touch <id>` (`get_and_touch <id>` for `touch_id`) and the reverse key | copy touched |
@@ -37,21 +37,21 @@
 //! Saves are optimistic: a save carries the version it read, and a
 //! concurrent change makes the store refuse it instead of silently losing
 //! the other writer's update (the original's top complaint). See
-//! [`ConflictPolicy`] for what happens then.
+//! [`ConflictPolicy`](crate::config::ConflictPolicy) for what happens then.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::codec::{Codec, is_raw};
-use crate::config::{ConflictPolicy, FieldConflict, LocalPolicy, SessionsConfig};
+use crate::config::{LocalPolicy, SessionsConfig};
 use crate::error::{Delivery, Error, Result};
 use crate::id::SessionId;
 use crate::local::LocalTier;
 use crate::principal::digest_field;
 use crate::session::{ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
-use crate::store::{AddOutcome, CasOutcome, Store, Ttl};
+use crate::store::{AddOutcome, Store, Ttl};
 
 mod gate;
 mod index;
@@ -61,6 +61,9 @@ mod locking;
 mod regenerate;
 pub(crate) mod retry;
 mod reverse;
+mod save;
+#[cfg(test)]
+mod save_tests;
 mod seal;
 pub mod stateless;
 mod update;
@@ -104,6 +107,9 @@ pub struct Sessions {
     counters: Arc<Counters>,
     /// Turns at writing one session, shared by clones (see `gate.rs`).
     gate: Arc<gate::Gate>,
+    /// `<principal>_MD5`, the stamp field, named once here rather than
+    /// formatted on every save.
+    stamp_field: Option<Arc<str>>,
 }
 
 impl Sessions {
@@ -111,12 +117,14 @@ impl Sessions {
     /// [`Error::InvalidConfig`] if `config` does not validate.
     pub fn new(servers: Arc<dyn Store>, config: SessionsConfig) -> Result<Self> {
         config.validate()?;
+        let stamp_field = config.principal.as_deref().map(|p| digest_field(p).into());
         Ok(Sessions {
             servers,
             local: None,
             config: Arc::new(config),
             counters: Arc::default(),
             gate: Arc::default(),
+            stamp_field,
         })
     }
 
@@ -282,7 +290,7 @@ impl Sessions {
     /// is `Ok(None)` (the original returned an empty session instead).
     pub async fn load(&self, id: &str) -> Result<Option<Session>> {
         let id = SessionId::parse(id)?;
-        self.load_id(&id).await
+        self.load_owned(id).await
     }
 
     /// Loads a session by a parsed id; see [`Sessions::load`].
@@ -292,17 +300,22 @@ impl Sessions {
     /// id) loads as `None`, exactly like a missing one, so an answer never
     /// tells whether some user has a session.
     pub async fn load_id(&self, id: &SessionId) -> Result<Option<Session>> {
-        let key = self.key_of(id);
+        self.load_owned(id.clone()).await
+    }
+
+    /// [`Sessions::load_id`] of an id the caller gives away: the handle
+    /// keeps it (`load` parses the id once and copies it no more).
+    pub(crate) async fn load_owned(&self, id: SessionId) -> Result<Option<Session>> {
+        let key = self.key_of(&id);
         Counters::bump(&self.counters.loads);
         if let Some(local) = &self.local
             && let Some(hit) = local.read(&key, self.servers.as_ref()).await?
             && !is_raw(hit.entry.flags)
         {
-            match self.decode(&hit.entry, &key, id) {
+            match self.decode(&hit.entry, &key, &id) {
                 Ok(data) => {
                     Counters::bump(&self.counters.local_hits);
-                    let mut session =
-                        Session::new(id.clone(), data, hit.principal_version, State::Stored);
+                    let mut session = Session::new(id, data, hit.principal_version, State::Stored);
                     // Under `Validate` the copy was written and touched with
                     // the session's own expiry; a `MaxAge` copy's is capped.
                     if self.config.local_policy == LocalPolicy::Validate {
@@ -323,7 +336,7 @@ impl Sessions {
         };
         // A value that fails the seal answers like an unknown id (counted
         // and logged in `decode`): no oracle for a forged session.
-        let data = match self.decode(&entry, &key, id) {
+        let data = match self.decode(&entry, &key, &id) {
             Err(Error::Seal { .. }) => return Ok(None),
             other => other?,
         };
@@ -332,242 +345,9 @@ impl Sessions {
                 .write(&key, &entry.value, entry.flags, Some(entry.version))
                 .await;
         }
-        let mut session = Session::new(id.clone(), data, Some(entry.version), State::Stored);
+        let mut session = Session::new(id, data, Some(entry.version), State::Stored);
         session.remaining = entry.ttl;
         Ok(Some(session))
-    }
-
-    /// Writes the session's changes, if any.
-    ///
-    /// - No change since the last read or write: nothing is written
-    ///   ([`SaveOutcome::Unchanged`]), as in the original.
-    /// - The write is conditional on the version read. If another writer got
-    ///   there first, [`ConflictPolicy`] decides: merge field by field and
-    ///   retry after a random wait ([`crate::config::Backoff`], bounded by
-    ///   `max_save_attempts`), or fail with [`Error::Conflict`].
-    /// - The merge is three-way (base = what this handle read, theirs = what
-    ///   the store holds, mine = this handle's data): a field only one side
-    ///   changed merges silently; a field both changed to different values
-    ///   is decided by [`FieldConflict`] (`Fail`:
-    ///   [`Error::FieldConflict`], nothing written) and counted in
-    ///   [`SessionStats::field_conflicts`]. A value computed from what was
-    ///   read (a counter) belongs in [`Sessions::update`] instead.
-    /// - The session was deleted or expired meanwhile: [`Error::SessionGone`];
-    ///   it is not resurrected.
-    /// - With `principal` set, `<principal>_MD5` is stamped into the data and
-    ///   the reverse key is written *after* the session (the original wrote
-    ///   it first, so a refused save still moved the user's index to it). If
-    ///   that second write fails, the error is returned and the next save of
-    ///   this handle writes the reverse key again, changed or not.
-    ///
-    /// On success the handle holds what was written (including another
-    /// writer's merged fields).
-    pub async fn save(&self, session: &mut Session) -> Result<SaveOutcome> {
-        self.save_with(session, self.config.conflict).await
-    }
-
-    /// [`Sessions::save`] with this save's own [`FieldConflict`] policy
-    /// instead of the configured one (e.g. `Fail` for the one save of a
-    /// request that must not overwrite a concurrent change of a field).
-    pub async fn save_with_field_policy(
-        &self,
-        session: &mut Session,
-        field: FieldConflict,
-    ) -> Result<SaveOutcome> {
-        let result = self
-            .save_attempts(session, self.config.conflict, field)
-            .await;
-        self.count_refusal(&result);
-        result
-    }
-
-    /// [`Sessions::save`] with an explicit conflict policy.
-    pub(crate) async fn save_with(
-        &self,
-        session: &mut Session,
-        policy: ConflictPolicy,
-    ) -> Result<SaveOutcome> {
-        let result = self
-            .save_attempts(session, policy, self.config.field_conflict)
-            .await;
-        self.count_refusal(&result);
-        result
-    }
-
-    /// Counts a save that gave up because another writer won.
-    fn count_refusal<T>(&self, result: &Result<T>) {
-        if let Err(e) = result {
-            self.count_refusal_of(e);
-        }
-    }
-
-    /// Counts `e` if it is a refusal because another writer won.
-    fn count_refusal_of(&self, e: &Error) {
-        if matches!(
-            e,
-            Error::Conflict { .. } | Error::FieldConflict { .. } | Error::IdTaken { .. }
-        ) {
-            Counters::bump(&self.counters.conflicts);
-        }
-    }
-
-    /// The save, in this process's turn at writing the session (see
-    /// `gate.rs`); refusals are counted by the callers.
-    pub(crate) async fn save_attempts(
-        &self,
-        session: &mut Session,
-        policy: ConflictPolicy,
-        field: FieldConflict,
-    ) -> Result<SaveOutcome> {
-        let key = self.key_of(&session.id);
-        let _turn = self.gate.turn(&key).await;
-        self.save_in_turn(session, policy, field).await
-    }
-
-    /// The save itself, for a caller that holds the session's turn (an
-    /// `update` that retries is not refused until its last attempt).
-    pub(crate) async fn save_in_turn(
-        &self,
-        session: &mut Session,
-        policy: ConflictPolicy,
-        field: FieldConflict,
-    ) -> Result<SaveOutcome> {
-        if session.state == State::Deleted {
-            return Err(Error::Deleted {
-                id: session.id.to_string(),
-            });
-        }
-        self.stamp_session(session);
-        if !session.is_modified() {
-            if session.reverse_key_pending {
-                self.write_reverse_key(session).await?;
-            }
-            Counters::bump(&self.counters.saves_unchanged);
-            return Ok(SaveOutcome::Unchanged);
-        }
-        let key = self.key_of(&session.id);
-        let flags = self.write_flags();
-        let ttl = self.ttl_of(session);
-        // A version-less handle (a `MaxAge` local copy, or a store that does
-        // not report versions) cannot make a conditional write: rebase it on
-        // the principal's current value first. Not a conflict, not an attempt.
-        if session.state == State::Stored && session.version.is_none() {
-            self.merge_on_principal(session, &key, field).await?;
-        }
-        // The index first, so it never lacks a live session; again below if
-        // a merge moved the session to another principal.
-        let mut indexed = self.principal_of(session.data());
-        self.index_upsert(session.data(), &session.id, ttl).await?;
-        let mut attempts = 0;
-        loop {
-            let now_principal = self.principal_of(session.data());
-            if now_principal != indexed {
-                self.index_upsert(session.data(), &session.id, ttl).await?;
-                indexed = now_principal;
-            }
-            attempts += 1;
-            let bytes = self.encode(session.data(), &key)?;
-            // Stored handles have a version here (they were rebased above if
-            // not); only a never-written `update_only` session has none.
-            let outcome = match session.version {
-                Some(version) if session.state == State::Stored => {
-                    self.servers.cas(&key, &bytes, flags, ttl, version).await?
-                }
-                _ => match self.add_new(&key, &bytes, flags, ttl).await? {
-                    AddOutcome::Stored(v) => CasOutcome::Stored(v),
-                    // A never-written session's id is taken: someone else's
-                    // session. Never merge into it, and never retry.
-                    AddOutcome::Exists => {
-                        return Err(Error::IdTaken {
-                            id: session.id.to_string(),
-                        });
-                    }
-                },
-            };
-            match outcome {
-                CasOutcome::Stored(version) => {
-                    let replaced = self.principal_of(&session.stored());
-                    session.mark_synced(version);
-                    session.remaining = Some(ttl);
-                    if let Some(local) = &self.local {
-                        local.write(&key, &bytes, flags, version).await;
-                    }
-                    Counters::bump(&self.counters.saves_written);
-                    self.write_reverse_key(session).await?;
-                    if replaced.is_some() && replaced != indexed {
-                        self.index_remove_for(replaced.as_deref(), &session.id)
-                            .await?;
-                    }
-                    return Ok(SaveOutcome::Written { attempts });
-                }
-                CasOutcome::NotFound => {
-                    return Err(Error::SessionGone {
-                        id: session.id.to_string(),
-                    });
-                }
-                CasOutcome::Conflict => {
-                    if attempts >= self.config.max_save_attempts || policy == ConflictPolicy::Fail {
-                        return Err(Error::Conflict { key, attempts });
-                    }
-                    tracing::debug!(id = %session.id, attempts, "concurrent change, merging");
-                    Counters::bump(&self.counters.merges);
-                    // The first conflict is usually a write of this
-                    // process that landed between the handle's read and its
-                    // turn: merge at once. A further one is another process
-                    // writing right now: wait a jittered while first.
-                    if attempts > 1 {
-                        retry::pause(&self.config.backoff, attempts - 1).await;
-                    }
-                    self.merge_on_principal(session, &key, field).await?;
-                }
-            }
-        }
-    }
-
-    /// Re-reads the principal's value and merges the handle's own changes
-    /// into it, three-way (see [`Session::merge3`]), with `field` deciding
-    /// field conflicts. A vanished session is [`Error::SessionGone`], except
-    /// for one never written (`update_only`), which simply stays unwritten.
-    /// Under [`FieldConflict::Fail`] a field conflict leaves the handle as
-    /// it was.
-    async fn merge_on_principal(
-        &self,
-        session: &mut Session,
-        key: &str,
-        field: FieldConflict,
-    ) -> Result<()> {
-        match self.servers.get(key).await? {
-            Some(fresh) => {
-                let data = self.decode(&fresh, key, &session.id)?;
-                let (mut merged, mut conflicts) =
-                    session.merge3(&data, field != FieldConflict::Theirs);
-                // The digest field follows the principal field: not a
-                // conflict of its own, and re-stamped below.
-                if let Some(p) = &self.config.principal {
-                    let derived = digest_field(p);
-                    conflicts.retain(|f| *f != derived);
-                }
-                if !conflicts.is_empty() {
-                    let n = u64::try_from(conflicts.len()).unwrap_or(u64::MAX);
-                    Counters::add(&self.counters.field_conflicts, n);
-                    tracing::debug!(id = %session.id, ?conflicts, ?field, "field conflict");
-                    if field == FieldConflict::Fail {
-                        return Err(Error::FieldConflict {
-                            key: key.to_owned(),
-                            fields: conflicts,
-                        });
-                    }
-                }
-                self.stamp_principal(&mut merged);
-                session.apply_merge(data, merged, Some(fresh.version));
-                session.state = State::Stored;
-                Ok(())
-            }
-            None if session.state == State::Unwritten => Ok(()),
-            None => Err(Error::SessionGone {
-                id: session.id.to_string(),
-            }),
-        }
     }
 
     /// Deletes the session (and its reverse key, if it still names this
@@ -593,10 +373,11 @@ impl Sessions {
         session.state = State::Deleted;
         Counters::bump(&self.counters.deletes);
         self.delete_reverse_key(session).await?;
-        self.index_remove_for(self.principal_of(&session.stored()).as_deref(), &session.id)
+        let stored = self.indexed_principal(&session.stored());
+        self.index_remove_for(stored.as_deref(), &session.id)
             .await?;
-        let current = self.principal_of(session.data());
-        if current != self.principal_of(&session.stored()) {
+        let current = self.indexed_principal(session.data());
+        if current != stored {
             self.index_remove_for(current.as_deref(), &session.id)
                 .await?;
         }

@@ -7,8 +7,10 @@ use serde_json::Value;
 use super::Sessions;
 use crate::codec::FLAGS_RAW;
 use crate::error::{Error, Result};
-use crate::principal::{digest_field, md5_hex, principal_string};
+use crate::id::SessionId;
+use crate::principal::{md5_hex_bytes, principal_str, principal_string};
 use crate::session::{Fields, Session, SessionData};
+use crate::store::CasOutcome;
 
 impl Sessions {
     /// The live session of a user, through the reverse key `md5_hex(value)`.
@@ -26,7 +28,7 @@ impl Sessions {
         let Some(id) = self.reverse_key_target(value).await? else {
             return Ok(None);
         };
-        let Some(session) = self.load_id(&id).await? else {
+        let Some(session) = self.load_owned(id).await? else {
             return Ok(None);
         };
         let owner = session.get_value(field).and_then(principal_string);
@@ -37,35 +39,44 @@ impl Sessions {
     /// the field is gone), as the original's update does before writing.
     pub(super) fn stamp_principal(&self, data: &mut SessionData) {
         if let Some((field, digest)) = self.principal_stamp(data) {
-            match digest {
-                Some(d) => data.insert(field, d),
-                None => data.remove(&field),
+            match digest.as_ref().and_then(|d| std::str::from_utf8(d).ok()) {
+                Some(d) => data.insert(field.to_owned(), Value::String(d.to_owned())),
+                None => data.remove(field),
             };
         }
     }
 
     /// [`Sessions::stamp_principal`] on a handle, changing (and so copying)
-    /// its data only when the stamp is not already right.
+    /// its data only when the stamp is not already right. Every save runs
+    /// it, so the usual case (the stamp is right) allocates nothing.
     pub(super) fn stamp_session(&self, session: &mut Session) {
-        if let Some((field, digest)) = self.principal_stamp(session.data())
-            && session.data().get(&field) != digest.as_ref()
-        {
+        let Some((field, digest)) = self.principal_stamp(session.data()) else {
+            return;
+        };
+        let digest = digest.as_ref().and_then(|d| std::str::from_utf8(d).ok());
+        let right = match (session.data().get(field), digest) {
+            (None, None) => true,
+            (Some(Value::String(have)), Some(want)) => have == want,
+            _ => false,
+        };
+        if !right {
             match digest {
-                Some(d) => session.set_field(field, d),
-                None => session.remove_field(&field),
+                Some(d) => session.set_field(field.to_owned(), Value::String(d.to_owned())),
+                None => session.remove_field(field),
             };
         }
     }
 
-    /// The stamp field and the value it should hold (`None`: absent), when
-    /// a principal is configured.
-    fn principal_stamp(&self, data: &SessionData) -> Option<(String, Option<Value>)> {
+    /// The stamp field and the digest it should hold, as hex digits
+    /// (`None`: absent), when a principal is configured.
+    fn principal_stamp(&self, data: &SessionData) -> Option<(&str, Option<[u8; 32]>)> {
         let field = self.config.principal.as_ref()?;
+        let stamp = self.stamp_field.as_deref()?;
         let digest = data
             .get(field)
-            .and_then(principal_string)
-            .map(|p| Value::String(md5_hex(p.as_bytes())));
-        Some((digest_field(field), digest))
+            .and_then(principal_str)
+            .map(|p| md5_hex_bytes(p.as_bytes()));
+        Some((stamp, digest))
     }
 
     /// The reverse key named by a session's `<principal>_MD5` field (or,
@@ -73,12 +84,18 @@ impl Sessions {
     pub(super) fn reverse_key_of(&self, data: &impl Fields) -> Option<String> {
         let field = self.config.principal.as_ref()?;
         if self.hmac_reverse_key() {
-            let user = data.field(field).and_then(principal_string)?;
+            let user = data.field(field).and_then(principal_str)?;
             return Some(self.reverse_key_for(&user));
         }
-        let digest = data.field(&digest_field(field))?.as_str()?;
+        let digest = data.field(self.stamp_field.as_deref()?)?.as_str()?;
         let is_md5 = digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-        is_md5.then(|| format!("{}{}", self.config.key_prefix, digest))
+        is_md5.then(|| {
+            let prefix = &self.config.key_prefix;
+            let mut key = String::with_capacity(prefix.len() + digest.len());
+            key.push_str(prefix);
+            key.push_str(digest);
+            key
+        })
     }
 
     /// Writes the reverse key of a just-written session; on failure it stays
@@ -98,6 +115,57 @@ impl Sessions {
         }
         session.reverse_key_pending = false;
         Ok(())
+    }
+
+    /// The reverse key a save of `session` may send beside its `cas`, at
+    /// once, instead of after it: when the save keeps the session's user
+    /// (its principal and stamp fields are as stored), the `set` rewrites
+    /// the key the session's last save wrote, so whatever the `cas` answers,
+    /// the key names a session of that user (a conflict leaves the session
+    /// there, and its merged retry writes the key again). `None` when the
+    /// save moves the session to another user, or to none: then the key is
+    /// written after the `cas` succeeds, never before (a refused save must
+    /// not move a user's key).
+    pub(super) fn reverse_beside(&self, session: &Session) -> Option<String> {
+        let principal = self.config.principal.as_deref()?;
+        let stamp = self.stamp_field.as_deref()?;
+        let kept = |field: &str| session.stored_field(field) == session.data().get(field);
+        if !(kept(principal) && kept(stamp)) {
+            return None;
+        }
+        self.reverse_key_of(session.data())
+    }
+
+    /// The `cas` of a save and the `set` of its reverse key `reverse`,
+    /// sent together (one round trip where both reach one server, two
+    /// servers at once otherwise). Returns both answers; the caller reads
+    /// the `cas` first.
+    pub(super) async fn cas_beside(
+        &self,
+        session: &Session,
+        key: &str,
+        bytes: &[u8],
+        version: crate::store::Version,
+        reverse: &str,
+    ) -> (Result<CasOutcome>, Result<()>) {
+        let ttl = self.ttl_of(session);
+        let flags = self.write_flags();
+        let (cas, set) = tokio::join!(
+            self.servers.cas(key, bytes, flags, ttl, version),
+            self.servers
+                .set(reverse, session.id.as_str().as_bytes(), FLAGS_RAW, ttl),
+        );
+        (cas, set.map(|_| ()))
+    }
+
+    /// After a `cas` sent with its reverse key found the session gone (a
+    /// logout won the race): removes the key again if it still names this
+    /// session, as the logout's own delete would have. A failure is only
+    /// logged: the save's answer is the session's, `SessionGone`.
+    pub(super) async fn unwrite_reverse_key(&self, reverse: &str, id: &SessionId) {
+        if let Err(e) = self.delete_reverse_key_at(reverse, id).await {
+            tracing::warn!(%id, error = %e, "reverse key of a vanished session not removed");
+        }
     }
 
     /// Deletes the reverse key if it still names this session (another

@@ -61,7 +61,12 @@ impl Sessions {
             };
             change(&mut session)?;
             let saved = self
-                .save_in_turn(&mut session, ConflictPolicy::Fail, FieldConflict::Fail)
+                .save_in_turn(
+                    &mut session,
+                    &key,
+                    ConflictPolicy::Fail,
+                    FieldConflict::Fail,
+                )
                 .await;
             drop(turn);
             match saved {
