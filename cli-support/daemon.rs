@@ -49,10 +49,19 @@ pub fn init_logging(output: LogOutput) {
 
 /// Prints a fatal error as one line on stderr, `error: ` then the causes
 /// joined by `: ` (never anyhow's Debug form, which adds a backtrace when
-/// `RUST_BACKTRACE` is set). A cause that spans lines (a TOML parse
-/// error's excerpt) is folded onto the line.
+/// `RUST_BACKTRACE` is set). A cause whose text the message already holds
+/// is not repeated; a message that spans lines is folded onto the line.
 pub fn print_error(error: &anyhow::Error) {
-    let text = format!("{error:#}");
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
     let line: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -116,11 +125,11 @@ fn probe(target: &str, deadline: Instant) -> Result<(), String> {
     stream
         .set_write_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("sending the request: {e}"))?;
+    // One write: a server may answer as soon as it has the request.
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending the request: {e}"))?;
     // Only the status line matters: read until its end (or 512 bytes).
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 512];

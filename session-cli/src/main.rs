@@ -31,11 +31,15 @@
 //!
 //! Exit codes: 0 done, 1 not found, 2 usage, 3 server or data error. Errors
 //! are one line on stderr.
+//!
+//! For packaging: `sessionctl completions bash` (or zsh, fish, elvish,
+//! powershell) prints a completion script, and the hidden
+//! `sessionctl --print-man-page` the roff man page.
 
 mod fields;
 mod reseal;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 use session_core::{Codec, Keyring, Patch, SealConfig, Sessions, SessionsConfig, Ttl};
 use std::process::ExitCode;
 
@@ -44,12 +48,24 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--version`: the version and the commit built (`cli-support/build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MEMORYCACHED_COMMIT_ID"),
+    ")"
+);
+
 /// Read, write, delete and find sessions on memcached, Redis or an in-process store.
 #[derive(Parser)]
-#[command(name = "sessionctl", version, about, long_about = None)]
+#[command(name = "sessionctl", version = VERSION, long_about = None)]
 struct Cli {
+    /// Write the man page (roff) to stdout and exit (packaging); needs no
+    /// command.
+    #[arg(long, hide = true)]
+    print_man_page: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +123,13 @@ enum Command {
         /// Keys per scan page (a progress line per page on stderr).
         #[arg(long, value_name = "N", default_value_t = 1000)]
         page_size: usize,
+    },
+    /// Print a completion script for SHELL to stdout, e.g.
+    /// `sessionctl completions bash > /etc/bash_completion.d/sessionctl`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -220,6 +243,18 @@ enum Found {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = match cli.command {
+        _ if cli.print_man_page => return print_man_page(),
+        Some(Command::Completions { shell }) => return print_completions(shell),
+        Some(command) => command,
+        // What clap says for a missing required command: usage, exit 2.
+        None => Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingSubcommand,
+                "a command is required (sessionctl --help lists them)",
+            )
+            .exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -230,7 +265,7 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(command)) {
         Ok(Found::Yes) => ExitCode::SUCCESS,
         Ok(Found::No(what)) => {
             eprintln!("sessionctl: {what}");
@@ -247,8 +282,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// `completions SHELL`: the script, made in memory (clap_complete panics
+/// on a failed write) then written out.
+fn print_completions(shell: clap_complete::Shell) -> ExitCode {
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sessionctl", &mut script);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessionctl: writing the completion script: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// `--print-man-page`: the roff page of the whole command on stdout.
+fn print_man_page() -> ExitCode {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessionctl: writing the man page: {e}");
+            ExitCode::from(3)
+        }
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<Found> {
     match command {
+        // Answered in main, before a runtime starts.
+        Command::Completions { .. } => Ok(Found::Yes),
         Command::Get { store, id } => {
             let sessions = store.sessions()?;
             match sessions.load(&id).await.map_err(input_is_usage)? {

@@ -334,18 +334,34 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Parses a TOML document (unknown keys are errors).
+    /// Parses a TOML document (unknown keys are errors). The error is one
+    /// line: `config file: line L, column C: what`.
     pub fn from_toml(text: &str) -> Result<Self, Error> {
-        toml::from_str(text).map_err(|e| Error::Config(format!("config file: {e}")))
+        Self::parse(text, "config file")
     }
 
-    /// Reads and parses a TOML file.
+    /// Reads and parses a TOML file; errors name it.
     pub fn load(path: &std::path::Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text)
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// `text` as settings; a parse error becomes one line naming `origin`
+    /// and the place (toml's own message adds a multi-line excerpt).
+    fn parse(text: &str, origin: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| {
+            let what = e.message().trim().replace('\n', " ");
+            let place = e.span().map_or(String::new(), |span| {
+                let before = text.get(..span.start).unwrap_or(text);
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let line = before.matches('\n').count() + 1;
+                format!(" line {line}, column {column}:")
+            });
+            Error::Config(format!("{origin}:{place} {what}"))
+        })
     }
 
     /// Checks every setting; the first problem is an [`Error::Config`].
@@ -497,7 +513,11 @@ mod tests {
         assert!(!format!("{c:?}").contains("\"t\""));
         c.validate().unwrap();
         Config::default().validate().unwrap();
-        assert!(Config::from_toml("nope = 1").is_err());
+        let e = Config::from_toml("timeout = 1\nnope = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2, column 1: unknown field `nope`"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
         let storable = Config {
             codec: "storable".into(),
             ..Config::default()

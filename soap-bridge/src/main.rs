@@ -1,14 +1,28 @@
 //! `soap-bridge`: the bridge's command. With no arguments it serves the SOAP
 //! endpoint and the JSON mirror on the in-memory store at 127.0.0.1:8080.
 //! Settings come from an optional TOML file (`--config`), then flags.
+//! A fatal error (a bad setting, a busy port) is one line on stderr
+//! (`error: ...`) and exit 1.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, Parser};
 use soap_bridge::Config;
-use tracing_subscriber::EnvFilter;
+
+#[path = "../../cli-support/daemon.rs"]
+mod daemon;
+
+use daemon::LogOutput;
+
+/// `--version`: the version and the commit built (`cli-support/build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MEMORYCACHED_COMMIT_ID"),
+    ")"
+);
 
 /// Many small allocations from many threads: glibc's malloc serialises
 /// them on its arena locks (see the workspace manifest).
@@ -24,9 +38,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// a web session explorer at /admin/. As LemonLDAP::NG's session server:
 /// its SOAP service at /llng/soap, its REST service at
 /// /llng/sessions/{type}/ (docs/llng.md).
-/// Logs go to stderr; RUST_LOG sets the level (default info).
+/// Logs go to stderr (or --log-output stdout); RUST_LOG sets the level
+/// (default info).
 #[derive(Debug, Parser)]
-#[command(name = "soap-bridge", version)]
+#[command(
+    name = "soap-bridge",
+    version = VERSION,
+    about = "Session service over SOAP (MemcachedSOAPClass compatible), JSON and LemonLDAP::NG's protocols"
+)]
 struct Args {
     /// TOML file with the same settings (listen, store, local, timeout,
     /// principal, codec, body_limit, header_timeout_ms, body_timeout_ms,
@@ -120,6 +139,21 @@ struct Args {
     /// values (config: [seal] allow_storable).
     #[arg(long)]
     seal_allow_storable: bool,
+
+    /// Where logs go: stderr (the default) or stdout (containers). Colour
+    /// only when that stream is a terminal.
+    #[arg(long, value_name = "STREAM", value_enum, default_value_t = LogOutput::Stderr)]
+    log_output: LogOutput,
+
+    /// Write the man page (roff) to stdout and exit (packaging).
+    #[arg(long, hide = true)]
+    print_man_page: bool,
+
+    /// GET http://HOST:PORT/healthz within 2 s; exit 0 on a 200, else 1.
+    /// Nothing else is done (no config is read): the OCI images'
+    /// HEALTHCHECK.
+    #[arg(long, hide = true, value_name = "HOST:PORT")]
+    health_probe: Option<String>,
 }
 
 impl Args {
@@ -195,16 +229,31 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let config = Args::parse().into_config()?;
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    if args.print_man_page {
+        return daemon::print_man_page(Args::command());
+    }
+    if let Some(target) = &args.health_probe {
+        return daemon::health_probe(target);
+    }
+    daemon::init_logging(args.log_output);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(args)));
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            daemon::print_error(&e);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.into_config()?;
     // Everything is checked before the port is taken.
     let state = soap_bridge::app_state(config.clone())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
