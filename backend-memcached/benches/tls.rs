@@ -1,7 +1,7 @@
 //! TLS beside plain TCP, in the same run: the same `MemcachedStore`
 //! operations on two memcached 1.6.18 processes started alike (`-c 4096`),
-//! one of them with `-Z` (certificates made here by `openssl`, as
-//! `tests/tls_auth.rs` does), at 1 and 64 tasks.
+//! one of them with `-Z` (certificates made here by `openssl` through
+//! `test_support::tls`, as `tests/tls_auth.rs` does), at 1 and 64 tasks.
 //!
 //! Rows (`group/series/N`, N = tasks):
 //! - `tls_raw_pair/plain/N` and `tls_raw_pair/tls/N`: `Store::set` +
@@ -16,14 +16,13 @@
 //! The servers are this bench's own (`cargo xtask bench` starts none with
 //! TLS), as local processes through test-support, reached directly.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use backend_memcached::MemcachedStore;
 use session_core::{Sessions, SessionsConfig, Store, Ttl};
 use test_support::bench::{self, BenchEnv, Output, Row, Sample};
-use test_support::{MemcachedOptions, Provider, ProviderKind};
+use test_support::tls::Certificates;
+use test_support::{MemcachedOptions, MemcachedSecurity, MemcachedTls, Provider, ProviderKind};
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -33,66 +32,6 @@ const TASKS: [usize; 2] = [1, 64];
 const ROUNDS: u32 = 6;
 /// Most operations one task makes in one measurement.
 const MAX_OPS_PER_TASK: u64 = 1_000_000;
-
-fn openssl(dir: &Path, args: &[&str]) -> Res<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| format!("running openssl: {e} (install it: apt-get install openssl)"))?;
-    if !out.status.success() {
-        return Err(format!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(())
-}
-
-/// A CA and a server certificate for 127.0.0.1, in `dir`.
-fn certificates(dir: &Path) -> Res<()> {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    let mut ca = vec!["req", "-x509", "-nodes", "-days", "1"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=bench CA",
-    ]);
-    openssl(dir, &ca)?;
-    let mut csr = vec!["req", "-new", "-nodes"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(dir, &csr)?;
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n")?;
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.cnf",
-            "-out",
-            "server.pem",
-        ],
-    )
-}
 
 /// One store's subjects: the store itself and sessions over it.
 struct Subject {
@@ -191,34 +130,30 @@ async fn run(out: &mut Output, env: &BenchEnv, plain_url: &str, tls_url: &str) -
 fn main() -> Res<()> {
     let env = BenchEnv::from_env()?;
     let mut out = env.output()?;
-    let dir = std::env::temp_dir().join(format!("memorycached-bench-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    // Removed on drop, after the servers (declared later, dropped first).
+    let certs = Certificates::new("bench-tls")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(async {
-        certificates(&dir)?;
+    runtime.block_on(async {
         let provider = Provider::new(ProviderKind::Process).await?;
-        let options = |extra: &[String]| {
-            let mut extra_args = vec!["-c".to_owned(), "4096".to_owned()];
-            extra_args.extend_from_slice(extra);
-            MemcachedOptions {
-                extra_args,
-                ..MemcachedOptions::default()
-            }
+        let options = || MemcachedOptions {
+            extra_args: vec!["-c".to_owned(), "4096".to_owned()],
+            ..MemcachedOptions::default()
         };
-        let file = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let plain = provider.memcached_with(options(&[])).await?;
+        let plain = provider.memcached_with(options()).await?;
         let tls = provider
-            .memcached_with(options(&[
-                "-Z".to_owned(),
-                "-o".to_owned(),
-                format!(
-                    "ssl_chain_cert={},ssl_key={}",
-                    file("server.pem"),
-                    file("server.key")
-                ),
-            ]))
+            .memcached_secured(
+                options(),
+                MemcachedSecurity {
+                    tls: Some(MemcachedTls {
+                        chain_cert: certs.path("server.pem"),
+                        key: certs.path("server.key"),
+                        client_ca: None,
+                    }),
+                    auth_file: None,
+                },
+            )
             .await?;
         let addr = |s: &test_support::Server| {
             s.direct_addr()
@@ -226,9 +161,11 @@ fn main() -> Res<()> {
                 .ok_or("a server just started has no address")
         };
         let plain_url = format!("memcached://{}", addr(&plain)?);
-        let tls_url = format!("memcacheds://{}?ca={}", addr(&tls)?, file("ca.pem"));
+        let tls_url = format!(
+            "memcacheds://{}?ca={}",
+            addr(&tls)?,
+            certs.url_path("ca.pem")
+        );
         run(&mut out, &env, &plain_url, &tls_url).await
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    })
 }

@@ -1,7 +1,7 @@
 //! `memcacheds://` and `user:password@` against real memcached 1.6.18
-//! processes started with `-Z` (TLS only, certificates made here by the
-//! `openssl` command line tool) and `-Y` (ASCII authentication): the whole
-//! conformance kit over TLS + authentication + a client certificate (in the
+//! servers started with `-Z` (TLS only, certificates made here by the
+//! `openssl` command line tool through `test_support::tls`) and `-Y`
+//! (ASCII authentication): the whole conformance kit over TLS + authentication + a client certificate (in the
 //! adaptive and multiplexed modes), the raw connection the replicator uses,
 //! and every fault as a typed error before any session data crosses:
 //! a wrong password, an untrusted, expired or misnamed certificate, a
@@ -9,219 +9,124 @@
 //! plaintext port (both within the connect timeout), and the password
 //! nowhere in logs, `Debug` output, stats or errors.
 //!
-//! Its servers are always local processes, whichever provider the run
-//! uses (the certificate files are local paths the memcached process
-//! reads, which a container would not see), so it runs in every pass.
+//! Its servers come from the provider the run uses (`MEMORYCACHED_PROVIDER`):
+//! local processes read the certificate and auth files where they are,
+//! containers get copies of them (`Provider::memcached_secured`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use backend_memcached::raw::RawConnection;
 use backend_memcached::{MemcachedStore, TlsFailure};
 use session_core::{ErrorKind, Namespaced, SessionId, Store, Ttl};
-use test_support::{MemcachedOptions, Provider, ProviderKind, Server};
+use test_support::tls::Certificates;
+use test_support::{MemcachedOptions, MemcachedSecurity, MemcachedTls, Provider, Server};
 
 const USER: &str = "app";
 /// Distinctive, so a leak anywhere is found by a plain substring search.
 const PASSWORD: &str = "Pw-7d1f3c9e-never-printed";
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Scratch {
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running openssl: {e} (install it: apt-get install openssl)"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-
-/// A self-signed CA `name`.pem / `name`.key.
-fn make_ca(dir: &Path, name: &str) {
-    let (key, pem, subj) = (
-        format!("{name}.key"),
-        format!("{name}.pem"),
-        format!("/CN=memorycached test {name}"),
-    );
-    let mut args = vec!["req", "-x509", "-nodes", "-days", "1"];
-    args.extend(EC);
-    args.extend(["-keyout", &key, "-out", &pem, "-subj", &subj]);
-    openssl(dir, &args);
-}
-
-/// A certificate `name`.pem / `name`.key signed by `ca`, valid for `days`
-/// (negative: already expired), with `ext` (subjectAltName, usage).
-fn make_cert(dir: &Path, name: &str, ca: &str, days: &str, ext: &str) {
-    let (key, csr, pem, cnf) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.pem"),
-        format!("{name}.cnf"),
-    );
-    let mut args = vec!["req", "-new", "-nodes"];
-    args.extend(EC);
-    args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
-    openssl(dir, &args);
-    std::fs::write(dir.join(&cnf), ext).unwrap();
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            days,
-            "-extfile",
-            &cnf,
-            "-out",
-            &pem,
-        ],
-    );
-}
-
-/// Everything the tests share: the certificates and the servers, made once
-/// (servers live on test-support's own runtime, so every test's runtime
-/// may use them).
+/// One test's certificates, provider and TLS+auth server; the other
+/// servers are started by the tests that need them. Per test rather than
+/// shared in a `static`, which is never dropped: its containers would
+/// outlive the test process.
 struct World {
-    certs: Scratch,
+    certs: Certificates,
+    provider: Provider,
     /// `-Z` with a client certificate required, and `-Y`.
     secured: Server,
+}
+
+/// The other servers a test may start.
+enum Other {
     /// `-Z` with an expired server certificate.
-    expired: Server,
+    Expired,
     /// Plain memcached.
-    plain: Server,
-    /// `-Y` alone, used by one test only (it counts connections).
-    auth_only: Server,
+    Plain,
+    /// `-Y` alone.
+    AuthOnly,
 }
 
-fn world() -> &'static World {
-    static WORLD: OnceLock<World> = OnceLock::new();
-    WORLD.get_or_init(|| {
-        std::thread::spawn(|| {
-            tokio::runtime::Runtime::new()
-                .unwrap()
-                .block_on(make_world())
-        })
-        .join()
-        .unwrap()
-    })
-}
-
-async fn make_world() -> World {
-    let dir = std::env::temp_dir().join(format!(
-        "memorycached-mc-tls-{}-{}",
-        std::process::id(),
-        SessionId::generate(16).unwrap()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let certs = Scratch(dir.clone());
-    make_ca(&dir, "ca");
-    make_ca(&dir, "other-ca");
-    let server_ext = "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
-    make_cert(&dir, "server", "ca", "1", server_ext);
-    make_cert(&dir, "stale", "ca", "-1", server_ext);
-    make_cert(&dir, "client", "ca", "1", "extendedKeyUsage=clientAuth\n");
-    let mut auth = std::fs::File::create(dir.join("auth")).unwrap();
-    writeln!(auth, "{USER}:{PASSWORD}").unwrap();
-
-    let provider = Provider::new(ProviderKind::Process).await.unwrap();
-    let tls_args = |cert: &str, extra: &str| {
-        vec![
-            "-Z".to_owned(),
-            "-o".to_owned(),
-            format!(
-                "ssl_chain_cert={},ssl_key={}{extra}",
-                certs.file(&format!("{cert}.pem")),
-                certs.file(&format!("{cert}.key"))
-            ),
-        ]
-    };
-    let mut secured_args = tls_args(
-        "server",
-        &format!(",ssl_verify_mode=2,ssl_ca_cert={}", certs.file("ca.pem")),
-    );
-    secured_args.extend(["-Y".to_owned(), certs.file("auth")]);
-    let start = |extra_args: Vec<String>| {
-        provider.memcached_with(MemcachedOptions {
-            extra_args,
-            ..MemcachedOptions::default()
-        })
-    };
-    let secured = start(secured_args).await.unwrap();
-    let expired = start(tls_args("stale", "")).await.unwrap();
-    let plain = start(Vec::new()).await.unwrap();
-    let auth_only = start(vec!["-Y".to_owned(), certs.file("auth")])
-        .await
+async fn world() -> World {
+    let certs = Certificates::new("mc-tls").unwrap();
+    certs.add_ca("other-ca").unwrap();
+    certs
+        .add_cert("stale", "ca", -1, Certificates::SERVER_EXT)
         .unwrap();
+    certs
+        .add_cert("client", "ca", 1, Certificates::CLIENT_EXT)
+        .unwrap();
+    std::fs::write(certs.path("auth"), format!("{USER}:{PASSWORD}\n")).unwrap();
+    // Whichever provider the run uses: the docker provider copies the
+    // certificates and the auth file into the container.
+    let provider = Provider::from_env().await.unwrap();
+    let secured = start(
+        &provider,
+        MemcachedSecurity {
+            tls: Some(tls(&certs, "server", Some(certs.path("ca.pem")))),
+            auth_file: Some(certs.path("auth")),
+        },
+    )
+    .await;
+    eprintln!("tls_auth: servers from {}", provider.description());
     World {
         certs,
+        provider,
         secured,
-        expired,
-        plain,
-        auth_only,
     }
 }
 
-/// Percent-encodes what a path may hold that a URL query may not.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn tls(certs: &Certificates, cert: &str, client_ca: Option<PathBuf>) -> MemcachedTls {
+    MemcachedTls {
+        chain_cert: certs.path(&format!("{cert}.pem")),
+        key: certs.path(&format!("{cert}.key")),
+        client_ca,
+    }
 }
 
-/// The secured server's URL with `userinfo` (`user:password@` or empty),
-/// trusting `ca`, with the client certificate, plus `query`.
-fn url_with(userinfo: &str, ca: &str, query: &str) -> String {
-    let w = world();
-    format!(
-        "memcacheds://{userinfo}{}?ca={}&cert={}&key={}&connect_timeout_ms=2000&timeout_ms=2000{query}",
-        w.secured.addr(),
-        enc(&w.certs.file(&format!("{ca}.pem"))),
-        enc(&w.certs.file("client.pem")),
-        enc(&w.certs.file("client.key")),
-    )
+async fn start(provider: &Provider, security: MemcachedSecurity) -> Server {
+    provider
+        .memcached_secured(MemcachedOptions::default(), security)
+        .await
+        .unwrap()
 }
 
-fn good_url(query: &str) -> String {
-    url_with(&format!("{USER}:{PASSWORD}@"), "ca", query)
+impl World {
+    async fn start(&self, other: Other) -> Server {
+        let security = match other {
+            Other::Expired => MemcachedSecurity {
+                tls: Some(tls(&self.certs, "stale", None)),
+                auth_file: None,
+            },
+            Other::Plain => MemcachedSecurity::default(),
+            Other::AuthOnly => MemcachedSecurity {
+                tls: None,
+                auth_file: Some(self.certs.path("auth")),
+            },
+        };
+        start(&self.provider, security).await
+    }
+
+    /// The secured server's URL with `userinfo` (`user:password@` or
+    /// empty), trusting `ca`, with the client certificate, plus `query`.
+    fn url_with(&self, userinfo: &str, ca: &str, query: &str) -> String {
+        format!(
+            "memcacheds://{userinfo}{}?ca={}&cert={}&key={}&connect_timeout_ms=2000&timeout_ms=2000{query}",
+            self.secured.addr(),
+            self.certs.url_path(&format!("{ca}.pem")),
+            self.certs.url_path("client.pem"),
+            self.certs.url_path("client.key"),
+        )
+    }
+
+    fn good_url(&self, query: &str) -> String {
+        self.url_with(&format!("{USER}:{PASSWORD}@"), "ca", query)
+    }
 }
 
 fn store(url: &str) -> MemcachedStore {
@@ -264,8 +169,7 @@ impl std::io::Write for Sink {
     }
 }
 
-fn conformance(mode: &'static str) -> session_core::conformance::MakeStore {
-    let url = good_url(&format!("&mode={mode}"));
+fn conformance(url: String) -> session_core::conformance::MakeStore {
     session_core::conformance::make_store(move || {
         let url = url.clone();
         async move {
@@ -278,13 +182,15 @@ fn conformance(mode: &'static str) -> session_core::conformance::MakeStore {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_conformance_kit_passes_over_tls_auth_and_a_client_certificate() {
     logs();
+    let w = world().await;
     for mode in ["adaptive", "multiplexed"] {
-        if let Err(failures) = session_core::conformance::run_all(conformance(mode)).await {
+        let url = w.good_url(&format!("&mode={mode}"));
+        if let Err(failures) = session_core::conformance::run_all(conformance(url)).await {
             panic!("conformance over TLS+auth ({mode}) failed: {failures:#?}");
         }
     }
     // Pooled too, on a few writes and reads.
-    let s = store(&good_url("&mode=pooled"));
+    let s = store(&w.good_url("&mode=pooled"));
     s.set("pooled", b"v", 1, Ttl::seconds(60)).await.unwrap();
     assert_eq!(s.get("pooled").await.unwrap().unwrap().value, b"v");
 }
@@ -292,11 +198,12 @@ async fn the_conformance_kit_passes_over_tls_auth_and_a_client_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_raw_connection_and_the_watch_take_the_same_url() {
     logs();
-    let url = good_url("");
+    let w = world().await;
+    let url = w.good_url("");
     let mut raw = RawConnection::connect(&url, Duration::from_secs(2))
         .await
         .unwrap();
-    assert_eq!(raw.server(), world().secured.addr());
+    assert_eq!(raw.server(), w.secured.addr());
     raw.set("raw-k", b"raw-v", 3, Ttl::seconds(60))
         .await
         .unwrap();
@@ -310,16 +217,18 @@ async fn the_raw_connection_and_the_watch_take_the_same_url() {
     );
     assert_eq!(
         backend_memcached::raw::target_addr(&url).unwrap(),
-        world().secured.addr()
+        w.secured.addr()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_a_config_error_tried_once_per_call() {
     logs();
-    // Authentication without TLS, on a server no other test uses, so its
+    let w = world().await;
+    // Authentication without TLS, on this test's own server, so its
     // connection count is ours.
-    let addr = world().auth_only.addr();
+    let auth_only = w.start(Other::AuthOnly).await;
+    let addr = auth_only.addr();
     let mut raw = RawConnection::connect(
         &format!("memcached://{USER}:{PASSWORD}@{addr}"),
         Duration::from_secs(2),
@@ -343,20 +252,21 @@ async fn a_wrong_password_is_a_config_error_tried_once_per_call() {
     let after = connections(raw.stats().await.unwrap());
     assert_eq!(after - before, 1, "one connection, no retry loop");
     // The same over TLS.
-    let bad = url_with(&format!("{USER}:wrong-{PASSWORD}@"), "ca", "");
+    let bad = w.url_with(&format!("{USER}:wrong-{PASSWORD}@"), "ca", "");
     let (e, _) = get_error(&bad).await;
     assert!(e.to_string().contains("refused the credentials"), "{e}");
     // No credentials at all: memcached answers the first request with
     // CLIENT_ERROR unauthenticated; never a session read.
-    let (e, _) = get_error(&url_with("", "ca", "")).await;
+    let (e, _) = get_error(&w.url_with("", "ca", "")).await;
     assert!(e.to_string().contains("unauthenticated"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_that_do_not_verify_are_named() {
     logs();
+    let w = world().await;
     // Signed by a CA we do not trust.
-    let (e, _) = get_error(&url_with(&format!("{USER}:{PASSWORD}@"), "other-ca", "")).await;
+    let (e, _) = get_error(&w.url_with(&format!("{USER}:{PASSWORD}@"), "other-ca", "")).await;
     assert_eq!(e.kind(), ErrorKind::Config, "{e:?}");
     assert!(
         e.to_string()
@@ -364,18 +274,18 @@ async fn certificates_that_do_not_verify_are_named() {
         "{e}"
     );
     // Valid, but for another name.
-    let (e, _) = get_error(&good_url("&server_name=memcached.example")).await;
+    let (e, _) = get_error(&w.good_url("&server_name=memcached.example")).await;
     assert!(
         e.to_string()
             .contains(&TlsFailure::HostnameMismatch.to_string()),
         "{e}"
     );
     // Expired.
-    let w = world();
+    let stale = w.start(Other::Expired).await;
     let expired = format!(
         "memcacheds://{}?ca={}",
-        w.expired.addr(),
-        enc(&w.certs.file("ca.pem"))
+        stale.addr(),
+        w.certs.url_path("ca.pem")
     );
     let (e, _) = get_error(&expired).await;
     assert!(
@@ -387,7 +297,7 @@ async fn certificates_that_do_not_verify_are_named() {
     let no_cert = format!(
         "memcacheds://{USER}:{PASSWORD}@{}?ca={}",
         w.secured.addr(),
-        enc(&w.certs.file("ca.pem"))
+        w.certs.url_path("ca.pem")
     );
     let (e, _) = get_error(&no_cert).await;
     assert!(
@@ -400,7 +310,7 @@ async fn certificates_that_do_not_verify_are_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_and_tls_mixed_up_fail_within_the_connect_timeout() {
     logs();
-    let w = world();
+    let w = world().await;
     // Plaintext to the TLS port: memcached says nothing at all.
     let plain_to_tls = format!(
         "memcached://{USER}:{PASSWORD}@{}?connect_timeout_ms=300&timeout_ms=5000",
@@ -418,10 +328,11 @@ async fn plaintext_and_tls_mixed_up_fail_within_the_connect_timeout() {
     assert!(took < Duration::from_millis(1500), "took {took:?}");
     // TLS to the plaintext port: memcached answers the ClientHello with an
     // error line (not TLS), or waits for a line end it never gets.
+    let plain = w.start(Other::Plain).await;
     let tls_to_plain = format!(
         "memcacheds://{}?ca={}&connect_timeout_ms=300&timeout_ms=5000",
-        w.plain.addr(),
-        enc(&w.certs.file("ca.pem"))
+        plain.addr(),
+        w.certs.url_path("ca.pem")
     );
     let (e, took) = get_error(&tls_to_plain).await;
     let text = e.to_string();
@@ -436,7 +347,8 @@ async fn plaintext_and_tls_mixed_up_fail_within_the_connect_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_password_appears_nowhere() {
     let logs = logs();
-    let good = good_url("");
+    let w = world().await;
+    let good = w.good_url("");
     let s = store(&good);
     s.set("leak", b"v", 1, Ttl::seconds(60)).await.unwrap();
     let mut printed = format!("{s:?} {:?}", s.stats());
@@ -446,13 +358,13 @@ async fn the_password_appears_nowhere() {
     );
     printed += &backend_memcached::redact_url(&good);
     // Errors of every kind, Display and Debug, with their causes.
-    let bad = url_with(&format!("{USER}:wrong-{PASSWORD}@"), "ca", "");
+    let bad = w.url_with(&format!("{USER}:wrong-{PASSWORD}@"), "ca", "");
     for url in [
         bad.clone(),
-        url_with(&format!("{USER}:{PASSWORD}@"), "other-ca", ""),
+        w.url_with(&format!("{USER}:{PASSWORD}@"), "other-ca", ""),
         format!(
             "memcached://{USER}:{PASSWORD}@{}?connect_timeout_ms=200",
-            world().secured.addr()
+            w.secured.addr()
         ),
     ] {
         let (e, _) = get_error(&url).await;

@@ -1,5 +1,6 @@
 //! `rediss://` against a real `redis-server` serving TLS only, with a CA
-//! and a server certificate made here by the `openssl` command line tool:
+//! and a server certificate made here by the `openssl` command line tool
+//! (`test_support::tls`):
 //! the whole conformance kit over TLS, and the refusals that show the
 //! certificate is really checked (untrusted CA, plain `redis://` to a TLS
 //! port) come back as typed errors.
@@ -12,25 +13,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backend_redis::RedisStore;
 use session_core::{SessionId, Store, Ttl};
+use test_support::tls::Certificates;
 
 /// How long the server may take to accept its first TLS connection.
 const START_BUDGET: Duration = Duration::from_secs(10);
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A `redis-server` child killed on drop.
 struct Redis {
@@ -45,80 +37,6 @@ impl Drop for Redis {
     }
 }
 
-fn run(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running openssl: {e} (install it: apt-get install openssl)"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, and a server certificate it signed for 127.0.0.1 and localhost
-/// (P-256 keys: quick to make, and rustls verifies them).
-fn certificates() -> Scratch {
-    let dir = std::env::temp_dir().join(format!(
-        "memorycached-tls-{}-{}",
-        std::process::id(),
-        SessionId::generate(16).unwrap()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let scratch = Scratch(dir.clone());
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    let mut ca = vec!["req", "-x509", "-nodes", "-days", "1"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=memorycached test CA",
-    ]);
-    run(&dir, &ca);
-    let mut csr = vec!["req", "-nodes"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    run(&dir, &csr);
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    run(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.cnf",
-            "-out",
-            "server.pem",
-        ],
-    );
-    scratch
-}
-
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -129,9 +47,9 @@ fn free_port() -> u16 {
 }
 
 /// `redis-server` listening with TLS only (no plain port).
-fn start_redis(certs: &Path) -> Redis {
+fn start_redis(certs: &Certificates) -> Redis {
     let port = free_port();
-    let file = |f: &str| certs.join(f).to_string_lossy().into_owned();
+    let file = |f: &str| certs.file(f);
     let child = Command::new("redis-server")
         .args(["--port", "0", "--bind", "127.0.0.1"])
         .args(["--tls-port", &port.to_string()])
@@ -149,24 +67,12 @@ fn start_redis(certs: &Path) -> Redis {
     Redis { child, port }
 }
 
-fn tls_url(redis: &Redis, certs: &Path, query: &str) -> String {
-    let ca: String = percent_encode(&certs.join("ca.pem").to_string_lossy());
+fn tls_url(redis: &Redis, certs: &Certificates, query: &str) -> String {
+    let ca = certs.url_path("ca.pem");
     format!(
         "rediss://127.0.0.1:{}?ca_file={ca}&timeout_ms=2000&connect_timeout_ms=2000{query}",
         redis.port
     )
-}
-
-/// Percent-encodes what a path may hold that a URL query may not.
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'-' | b'_' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Polls a first write until the server answers over TLS; fails the test
@@ -197,12 +103,12 @@ async fn wait_ready(redis: &mut Redis, store: &RedisStore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_passes_the_conformance_kit_and_checks_the_certificate() {
-    let certs = certificates();
-    let mut redis = start_redis(&certs.0);
+    let certs = Certificates::new("redis-tls").unwrap();
+    let mut redis = start_redis(&certs);
     // Short backoff: the readiness poll reconnects until the server is up.
     let probe = RedisStore::from_url(&tls_url(
         &redis,
-        &certs.0,
+        &certs,
         "&backoff_initial_ms=20&backoff_max_ms=50",
     ))
     .unwrap();
@@ -213,7 +119,7 @@ async fn rediss_passes_the_conformance_kit_and_checks_the_certificate() {
     assert!(entry.ttl.is_some_and(|t| t.as_secs() <= 60), "{entry:?}");
 
     // The whole kit, each store with its own prefix over TLS.
-    let url = tls_url(&redis, &certs.0, "");
+    let url = tls_url(&redis, &certs, "");
     let make = session_core::conformance::make_store(move || {
         let url = format!("{url}&prefix=tls{}%3A", SessionId::generate(16).unwrap());
         async move { Arc::new(RedisStore::from_url(&url).unwrap()) as Arc<dyn Store> }

@@ -1,6 +1,6 @@
 //! HTTPS served by the bridge itself (`[tls]`, `--tls-cert/--tls-key`),
 //! with a CA and a server certificate made here by the `openssl` command
-//! line tool: the original's Perl SOAP::Lite client over `https://` (LWP
+//! line tool (`test_support::tls`): the original's Perl SOAP::Lite client over `https://` (LWP
 //! trusting the test CA) and curl with `--cacert` work; curl without the CA
 //! refuses the certificate; a plain HTTP request and a client that stalls in
 //! the handshake are dropped without holding anything (the header timeout
@@ -15,106 +15,26 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{ANSWER_WITHIN, Bridge, blocking, memcached, perl_env, read_reply, test_config};
 use soap_bridge::Config;
 use soap_bridge::config::{AdminConfig, Auth, TlsConfig};
+use test_support::tls::Certificates;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Scratch {
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_owned()
-    }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("running openssl: {e} (install it: apt-get install openssl)"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA (`ca.pem`) and a server certificate it signed for 127.0.0.1 and
-/// localhost (`server.pem`, `server.key`; P-256 keys).
-fn certificates(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("soap-bridge-https-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let scratch = Scratch(dir.clone());
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    let mut ca = vec!["req", "-x509", "-nodes", "-days", "1"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-subj",
-        "/CN=soap-bridge test CA",
-    ]);
-    openssl(&dir, &ca);
-    let mut csr = vec!["req", "-nodes"];
-    csr.extend(ec);
-    csr.extend([
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    openssl(&dir, &csr);
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        &dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "san.cnf",
-            "-out",
-            "server.pem",
-        ],
-    );
-    scratch
+/// localhost (`server.pem`, `server.key`), in a directory removed on drop.
+fn certificates(name: &str) -> Certificates {
+    Certificates::new(&format!("soap-bridge-https-{name}")).unwrap()
 }
 
-fn tls(certs: &Scratch) -> TlsConfig {
+fn tls(certs: &Certificates) -> TlsConfig {
     TlsConfig {
-        cert: Some(certs.0.join("server.pem")),
-        key: Some(certs.0.join("server.key")),
+        cert: Some(certs.path("server.pem")),
+        key: Some(certs.path("server.key")),
     }
 }
 
@@ -317,9 +237,9 @@ fn the_command_serves_https_with_a_token_file_and_wants_both_files() {
 
     // The deployment the README describes: the token in a file of its own
     // (a final newline, as editors write it), the certificate by flags.
-    std::fs::write(certs.0.join("token"), "command-token\n").unwrap();
+    std::fs::write(certs.path("token"), "command-token\n").unwrap();
     std::fs::write(
-        certs.0.join("bridge.toml"),
+        certs.path("bridge.toml"),
         format!(
             "[auth]\ntype = \"bearer\"\ntoken_file = {:?}\n",
             certs.file("token")
@@ -328,7 +248,7 @@ fn the_command_serves_https_with_a_token_file_and_wants_both_files() {
     .unwrap();
     let missing = Command::new(bin)
         .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(certs.0.join("bridge.toml"))
+        .arg(certs.path("bridge.toml"))
         .args(["--tls-cert", &cert, "--tls-key", &certs.file("nope.key")])
         .output()
         .unwrap();
@@ -338,7 +258,7 @@ fn the_command_serves_https_with_a_token_file_and_wants_both_files() {
 
     let mut child = Command::new(bin)
         .args(["--listen", "127.0.0.1:0", "--config"])
-        .arg(certs.0.join("bridge.toml"))
+        .arg(certs.path("bridge.toml"))
         .args(["--tls-cert", &cert, "--tls-key", &key])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

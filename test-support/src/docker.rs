@@ -26,7 +26,7 @@ use std::{
 };
 
 use testcontainers::{
-    ContainerAsync, GenericImage, ImageExt,
+    ContainerAsync, CopyTargetOptions, GenericImage, ImageExt,
     bollard::{
         Docker,
         models::{HostConfig, NetworkCreateRequest, PortBinding},
@@ -321,6 +321,8 @@ pub(crate) struct DockerServer {
 struct Inner {
     kind: ServerKind,
     port: u16,
+    /// Whether the server answers a plaintext ping (not a TLS-only memcached).
+    plaintext: bool,
     image: String,
     container: tokio::sync::Mutex<Option<ContainerAsync<GenericImage>>>,
     /// Keeps the network alive until the container is gone.
@@ -335,13 +337,26 @@ impl DockerServer {
         kind: ServerKind,
         args: Vec<String>,
     ) -> Result<(DockerServer, SocketAddr), Error> {
+        DockerServer::launch_with_files(ctx, kind, args, Vec::new()).await
+    }
+
+    /// [`DockerServer::launch`] with `files` (path in the container, bytes)
+    /// copied in before the server starts, readable by every user (the
+    /// local images run as `nobody`, the official ones as their own user).
+    pub(crate) async fn launch_with_files(
+        ctx: Arc<DockerContext>,
+        kind: ServerKind,
+        args: Vec<String>,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<(DockerServer, SocketAddr), Error> {
         runtime::run(async move {
+            let plaintext = ready::answers_plaintext(kind, &args);
             let image = ctx.image(kind).await?.clone();
             let port = image.port;
             let n = ctx.containers.fetch_add(1, Ordering::Relaxed);
             let name = format!("{}-{}-{n}", ctx.network, kind.name());
             let started = Instant::now();
-            let container = GenericImage::new(&image.name, &image.tag)
+            let mut request = GenericImage::new(&image.name, &image.tag)
                 .with_exposed_port(port.tcp())
                 .with_cmd(image.args(args))
                 .with_network(ctx.network.clone())
@@ -358,18 +373,21 @@ impl DockerServer {
                         }]),
                     )]));
                 })
-                .with_startup_timeout(READY_BUDGET)
-                .start()
-                .await
-                .map_err(|e| {
-                    Error::docker(format!(
-                        "starting container {name} from {}",
-                        image.descriptor()
-                    ))(e.to_string())
-                })?;
+                .with_startup_timeout(READY_BUDGET);
+            for (target, data) in files {
+                request =
+                    request.with_copy_to(CopyTargetOptions::new(target).with_mode(0o644), data);
+            }
+            let container = request.start().await.map_err(|e| {
+                Error::docker(format!(
+                    "starting container {name} from {}",
+                    image.descriptor()
+                ))(e.to_string())
+            })?;
             let inner = Arc::new(Inner {
                 kind,
                 port,
+                plaintext,
                 image: image.describe(),
                 container: tokio::sync::Mutex::new(Some(container)),
                 ctx,
@@ -508,7 +526,7 @@ impl Inner {
             })?
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
-        ready::wait_ready(self.kind, addr, true, READY_BUDGET, || Ok(())).await?;
+        ready::wait_ready(self.kind, addr, self.plaintext, READY_BUDGET, || Ok(())).await?;
         Ok(addr)
     }
 }

@@ -7,7 +7,11 @@
 //! used to live in `provider.rs`, which made `server.rs` -> `provider.rs`
 //! -> `cluster.rs` -> `server.rs` a ring.)
 
-use std::{fmt, str::FromStr};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use crate::error::Error;
 
@@ -77,6 +81,64 @@ impl MemcachedOptions {
     }
 }
 
+/// TLS for [`Provider::memcached_secured`](crate::Provider::memcached_secured):
+/// memcached's `-Z -o ssl_chain_cert=...,ssl_key=...`, plus
+/// `ssl_verify_mode=2,ssl_ca_cert=...` (a client certificate required)
+/// when `client_ca` is set. The paths are the host's; the docker provider
+/// copies the files into the container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemcachedTls {
+    /// The server's certificate chain (PEM).
+    pub chain_cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+    /// When set, clients must present a certificate this CA signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// TLS and ASCII authentication for
+/// [`Provider::memcached_secured`](crate::Provider::memcached_secured).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemcachedSecurity {
+    /// `-Z` with these certificates; plaintext when `None`.
+    pub tls: Option<MemcachedTls>,
+    /// `-Y FILE`: the `user:password` lines memcached accepts (host path).
+    pub auth_file: Option<PathBuf>,
+}
+
+impl MemcachedSecurity {
+    /// The host files the server reads, in the order [`MemcachedSecurity::args`]
+    /// takes their placed paths.
+    pub(crate) fn files(&self) -> Vec<&Path> {
+        let mut files = Vec::new();
+        if let Some(tls) = &self.tls {
+            files.extend([tls.chain_cert.as_path(), tls.key.as_path()]);
+            files.extend(tls.client_ca.as_deref());
+        }
+        files.extend(self.auth_file.as_deref());
+        files
+    }
+
+    /// The arguments, `placed[i]` being where the server finds `files()[i]`
+    /// (the host path for a process, a path in the container for Docker).
+    pub(crate) fn args(&self, placed: &[String]) -> Vec<String> {
+        let mut placed = placed.iter();
+        let mut next = || placed.next().cloned().unwrap_or_default();
+        let mut args = Vec::new();
+        if let Some(tls) = &self.tls {
+            let mut options = format!("ssl_chain_cert={},ssl_key={}", next(), next());
+            if tls.client_ca.is_some() {
+                options.push_str(&format!(",ssl_verify_mode=2,ssl_ca_cert={}", next()));
+            }
+            args.extend(["-Z".to_owned(), "-o".to_owned(), options]);
+        }
+        if self.auth_file.is_some() {
+            args.extend(["-Y".to_owned(), next()]);
+        }
+        args
+    }
+}
+
 /// The provider-independent Redis arguments: no persistence of any kind.
 pub(crate) fn redis_args() -> Vec<String> {
     ["--save", "", "--appendonly", "no"]
@@ -123,5 +185,44 @@ impl FromStr for ProviderKind {
             "process" => Ok(ProviderKind::Process),
             _ => Err(Error::UnknownProvider(s.to_owned())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn security_arguments_name_the_placed_files_in_order() {
+        let security = MemcachedSecurity {
+            tls: Some(MemcachedTls {
+                chain_cert: "/h/server.pem".into(),
+                key: "/h/server.key".into(),
+                client_ca: Some("/h/ca.pem".into()),
+            }),
+            auth_file: Some("/h/auth".into()),
+        };
+        let files = security.files();
+        assert_eq!(
+            files,
+            ["/h/server.pem", "/h/server.key", "/h/ca.pem", "/h/auth"].map(Path::new)
+        );
+        let placed: Vec<String> = (0..files.len()).map(|i| format!("/c/{i}")).collect();
+        assert_eq!(
+            security.args(&placed),
+            [
+                "-Z",
+                "-o",
+                "ssl_chain_cert=/c/0,ssl_key=/c/1,ssl_verify_mode=2,ssl_ca_cert=/c/2",
+                "-Y",
+                "/c/3"
+            ]
+        );
+        let auth_only = MemcachedSecurity {
+            tls: None,
+            auth_file: Some("/h/auth".into()),
+        };
+        assert_eq!(auth_only.args(&["/c/0".to_owned()]), ["-Y", "/c/0"]);
+        assert!(MemcachedSecurity::default().args(&[]).is_empty());
     }
 }

@@ -41,7 +41,8 @@
 //!   `ready.rs` (protocol ping and readiness polling), `resp.rs` (one Redis
 //!   command in plain RESP, to form a cluster), `binary.rs` (the host
 //!   binaries), `daemon.rs` (the Docker connection), `port.rs` ([`dead_port`]),
-//!   `runtime.rs` (the background runtime everything long-lived runs on).
+//!   `runtime.rs` (the background runtime everything long-lived runs on),
+//!   `tls.rs` (test certificates made by `openssl`, public as [`tls`]).
 //!
 //! # Why a proxy in front of every server
 //!
@@ -100,12 +101,13 @@ mod ready;
 mod resp;
 mod runtime;
 mod server;
+pub mod tls;
 
 pub use cluster::{CLUSTER_MASTERS, RedisCluster};
 pub use docker::{CleanupReport, LABEL, OWNER_LABEL, cleanup_stale, disable_signal_cleanup};
 pub use error::Error;
 pub use images::{BuildMethod, ImageAction, ImageReport, build_image, build_images};
-pub use kind::{MemcachedOptions, ProviderKind, ServerKind};
+pub use kind::{MemcachedOptions, MemcachedSecurity, MemcachedTls, ProviderKind, ServerKind};
 pub use port::{DeadPort, dead_port};
 pub use provider::{PROVIDER_ENV, Provider};
 pub use server::Server;

@@ -3,7 +3,7 @@
 use std::{fmt, sync::Arc};
 
 use crate::{
-    Error, MemcachedOptions, ProviderKind, Server, ServerKind,
+    Error, MemcachedOptions, MemcachedSecurity, ProviderKind, Server, ServerKind,
     binary::Binary,
     cluster::{self, BusAddr, CLUSTER_MASTERS, Pending, RedisCluster},
     daemon,
@@ -13,6 +13,9 @@ use crate::{
     runtime,
     server::Backend,
 };
+
+/// Where [`Provider::memcached_secured`] puts the host's files in a container.
+const CONTAINER_FILES: &str = "/memorycached-files";
 
 /// The environment variable [`Provider::from_env`] reads.
 pub const PROVIDER_ENV: &str = "MEMORYCACHED_PROVIDER";
@@ -102,6 +105,58 @@ impl Provider {
     /// A memcached with `opts`, started and ready.
     pub async fn memcached_with(&self, opts: MemcachedOptions) -> Result<Server, Error> {
         self.launch(ServerKind::Memcached, opts.args()).await
+    }
+
+    /// A memcached with `opts` and `security` (TLS with `-Z`,
+    /// authentication with `-Y`), started and ready (a TLS-only server is
+    /// ready once it accepts connections: it answers no plaintext ping).
+    ///
+    /// The files are the host's: a process reads them where they are; the
+    /// docker provider copies them into the container (readable by the
+    /// server's user) before it starts, so they must exist now.
+    pub async fn memcached_secured(
+        &self,
+        opts: MemcachedOptions,
+        security: MemcachedSecurity,
+    ) -> Result<Server, Error> {
+        let mut args = opts.args();
+        let files = security.files();
+        let (backend, upstream) = match &self.docker {
+            Some(ctx) => {
+                let mut copies = Vec::with_capacity(files.len());
+                let mut placed = Vec::with_capacity(files.len());
+                for (i, file) in files.iter().enumerate() {
+                    let data = std::fs::read(file)
+                        .map_err(Error::io(format!("reading {}", file.display())))?;
+                    let name = file
+                        .file_name()
+                        .map_or_else(|| "file".into(), |n| n.to_string_lossy());
+                    let target = format!("{CONTAINER_FILES}/{i}-{name}");
+                    placed.push(target.clone());
+                    copies.push((target, data));
+                }
+                args.extend(security.args(&placed));
+                let (server, addr) = DockerServer::launch_with_files(
+                    Arc::clone(ctx),
+                    ServerKind::Memcached,
+                    args,
+                    copies,
+                )
+                .await?;
+                (Backend::Docker(server), addr)
+            }
+            None => {
+                let placed: Vec<String> = files
+                    .iter()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .collect();
+                args.extend(security.args(&placed));
+                let (server, addr) =
+                    runtime::run(ProcessServer::launch(ServerKind::Memcached, args)).await?;
+                (Backend::Process(server), addr)
+            }
+        };
+        Server::new(ServerKind::Memcached, backend, upstream)
     }
 
     /// A Redis without persistence, started and ready.

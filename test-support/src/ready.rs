@@ -21,14 +21,55 @@ use crate::{Error, kind::ServerKind};
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Whether a server started with `args` answers a plaintext ping: a
-/// memcached serving TLS only (`-Z`) answers nothing in plaintext, so for
-/// it a TCP connect is the ping (memcached listens once it is set up).
+/// memcached serving TLS only (`-Z`) answers nothing in plaintext, so it
+/// is pinged with a TLS ClientHello instead ([`client_hello`]).
 pub(crate) fn answers_plaintext(kind: ServerKind, args: &[String]) -> bool {
     !(kind == ServerKind::Memcached && args.iter().any(|a| a == "-Z" || a == "--enable-ssl"))
 }
 
-/// One connect and protocol ping (`version` / `PING`; a connect alone
-/// unless `plaintext`); `Err` says what failed.
+/// A TLS 1.2 ClientHello (ECDHE with AES-GCM, P-256 or X25519), enough
+/// for any TLS server to answer with its ServerHello or an alert.
+///
+/// Why a handshake's first flight rather than a TCP connect: Docker's
+/// userland proxy accepts on the published port before the server in the
+/// container listens (and then closes), so only an answer from the server
+/// shows it is up. Hand-written because these few bytes are all the
+/// readiness check needs of TLS; the tests' clients use rustls.
+pub(crate) fn client_hello() -> Vec<u8> {
+    let mut body = vec![0x03, 0x03]; // client_version: TLS 1.2
+    body.extend([0u8; 32]); // random
+    body.push(0); // no session id
+    let suites: [u16; 5] = [0xc02b, 0xc02f, 0xc02c, 0xc030, 0x009c];
+    body.extend(u16::try_from(suites.len() * 2).unwrap_or(0).to_be_bytes());
+    for suite in suites {
+        body.extend(suite.to_be_bytes());
+    }
+    body.extend([1, 0]); // compression: null only
+    let extensions: [&[u8]; 3] = [
+        // supported_groups: secp256r1, x25519
+        &[0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x17, 0x00, 0x1d],
+        // ec_point_formats: uncompressed
+        &[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00],
+        // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256
+        &[0x00, 0x0d, 0x00, 0x08, 0x00, 0x06, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01],
+    ];
+    let ext_len: usize = extensions.iter().map(|e| e.len()).sum();
+    body.extend(u16::try_from(ext_len).unwrap_or(0).to_be_bytes());
+    for extension in extensions {
+        body.extend_from_slice(extension);
+    }
+    let len = u32::try_from(body.len()).unwrap_or(0).to_be_bytes();
+    let mut handshake = vec![0x01, len[1], len[2], len[3]]; // client_hello, u24 length
+    handshake.extend(body);
+    let mut record = vec![0x16, 0x03, 0x01]; // handshake record, TLS 1.0 for compatibility
+    record.extend(u16::try_from(handshake.len()).unwrap_or(0).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// One connect and protocol ping (`version` / `PING`; a TLS ClientHello
+/// answered by a handshake or alert record unless `plaintext`); `Err`
+/// says what failed.
 pub(crate) async fn ping(
     kind: ServerKind,
     addr: SocketAddr,
@@ -39,7 +80,21 @@ pub(crate) async fn ping(
             .await
             .map_err(|e| format!("connect: {e}"))?;
         if !plaintext {
-            return Ok(());
+            stream
+                .write_all(&client_hello())
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            let mut first = [0u8; 1];
+            let n = stream
+                .read(&mut first)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            return match (n, first[0]) {
+                (0, _) => Err("connection closed before a TLS answer".to_owned()),
+                // A handshake record (ServerHello) or an alert: TLS is served.
+                (_, 0x16 | 0x15) => Ok(()),
+                (_, other) => Err(format!("answer is not TLS (first byte {other:#04x})")),
+            };
         }
         let (request, expect): (&[u8], &[u8]) = match kind {
             ServerKind::Memcached => (b"version\r\n", b"VERSION "),
