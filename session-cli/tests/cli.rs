@@ -32,11 +32,25 @@ fn version_names_the_commit() {
 #[test]
 fn man_page_without_a_command() {
     let out = sessionctl(&["--print-man-page"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH sessionctl 1"), "{page}");
-    for command in ["get", "set", "delete", "find\\-principal", "reseal", "completions"] {
-        assert!(page.contains(&format!("sessionctl\\-{command}")), "{command}: {page}");
+    for command in [
+        "get",
+        "set",
+        "delete",
+        "find\\-principal",
+        "reseal",
+        "completions",
+    ] {
+        assert!(
+            page.contains(&format!("sessionctl\\-{command}")),
+            "{command}: {page}"
+        );
     }
     assert!(!page.contains("print\\-man\\-page"));
 }
@@ -55,10 +69,17 @@ fn bash_completions_are_a_script_bash_accepts() {
     std::fs::write(&file, &script).unwrap();
     let check = Command::new("bash")
         .arg("-c")
-        .arg(format!("source {} && complete -p sessionctl", file.display()))
+        .arg(format!(
+            "source {} && complete -p sessionctl",
+            file.display()
+        ))
         .output()
         .expect("bash is needed by this test (it checks the completion script)");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     assert!(String::from_utf8_lossy(&check.stdout).contains("_sessionctl"));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!sessionctl(&["completions", "tcsh"]).status.success());
