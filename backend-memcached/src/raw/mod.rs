@@ -6,6 +6,7 @@
 //! read an item with its value, flags, remaining TTL and CAS
 //! ([`RawConnection::get_many`]), write one with given flags and TTL
 //! (`set`, `add`, `cas`), delete (plainly or only at a given CAS), touch,
+//! several such writes in one round trip ([`RawConnection::write_many`]),
 //! dump every key with its expiry (`lru_crawler metadump all`) and read
 //! `stats`. [`Watch`] is a connection in memcached's `watch` mode (a log
 //! stream, one line per event), and [`WatchEvent::parse`] reads its
@@ -31,6 +32,7 @@
 //! watcher) or only in the `stats` counters `log_worker_dropped` and
 //! `log_watcher_skipped` (dropped before reaching any watcher).
 
+mod pipeline;
 mod target;
 
 use std::time::Duration;
@@ -42,6 +44,7 @@ use crate::config::Protocol;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::protocol::{self, Op, Reply, StoreMode, StoreReply};
+pub use pipeline::{RawWrite, RawWritten};
 use target::resolve;
 pub use target::target_addr;
 
