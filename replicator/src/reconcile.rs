@@ -21,7 +21,7 @@ pub(crate) enum Expect {
 }
 
 /// One write to one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Action {
     /// Write `winner`'s value to `node`, with these flags and TTL.
     Copy {
@@ -34,6 +34,17 @@ pub(crate) enum Action {
     Delete { node: usize, expect: Expect },
     /// Set the remaining TTL on `node` (the CAS stays).
     Touch { node: usize, ttl: Ttl },
+}
+
+impl Action {
+    /// The node written.
+    pub(crate) fn node(&self) -> usize {
+        match *self {
+            Action::Copy { node, .. }
+            | Action::Delete { node, .. }
+            | Action::Touch { node, .. } => node,
+        }
+    }
 }
 
 /// Value and flags equal, the replication marker bit `marker` aside.

@@ -1,13 +1,15 @@
 //! Feeds and catch-up against real memcached servers: writers on several
 //! connections (whose watch lines memcached prints out of `gid` order)
 //! cause no gap and no resync; a slave, or a peer, killed and started
-//! empty on the same port has its 10 000 keys back at once, with neither
-//! a periodic comparison nor key lists to bring them.
+//! empty on the same port has its 10 000 keys back within 5 s, with
+//! neither a periodic comparison nor key lists to bring them.
 //!
-//! "At once" is asserted under `REFILL_LIMIT`, a third of the default
-//! periodic comparison (60 s), with both periodic paths off: a timed test on
-//! a shared CI machine proves the mechanism, not its speed. The refill
-//! time is printed; on an idle 2-core machine it is 2-4 s for 10 000 keys.
+//! The 5 s are timed to the server's own item count (`curr_items`, one
+//! cheap `stats` poll), then every key and value is compared. Measured on
+//! a loaded 2-core machine (debug build, the three tests at once): the
+//! count is back in 0.3-0.5 s, the copies taking ~0.15 s of it (64 writes
+//! to a round trip). With one round trip per write the copies alone took
+//! ~0.7 s, and a CI run under the whole suite missed 5 s.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,8 +23,20 @@ use replicator::{Replicator, Topology};
 use session_core::Ttl;
 
 const LIMIT: Duration = Duration::from_secs(20);
-/// How long a refill may take before the test says it did not come at once.
-const REFILL_LIMIT: Duration = Duration::from_secs(20);
+/// How long a refill of 10 000 keys may take (issue #23's bound).
+const REFILL_LIMIT: Duration = Duration::from_secs(5);
+
+/// Times the refill of `server` until it counts `n` items again (the
+/// replicator's run marker aside, which may come first), asserts it under
+/// [`REFILL_LIMIT`] and prints it.
+async fn refilled(server: &common::Server, n: u64, what: &str) {
+    let back = Instant::now();
+    eventually(REFILL_LIMIT, what, || async {
+        common::stat(server, "curr_items").await > n
+    })
+    .await;
+    eprintln!("{what} in {:?}", back.elapsed());
+}
 
 /// `n` keys `prefix{i}` with value `v{i}` written on `server` by `writers`
 /// connections at once (interleaved: memcached's worker threads log them
@@ -121,10 +135,9 @@ async fn a_slave_killed_and_started_empty_has_10k_keys_back_at_once() {
     converged_on(&[m, sl], false, Duration::from_secs(60), &known).await;
     sl.stop().await.unwrap();
     sl.start().await.unwrap();
-    let back = Instant::now();
-    let snap = converged_on(&[m, sl], false, REFILL_LIMIT, &known).await;
+    refilled(sl, 10_000, "slave refilled").await;
+    let snap = converged_on(&[m, sl], false, LIMIT, &known).await;
     assert_eq!(snap.len(), 10_000);
-    eprintln!("slave refilled in {:?}", back.elapsed());
     r.stop().await;
 }
 
@@ -143,10 +156,9 @@ async fn a_peer_killed_and_started_empty_has_10k_keys_back_at_once() {
     converged_on(&[a, b], true, Duration::from_secs(60), &known).await;
     b.stop().await.unwrap();
     b.start().await.unwrap();
-    let back = Instant::now();
-    let snap = converged_on(&[a, b], true, REFILL_LIMIT, &known).await;
+    refilled(b, 10_000, "peer refilled").await;
+    let snap = converged_on(&[a, b], true, LIMIT, &known).await;
     // Refilled, not wiped: the empty peer's absences are no deletes.
     assert_eq!(snap.len(), 10_000);
-    eprintln!("peer refilled in {:?}", back.elapsed());
     r.stop().await;
 }
