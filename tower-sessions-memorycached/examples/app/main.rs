@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Log in with any uid (the principal, indexed), count, log out, or log
-//! out every session of that uid at once. `--help` lists every flag.
+//! out every session of that uid at once. `--help` lists every flag. Logs go
+//! to stderr (RUST_LOG sets the level), coloured only on a terminal.
 //!
 //! Sessions sealed at rest (`session_core::seal`): `--seal-keys-file FILE`
 //! or `--seal-keys-env VAR` (the variable's *name*: keys never go on the
@@ -91,10 +92,14 @@ enum CodecArg {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Logs on stderr like the other binaries; colour only on a terminal,
+    // so a file or the journal gets plain text.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let (servers, local) = store_url::open(&args.store, args.local.as_deref())
