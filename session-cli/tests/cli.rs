@@ -1,6 +1,7 @@
 //! `sessionctl` as packaged: `--version` names the commit, the hidden
 //! `--print-man-page` works without a command, `completions bash` prints a
-//! script bash accepts, and no command at all is a usage error (exit 2).
+//! script bash accepts, no command at all is a usage error (exit 2), and the
+//! default build knows Redis over TLS and Redis Cluster.
 
 // Test helpers panic on failure: that panic is the test report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -90,4 +91,20 @@ fn no_command_is_a_usage_error() {
     let out = sessionctl(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a command is required"));
+}
+
+#[test]
+fn the_default_build_has_redis_tls_and_cluster() {
+    // Built without them, these URLs are usage errors (2); built with
+    // them, they are stores that cannot be reached here (3).
+    let id = "0123456789abcdef0123456789abcdef";
+    for store in ["rediss://127.0.0.1:1", "redis://127.0.0.1:1?cluster=true"] {
+        let out = sessionctl(&["get", "--store", store, id]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{store}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

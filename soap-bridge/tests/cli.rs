@@ -358,3 +358,13 @@ fn the_packaged_config_loads_validates_and_names_every_key() {
         }
     }
 }
+
+#[test]
+fn the_default_build_has_redis_tls_and_cluster() {
+    // Without the features these stores are refused at start; with them
+    // the bridge listens (Redis is reached lazily, at the first request).
+    for store in ["rediss://127.0.0.1:1", "redis://127.0.0.1:1?cluster=true"] {
+        let (mut child, _, _out) = start(&["--store", store], Stdio::null());
+        sigterm(&mut child);
+    }
+}
