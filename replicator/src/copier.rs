@@ -19,10 +19,11 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::queues::Job;
-use crate::reconcile::{self, Action, Expect, Prev};
+use crate::reconcile::{self, Action, Prev};
 use crate::run_marker::{Epoch, RUN_MARKER, server_epoch};
 use crate::shared::{LinkShared, Mode};
 use crate::state::Known;
+use crate::writes::{Plan, write_of, write_of_one};
 
 /// Keys taken from the queue per round trip.
 const BATCH: usize = 64;
@@ -580,77 +581,4 @@ impl Copier {
         }
         Ok(true)
     }
-}
-
-/// What one key needs written (`Copier::decide`).
-struct Plan {
-    /// At most one per node.
-    actions: Vec<Action>,
-    /// A copy was left out: the node refused it as too large before.
-    skipped_too_large: bool,
-}
-
-/// The write `action` stands for, for key number `k` of a batch read as
-/// `per_node` (`None`: a copy whose source is gone, nothing to write).
-fn write_of<'a>(
-    key: &'a str,
-    per_node: &'a [Vec<Option<RawItem>>],
-    k: usize,
-    action: &Action,
-) -> Option<RawWrite<'a>> {
-    let source = |from: usize| per_node[from][k].as_ref();
-    write_with(key, source, action)
-}
-
-/// [`write_of`] for one key read as `items` (one per node).
-fn write_of_one<'a>(
-    key: &'a str,
-    items: &'a [Option<RawItem>],
-    action: &Action,
-) -> Option<RawWrite<'a>> {
-    write_with(key, |from| items[from].as_ref(), action)
-}
-
-fn write_with<'a>(
-    key: &'a str,
-    source: impl Fn(usize) -> Option<&'a RawItem>,
-    action: &Action,
-) -> Option<RawWrite<'a>> {
-    Some(match *action {
-        Action::Copy {
-            from,
-            flags,
-            expect,
-            ..
-        } => {
-            let src = source(from)?;
-            let (value, ttl) = (&src.value[..], src.ttl);
-            match expect {
-                Expect::Any => RawWrite::Set {
-                    key,
-                    value,
-                    flags,
-                    ttl,
-                },
-                Expect::Absent => RawWrite::Add {
-                    key,
-                    value,
-                    flags,
-                    ttl,
-                },
-                Expect::Cas(cas) => RawWrite::Cas {
-                    key,
-                    value,
-                    flags,
-                    ttl,
-                    cas,
-                },
-            }
-        }
-        Action::Delete { expect, .. } => match expect {
-            Expect::Cas(cas) => RawWrite::DeleteIf(key, cas),
-            Expect::Any | Expect::Absent => RawWrite::Delete(key),
-        },
-        Action::Touch { ttl, .. } => RawWrite::Touch(key, ttl),
-    })
 }

@@ -198,6 +198,7 @@
 //! - `run_marker.rs`: [`RUN_MARKER`] and telling one server run from the
 //!   next.
 //! - `copier.rs`: reads, decides, writes; reconnects with backoff.
+//! - `writes.rs`: the write each decision stands for (a leaf).
 //! - `reconcile.rs`: the decisions above, as pure functions.
 //! - `state.rs`: the in-sync memory saved after each comparison and at a
 //!   clean stop, read at start.
@@ -219,6 +220,7 @@ mod resync;
 mod run_marker;
 mod shared;
 mod state;
+mod writes;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
