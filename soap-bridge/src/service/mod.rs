@@ -15,15 +15,17 @@
 //!
 //! `admin` adds the operations of the web session explorer, `llng` those
 //! of LemonLDAP::NG's protocols (answers with the new session, creation
-//! under a client's id, listings). This module,
-//! `admin` and `llng` import only session-core; every surface imports them, and
+//! under a client's id, listings), `counter` the in-place increment of an
+//! integer field. This module, `admin`, `counter` and `llng` import only
+//! session-core; every surface imports them, and
 //! they import no surface, no HTTP and no wire format.
 
 pub mod admin;
+pub mod counter;
 pub mod llng;
 
 use serde_json::Value;
-use session_core::{Error as CoreError, Session, SessionData, Sessions};
+use session_core::{Delivery, Error as CoreError, Session, SessionData, Sessions};
 
 /// The field holding a session's own id.
 pub const ID_FIELD: &str = "_session_id";
@@ -58,6 +60,17 @@ impl OpError {
             OpError::NotFound(_) => "not_found",
             OpError::NotConfigured(_) => "not_configured",
             OpError::Store(_) => "store_error",
+        }
+    }
+
+    /// Whether a failed store request reached the store: `Some(Unknown)`
+    /// when a write may have been applied although it failed (a timeout or
+    /// a lost connection after sending), `Some(NotSent)` when it certainly
+    /// was not; `None` for errors that are not about delivery.
+    pub fn delivery(&self) -> Option<Delivery> {
+        match self {
+            OpError::Store(inner) => inner.delivery(),
+            _ => None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! | `POST /sessions` | JSON object → `201 {"id": ...}` |
 //! | `GET/PATCH/PUT/DELETE /sessions/{id}` | read / change given keys / replace / delete |
 //! | `POST /sessions/{id}/touch` | re-set the expiry |
+//! | `POST /sessions/{id}/increment` | `{"field": "n", "by": 1}` → `200 {"value": N}`, the new value |
 //! | `GET /principals/{uid}` | the user's live session |
 //!
 //! Errors are JSON objects `{"error": ..., "code": ...}`, with the status
@@ -15,7 +16,15 @@
 //! with `Retry-After` when the store is unavailable, 500 for stored data
 //! that cannot be decoded; and 401 without valid credentials (every route
 //! here needs them when `[auth]` is set), 413 for a body over the limit,
-//! 408 for a body that does not arrive in time.
+//! 408 for a body that does not arrive in time. A store error's body also
+//! says whether the request reached the store: `"delivery": "unknown"`
+//! when a write may have been applied although it failed (retrying an
+//! increment then may count it twice), `"not_sent"` when it certainly was
+//! not; absent for other errors.
+//!
+//! `increment` runs on the update path (load, add, conditional save, re-run
+//! after a concurrent write), so concurrent increments are each counted
+//! once; `by` defaults to 1; a field that is not an integer is 400.
 //!
 //! Imports the shared leaves (state, body, credentials) and the service;
 //! no other surface, and nothing imports it but the route table.
@@ -29,6 +38,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
+use session_core::Delivery;
 
 use crate::body::read_body;
 use crate::credentials::{authorized, challenge};
@@ -48,6 +58,7 @@ pub fn routes() -> Router<AppState> {
                 .delete(json_delete),
         )
         .route("/sessions/{id}/touch", post(json_touch))
+        .route("/sessions/{id}/increment", post(json_increment))
         .route("/principals/{uid}", get(json_principal))
 }
 
@@ -72,7 +83,14 @@ fn op_error(state: &AppState, e: &OpError) -> Response {
         tracing::warn!(error = %inner.chain(), "store error");
     }
     let answer = status::answer(e);
-    let mut r = json_error(answer.status, e.label(), &e.to_string());
+    let mut body = json!({ "error": e.to_string(), "code": e.label() });
+    if let Some(delivery) = e.delivery() {
+        body["delivery"] = Value::from(match delivery {
+            Delivery::NotSent => "not_sent",
+            Delivery::Unknown => "unknown",
+        });
+    }
+    let mut r = (answer.status, axum::Json(body)).into_response();
     answer.apply(&mut r);
     r
 }
@@ -228,6 +246,58 @@ async fn json_touch(
         match state.service.touch(&id).await {
             Ok(true) => StatusCode::NO_CONTENT.into_response(),
             Ok(false) => op_error(&state, &OpError::NotFound(id.clone())),
+            Err(e) => op_error(&state, &e),
+        }
+    })
+    .await
+}
+
+/// The body of `POST /sessions/{id}/increment`: the field and the amount
+/// (a whole number, 1 when absent), nothing else.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Increment {
+    field: String,
+    #[serde(default = "one")]
+    by: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+async fn json_increment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    json_op(&state, "increment", &parts.headers, || async {
+        // The id is checked before the body is read or parsed.
+        if let Err(e) = session_core::SessionId::parse(&id) {
+            return op_error(&state, &OpError::InvalidId(e.to_string()));
+        }
+        let fields = match json_object(&state, &parts.headers, body).await {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        let request: Increment = match serde_json::from_value(Value::Object(fields)) {
+            Ok(r) => r,
+            Err(e) => {
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("expected {{\"field\": NAME, \"by\": INTEGER}}: {e}"),
+                );
+            }
+        };
+        match state
+            .service
+            .increment(&id, &request.field, request.by)
+            .await
+        {
+            Ok(Some(value)) => axum::Json(json!({ "value": value })).into_response(),
+            Ok(None) => op_error(&state, &OpError::NotFound(id.clone())),
             Err(e) => op_error(&state, &e),
         }
     })
