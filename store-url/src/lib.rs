@@ -16,8 +16,10 @@
 //! | `redis://[USER:PASSWORD@]HOST[:PORT][/DB]?...` | `backend_redis::RedisStore` (its docs list the query keys; `cluster=true` needs this crate's `redis-cluster` feature) |
 //! | `rediss://...` | the same over TLS: needs this crate's `redis-tls` feature (without it, a [`Error::Redis`] configuration error saying so) |
 //!
-//! A binary gets the optional backends' features through this crate's, e.g.
-//! `cargo run -p soap-bridge --features store-url/redis-tls,store-url/redis-cluster`.
+//! A binary gets the optional backends' features through this crate's;
+//! soap-bridge and sessionctl turn both on by default, so their release
+//! binaries serve `rediss://` and Redis Cluster as built
+//! (`--no-default-features` leaves them out).
 //!
 //! ```
 //! let (servers, local) = store_url::open("memory://", None)?;
