@@ -39,6 +39,12 @@ use fleet::{Fleet, Ports, local};
 /// there and checked gone), one at a time: several delays, not one.
 const ROUNDS: usize = 5;
 
+/// The checks' names, as printed.
+const STARTS: &str = "the fleet starts, every HEALTHCHECK healthy";
+const A_TO_B: &str = "A to B: sessions created through bridge A are readable through bridge B";
+const DELETE_B_TO_A: &str = "delete B to A: deletes through bridge B are gone on bridge A";
+const SIGTERM: &str = "SIGTERM (docker-compose stop) drains cleanly";
+
 /// How long the fleet may take to start and report healthy.
 const START_DEADLINE: Duration = Duration::from_secs(90);
 
@@ -54,7 +60,11 @@ pub(crate) fn verify() -> anyhow::Result<()> {
     }
     let memcached = memcached_image()?;
     let ports = Ports::free()?;
-    let project = format!("memorycached-verify-{}", std::process::id());
+    let prefix = "memorycached-verify-";
+    for stale in fleet::remove_stale(prefix, &file)? {
+        println!("compose: removed {stale}, left by an earlier run that died");
+    }
+    let project = format!("{prefix}{}", std::process::id());
     println!(
         "compose: starting {} as project {project} (memcached: {memcached}; bridges on \
          127.0.0.1:{} and :{}, replicator on :{})",
@@ -100,12 +110,8 @@ fn run_checks(fleet: &mut Fleet, ports: &Ports) -> anyhow::Result<()> {
     let ready = match up {
         Ok(ready) => ready,
         Err(e) => {
-            report.record(
-                "the fleet starts, every HEALTHCHECK healthy",
-                started,
-                Err(e),
-            );
-            for name in ["A to B", "delete B to A", "SIGTERM drains"] {
+            report.record(STARTS, started, Err(e));
+            for name in [A_TO_B, DELETE_B_TO_A, SIGTERM] {
                 report.skipped(name, "the fleet did not start");
             }
             return report.verdict();
@@ -117,7 +123,7 @@ fn run_checks(fleet: &mut Fleet, ports: &Ports) -> anyhow::Result<()> {
         "as the bridges' delete markers (this memcached has no deletions feed)"
     };
     report.record(
-        "the fleet starts, every HEALTHCHECK healthy",
+        STARTS,
         started,
         Ok(format!(
             "replicator feeds connected; deletes travel {how_deletes_travel}"
@@ -133,7 +139,7 @@ fn run_checks(fleet: &mut Fleet, ports: &Ports) -> anyhow::Result<()> {
             let by_id: Vec<Duration> = rounds.iter().map(|r| r.by_id).collect();
             let by_user: Vec<Duration> = rounds.iter().map(|r| r.by_user).collect();
             report.record(
-                "A to B: sessions created through bridge A are readable through bridge B",
+                A_TO_B,
                 started,
                 Ok(format!(
                     "{ROUNDS} sessions, one at a time; on B by id after {}, by user (principal \
@@ -146,25 +152,21 @@ fn run_checks(fleet: &mut Fleet, ports: &Ports) -> anyhow::Result<()> {
             rounds.into_iter().map(|r| r.id).collect()
         }
         Err(e) => {
-            report.record(
-                "A to B: sessions created through bridge A are readable through bridge B",
-                started,
-                Err(e),
-            );
+            report.record(A_TO_B, started, Err(e));
             Vec::new()
         }
     };
 
     let started = Instant::now();
     if ids.is_empty() {
-        report.skipped("delete B to A", "no session reached bridge B");
+        report.skipped(DELETE_B_TO_A, "no session reached bridge B");
     } else {
         let delays = ids
             .iter()
             .map(|id| checks::delete_travels(b, a, id))
             .collect::<anyhow::Result<Vec<_>>>();
         report.record(
-            "delete B to A: deletes through bridge B are gone on bridge A",
+            DELETE_B_TO_A,
             started,
             delays.map(|d| {
                 format!(
@@ -180,11 +182,7 @@ fn run_checks(fleet: &mut Fleet, ports: &Ports) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let stopped = checks::stop_cleanly(fleet);
-    report.record(
-        "SIGTERM (docker-compose stop) drains cleanly",
-        started,
-        stopped,
-    );
+    report.record(SIGTERM, started, stopped);
     report.verdict()
 }
 

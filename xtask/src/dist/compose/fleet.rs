@@ -158,6 +158,41 @@ impl Fleet {
     }
 }
 
+/// Takes down the fleets of earlier runs that died before their own
+/// `down -v` (killed, or the machine restarted): projects named
+/// `<prefix><pid>` whose process is gone. Returns their names.
+pub(crate) fn remove_stale(prefix: &str, file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "--all",
+            "--filter",
+            "label=com.docker.compose.project",
+            "--format",
+            "{{.Label \"com.docker.compose.project\"}}",
+        ])
+        .output()
+        .context("running docker ps")?;
+    let listed = checked("docker ps", out)?;
+    let mut removed = Vec::new();
+    for project in listed.lines() {
+        let Some(pid) = project.strip_prefix(prefix) else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().is_ok_and(|pid| {
+            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if alive || removed.iter().any(|p| p == project) {
+            continue;
+        }
+        let mut stale = Fleet::new(project.to_owned(), file.to_path_buf(), Vec::new());
+        stale.up = true;
+        drop(stale);
+        removed.push(project.to_owned());
+    }
+    Ok(removed)
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         if !self.up {
@@ -186,10 +221,10 @@ fn checked(what: &str, out: Output) -> anyhow::Result<String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        bail!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
+        // docker-compose writes its progress there too: the error is last.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let last = lines[lines.len().saturating_sub(5)..].join(" | ");
+        bail!("{what} failed ({}): {last}", out.status)
     }
 }
