@@ -237,34 +237,58 @@ fn poll(
     }
 }
 
-/// What each service logs on a clean stop.
-const CLEAN_LINES: &[(&str, &str)] = &[
-    ("bridge-a", "all connections closed"),
-    ("bridge-b", "all connections closed"),
-    ("replicator", "stopped; every queued key was copied"),
-    ("memcached-a", "Exiting normally"),
-    ("memcached-b", "Exiting normally"),
+/// Where each service logs: our daemons to stdout (the images' `--log-output
+/// stdout`), memcached to stderr.
+#[derive(Clone, Copy, PartialEq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// What each service logs on a clean stop, and on which stream.
+const CLEAN_LINES: &[(&str, &str, Stream)] = &[
+    ("bridge-a", "all connections closed", Stream::Stdout),
+    ("bridge-b", "all connections closed", Stream::Stdout),
+    (
+        "replicator",
+        "stopped; every queued key was copied",
+        Stream::Stdout,
+    ),
+    ("memcached-a", "Exiting normally", Stream::Stderr),
+    ("memcached-b", "Exiting normally", Stream::Stderr),
 ];
 
 /// `docker-compose stop` (SIGTERM, then each service's grace period), then
-/// each container: exit code 0, never restarted, and its clean stop logged.
+/// each container: exit code 0, never restarted, its clean stop logged on
+/// its stream, and (our daemons) no colour codes, as its log is no terminal.
 pub(crate) fn stop_cleanly(fleet: &Fleet) -> anyhow::Result<String> {
     let started = Instant::now();
     fleet.compose(&["stop"])?;
     let stop_time = started.elapsed();
     let mut problems = Vec::new();
-    for (service, line) in CLEAN_LINES {
+    for &(service, line, stream) in CLEAN_LINES {
         let state = fleet.inspect(service, "{{.State.ExitCode}} {{.RestartCount}}")?;
-        let logs = fleet.logs(service)?;
-        let logged = logs.contains(line);
-        println!(
-            "    {service}: exit code and restarts {state:?}, clean stop logged ({line:?}): {logged}"
-        );
+        let (stdout, stderr) = fleet.logs(service)?;
+        let log = if stream == Stream::Stdout {
+            &stdout
+        } else {
+            &stderr
+        };
+        let logged = log.contains(line);
+        let where_ = if stream == Stream::Stdout {
+            "stdout"
+        } else {
+            "stderr"
+        };
+        println!("    {service}: exit code and restarts {state:?}; {line:?} on {where_}: {logged}");
         if state != "0 0" {
             problems.push(format!("{service} exited/restarted {state:?}"));
         }
         if !logged {
-            problems.push(format!("{service} did not log {line:?}"));
+            problems.push(format!("{service} did not log {line:?} on {where_}"));
+        }
+        if stream == Stream::Stdout && stdout.contains("\x1b[") {
+            problems.push(format!("{service} wrote ANSI colour codes to its log"));
         }
     }
     ensure!(problems.is_empty(), "{}", problems.join(", "));

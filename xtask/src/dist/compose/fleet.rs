@@ -114,16 +114,17 @@ impl Fleet {
         checked("docker inspect", out).map(|s| s.trim().to_owned())
     }
 
-    /// Everything `service` logged (stdout and stderr).
-    pub(crate) fn logs(&self, service: &str) -> anyhow::Result<String> {
+    /// What `service` logged: (stdout, stderr), as `docker logs` keeps them apart.
+    pub(crate) fn logs(&self, service: &str) -> anyhow::Result<(String, String)> {
         let id = self.container(service)?;
         let out = Command::new("docker")
             .args(["logs", &id])
             .output()
             .context("running docker logs")?;
-        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.push_str(&String::from_utf8_lossy(&out.stderr));
-        Ok(text)
+        Ok((
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 
     /// Polls until every service of `services` reports `healthy` (its
