@@ -64,6 +64,30 @@ pub(crate) struct Args {
     /// e.g. after changing the checker.
     #[arg(long)]
     check_only: bool,
+    /// Run the release binaries already in `target/release` instead of
+    /// building them first (right after `cargo xtask dist`, or while
+    /// another build holds cargo's lock); a missing one is an error.
+    #[arg(long, conflicts_with = "check_only")]
+    no_build: bool,
+}
+
+/// The release binaries as they are in `target/release`.
+fn built_binaries() -> anyhow::Result<crate::release::Binaries> {
+    let dir = crate::project_root().join("target/release");
+    let bins = crate::release::Binaries {
+        soap_bridge: dir.join("soap-bridge"),
+        replicator: dir.join("replicator"),
+        sessionctl: dir.join("sessionctl"),
+        example_app: dir.join("examples/app"),
+    };
+    for path in [&bins.soap_bridge, &bins.replicator, &bins.example_app] {
+        anyhow::ensure!(
+            path.is_file(),
+            "--no-build: {} is missing (run without --no-build)",
+            path.display()
+        );
+    }
+    Ok(bins)
 }
 
 /// `90s`, `10m`, `1h`, or plain seconds.
@@ -100,7 +124,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop_problems = if args.check_only {
         Vec::new()
     } else {
-        let bins = crate::release::build()?;
+        let bins = if args.no_build {
+            built_binaries()?
+        } else {
+            crate::release::build()?
+        };
         let _ = std::fs::remove_dir_all(dir.join("logs"));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
