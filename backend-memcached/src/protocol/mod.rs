@@ -308,7 +308,7 @@ pub(crate) async fn execute(
     }
     refuse_unsendable(protocol, conn.server(), op)?;
     let mut frames = Vec::new();
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(request_capacity(op));
     let opaque = next_opaque();
     // One batch at a time: a batch's request fits in the socket buffers,
     // so writing it cannot block on a server blocked writing answers we
@@ -317,7 +317,13 @@ pub(crate) async fn execute(
         buf.clear();
         let framing = encode(protocol, &batch, opaque, &mut buf);
         conn.send(op.name(), &buf).await?;
-        frames.extend(frame::read_frames(conn.reader(), framing, op.name()).await?);
+        let read = frame::read_frames(conn.reader(), framing, op.name()).await?;
+        // Usually the only batch: take its frames as they are.
+        if frames.is_empty() {
+            frames = read;
+        } else {
+            frames.extend(read);
+        }
     }
     interpret(protocol, conn.server(), op, frames)
 }
@@ -387,11 +393,7 @@ pub(crate) fn encode(protocol: Protocol, op: &Op<'_>, opaque: u32, buf: &mut Vec
 /// connection, whose reader runs apart from the writer, so a long request
 /// cannot block against unread answers.
 pub(crate) fn encode_all(protocol: Protocol, op: &Op<'_>) -> (Vec<u8>, Framing) {
-    let mut buf = Vec::with_capacity(match op {
-        Op::Store { value, .. } => 64 + value.len(),
-        Op::GetMany(keys) => keys.len() * 32,
-        _ => 64,
-    });
+    let mut buf = Vec::with_capacity(request_capacity(op));
     let opaque = next_opaque();
     let mut framing = Framing::Meta { answers: 0, opaque };
     for batch in batches(op) {
@@ -405,6 +407,24 @@ pub(crate) fn encode_all(protocol: Protocol, op: &Op<'_>) -> (Vec<u8>, Framing) 
         };
     }
     (buf, framing)
+}
+
+/// Room for `op`'s request, so that building it does not grow the buffer
+/// step by step (a profile counted about 600 instructions per request of
+/// reallocations without it).
+fn request_capacity(op: &Op<'_>) -> usize {
+    // 64: the command, the numbers, the flags and the line ends.
+    match op {
+        Op::Store { key, value, .. } => 64 + key.len() + value.len(),
+        Op::Get(key)
+        | Op::Version(key)
+        | Op::Delete(key)
+        | Op::Touch(key, _)
+        | Op::DeleteIf(key, _)
+        | Op::GetAndTouch(key, _) => 64 + key.len(),
+        Op::GetMany(keys) => keys.iter().map(|k| 32 + k.len()).sum(),
+        Op::Scan { .. } | Op::Stats => 64,
+    }
 }
 
 /// Turns the frames of all of `op`'s answers into its [`Reply`].
