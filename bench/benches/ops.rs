@@ -38,6 +38,15 @@
 //! For profiling one row by hand, `MEMORYCACHED_BENCH_ROWS=memcached1/save_changed/64`
 //! (a comma-separated list of substrings) measures only the rows whose name
 //! contains one of them (their baselines are then missing from the output).
+//!
+//! For counting instructions (`valgrind --tool=callgrind`, repeatable on a
+//! loaded machine where times are not), `MEMORYCACHED_BENCH_COUNT=<op>:<n>`
+//! runs only `n` operations one after the other on one thread and exits:
+//! `load`, `save` (load, one field changed, save) or `psave` (the same
+//! with `uid` as principal), on a `MemoryStore`, or on the store of
+//! `MEMORYCACHED_BENCH_COUNT_STORE` (a `memcached://` URL). Two runs with
+//! different `n` give the cost of one operation without the start-up
+//! (`docs/performance.md`).
 
 use std::sync::Arc;
 
@@ -237,7 +246,49 @@ async fn bench_store(
     Ok(())
 }
 
+/// `MEMORYCACHED_BENCH_COUNT=<op>:<n>` (see the crate docs): `n`
+/// operations in a row, on one thread, for an instruction count.
+fn count(spec: &str) -> anyhow::Result<()> {
+    let (op, n) = spec
+        .split_once(':')
+        .context("MEMORYCACHED_BENCH_COUNT is <op>:<n>, e.g. load:4000")?;
+    let n: u64 = n
+        .parse()
+        .context("MEMORYCACHED_BENCH_COUNT: n is a number")?;
+    if !["load", "save", "psave"].contains(&op) {
+        bail!("MEMORYCACHED_BENCH_COUNT: unknown operation {op:?} (load, save or psave)");
+    }
+    let config = SessionsConfig {
+        timeout: Ttl::seconds(600),
+        principal: (op == "psave").then(|| "uid".into()),
+        ..SessionsConfig::default()
+    };
+    let store: Arc<dyn Store> = match std::env::var("MEMORYCACHED_BENCH_COUNT_STORE") {
+        Ok(url) => Arc::new(MemcachedStore::from_url(&url)?),
+        Err(_) => Arc::new(MemoryStore::new()),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let sessions = Sessions::new(store, config)?;
+        let id = sessions.create_with(ten_fields("own1"), None).await?;
+        let id = id.id().as_str().to_owned();
+        for i in 0..n {
+            let mut s = sessions.load(&id).await?.context("session gone")?;
+            if op != "load" {
+                s.insert("seen", i)?;
+                sessions.save(&mut s).await?;
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
+    if let Ok(spec) = std::env::var("MEMORYCACHED_BENCH_COUNT") {
+        return count(&spec);
+    }
     let env = BenchEnv::from_env()?;
     let cluster = BenchEnv::servers(bench::MEMCACHED_CLUSTER_ENV)?;
     let single = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
