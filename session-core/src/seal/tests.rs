@@ -329,3 +329,56 @@ proptest! {
         prop_assert!(refused);
     }
 }
+
+#[test]
+fn sealing_in_the_codecs_buffer_and_long_store_keys_round_trip() {
+    let c = SealConfig::new(Keyring::new(key(7, 1)));
+    let flags = SealConfig::flags(Codec::Json);
+    let plain = Codec::Json.encode(&session()).unwrap();
+    // In the codec's own buffer: the same layout as a copy's.
+    let owned = c.seal_owned(plain.clone(), flags, "k1").unwrap();
+    assert_eq!(owned.len(), plain.len() + OVERHEAD);
+    assert_eq!(
+        owned[..BOUND_HEADER],
+        c.seal(&plain, flags, "k1").unwrap()[..BOUND_HEADER]
+    );
+    assert_eq!(c.open(&owned, flags, "k1").unwrap(), plain);
+    // Empty plaintext, and no spare capacity at all.
+    let mut tight = plain.clone();
+    tight.shrink_to_fit();
+    assert_eq!(
+        c.open(&c.seal_owned(tight, flags, "k1").unwrap(), flags, "k1")
+            .unwrap(),
+        plain
+    );
+    assert!(
+        c.open(&c.seal_owned(Vec::new(), flags, "k").unwrap(), flags, "k")
+            .unwrap()
+            .is_empty()
+    );
+    // Store keys past the inline room take the heap, bound all the same.
+    for len in [INLINE_AD - BOUND_HEADER - 2, INLINE_AD, 4 * INLINE_AD] {
+        let long = "k".repeat(len);
+        let sealed = c.seal_owned(plain.clone(), flags, &long).unwrap();
+        assert_eq!(c.open(&sealed, flags, &long).unwrap(), plain, "{len}");
+        let other = format!("{}x", &long[1..]);
+        assert_eq!(
+            problem(c.decode_stored(&sealed, flags, &other)),
+            SealProblem::Tampered,
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn associated_data_is_the_same_inline_and_on_the_heap() {
+    let bound = [2, 0, 0, 0, 7, 0, 0, 1, 0];
+    for key in ["", "k", "prefix:00112233445566778899aabbccddeeff"] {
+        let inline = with_associated_data(&bound, 0x0001_0009, key, <[u8]>::to_vec);
+        assert_eq!(inline, associated_data(&bound, 0x0001_0009, key));
+        // Header, the low 16 flag bits (not the marker above), the key.
+        assert_eq!(inline[..9], bound);
+        assert_eq!(inline[9..11], [0x00, 0x09]);
+        assert_eq!(&inline[11..], key.as_bytes());
+    }
+}

@@ -54,7 +54,7 @@ impl Sessions {
     pub(super) fn encode(&self, data: &SessionData, key: &str) -> Result<Vec<u8>> {
         let bytes = self.codec().encode(data)?;
         match &self.config.seal {
-            Some(seal) => seal.seal(&bytes, self.write_flags(), key),
+            Some(seal) => seal.seal_owned(bytes, self.write_flags(), key),
             None => Ok(bytes),
         }
     }
@@ -137,7 +137,7 @@ impl Sessions {
             let flags = (entry.flags & !FLAGS_PERL_COMPRESSED) | FLAGS_SEALED;
             // The same codec, so that the format bits keep naming it.
             Codec::from_flags(flags, key)?;
-            let bytes = seal.seal(&plain, flags, key)?;
+            let bytes = seal.seal_owned(plain, flags, key)?;
             let ttl = entry.ttl.unwrap_or(self.config.timeout);
             match self
                 .servers
