@@ -51,7 +51,9 @@ pub(crate) fn client_hello() -> Vec<u8> {
         // ec_point_formats: uncompressed
         &[0x00, 0x0b, 0x00, 0x02, 0x01, 0x00],
         // signature_algorithms: ecdsa_secp256r1_sha256, rsa_pss_rsae_sha256, rsa_pkcs1_sha256
-        &[0x00, 0x0d, 0x00, 0x08, 0x00, 0x06, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01],
+        &[
+            0x00, 0x0d, 0x00, 0x08, 0x00, 0x06, 0x04, 0x03, 0x08, 0x04, 0x04, 0x01,
+        ],
     ];
     let ext_len: usize = extensions.iter().map(|e| e.len()).sum();
     body.extend(u16::try_from(ext_len).unwrap_or(0).to_be_bytes());
@@ -176,5 +178,60 @@ pub(crate) async fn wait_ready(
                 pause = (pause * 2).min(MAX_PAUSE);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{process::ProcessServer, tls::Certificates};
+
+    /// The ClientHello ping tells a memcached serving TLS from one that
+    /// does not: the first answers with a handshake record, the second
+    /// with a plaintext error line (or nothing). Local processes.
+    #[tokio::test]
+    async fn the_tls_ping_is_answered_by_tls_servers_only() {
+        let certs = Certificates::new("ready").unwrap();
+        let tls_args = vec![
+            "-Z".to_owned(),
+            "-o".to_owned(),
+            format!(
+                "ssl_chain_cert={},ssl_key={}",
+                certs.file("server.pem"),
+                certs.file("server.key")
+            ),
+        ];
+        assert!(!answers_plaintext(ServerKind::Memcached, &tls_args));
+        assert!(answers_plaintext(ServerKind::Memcached, &[]));
+        // Launching waits for the ClientHello's answer.
+        let (tls, tls_addr) = ProcessServer::launch(ServerKind::Memcached, tls_args)
+            .await
+            .unwrap();
+        ping(ServerKind::Memcached, tls_addr, false).await.unwrap();
+        let refused = ping(ServerKind::Memcached, tls_addr, true).await;
+        assert!(refused.is_err(), "a plaintext ping to TLS: {refused:?}");
+        let (plain, plain_addr) = ProcessServer::launch(ServerKind::Memcached, Vec::new())
+            .await
+            .unwrap();
+        let e = ping(ServerKind::Memcached, plain_addr, false)
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("not TLS") || e.contains("closed") || e.contains("no reply"),
+            "{e}"
+        );
+        drop((tls, plain));
+    }
+
+    #[test]
+    fn the_client_hello_is_one_well_formed_record() {
+        let hello = client_hello();
+        assert_eq!(hello[0], 0x16, "a handshake record");
+        let record_len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+        assert_eq!(record_len, hello.len() - 5);
+        assert_eq!(hello[5], 0x01, "client_hello");
+        let body_len = usize::from(hello[7]) << 8 | usize::from(hello[8]);
+        assert_eq!(usize::from(hello[6]), 0);
+        assert_eq!(body_len, record_len - 4);
     }
 }
