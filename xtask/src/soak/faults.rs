@@ -171,53 +171,70 @@ pub(crate) async fn run(
     problems
 }
 
+/// One step of a memcached fault.
+#[derive(Clone, Copy)]
+enum Step {
+    Stop,
+    Start,
+    Pause,
+    Unpause,
+    Cut,
+    Heal,
+    Latency(Duration),
+}
+
 async fn inject(
     fault: &Planned,
     fleet: &Arc<Mutex<Fleet>>,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
     let length = Duration::from_secs_f64(fault.length_ms / 1000.0);
+    // The fleet is locked for each step, not across the fault's length, so
+    // the resource sampler keeps sampling while a fault lasts.
+    let server_step = |step: Step| async move {
+        let fleet = fleet.lock().await;
+        let server = fleet.memcached(fault.node);
+        match step {
+            Step::Stop => server.stop().await,
+            Step::Start => server.start().await,
+            Step::Pause => server.pause().await,
+            Step::Unpause => server.unpause().await,
+            Step::Cut => server.cut().await,
+            Step::Heal => server.heal().await,
+            Step::Latency(d) => server.set_latency(d).await,
+        }
+    };
     match fault.kind {
         Kind::MemcachedRestart => {
-            let fleet = fleet.lock().await;
-            let server = fleet.memcached(fault.node);
-            server.stop().await?;
+            server_step(Step::Stop).await?;
             tokio::time::sleep(length).await;
-            server.start().await?;
+            server_step(Step::Start).await?;
         }
         Kind::MemcachedPause => {
-            let fleet = fleet.lock().await;
-            let server = fleet.memcached(fault.node);
-            server.pause().await?;
+            server_step(Step::Pause).await?;
             tokio::time::sleep(length).await;
-            server.unpause().await?;
+            server_step(Step::Unpause).await?;
         }
         Kind::LinkCut => {
-            let fleet = fleet.lock().await;
-            let server = fleet.memcached(fault.node);
-            server.cut().await?;
+            server_step(Step::Cut).await?;
             tokio::time::sleep(length).await;
-            server.heal().await?;
+            server_step(Step::Heal).await?;
         }
         Kind::Latency => {
-            let fleet = fleet.lock().await;
-            let server = fleet.memcached(fault.node);
-            server.set_latency(LATENCY).await?;
+            server_step(Step::Latency(LATENCY)).await?;
             tokio::time::sleep(length).await;
-            server.set_latency(Duration::ZERO).await?;
+            server_step(Step::Latency(Duration::ZERO)).await?;
         }
         Kind::ReplicatorKill => {
-            let mut fleet = fleet.lock().await;
-            fleet.replicator.kill9().await?;
+            fleet.lock().await.replicator.kill9().await?;
             tokio::time::sleep(length).await;
-            fleet.replicator.start(http).await?;
+            fleet.lock().await.replicator.start(http).await?;
         }
         Kind::ReplicatorStop => {
-            let mut fleet = fleet.lock().await;
-            let stopped = fleet.replicator.terminate().await;
+            let stopped = fleet.lock().await.replicator.terminate().await;
             tokio::time::sleep(length).await;
             // Restart even when the stop was not clean, then report it.
-            fleet.replicator.start(http).await?;
+            fleet.lock().await.replicator.start(http).await?;
             stopped?;
         }
         Kind::BridgeRestart => {
