@@ -87,6 +87,11 @@ pub(crate) fn serve(package: &Package, work: &Path) -> anyhow::Result<String> {
         started.push(addr);
     }
 
+    // Something else answering there would pass the health check for it.
+    if TcpStream::connect_timeout(&health_addr, Duration::from_secs(2)).is_ok() {
+        bail!("{health} (from {conffile}) is already in use: stop what listens there first");
+    }
+
     fs::create_dir_all(work)?;
     let log_path = work.join(format!("{}.log", package.bin));
     let log = fs::File::create(&log_path)?;
@@ -126,6 +131,12 @@ pub(crate) fn serve(package: &Package, work: &Path) -> anyhow::Result<String> {
         ),
     }
     let up = t0.elapsed();
+    let uid = running_uid(pid)?;
+    let want_uid = super::deb::output(Command::new("id").args(["-u", daemon.user]))?;
+    let want_uid = String::from_utf8_lossy(&want_uid).trim().to_owned();
+    if uid != want_uid {
+        bail!("it runs as uid {uid}, not {} ({want_uid})", daemon.user);
+    }
 
     let pid =
         rustix::process::Pid::from_raw(i32::try_from(pid)?).context("the daemon's pid is 0")?;
@@ -141,7 +152,7 @@ pub(crate) fn serve(package: &Package, work: &Path) -> anyhow::Result<String> {
     let down = t1.elapsed();
     let saved = state_saved(&config, daemon.user)?;
     Ok(format!(
-        "healthy after {up:.1?} as {}, exit 0 {down:.1?} after SIGTERM; memcached: {}{saved}",
+        "healthy after {up:.1?} as {} (uid {uid}), exit 0 {down:.1?} after SIGTERM; memcached: {}{saved}",
         daemon.user,
         if started.is_empty() {
             "none named".to_owned()
@@ -256,6 +267,18 @@ fn log_tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let tail = lines[lines.len().saturating_sub(10)..].join(" | ");
     format!("its stderr ({}): {tail}", path.display())
+}
+
+/// The real uid of the running process `pid` (`/proc/<pid>/status`).
+fn running_uid(pid: u32) -> anyhow::Result<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|uids| uids.split_whitespace().next())
+        .map(str::to_owned)
+        .with_context(|| format!("no Uid: line in /proc/{pid}/status"))
 }
 
 /// When the config names a `state_file`, the clean stop must have saved
