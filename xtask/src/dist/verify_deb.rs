@@ -129,6 +129,11 @@ pub(crate) fn verify(
         }
     }
 
+    outcomes.push(Outcome::timed(
+        "deb: dpkg -i again keeps the users and an edited config",
+        || reinstall(packages, debs),
+    ));
+
     // dpkg -r: what is left must be the conffiles (with /etc/memorycached,
     // if the install made it) and the replicator's state directory.
     let conffiles: Vec<PathBuf> = packages
@@ -241,6 +246,47 @@ fn installed_files(package: &Package) -> anyhow::Result<String> {
         what.push_str(&format!(", user {} ({passwd}), config {stat}", daemon.user));
     }
     Ok(what)
+}
+
+/// Installs the same packages again over an operator's edit of each
+/// config: the postinst finds its user (same uid), and dpkg keeps the
+/// edited conffile (the packaged one did not change, so it does not ask).
+fn reinstall(packages: &[Package], debs: &[PathBuf]) -> anyhow::Result<String> {
+    const EDIT: &str = "\n# edited by cargo xtask dist --verify\n";
+    let mut uids = Vec::new();
+    for package in packages {
+        if let Some(daemon) = &package.daemon {
+            let uid = output(Command::new("id").args(["-u", daemon.user]))?;
+            uids.push((daemon.user, String::from_utf8_lossy(&uid).trim().to_owned()));
+        }
+        if let Some(conffile) = package.conffile() {
+            let mut text = fs::read_to_string(&conffile)?;
+            text.push_str(EDIT);
+            fs::write(&conffile, text)?;
+        }
+    }
+    let mut cmd = Command::new("dpkg");
+    cmd.arg("-i").args(debs);
+    output(&mut cmd)?;
+    for (user, before) in &uids {
+        let now = output(Command::new("id").args(["-u", user]))?;
+        let now = String::from_utf8_lossy(&now).trim().to_owned();
+        if now != *before {
+            bail!("user {user} had uid {before}, now {now}");
+        }
+    }
+    for conffile in packages.iter().filter_map(Package::conffile) {
+        if !fs::read_to_string(&conffile)?.ends_with(EDIT) {
+            bail!("{conffile}: the edit is gone after the reinstall");
+        }
+    }
+    Ok(format!(
+        "uids kept ({}), edited configs kept",
+        uids.iter()
+            .map(|(user, uid)| format!("{user} {uid}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// `systemd-analyze verify`: exit 0 and not one line of warning (a bad
