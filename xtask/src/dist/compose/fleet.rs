@@ -128,7 +128,7 @@ impl Fleet {
     }
 
     /// Polls until every service of `services` reports `healthy` (its
-    /// image's HEALTHCHECK), or fails at `deadline` naming those that did not.
+    /// image's HEALTHCHECK), or fails after `limit` naming those that did not.
     pub(crate) fn wait_healthy(&self, services: &[&str], limit: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
