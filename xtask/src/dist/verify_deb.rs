@@ -120,6 +120,13 @@ pub(crate) fn verify(
                 ),
                 || verify_run::serve(package, work),
             ));
+            outcomes.push(Outcome::timed(
+                &format!(
+                    "deb: {} refuses an unreadable config and an unknown key, one line each",
+                    package.bin
+                ),
+                || verify_run::refuses_bad_config(package, work),
+            ));
         }
         if package.bash_completion {
             outcomes.push(Outcome::timed(

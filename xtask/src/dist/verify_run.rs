@@ -295,3 +295,74 @@ fn state_saved(config: &toml::Table, user: &str) -> anyhow::Result<String> {
     }
     Ok(format!("; state saved to {path}"))
 }
+
+/// Bad input, as an operator meets it: the packaged config unreadable (run
+/// as `nobody:nogroup`, whom its `0640 root:<user>` mode keeps out) and a config with
+/// an unknown key (run as the service user). Each must make the daemon exit
+/// non-zero at once with one line on stderr, with `RUST_BACKTRACE=1` set.
+pub(crate) fn refuses_bad_config(package: &Package, work: &Path) -> anyhow::Result<String> {
+    let daemon = package.daemon.as_ref().context("not a daemon package")?;
+    let conffile = package.conffile().unwrap_or_default();
+    fs::create_dir_all(work)?;
+    let bad = work.join(format!("{}-unknown-key.toml", package.bin));
+    let mut text = fs::read_to_string(&conffile)?;
+    text.insert_str(0, "no_such_key = 1\n");
+    fs::write(&bad, text)?;
+    fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    let unreadable = one_line_error(("nobody", "nogroup"), package.bin, &conffile)?;
+    if !unreadable.contains(&conffile) || !unreadable.contains("ermission denied") {
+        bail!("the unreadable-config error does not say why: {unreadable:?}");
+    }
+    let bad = bad.display().to_string();
+    let unknown = one_line_error((daemon.user, daemon.user), package.bin, &bad)?;
+    if !unknown.contains("no_such_key") || !unknown.contains(&bad) {
+        bail!("the unknown-key error does not name the key: {unknown:?}");
+    }
+    Ok(format!(
+        "as nobody: {unreadable:?}; unknown key: {unknown:?}"
+    ))
+}
+
+/// Runs `bin --config <config>` as `(user, group)`; it must exit non-zero within
+/// [`HEALTH_DEADLINE`], having printed exactly one line on stderr, which is
+/// returned.
+fn one_line_error((user, group): (&str, &str), bin: &str, config: &str) -> anyhow::Result<String> {
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={user}"))
+        .arg(format!("--regid={group}"))
+        .arg("--clear-groups")
+        .arg("--")
+        .arg(format!("/usr/bin/{bin}"))
+        .args(["--config", config])
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running setpriv (util-linux)")?;
+    let Some(status) = poll(HEALTH_DEADLINE, || child.try_wait().ok().flatten()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("{bin} --config {config} as {user} still runs after {HEALTH_DEADLINE:?}");
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr)?;
+    }
+    if status.success() {
+        bail!("{bin} --config {config} as {user} exited 0");
+    }
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    match lines.as_slice() {
+        // setpriv's own complaint (no such user) is no answer of the daemon.
+        [line] if line.starts_with("setpriv:") => bail!("{line}"),
+        [line] => Ok((*line).to_owned()),
+        _ => bail!(
+            "{bin} --config {config} as {user}: {} lines on stderr, not one: {stderr:?}",
+            lines.len()
+        ),
+    }
+}
