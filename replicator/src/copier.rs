@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::queues::Job;
-use crate::reconcile::{self, Action, Prev};
+use crate::reconcile::{self, Action, Held, Prev};
 use crate::run_marker::{Epoch, RUN_MARKER, server_epoch};
 use crate::shared::{LinkShared, Mode};
 use crate::state::Known;
@@ -59,6 +59,13 @@ impl Seen {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// Now, in Unix milliseconds.
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Now, in Unix seconds.
@@ -467,7 +474,13 @@ impl Copier {
                         &carried
                     }
                 };
-                let plan = reconcile::mesh(items, prev, slack, self.shared.config.marker_flag);
+                let plan = reconcile::mesh(
+                    items,
+                    prev,
+                    slack,
+                    self.shared.config.marker_flag,
+                    unix_now_ms(),
+                );
                 if plan.conflict {
                     m.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(link = %self.shared.name, key, "concurrent changes; settled by the rule");
@@ -508,16 +521,29 @@ impl Copier {
         since: Option<f64>,
     ) -> Result<bool> {
         let m = Arc::clone(&self.shared.metrics);
-        let mut now: Vec<Option<u64>> = items.iter().map(|i| i.as_ref().map(|i| i.cas)).collect();
+        // What each node holds once the writes are done, with when it
+        // expires (an absence past it is an expiry, not a delete).
+        let now_ms = unix_now_ms();
+        let mut now: Vec<Option<Held>> = items
+            .iter()
+            .map(|i| i.as_ref().map(|i| Held::new(i.cas, i.ttl, now_ms)))
+            .collect();
         let mut skipped_too_large = plan.skipped_too_large;
         let mut lost = false;
         for (action, outcome) in plan.actions.iter().zip(outcomes) {
             // No write was due (a copy whose source vanished).
             let Some(outcome) = outcome else { continue };
             match (*action, outcome) {
-                (Action::Copy { node, .. }, Ok(RawWritten::Stored(WriteOutcome::Stored(cas)))) => {
+                (
+                    Action::Copy { node, from, .. },
+                    Ok(RawWritten::Stored(WriteOutcome::Stored(cas))),
+                ) => {
                     m.copied.fetch_add(1, Ordering::Relaxed);
-                    now[node] = Some(cas);
+                    // Written with the source's remaining TTL.
+                    let ttl = items[from]
+                        .as_ref()
+                        .map_or(session_core::Ttl::NEVER, |i| i.ttl);
+                    now[node] = Some(Held::new(cas, ttl, now_ms));
                 }
                 (
                     Action::Copy { .. },
@@ -544,8 +570,11 @@ impl Copier {
                     }
                     now[node] = None;
                 }
-                (Action::Touch { .. }, Ok(RawWritten::Existed(_))) => {
+                (Action::Touch { node, ttl }, Ok(RawWritten::Existed(_))) => {
                     m.touched.fetch_add(1, Ordering::Relaxed);
+                    if let Some(held) = &mut now[node] {
+                        held.expires_ms = reconcile::expiry_ms(ttl, now_ms);
+                    }
                 }
                 (_, Err(e)) => return Err(e.into()),
                 (_, Ok(other)) => {

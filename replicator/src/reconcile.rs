@@ -1,13 +1,70 @@
 //! The decisions, as pure functions of what each server holds for one key
 //! (and, between masters, what they held when last in sync). The copier
 //! (`copier.rs`) reads the items, asks here what to write, and writes.
+//!
+//! **Expiry is not a delete.** Between masters, each node's in-sync item
+//! is remembered with its CAS *and* when it expires (the remaining TTL
+//! added to the time it was seen, [`Held`]). A node that lacks the key
+//! once that time is (nearly, [`EXPIRY_SLACK_MS`]) reached lost it to its
+//! TTL: it changed nothing, so a newer write on another node (a different
+//! CAS) is copied to it, never deleted. Memcached counts TTLs in whole
+//! seconds of its own clock, so a copy may expire up to a second before
+//! its original: a login landing on the original's side in that second
+//! used to be deleted as if the expired copy had been a logout (the
+//! soak's finding, with session-core's 2 s emptied index records). With
+//! no newer write anywhere, what is left of the item elsewhere is at its
+//! end too and is deleted at its CAS (a delete made in its last seconds
+//! sticks), unless a touch has since lengthened it: then it is copied
+//! back. An absence well before the remembered expiry is a delete, and
+//! still wins over a concurrent write (a logout sticks).
 
 use backend_memcached::raw::RawItem;
 use session_core::Ttl;
 
 /// What a node held for a key when the key was last in sync.
-/// `None` = unknown (never seen in sync, or the server restarted since).
-pub(crate) type Prev = Option<Option<u64>>;
+/// `None` = unknown (never seen in sync, or the server restarted since);
+/// `Some(None)` = absent.
+pub(crate) type Prev = Option<Option<Held>>;
+
+/// An item a node held when the key was last in sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    /// Its CAS unique.
+    pub(crate) cas: u64,
+    /// When it expires at the latest, Unix milliseconds (its remaining TTL
+    /// added to the time it was seen); `None` = never (or not known: a
+    /// state file saved without it).
+    pub(crate) expires_ms: Option<u64>,
+}
+
+/// How long before its remembered expiry an item's absence is already
+/// taken for its expiry: memcached counts TTLs in whole seconds of its
+/// own clock (an item may go up to a second before `seen + TTL`), a copy's
+/// TTL is the source's remaining one read a round trip earlier, and a
+/// loaded server's clock ticks late.
+pub(crate) const EXPIRY_SLACK_MS: u64 = 2_000;
+
+impl Held {
+    /// An item at `cas` whose remaining TTL was `ttl` at `now_ms`.
+    pub(crate) fn new(cas: u64, ttl: Ttl, now_ms: u64) -> Held {
+        Held {
+            cas,
+            expires_ms: expiry_ms(ttl, now_ms),
+        }
+    }
+
+    /// Whether, at `now_ms`, this item is (or may be) past its expiry.
+    fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms
+            .is_some_and(|e| now_ms.saturating_add(EXPIRY_SLACK_MS) >= e)
+    }
+}
+
+/// When an item with remaining TTL `ttl` at `now_ms` expires; `None` =
+/// never.
+pub(crate) fn expiry_ms(ttl: Ttl, now_ms: u64) -> Option<u64> {
+    (!ttl.is_never()).then(|| now_ms.saturating_add(u64::from(ttl.as_secs()) * 1000))
+}
 
 /// The condition a write is sent under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,8 +166,15 @@ pub(crate) struct MeshPlan {
 
 /// master↔master: see the crate docs for the rule. `items[i]` is what node
 /// `i` holds now, `prev[i]` what it held when the key was last in sync;
-/// `marker` is the flags bit copies carry (`Config::marker_flag`).
-pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32, marker: u32) -> MeshPlan {
+/// `marker` is the flags bit copies carry (`Config::marker_flag`); `now_ms`
+/// the Unix time in milliseconds (to tell an expiry from a delete).
+pub(crate) fn mesh(
+    items: &[Option<RawItem>],
+    prev: &[Prev],
+    slack: u32,
+    marker: u32,
+    now_ms: u64,
+) -> MeshPlan {
     let n = items.len();
     if items.iter().all(|i| same(i, &items[0], marker)) {
         return MeshPlan {
@@ -119,19 +183,61 @@ pub(crate) fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32, marker:
         };
     }
     let known = |i: usize| prev.get(i).copied().flatten();
+    // Gone where the item held in sync has outlived its TTL: an expiry,
+    // not a delete. It decides nothing: a newer write elsewhere must win.
+    let expired =
+        |i: usize| items[i].is_none() && known(i).flatten().is_some_and(|h| h.expired(now_ms));
     // Changed since the last in-sync state: a different CAS, or appeared /
-    // vanished. A node with no known state counts as changed only if it
-    // holds the key (an absence we know nothing about is not a delete).
+    // vanished (expiries aside). A node with no known state counts as
+    // changed only if it holds the key (an absence we know nothing about
+    // is not a delete).
     let changed: Vec<usize> = (0..n)
-        .filter(|&i| match (known(i), &items[i]) {
-            (Some(p), item) => p != item.as_ref().map(|it| it.cas),
-            (None, item) => item.is_some(),
+        .filter(|&i| {
+            !expired(i)
+                && match (known(i), &items[i]) {
+                    (Some(p), item) => p.map(|h| h.cas) != item.as_ref().map(|it| it.cas),
+                    (None, item) => item.is_some(),
+                }
         })
         .collect();
-    let candidates: Vec<usize> = if changed.is_empty() {
-        (0..n).collect()
-    } else {
+    let candidates: Vec<usize> = if !changed.is_empty() {
         changed
+    } else if (0..n).any(expired) {
+        // Only expiries: what is left elsewhere is that same item, at its
+        // end too, unless a touch has lengthened it since (then it lives
+        // on and is copied back).
+        let live: Vec<usize> = (0..n)
+            .filter(|&i| {
+                items[i].as_ref().is_some_and(|it| {
+                    match known(i).flatten().and_then(|h| h.expires_ms) {
+                        Some(e) => expiry_ms(it.ttl, now_ms)
+                            .is_none_or(|now_e| now_e > e.saturating_add(EXPIRY_SLACK_MS)),
+                        None => true,
+                    }
+                })
+            })
+            .collect();
+        if live.is_empty() {
+            // Expired there, expiring here: gone everywhere now, so a
+            // delete made in its last seconds sticks too.
+            let actions = items
+                .iter()
+                .enumerate()
+                .filter_map(|(node, item)| {
+                    item.as_ref().map(|it| Action::Delete {
+                        node,
+                        expect: Expect::Cas(it.cas),
+                    })
+                })
+                .collect();
+            return MeshPlan {
+                actions,
+                conflict: false,
+            };
+        }
+        live
+    } else {
+        (0..n).collect()
     };
     let deleted = candidates
         .iter()
@@ -231,8 +337,34 @@ mod tests {
     use super::*;
     use session_core::codec::FLAGS_REPLICATED;
 
+    /// "Now" in the tests, Unix milliseconds.
+    const NOW: u64 = 1_000_000_000_000;
+
     fn mesh(items: &[Option<RawItem>], prev: &[Prev], slack: u32) -> MeshPlan {
-        super::mesh(items, prev, slack, FLAGS_REPLICATED)
+        super::mesh(items, prev, slack, FLAGS_REPLICATED, NOW)
+    }
+
+    /// In sync at `cas`, never expiring.
+    fn at(cas: u64) -> Prev {
+        Some(Some(Held {
+            cas,
+            expires_ms: None,
+        }))
+    }
+
+    /// In sync at `cas`, expiring at `expires_ms`.
+    fn until(cas: u64, expires_ms: u64) -> Prev {
+        Some(Some(Held {
+            cas,
+            expires_ms: Some(expires_ms),
+        }))
+    }
+
+    fn with_ttl(mut item: Option<RawItem>, secs: u32) -> Option<RawItem> {
+        if let Some(it) = &mut item {
+            it.ttl = Ttl::seconds(secs);
+        }
+        item
     }
 
     fn item(v: &str, flags: u32, cas: u64) -> Option<RawItem> {
@@ -296,7 +428,7 @@ mod tests {
     #[test]
     fn mesh_one_side_changed_wins_even_if_second() {
         // In sync at cas 5 / 9; node 1 changed (cas 10), node 0 did not.
-        let prev = [Some(Some(5)), Some(Some(9))];
+        let prev = [at(5), at(9)];
         let plan = mesh(&[item("old", 0, 5), item("new", 0, 10)], &prev, 2);
         assert_eq!(
             plan.actions,
@@ -312,7 +444,7 @@ mod tests {
 
     #[test]
     fn mesh_concurrent_writes_first_peer_wins_on_both() {
-        let prev = [Some(Some(5)), Some(Some(9))];
+        let prev = [at(5), at(9)];
         let plan = mesh(&[item("x", 0, 6), item("y", 0, 10)], &prev, 2);
         assert!(plan.conflict);
         assert_eq!(
@@ -328,7 +460,7 @@ mod tests {
 
     #[test]
     fn mesh_delete_of_synced_key_propagates_and_unknown_absence_does_not() {
-        let prev = [Some(Some(5)), Some(Some(9))];
+        let prev = [at(5), at(9)];
         let plan = mesh(&[None, item("v", 0, 9)], &prev, 2);
         assert_eq!(
             plan.actions,
@@ -348,14 +480,15 @@ mod tests {
     #[test]
     fn another_marker_bit_is_the_one_written_and_ignored() {
         const BIT: u32 = 0x0100_0000;
-        let plan = super::mesh(&[item("a", 1, 5), None], &[None, None], 2, BIT);
+        let plan = super::mesh(&[item("a", 1, 5), None], &[None, None], 2, BIT, NOW);
         assert!(matches!(plan.actions[..], [Action::Copy { flags, .. }] if flags == 1 | BIT));
         assert!(
             super::mesh(
                 &[item("a", 1, 5), item("a", 1 | BIT, 9)],
                 &[None, None],
                 2,
-                BIT
+                BIT,
+                NOW
             )
             .actions
             .is_empty()
@@ -374,6 +507,76 @@ mod tests {
             [Action::Copy {
                 node: 0,
                 from: 1,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn an_expiry_never_deletes_a_newer_write_elsewhere() {
+        // In sync with a 2 s TTL; node 1's copy expired (its time is up),
+        // then a client rewrote node 0 with a long TTL: copied, not deleted.
+        let prev = [until(5, NOW - 100), until(9, NOW - 100)];
+        let plan = mesh(&[with_ttl(item("new", 0, 6), 3600), None], &prev, 2);
+        assert_eq!(
+            plan.actions,
+            vec![Action::Copy {
+                node: 1,
+                from: 0,
+                flags: FLAGS_REPLICATED,
+                expect: Expect::Absent
+            }]
+        );
+        // The same within the slack before the remembered expiry.
+        let prev = [until(5, NOW + 1_500), until(9, NOW + 1_500)];
+        let plan = mesh(&[with_ttl(item("new", 0, 6), 3600), None], &prev, 2);
+        assert!(matches!(plan.actions[..], [Action::Copy { node: 1, .. }]));
+        // Expired on node 0, rewritten on node 1 (another value): copied.
+        let plan = mesh(&[None, with_ttl(item("b", 0, 10), 3600)], &prev, 2);
+        assert!(matches!(
+            plan.actions[..],
+            [Action::Copy {
+                node: 0,
+                from: 1,
+                expect: Expect::Absent,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_delete_well_before_the_expiry_still_wins() {
+        let prev = [until(5, NOW + 60_000), until(9, NOW + 60_000)];
+        let plan = mesh(&[with_ttl(item("new", 0, 6), 3600), None], &prev, 2);
+        assert_eq!(
+            plan.actions,
+            vec![Action::Delete {
+                node: 0,
+                expect: Expect::Cas(6)
+            }]
+        );
+    }
+
+    #[test]
+    fn an_expired_copy_takes_the_unchanged_rest_with_it_unless_touched_longer() {
+        let prev = [until(5, NOW + 1_000), until(9, NOW + 1_000)];
+        // Node 0 still holds the in-sync item, one second left: it goes too.
+        let plan = mesh(&[with_ttl(item("v", 0, 5), 1), None], &prev, 2);
+        assert_eq!(
+            plan.actions,
+            vec![Action::Delete {
+                node: 0,
+                expect: Expect::Cas(5)
+            }]
+        );
+        // Node 0's item was touched to an hour: it lives on, copied back.
+        let plan = mesh(&[with_ttl(item("v", 0, 5), 3600), None], &prev, 2);
+        assert!(matches!(
+            plan.actions[..],
+            [Action::Copy {
+                node: 1,
+                from: 0,
+                expect: Expect::Absent,
                 ..
             }]
         ));

@@ -8,7 +8,9 @@
 //!
 //! A clean stop writes, per link: its nodes, each node's run token (the
 //! value of [`crate::RUN_MARKER`] on it) and, per key, the CAS unique each
-//! node held when the key was last in sync. A start reads it back and the
+//! node held when the key was last in sync, with when that item expires
+//! (so that its absence after a restart is still told from a delete;
+//! entries without it, from older files, count as never expiring). A start reads it back and the
 //! copiers use an entry only for nodes whose run token is still the same:
 //! a CAS unique means something only within one run of one server, and
 //! within one run memcached never hands out the same one twice, so an
@@ -25,7 +27,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::reconcile::Prev;
+use crate::reconcile::{self, Prev};
 
 /// The file's format; another number is ignored.
 const FORMAT: u32 = 1;
@@ -39,11 +41,15 @@ pub(crate) struct Known {
     pub(crate) keys: HashMap<String, Vec<Prev>>,
 }
 
-/// One node's item in the file: present at a CAS unique, or absent.
+/// One node's item in the file: present at a CAS unique (never expiring,
+/// or saved by a version that did not keep expiries), present at a CAS
+/// unique until a Unix time in milliseconds, or absent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Held {
     #[serde(rename = "c")]
     Cas(u64),
+    #[serde(rename = "e")]
+    CasUntil(u64, u64),
     #[serde(rename = "a")]
     Absent,
 }
@@ -107,7 +113,14 @@ pub(crate) fn load(path: &Path, name: &str, nodes: &[String]) -> Option<Known> {
             let prev = held
                 .into_iter()
                 .map(|h| match h? {
-                    Held::Cas(cas) => Some(Some(cas)),
+                    Held::Cas(cas) => Some(Some(reconcile::Held {
+                        cas,
+                        expires_ms: None,
+                    })),
+                    Held::CasUntil(cas, until) => Some(Some(reconcile::Held {
+                        cas,
+                        expires_ms: Some(until),
+                    })),
                     Held::Absent => Some(None),
                 })
                 .collect();
@@ -147,7 +160,10 @@ pub(crate) fn save(
                     .iter()
                     .zip(&valid)
                     .map(|(p, &ok)| match (ok, p) {
-                        (true, Some(Some(cas))) => Some(Held::Cas(*cas)),
+                        (true, Some(Some(h))) => Some(match h.expires_ms {
+                            Some(until) => Held::CasUntil(h.cas, until),
+                            None => Held::Cas(h.cas),
+                        }),
                         (true, Some(None)) => Some(Held::Absent),
                         _ => None,
                     })
@@ -192,6 +208,20 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn at(cas: u64) -> Prev {
+        Some(Some(reconcile::Held {
+            cas,
+            expires_ms: None,
+        }))
+    }
+
+    fn until(cas: u64, expires_ms: u64) -> Prev {
+        Some(Some(reconcile::Held {
+            cas,
+            expires_ms: Some(expires_ms),
+        }))
+    }
+
     fn nodes() -> Vec<String> {
         vec!["a:1".into(), "b:2".into()]
     }
@@ -203,14 +233,14 @@ mod tests {
         let path = dir.join("state.json");
         let first = Known {
             tokens: vec![Some(b"ta".to_vec()), Some(b"tb".to_vec())],
-            keys: HashMap::from([("k".to_owned(), vec![Some(Some(7)), Some(Some(9))])]),
+            keys: HashMap::from([("k".to_owned(), vec![at(7), until(9, 1_700_000_000_123)])]),
         };
         // A second copier saw node b in another run: its b entries are void.
         let second = Known {
             tokens: vec![Some(b"ta".to_vec()), Some(b"other".to_vec())],
             keys: HashMap::from([
-                ("j".to_owned(), vec![Some(Some(1)), Some(Some(2))]),
-                ("gone".to_owned(), vec![None, Some(Some(3))]),
+                ("j".to_owned(), vec![at(1), at(2)]),
+                ("gone".to_owned(), vec![None, at(3)]),
             ]),
         };
         save(
@@ -223,8 +253,8 @@ mod tests {
             known.tokens,
             vec![Some(b"ta".to_vec()), Some(b"tb".to_vec())]
         );
-        assert_eq!(known.keys["k"], vec![Some(Some(7)), Some(Some(9))]);
-        assert_eq!(known.keys["j"], vec![Some(Some(1)), None]);
+        assert_eq!(known.keys["k"], vec![at(7), until(9, 1_700_000_000_123)]);
+        assert_eq!(known.keys["j"], vec![at(1), None]);
         // Nothing valid is left of "gone": not saved at all.
         assert!(!known.keys.contains_key("gone"));
         // Another link name, other nodes, garbage: no state.
