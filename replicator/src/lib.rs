@@ -156,7 +156,7 @@
 //! `_feed_gaps_total`, `_copied_total`, `_deleted_total`, `_touched_total`,
 //! `_unchanged_total`, `_conflicts_total`, `_retries_total`,
 //! `_errors_total`, `_resyncs_total`, `_resync_failures_total`,
-//! `_state_saves_total` (counters); `replicator_resync_running`,
+//! `_state_saves_total`, `_heartbeats_total` (counters); `replicator_resync_running`,
 //! `_resync_keys`, `_feeds_connected`, `_queue_depth`,
 //! `replicator_resync_last_end_timestamp_seconds` (Unix time the last
 //! comparison ended), `replicator_resync_last_duration_seconds`,
@@ -193,6 +193,8 @@
 //! - `resync.rs`: the comparisons, one at a time, and the state saves.
 //! - `keylist.rs`: the key-list comparisons and their pacing.
 //! - `monitor.rs`: per node, notices it coming back (or back empty).
+//! - `heartbeat.rs`: per source, the write that keeps memcached's logger
+//!   thread awake (feed lines in ms after an idle spell, not 100s of ms).
 //! - `queues.rs`: the copiers' jobs and queues (a key, one copier).
 //! - `shared.rs`: what a link's tasks share (a leaf).
 //! - `run_marker.rs`: [`RUN_MARKER`] and telling one server run from the
@@ -210,6 +212,7 @@ pub mod config;
 mod copier;
 pub mod error;
 mod gids;
+mod heartbeat;
 mod keylist;
 mod link;
 pub mod metrics;
@@ -229,6 +232,7 @@ use tokio::sync::watch;
 
 pub use config::{Config, FileConfig, Topology};
 pub use error::{Error, Result};
+pub use heartbeat::HEARTBEAT_KEY;
 pub use metrics::LinkMetrics;
 pub use run_marker::RUN_MARKER;
 

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::copier::Copier;
 use crate::error::{Error, Result};
 use crate::gids::{GidWindow, line_gid};
+use crate::heartbeat::heartbeat;
 use crate::metrics::LinkMetrics;
 use crate::monitor::monitor;
 use crate::queues::{Job, Queues, shard_of};
@@ -96,6 +97,13 @@ impl Link {
         }
         let queues = Queues(Arc::new(senders));
         let mut producers = Vec::new();
+        for &node in &sources {
+            producers.push(tokio::spawn(heartbeat(
+                Arc::clone(&shared),
+                node,
+                stop.clone(),
+            )));
+        }
         for node in sources {
             producers.push(tokio::spawn(feed(
                 Arc::clone(&shared),

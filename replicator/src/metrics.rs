@@ -68,6 +68,8 @@ pub struct LinkMetrics {
     /// Saves of the state file after a comparison (master↔master with
     /// `state_file`).
     pub state_saves: AtomicU64,
+    /// Heartbeat writes to the sources (`Config::feed_heartbeat`).
+    pub heartbeats: AtomicU64,
     /// When the last full comparison ended, milliseconds since the Unix
     /// epoch (0: none yet).
     pub resync_last_end_ms: AtomicU64,
@@ -184,7 +186,7 @@ type SecondsGauge = (&'static str, &'static str, fn(&LinkMetrics) -> f64);
 /// Renders every link's counters in Prometheus text format.
 pub fn render(links: &[(String, &LinkMetrics)]) -> String {
     let mut out = String::new();
-    let series: [Series; 21] = [
+    let series: [Series; 22] = [
         (
             "replicator_events_total",
             "counter",
@@ -286,6 +288,12 @@ pub fn render(links: &[(String, &LinkMetrics)]) -> String {
             "counter",
             "saves of the state file after a comparison",
             |m| &m.state_saves,
+        ),
+        (
+            "replicator_heartbeats_total",
+            "counter",
+            "heartbeat writes that keep the sources' logger threads awake",
+            |m| &m.heartbeats,
         ),
         (
             "replicator_key_lists_total",

@@ -29,7 +29,9 @@ pub const RUN_MARKER: &str = "memorycached.replicator.run";
 /// delete markers stores leave (`backend_memcached::delete_marker`),
 /// which stand for a delete on their own server only.
 pub(crate) fn replicated(key: &str) -> bool {
-    key != RUN_MARKER && backend_memcached::delete_marker::deleted_by_marker(key).is_none()
+    key != RUN_MARKER
+        && key != crate::HEARTBEAT_KEY
+        && backend_memcached::delete_marker::deleted_by_marker(key).is_none()
 }
 
 /// Which run of a server we talk to: its `pid` and start time

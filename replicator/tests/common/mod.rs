@@ -75,8 +75,10 @@ pub async fn dumped_keys(server: &Server) -> BTreeSet<String> {
     for _ in 0..3 {
         keys.extend(c.dump_keys().await.unwrap().into_iter().map(|k| k.key));
     }
-    // The replicator's own key, different on every node by design.
+    // The replicator's own keys: the run marker, different on every node
+    // by design, and the heartbeat, on sources only.
     keys.remove(replicator::RUN_MARKER);
+    keys.remove(replicator::HEARTBEAT_KEY);
     keys
 }
 
