@@ -48,7 +48,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     /// TOML file: master, slaves, peers, resync_interval_secs, shards,
     /// queue_capacity, io_timeout_ms, drain_timeout_ms, metrics,
-    /// state_file, marker_flag, key_list_interval_ms. Flags given here
+    /// state_file, marker_flag, key_list_interval_ms, feed_heartbeat_ms (a
+    /// write to each source this often keeps its watch lines prompt; 0:
+    /// none; default 20). Flags given here
     /// override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
