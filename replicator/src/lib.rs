@@ -97,10 +97,11 @@
 //! when the key was last in sync. On a difference, the peers whose item
 //! changed since then are the candidates:
 //!
-//! 1. a candidate that *lost* an item that was in sync was **deleted**
-//!    there (a raw `delete` by any client, a Perl logout, an expiry, or an
-//!    eviction): the key is deleted on every peer, and a delete wins over a
-//!    concurrent write elsewhere, so a logout sticks;
+//! 1. a candidate that *lost* an item that was in sync, before its
+//!    remembered expiry, was **deleted** there (a raw `delete` by any
+//!    client, a Perl logout, or an eviction): the key is deleted on every
+//!    peer, and a delete wins over a concurrent write elsewhere, so a
+//!    logout sticks;
 //! 2. otherwise the candidate's value is copied to the others; among
 //!    several candidates (concurrent writes of one key on two masters) an
 //!    unmarked item beats a marked one and then **the first peer in
@@ -117,12 +118,24 @@
 //!    start uses it for every peer still in the same run (`state.rs`). One made
 //!    while it runs is never undone.
 //!
-//! **Evictions and expiry** are treated as deletes (memcached 1.6.18 tells
-//! neither apart from a delete without extra watchers): an item evicted on
-//! one master is removed from the others at the next resync. For sessions
+//! **Expiry is not a delete.** The in-sync memory keeps, with each peer's
+//! CAS, when its item expires (remaining TTL plus the time it was seen).
+//! A peer that lacks the key at (or within 2 s of) that time lost it to its
+//! TTL: that decides nothing, so a newer write on another peer is copied
+//! to it, never deleted. This matters because memcached counts TTLs in
+//! whole seconds of its own clock: a copy can expire up to a second before
+//! its original, and a login landing on the original's side in that second
+//! (session-core's emptied index records live 2 s) was deleted on both
+//! peers as if the expiry had been a logout. With no newer write anywhere,
+//! what is left of the expiring item is deleted at its CAS (so a delete in
+//! its last seconds sticks), unless a touch has lengthened it since (then
+//! it is copied back). Details in `reconcile.rs`.
+//!
+//! **Evictions** are treated as deletes (memcached 1.6.18 tells them
+//! apart from a delete only with extra watchers): an item evicted on one
+//! master is removed from the others at the next resync. For sessions
 //! that is the outcome of a single server too (the session is gone); give
-//! peers the same memory so that evictions are rare. Expiry happens at the
-//! same time on every peer anyway, since TTLs are copied.
+//! peers the same memory so that evictions are rare.
 //!
 //! **Delete latency**, by memcached version (measured by
 //! `tests/deletes.rs` with plain-text deletes as Perl sends them, and by
