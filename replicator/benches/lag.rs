@@ -15,18 +15,24 @@
 //!   the other, each timed until the key is gone from the slave; ops =
 //!   deletes, ops_per_s = deletes per second of that loop, p50/p99 the
 //!   delay.
+//! - **Marker delete delay** (`replication_marker_delete/<version>/<keys>`):
+//!   the same, each delete made through session-core's memcached store
+//!   with `delete_markers=1` (the bridge, sessionctl, Rust apps).
 //! - **Key lists** (`replication_key_list/<version>/<keys>`, 1.6.18 only):
 //!   while the pair is idle, ops = key-list comparisons in 5 s (at least
 //!   two, within a minute), ops_per_s
-//!   their rate, p50/p99 their duration; the process's CPU share over
-//!   that window is printed (utime + stime from /proc/self/stat).
+//!   their rate, p50/p99 their duration. Their CPU
+//!   (`replication_key_list_cpu/<version>/<keys>`): the process's CPU
+//!   (utime + stime from /proc/self/stat) over that window, p50_us = per
+//!   comparison (mean, not a percentile), ops_per_s = the share of one
+//!   core in percent; the bench's own idle polling is in it.
 //!
 //! One JSON object per row goes to `MEMORYCACHED_BENCH_OUT` (name, ops,
 //! errors = keys never seen or deletes never arriving, ops_per_s, p50_us,
 //! p99_us, first_error); `MEMORYCACHED_BENCH_QUICK` runs one short rate and
-//! 10k keys with three deletes. A human summary goes to stdout. 1M keys is
-//! not run: filling and comparing it takes longer than the section's few
-//! minutes.
+//! 10k keys with three deletes; the full run adds 100k and 1M keys (1M:
+//! three deletes, each waiting for a paced key list: minutes). A human
+//! summary goes to stdout.
 
 use std::collections::VecDeque;
 use std::io::Write as _;
@@ -338,12 +344,13 @@ async fn deletes(
             }
         }
         let window = at0.elapsed();
-        let cpu = match (cpu0, cpu_time()) {
-            (Some(a), Some(b)) => format!(
-                "{:.1}%",
-                (b - a).as_secs_f64() / window.as_secs_f64() * 100.0
-            ),
-            _ => "?".to_owned(),
+        let spent = match (cpu0, cpu_time()) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let cpu = match spent {
+            Some(d) => format!("{:.1}%", d.as_secs_f64() / window.as_secs_f64() * 100.0),
+            None => "?".to_owned(),
         };
         durations.sort();
         let comparisons = last - lists0;
@@ -362,6 +369,19 @@ async fn deletes(
                 "p99_us": pct(&durations, 0.99),
             }),
         )?;
+        if let Some(spent) = spent {
+            emit(
+                out,
+                json!({
+                    "name": format!("replication_key_list_cpu/{version}/{label}"),
+                    "ops": comparisons,
+                    "errors": 0,
+                    "ops_per_s": spent.as_secs_f64() / window.as_secs_f64() * 100.0,
+                    "p50_us": spent.as_secs_f64() * 1e6 / comparisons.max(1) as f64,
+                    "p99_us": null,
+                }),
+            )?;
+        }
     }
     let mut text = tokio::net::TcpStream::connect(&p.m).await?;
     let mut reader = RawConnection::connect(&p.s, Duration::from_secs(5)).await?;
@@ -414,6 +434,68 @@ async fn deletes(
             "p99_us": pct(&delays, 0.99),
             "first_error": first_error,
         }),
+    )?;
+    marker_deletes(p, version, &label, keys, count, out).await
+}
+
+/// The marker-delete row: `count` deletes through session-core's memcached
+/// store with `delete_markers=1`, each timed until gone from the slave.
+async fn marker_deletes(
+    p: &Pair,
+    version: &str,
+    label: &str,
+    keys: usize,
+    count: usize,
+    out: &mut Option<std::fs::File>,
+) -> Res<()> {
+    use session_core::Store as _;
+    let store = backend_memcached::MemcachedStore::from_url(&format!(
+        "memcached://{}?delete_markers=1",
+        p.m
+    ))?;
+    let mut reader = RawConnection::connect(&p.s, Duration::from_secs(5)).await?;
+    let (mut delays, mut lost, mut first_error) = (Vec::new(), 0, None);
+    let started = Instant::now();
+    for i in 0..count {
+        // Other keys than the raw deletes took (those are spread from 0).
+        let key = format!("del:{}", i * (keys / count.max(1)) + 1);
+        let at = Instant::now();
+        if !store.delete(&key).await? {
+            first_error.get_or_insert_with(|| format!("{key} was not on the master"));
+            continue;
+        }
+        loop {
+            if reader.get_many(&[key.as_str()]).await?[0].is_none() {
+                delays.push(at.elapsed());
+                break;
+            }
+            if at.elapsed() > DELETE_GIVE_UP {
+                lost += 1;
+                first_error.get_or_insert_with(|| format!("{key} still on the slave"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let elapsed = started.elapsed();
+    delays.sort();
+    println!(
+        "  {version} {label} keys: marker delete p50 {:.1} ms  p99 {:.1} ms  ({} deletes, {lost} lost)",
+        pct(&delays, 0.5) / 1000.0,
+        pct(&delays, 0.99) / 1000.0,
+        delays.len()
+    );
+    emit(
+        out,
+        json!({
+            "name": format!("replication_marker_delete/{version}/{label}"),
+            "ops": delays.len(),
+            "errors": lost,
+            "ops_per_s": delays.len() as f64 / elapsed.as_secs_f64(),
+            "p50_us": pct(&delays, 0.5),
+            "p99_us": pct(&delays, 0.99),
+            "first_error": first_error,
+        }),
     )
 }
 
@@ -438,7 +520,7 @@ async fn run() -> Res<()> {
     let sizes: &[(usize, usize)] = if quick {
         &[(10_000, 3)]
     } else {
-        &[(10_000, 20), (100_000, 10)]
+        &[(10_000, 20), (100_000, 10), (1_000_000, 3)]
     };
     for version in ["1.6.18", "1.6.38"] {
         println!("memcached {version}, master -> slave on loopback");
