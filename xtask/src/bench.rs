@@ -119,6 +119,11 @@ pub const SECTIONS: &[(&str, &str, &str)] = &[
         "lag",
         "Replication lag: a write on the master until it is visible on the slave",
     ),
+    (
+        "replicator",
+        "catch_up",
+        "Replication catch-up: a slave restarted empty, time until its keys are back and the lag of new writes meanwhile",
+    ),
 ];
 
 /// memcached's memory: enough that nothing one section writes is evicted (a

@@ -57,7 +57,12 @@ pub(crate) fn build() -> anyhow::Result<Binaries> {
         sessionctl: dir.join("sessionctl"),
         example_app: dir.join("examples/app"),
     };
-    for path in [&bins.soap_bridge, &bins.replicator, &bins.sessionctl, &bins.example_app] {
+    for path in [
+        &bins.soap_bridge,
+        &bins.replicator,
+        &bins.sessionctl,
+        &bins.example_app,
+    ] {
         exists(path)?;
     }
     Ok(bins)

@@ -169,6 +169,15 @@ impl Timeline {
             .map(|(kill, _, _)| *kill)
     }
 
+    /// The kill of the replicator whose outage (until it was back and had
+    /// had the copy delay to compare) covers `at`, if one does.
+    pub(crate) fn replicator_down(&self, at: f64) -> Option<f64> {
+        self.replicator_kills
+            .iter()
+            .find(|(kill, back, _)| *kill <= at && at <= *back + self.copy_ms)
+            .map(|(kill, _, _)| *kill)
+    }
+
     /// Whether `node`'s bridge was being restarted during `start..=end`.
     pub(crate) fn bridge_down(&self, node: Node, start: f64, end: f64) -> bool {
         self.bridge_down
