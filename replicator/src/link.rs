@@ -217,7 +217,7 @@ async fn feed_once(
     // Overflow inside memcached (lines dropped before any watcher got
     // them) shows only in its counters: a separate task polls them, so
     // the line reader is never cancelled mid-line.
-    let mut stats = RawConnection::connect(addr, timeout).await?;
+    let mut stats = RawConnection::connect(target, timeout).await?;
     let mut baseline = dropped_lines(&mut stats).await?;
     shared
         .metrics

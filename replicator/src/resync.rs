@@ -206,7 +206,7 @@ async fn resync_once(
     // maintainer moves between segments during the walk (measured: ~0.5%
     // of keys written during a flood were missing from one dump).
     let dumps = async {
-        for addr in &shared.nodes {
+        for addr in &shared.targets {
             let mut c = RawConnection::connect(addr, shared.config.dump_timeout).await?;
             // Leaves the node's run marker now, once, rather than in a race
             // between copiers that connect at the same moment.
