@@ -266,16 +266,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         "http"
     };
+    // The URL as it may be shown: a `user:password@` loses its password.
+    let store = backend_memcached::redact_url(&config.store);
     println!(
         "soap-bridge listening on {scheme}://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
          WSDL at /?wsdl, JSON at /sessions, LemonLDAP::NG at /llng/soap and /llng/sessions) \
-         with store {}",
-        config.store
+         with store {store}"
     );
     if config.admin.enabled {
         println!("soap-bridge: session explorer at {scheme}://{addr}/admin/");
     }
-    tracing::info!(%addr, store = %config.store, auth = config.auth.is_some(), tls = config.tls.enabled(), "serving");
+    tracing::info!(%addr, %store, auth = config.auth.is_some(), tls = config.tls.enabled(), "serving");
     soap_bridge::serve_state(state, listener, shutdown).await?;
     Ok(())
 }
