@@ -54,7 +54,7 @@ use crate::error::Error;
 pub const MAX_BODY_LIMIT: usize = 64 << 20;
 
 /// The bridge's settings. `Default` is what `cargo run -p soap-bridge` uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address to listen on (loopback by default).
@@ -182,6 +182,30 @@ impl Default for LlngConfig {
             // LL::NG's default `restClockTolerance`.
             clock_tolerance_secs: 15,
         }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    // The store URLs may hold a password: `Debug` shows them redacted.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("store", &store_url::redact(&self.store))
+            .field("local", &self.local.as_deref().map(store_url::redact))
+            .field("timeout", &self.timeout)
+            .field("principal", &self.principal)
+            .field("codec", &self.codec)
+            .field("body_limit", &self.body_limit)
+            .field("header_timeout_ms", &self.header_timeout_ms)
+            .field("body_timeout_ms", &self.body_timeout_ms)
+            .field("shutdown_grace_ms", &self.shutdown_grace_ms)
+            .field("auth", &self.auth)
+            .field("principal_index", &self.principal_index)
+            .field("admin", &self.admin)
+            .field("llng", &self.llng)
+            .field("tls", &self.tls)
+            .field("seal", &self.seal)
+            .finish()
     }
 }
 

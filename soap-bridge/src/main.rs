@@ -267,7 +267,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "http"
     };
     // The URL as it may be shown: a `user:password@` loses its password.
-    let store = backend_memcached::redact_url(&config.store);
+    let store = store_url::redact(&config.store);
     println!(
         "soap-bridge listening on {scheme}://{addr}/ (SOAP at / and /cgi-bin/MemcachedSOAP.cgi, \
          WSDL at /?wsdl, JSON at /sessions, LemonLDAP::NG at /llng/soap and /llng/sessions) \

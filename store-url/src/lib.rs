@@ -87,6 +87,14 @@ pub enum Error {
 /// The principal store, and the read-first local store when one was given.
 pub type Stores = (Arc<dyn Store>, Option<Arc<dyn Store>>);
 
+/// `url` with its password, if it has one, replaced by `***`: what may be
+/// printed or logged of a store URL.
+pub fn redact(url: &str) -> String {
+    // Both backends spell credentials as `USER:PASSWORD@` before the hosts,
+    // so memcached's redaction serves every scheme.
+    backend_memcached::redact_url(url)
+}
+
 /// Opens the principal store named by `url`, and the optional read-first
 /// `local` store (the original's `local` argument). `local` is a URL too, or
 /// a bare `HOST:PORT`, which means `memcached://HOST:PORT`.

@@ -174,3 +174,19 @@ fn llng_section() {
     );
     assert!(Config::from_toml("[llng]\nnope = 1\n").is_err());
 }
+
+#[test]
+fn debug_output_hides_the_store_passwords() {
+    let config = Config {
+        store: "memcacheds://app:s3cret-pw@10.0.0.1:11211?ca=/etc/ca.pem".into(),
+        local: Some("redis://app:l0cal-pw@127.0.0.1:6379".into()),
+        ..Config::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(!shown.contains("l0cal-pw"), "{shown}");
+    assert!(
+        shown.contains("memcacheds://app:***@10.0.0.1:11211"),
+        "{shown}"
+    );
+}
