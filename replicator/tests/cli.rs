@@ -12,10 +12,10 @@
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
 use replicator::FileConfig;
+use test_support::child::{assert_one_line_failure, run, sigterm, wait_for_text};
 
 const BIN: &str = env!("CARGO_BIN_EXE_replicator");
 
@@ -44,81 +44,6 @@ fn closed() -> String {
         .to_string()
 }
 
-/// Waits (polling, 30 s deadline) for `child` to exit.
-fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what}: still running after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs to its end (30 s deadline) and returns the output.
-fn run(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, what);
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-/// Asserts a failure: non-zero exit and exactly one stderr line, which
-/// starts with `error: ` and holds every one of `needles`.
-fn one_line_failure(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit 0; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for needle in needles {
-        assert!(lines[0].contains(needle), "{needle:?} missing: {stderr}");
-    }
-}
-
-/// Polls `file` (30 s deadline) until it holds `needle`; returns its text.
-fn wait_for_text(file: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} not in {} after 30 s:\n{text}",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Starts a master -> slave daemon on closed ports with the metrics server
 /// on a free port, `stream` (stdout or stderr) to `log`.
 fn start(log: &Path, stream: &str) -> Child {
@@ -140,15 +65,6 @@ fn start(log: &Path, stream: &str) -> Child {
         command.stdout(Stdio::piped()).stderr(file());
     }
     command.spawn().unwrap()
-}
-
-fn sigterm(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(wait_exit(child, "after SIGTERM").success());
 }
 
 #[test]
@@ -208,7 +124,7 @@ fn logs_are_plain_off_a_terminal_and_the_health_probe_sees_the_daemon() {
 
     let out = run(replicator(&["--health-probe", &metrics]), "probe, stopped");
     assert_eq!(out.status.code(), Some(1));
-    one_line_failure(&out, &[&metrics]);
+    assert_one_line_failure(&out, &[&metrics]);
 
     let mut child = start(&log, "stdout");
     wait_for_text(&log, "replicator started");
@@ -235,10 +151,10 @@ fn configuration_errors_are_one_line_even_with_backtraces_on() {
     command.env("RUST_BACKTRACE", "1");
     let out = run(command, "unknown key");
     assert_eq!(out.status.code(), Some(2));
-    one_line_failure(&out, &[path, "line 2", "unknown field `peer`"]);
+    assert_one_line_failure(&out, &[path, "line 2", "unknown field `peer`"]);
 
     let missing = dir.join("missing.toml");
-    one_line_failure(
+    assert_one_line_failure(
         &run(
             replicator(&["--config", missing.to_str().unwrap()]),
             "missing file",
@@ -247,7 +163,7 @@ fn configuration_errors_are_one_line_even_with_backtraces_on() {
     );
     let mut command = replicator(&["--master", "127.0.0.1:1"]);
     command.env("RUST_BACKTRACE", "1");
-    one_line_failure(&run(command, "no slave"), &["at least one slave"]);
+    assert_one_line_failure(&run(command, "no slave"), &["at least one slave"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -260,7 +176,7 @@ fn a_busy_metrics_port_is_one_line_naming_the_address() {
         replicator(&["--master", &master, "--slave", &slave, "--metrics", &addr]),
         "busy port",
     );
-    one_line_failure(&out, &[&addr]);
+    assert_one_line_failure(&out, &[&addr]);
     drop(taken);
 }
 

@@ -12,10 +12,10 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
 use soap_bridge::Config;
+use test_support::child::{assert_one_line_failure, run, sigterm};
 
 const BIN: &str = env!("CARGO_BIN_EXE_soap-bridge");
 
@@ -33,64 +33,6 @@ fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bridge-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Waits (polling, 30 s deadline) for `child` to exit.
-fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{what}: still running after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs to its end (30 s deadline) and returns the output.
-fn run(mut command: Command, what: &str) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, what);
-    let mut stdout = Vec::new();
-    let mut stderr = Vec::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_end(&mut stdout)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_end(&mut stderr)
-        .unwrap();
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-/// Asserts a failure: non-zero exit and exactly one stderr line, which
-/// starts with `error: ` and holds every one of `needles`.
-fn one_line_failure(out: &Output, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "exit 0; stderr: {stderr}");
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
-    assert!(lines[0].starts_with("error: "), "{stderr}");
-    for needle in needles {
-        assert!(lines[0].contains(needle), "{needle:?} missing: {stderr}");
-    }
 }
 
 /// Starts the bridge on a free port; returns it and the address it printed.
@@ -121,15 +63,6 @@ fn start(
         .parse()
         .unwrap();
     (child, addr, out)
-}
-
-fn sigterm(child: &mut Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(wait_exit(child, "after SIGTERM").success());
 }
 
 /// A port nothing listens on (bound, then let go).
@@ -196,7 +129,7 @@ fn health_probe_answers_for_a_running_bridge_only() {
         "probe of a closed port",
     );
     assert_eq!(out.status.code(), Some(1));
-    one_line_failure(&out, &[&closed]);
+    assert_one_line_failure(&out, &[&closed]);
 
     // Something answering, but not 200: unhealthy.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -216,7 +149,7 @@ fn health_probe_answers_for_a_running_bridge_only() {
     });
     let out = run(bridge(&["--health-probe", &addr]), "probe of a 503");
     assert_eq!(out.status.code(), Some(1));
-    one_line_failure(&out, &["503"]);
+    assert_one_line_failure(&out, &["503"]);
     assert!(
         server
             .join()
@@ -256,7 +189,7 @@ fn logs_have_no_colour_codes_off_a_terminal_and_go_to_stdout_when_asked() {
 fn a_configuration_error_is_one_line_even_with_backtraces_on() {
     let mut command = bridge(&["--admin", "--listen", "127.0.0.1:0"]);
     command.env("RUST_BACKTRACE", "1");
-    one_line_failure(&run(command, "--admin without [auth]"), &["[auth]"]);
+    assert_one_line_failure(&run(command, "--admin without [auth]"), &["[auth]"]);
 
     let dir = scratch("config");
     let file = dir.join("bridge.toml");
@@ -264,12 +197,12 @@ fn a_configuration_error_is_one_line_even_with_backtraces_on() {
     let file_arg = file.to_str().unwrap();
     let mut command = bridge(&["--config", file_arg]);
     command.env("RUST_BACKTRACE", "1");
-    one_line_failure(
+    assert_one_line_failure(
         &run(command, "unknown key"),
         &[file_arg, "line 2", "unknown field `listen_on`"],
     );
     let missing = dir.join("missing.toml");
-    one_line_failure(
+    assert_one_line_failure(
         &run(
             bridge(&["--config", missing.to_str().unwrap()]),
             "missing file",
@@ -284,7 +217,7 @@ fn a_busy_port_is_one_line_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = run(bridge(&["--listen", &addr]), "busy port");
-    one_line_failure(&out, &[&addr]);
+    assert_one_line_failure(&out, &[&addr]);
     drop(taken);
 }
 

@@ -87,6 +87,7 @@
 
 pub mod bench;
 mod binary;
+pub mod child;
 mod cluster;
 mod daemon;
 mod docker;

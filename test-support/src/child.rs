@@ -1,0 +1,103 @@
+//! Running one of the project's own binaries in a test: wait for it with a
+//! deadline, collect its output, stop it with SIGTERM, and the one shape
+//! every fatal error of a binary must have. Shared by the binaries' `cli.rs`
+//! tests, which check what packaging relies on.
+//!
+//! These are test helpers: they panic with a message saying what did not
+//! happen, as an assertion would.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a child may take to exit, or a file to show a text.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Waits (polling, 30 s deadline) for `child` to exit; kills it and panics
+/// naming `what` when it does not.
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) => {}
+            Err(e) => panic!("{what}: cannot wait for the child: {e}"),
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}: still running after {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `command` to its end (30 s deadline), stdin closed, and returns
+/// its output.
+pub fn run(mut command: Command, what: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let status = wait_exit(&mut child, what);
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_end(&mut stderr);
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Sends SIGTERM to `child` and asserts it exits 0 within the deadline.
+pub fn sigterm(child: &mut Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(
+        sent.as_ref().is_ok_and(ExitStatus::success),
+        "kill -TERM {}: {sent:?}",
+        child.id()
+    );
+    let status = wait_exit(child, "after SIGTERM");
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+/// Asserts a fatal error as the binaries print it: a non-zero exit and
+/// exactly one stderr line, starting `error: ` and holding every one of
+/// `needles`.
+pub fn assert_one_line_failure(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exit 0; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(lines[0].contains(needle), "{needle:?} missing: {stderr}");
+    }
+}
+
+/// Polls `file` (30 s deadline) until it holds `needle`; returns its text.
+pub fn wait_for_text(file: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} not in {} after {DEADLINE:?}:\n{text}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
