@@ -359,6 +359,12 @@ impl Copier {
         }
         let server = &self.shared.nodes[node];
         tracing::info!(link = %self.shared.name, %server, why, "keys are compared afresh");
+        // The node lost its items: have them all compared now. A copier
+        // often meets the new run before the monitor's next look (a write
+        // to copy right after the restart), and on a server with a
+        // deletions feed no key list would find the missing keys: they
+        // waited for the periodic comparison (issue #23).
+        self.shared.resync_at_once();
     }
 
     /// Reads every key of the batch on every node (one round trip per

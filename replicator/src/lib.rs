@@ -37,7 +37,8 @@
 //!   `log_watcher_skipped` growing, i.e. lines it dropped for a slow
 //!   watcher; a failed copy), as soon as a node answers again after a
 //!   failure or as a new run (restarted, flushed: a monitor per node looks
-//!   every `stats_poll`), and every `resync_interval` after the last one
+//!   at start and every `stats_poll`; a copier that meets the new run
+//!   first starts it too), and every `resync_interval` after the last one
 //!   ended. One runs at a time: one that overruns its interval is never
 //!   started twice. Progress is logged every 10 000 keys.
 //! - **Lost lines, not late ones.** memcached's worker threads write watch

@@ -8,7 +8,8 @@
 //! `stats` and the token under [`crate::RUN_MARKER`], one small round
 //! trip); when the node answers after a failure, or answers as another
 //! run, it wakes whoever waits out a backoff for that node (feed, copiers)
-//! and starts the link's comparison now.
+//! and starts the link's comparison now. The copiers also start it when
+//! they meet a new run first (`copier.rs`, `forget_node`).
 
 use std::sync::Arc;
 
@@ -26,13 +27,19 @@ pub(crate) async fn monitor(shared: Arc<LinkShared>, node: usize, mut stop: watc
     let mut last: Option<Epoch> = None;
     // Whether the last look failed (the node was away).
     let mut away = false;
+    // The first look is at once: it is the baseline a restart is told
+    // against. Taken one `stats_poll` late, a node restarted within that
+    // first spell (a bench restarted its slave 200 ms after the start)
+    // was never told from its previous run (issue #23).
+    let mut look_now = true;
     loop {
-        if pause(shared.config.stats_poll, &mut stop).await {
+        if !std::mem::take(&mut look_now) && pause(shared.config.stats_poll, &mut stop).await {
             return;
         }
         if conn.as_ref().is_some_and(RawConnection::is_broken) {
             conn = None;
         }
+        let had_conn = conn.is_some();
         let looked = async {
             if conn.is_none() {
                 conn = Some(RawConnection::connect(&target, shared.config.io_timeout).await?);
@@ -68,6 +75,10 @@ pub(crate) async fn monitor(shared: Arc<LinkShared>, node: usize, mut stop: watc
                 if !away {
                     tracing::debug!(link = %shared.name, server = %addr, error = %e, "monitor: no answer");
                 }
+                // A connection that worked broke: its server most likely
+                // restarted and is back already. One more look at once, on
+                // a fresh connection, rather than a `stats_poll` later.
+                look_now = had_conn && !away;
                 conn = None;
                 away = true;
             }
