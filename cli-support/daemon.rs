@@ -23,6 +23,60 @@ pub enum LogOutput {
     Stderr,
 }
 
+/// The flags both daemons take around their own work (flattened into their
+/// clap `Args`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Flags {
+    /// Where logs go: stderr (the default) or stdout (containers). Colour
+    /// only when that stream is a terminal.
+    #[arg(long, value_name = "STREAM", value_enum, default_value_t = LogOutput::Stderr)]
+    pub log_output: LogOutput,
+
+    /// Write the man page (roff) to stdout and exit (packaging).
+    #[arg(long, hide = true)]
+    pub print_man_page: bool,
+
+    /// GET http://HOST:PORT/healthz within 2 s; exit 0 on a 200, else 1.
+    /// Nothing else is done (no config is read): the OCI images'
+    /// HEALTHCHECK.
+    #[arg(long, hide = true, value_name = "HOST:PORT")]
+    pub health_probe: Option<String>,
+}
+
+/// A daemon's `main`: the man page or the health probe when asked (and
+/// nothing else), otherwise logging, a multi-thread runtime and `work`;
+/// a failure is one line on stderr and the exit code `failure`.
+pub fn main<F, Fut>(
+    flags: &Flags,
+    command: impl FnOnce() -> clap::Command,
+    work: F,
+    failure: ExitCode,
+) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    if flags.print_man_page {
+        return print_man_page(command());
+    }
+    if let Some(target) = &flags.health_probe {
+        return health_probe(target);
+    }
+    init_logging(flags.log_output);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("starting the runtime: {e}"))
+        .and_then(|rt| rt.block_on(work()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print_error(&e);
+            failure
+        }
+    }
+}
+
 /// Starts the `tracing` subscriber: `RUST_LOG` sets the level (default
 /// `info`); ANSI colours only when the chosen stream is a terminal, so a
 /// file, a pipe or the journal gets plain text.

@@ -14,8 +14,6 @@ use replicator::{Config, FileConfig, Replicator};
 #[path = "../../cli-support/daemon.rs"]
 mod daemon;
 
-use daemon::LogOutput;
-
 /// `--version`: the version and the commit built (`cli-support/build.rs`).
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -123,20 +121,9 @@ struct Args {
     #[arg(long, value_name = "MS")]
     key_list_interval_ms: Option<u64>,
 
-    /// Where logs go: stderr (the default) or stdout (containers). Colour
-    /// only when that stream is a terminal.
-    #[arg(long, value_name = "STREAM", value_enum, default_value_t = LogOutput::Stderr)]
-    log_output: LogOutput,
-
-    /// Write the man page (roff) to stdout and exit (packaging).
-    #[arg(long, hide = true)]
-    print_man_page: bool,
-
-    /// GET http://HOST:PORT/healthz within 2 s; exit 0 on a 200, else 1.
-    /// Nothing else is done (no config is read): the OCI images'
-    /// HEALTHCHECK.
-    #[arg(long, hide = true, value_name = "HOST:PORT")]
-    health_probe: Option<String>,
+    /// Logging, and the hidden flags packaging uses.
+    #[command(flatten)]
+    daemon: daemon::Flags,
 }
 
 /// The file's settings with the flags over them, as a validated
@@ -172,25 +159,13 @@ fn build(args: Args) -> anyhow::Result<(Config, String)> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.print_man_page {
-        return daemon::print_man_page(Args::command());
-    }
-    if let Some(target) = &args.health_probe {
-        return daemon::health_probe(target);
-    }
-    daemon::init_logging(args.log_output);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")
-        .and_then(|rt| rt.block_on(run(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            daemon::print_error(&e);
-            std::process::ExitCode::from(2)
-        }
-    }
+    let flags = args.daemon.clone();
+    daemon::main(
+        &flags,
+        Args::command,
+        || run(args),
+        std::process::ExitCode::from(2),
+    )
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

@@ -14,8 +14,6 @@ use soap_bridge::Config;
 #[path = "../../cli-support/daemon.rs"]
 mod daemon;
 
-use daemon::LogOutput;
-
 /// `--version`: the version and the commit built (`cli-support/build.rs`).
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -140,20 +138,9 @@ struct Args {
     #[arg(long)]
     seal_allow_storable: bool,
 
-    /// Where logs go: stderr (the default) or stdout (containers). Colour
-    /// only when that stream is a terminal.
-    #[arg(long, value_name = "STREAM", value_enum, default_value_t = LogOutput::Stderr)]
-    log_output: LogOutput,
-
-    /// Write the man page (roff) to stdout and exit (packaging).
-    #[arg(long, hide = true)]
-    print_man_page: bool,
-
-    /// GET http://HOST:PORT/healthz within 2 s; exit 0 on a 200, else 1.
-    /// Nothing else is done (no config is read): the OCI images'
-    /// HEALTHCHECK.
-    #[arg(long, hide = true, value_name = "HOST:PORT")]
-    health_probe: Option<String>,
+    /// Logging, and the hidden flags packaging uses.
+    #[command(flatten)]
+    daemon: daemon::Flags,
 }
 
 impl Args {
@@ -231,25 +218,13 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    if args.print_man_page {
-        return daemon::print_man_page(Args::command());
-    }
-    if let Some(target) = &args.health_probe {
-        return daemon::health_probe(target);
-    }
-    daemon::init_logging(args.log_output);
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")
-        .and_then(|rt| rt.block_on(run(args)));
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            daemon::print_error(&e);
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let flags = args.daemon.clone();
+    daemon::main(
+        &flags,
+        Args::command,
+        || run(args),
+        std::process::ExitCode::FAILURE,
+    )
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
