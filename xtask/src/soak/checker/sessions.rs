@@ -137,6 +137,16 @@ pub(crate) fn gather(ops: &[Op]) -> HashMap<String, Facts> {
             }
             "app_logout_everywhere" => {
                 let Some(uid) = &op.uid else { continue };
+                // The app revokes only for a browser still logged in: one
+                // whose session an earlier logout (its own "log out
+                // everywhere", say) already ended is redirected the same
+                // way without revoking anything, so its request promises
+                // nothing about the user's other sessions.
+                let logged_in = op
+                    .session
+                    .as_ref()
+                    .and_then(|id| out.get(id))
+                    .is_some_and(|f| !f.logouts.iter().any(|l| l.acked && l.end < op.start_ms));
                 // Sessions of the user whose creation was answered before
                 // this request was sent must go; those created meanwhile
                 // may or may not.
@@ -145,7 +155,7 @@ pub(crate) fn gather(ops: &[Op]) -> HashMap<String, Facts> {
                     .filter(|(_, f)| &f.uid == uid && f.created < op.end_ms)
                     .map(|(id, f)| (id.clone(), f.created < op.start_ms))
                     .collect();
-                for (id, before) in ids {
+                for (id, before) in ids.into_iter().filter(|_| logged_in) {
                     logout(&mut out, &id, op, ok && before);
                 }
                 // The browser's own session, whatever its user.
