@@ -11,29 +11,17 @@
 
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 
 use replicator::FileConfig;
-use test_support::child::{assert_one_line_failure, run, sigterm, wait_for_text};
+use test_support::child;
+use test_support::child::{
+    assert_one_line_failure, assert_version_names_commit, run, scratch_dir, sigterm,
+    uncommented_settings, wait_for_text,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_replicator");
-
-/// The command without the caller's logging settings.
-fn replicator(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE");
-    c
-}
-
-/// A scratch directory of this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("replicator-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// `host:port` where nothing listens (bound, then let go).
 fn closed() -> String {
@@ -49,16 +37,19 @@ fn closed() -> String {
 fn start(log: &Path, stream: &str) -> Child {
     let file = || Stdio::from(std::fs::File::create(log).unwrap());
     let (master, slave) = (closed(), closed());
-    let mut command = replicator(&[
-        "--master",
-        &master,
-        "--slave",
-        &slave,
-        "--metrics",
-        "127.0.0.1:0",
-        "--log-output",
-        stream,
-    ]);
+    let mut command = child::command(
+        BIN,
+        &[
+            "--master",
+            &master,
+            "--slave",
+            &slave,
+            "--metrics",
+            "127.0.0.1:0",
+            "--log-output",
+            stream,
+        ],
+    );
     if stream == "stdout" {
         command.stdout(file()).stderr(Stdio::piped());
     } else {
@@ -69,23 +60,16 @@ fn start(log: &Path, stream: &str) -> Child {
 
 #[test]
 fn version_names_the_commit() {
-    let out = run(replicator(&["--version"]), "--version");
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let prefix = format!("replicator {} (commit ", env!("CARGO_PKG_VERSION"));
-    let commit = text
-        .trim_end()
-        .strip_prefix(&prefix)
-        .and_then(|t| t.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("{text:?} is not `{prefix}<commit>)`"));
-    // Built from a git checkout, so the build script found the commit.
-    assert_eq!(commit.len(), 12, "{text}");
-    assert!(commit.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+    let out = run(child::command(BIN, &["--version"]), "--version");
+    assert_version_names_commit(&out, "replicator", env!("CARGO_PKG_VERSION"));
 }
 
 #[test]
 fn man_page_comes_from_the_clap_definition() {
-    let out = run(replicator(&["--print-man-page"]), "--print-man-page");
+    let out = run(
+        child::command(BIN, &["--print-man-page"]),
+        "--print-man-page",
+    );
     assert!(out.status.success());
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH replicator 1"), "{page}");
@@ -97,7 +81,7 @@ fn man_page_comes_from_the_clap_definition() {
 
 #[test]
 fn logs_are_plain_off_a_terminal_and_the_health_probe_sees_the_daemon() {
-    let dir = scratch("logs");
+    let dir = scratch_dir("replicator-cli", "logs");
     let log = dir.join("stderr.log");
     let mut child = start(&log, "stderr");
     let text = wait_for_text(&log, "replicator started");
@@ -109,7 +93,10 @@ fn logs_are_plain_off_a_terminal_and_the_health_probe_sees_the_daemon() {
         .to_owned();
     // The probe reads no config: a missing one does not matter.
     let out = run(
-        replicator(&["--health-probe", &metrics, "--config", "/nonexistent.toml"]),
+        child::command(
+            BIN,
+            &["--health-probe", &metrics, "--config", "/nonexistent.toml"],
+        ),
         "probe",
     );
     assert!(
@@ -122,7 +109,10 @@ fn logs_are_plain_off_a_terminal_and_the_health_probe_sees_the_daemon() {
     assert!(text.contains("INFO") && text.contains("SIGTERM"), "{text}");
     assert!(!text.contains("\x1b["), "ANSI codes in a file: {text:?}");
 
-    let out = run(replicator(&["--health-probe", &metrics]), "probe, stopped");
+    let out = run(
+        child::command(BIN, &["--health-probe", &metrics]),
+        "probe, stopped",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_one_line_failure(&out, &[&metrics]);
 
@@ -143,11 +133,11 @@ fn logs_are_plain_off_a_terminal_and_the_health_probe_sees_the_daemon() {
 
 #[test]
 fn configuration_errors_are_one_line_even_with_backtraces_on() {
-    let dir = scratch("config");
+    let dir = scratch_dir("replicator-cli", "config");
     let file = dir.join("replicator.toml");
     std::fs::write(&file, "peers = [\"a:1\", \"b:2\"]\npeer = \"c:3\"\n").unwrap();
     let path = file.to_str().unwrap();
-    let mut command = replicator(&["--config", path]);
+    let mut command = child::command(BIN, &["--config", path]);
     command.env("RUST_BACKTRACE", "1");
     let out = run(command, "unknown key");
     assert_eq!(out.status.code(), Some(2));
@@ -156,12 +146,12 @@ fn configuration_errors_are_one_line_even_with_backtraces_on() {
     let missing = dir.join("missing.toml");
     assert_one_line_failure(
         &run(
-            replicator(&["--config", missing.to_str().unwrap()]),
+            child::command(BIN, &["--config", missing.to_str().unwrap()]),
             "missing file",
         ),
         &["missing.toml", "No such file"],
     );
-    let mut command = replicator(&["--master", "127.0.0.1:1"]);
+    let mut command = child::command(BIN, &["--master", "127.0.0.1:1"]);
     command.env("RUST_BACKTRACE", "1");
     assert_one_line_failure(&run(command, "no slave"), &["at least one slave"]);
     let _ = std::fs::remove_dir_all(&dir);
@@ -173,28 +163,14 @@ fn a_busy_metrics_port_is_one_line_naming_the_address() {
     let addr = taken.local_addr().unwrap().to_string();
     let (master, slave) = (closed(), closed());
     let out = run(
-        replicator(&["--master", &master, "--slave", &slave, "--metrics", &addr]),
+        child::command(
+            BIN,
+            &["--master", &master, "--slave", &slave, "--metrics", &addr],
+        ),
         "busy port",
     );
     assert_one_line_failure(&out, &[&addr]);
     drop(taken);
-}
-
-/// `#key = value` lines of the shipped file, uncommented.
-fn uncommented(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.strip_prefix('#') {
-            Some(rest)
-                if rest.split_once(" = ").is_some_and(|(k, _)| {
-                    k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                }) =>
-            {
-                rest
-            }
-            _ => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]
@@ -215,7 +191,7 @@ fn the_packaged_config_loads_validates_and_names_every_key() {
 
     // Every commented-out setting is a real one (unknown keys are errors).
     let text = std::fs::read_to_string(&path).unwrap();
-    let all = FileConfig::parse(&uncommented(&text)).unwrap();
+    let all = FileConfig::parse(&uncommented_settings(&text)).unwrap();
     assert!(all.master.is_some() && all.metrics.is_some() && all.marker_flag.is_some());
     // ... and every key the loader accepts is in the file.
     let err = FileConfig::parse("no_such_key = 1").unwrap_err();

@@ -8,6 +8,8 @@
 
 use std::process::{Command, Output};
 
+use test_support::child::assert_version_names_commit;
+
 fn sessionctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sessionctl"))
         .args(args)
@@ -18,16 +20,7 @@ fn sessionctl(args: &[&str]) -> Output {
 #[test]
 fn version_names_the_commit() {
     let out = sessionctl(&["--version"]);
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let prefix = format!("sessionctl {} (commit ", env!("CARGO_PKG_VERSION"));
-    let commit = text
-        .trim_end()
-        .strip_prefix(&prefix)
-        .and_then(|t| t.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("{text:?} is not `{prefix}<commit>)`"));
-    assert_eq!(commit.len(), 12, "{text}");
-    assert!(commit.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+    assert_version_names_commit(&out, "sessionctl", env!("CARGO_PKG_VERSION"));
 }
 
 #[test]

@@ -11,36 +11,24 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 
 use soap_bridge::Config;
-use test_support::child::{assert_one_line_failure, run, sigterm};
+use test_support::child;
+use test_support::child::{
+    assert_one_line_failure, assert_version_names_commit, run, scratch_dir, sigterm,
+    uncommented_settings,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_soap-bridge");
-
-/// The command without the caller's logging settings.
-fn bridge(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("RUST_BACKTRACE");
-    c
-}
-
-/// A scratch directory of this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bridge-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Starts the bridge on a free port; returns it and the address it printed.
 fn start(
     args: &[&str],
     stderr: Stdio,
 ) -> (Child, SocketAddr, BufReader<std::process::ChildStdout>) {
-    let mut child = bridge(&[&["--listen", "127.0.0.1:0"], args].concat())
+    let mut child = child::command(BIN, &[&["--listen", "127.0.0.1:0"], args].concat())
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
@@ -75,23 +63,16 @@ fn closed_port() -> SocketAddr {
 
 #[test]
 fn version_names_the_commit() {
-    let out = run(bridge(&["--version"]), "--version");
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let prefix = format!("soap-bridge {} (commit ", env!("CARGO_PKG_VERSION"));
-    let commit = text
-        .trim_end()
-        .strip_prefix(&prefix)
-        .and_then(|t| t.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("{text:?} is not `{prefix}<commit>)`"));
-    // Built from a git checkout, so the build script found the commit.
-    assert_eq!(commit.len(), 12, "{text}");
-    assert!(commit.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+    let out = run(child::command(BIN, &["--version"]), "--version");
+    assert_version_names_commit(&out, "soap-bridge", env!("CARGO_PKG_VERSION"));
 }
 
 #[test]
 fn man_page_comes_from_the_clap_definition() {
-    let out = run(bridge(&["--print-man-page"]), "--print-man-page");
+    let out = run(
+        child::command(BIN, &["--print-man-page"]),
+        "--print-man-page",
+    );
     assert!(out.status.success());
     let page = String::from_utf8(out.stdout).unwrap();
     assert!(page.contains(".TH soap-bridge 1"), "{page}");
@@ -107,12 +88,15 @@ fn health_probe_answers_for_a_running_bridge_only() {
     let (mut child, addr, _out) = start(&[], Stdio::null());
     // A config that does not exist: the probe reads none.
     let out = run(
-        bridge(&[
-            "--health-probe",
-            &addr.to_string(),
-            "--config",
-            "/nonexistent.toml",
-        ]),
+        child::command(
+            BIN,
+            &[
+                "--health-probe",
+                &addr.to_string(),
+                "--config",
+                "/nonexistent.toml",
+            ],
+        ),
         "probe",
     );
     assert!(
@@ -125,7 +109,7 @@ fn health_probe_answers_for_a_running_bridge_only() {
 
     let closed = closed_port().to_string();
     let out = run(
-        bridge(&["--health-probe", &closed]),
+        child::command(BIN, &["--health-probe", &closed]),
         "probe of a closed port",
     );
     assert_eq!(out.status.code(), Some(1));
@@ -147,7 +131,10 @@ fn health_probe_answers_for_a_running_bridge_only() {
             .unwrap();
         String::from_utf8_lossy(&request).into_owned()
     });
-    let out = run(bridge(&["--health-probe", &addr]), "probe of a 503");
+    let out = run(
+        child::command(BIN, &["--health-probe", &addr]),
+        "probe of a 503",
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_one_line_failure(&out, &["503"]);
     assert!(
@@ -160,7 +147,7 @@ fn health_probe_answers_for_a_running_bridge_only() {
 
 #[test]
 fn logs_have_no_colour_codes_off_a_terminal_and_go_to_stdout_when_asked() {
-    let dir = scratch("logs");
+    let dir = scratch_dir("bridge-cli", "logs");
     let log = dir.join("stderr.log");
     let (mut child, _, _out) = start(&[], Stdio::from(std::fs::File::create(&log).unwrap()));
     sigterm(&mut child);
@@ -187,15 +174,15 @@ fn logs_have_no_colour_codes_off_a_terminal_and_go_to_stdout_when_asked() {
 
 #[test]
 fn a_configuration_error_is_one_line_even_with_backtraces_on() {
-    let mut command = bridge(&["--admin", "--listen", "127.0.0.1:0"]);
+    let mut command = child::command(BIN, &["--admin", "--listen", "127.0.0.1:0"]);
     command.env("RUST_BACKTRACE", "1");
     assert_one_line_failure(&run(command, "--admin without [auth]"), &["[auth]"]);
 
-    let dir = scratch("config");
+    let dir = scratch_dir("bridge-cli", "config");
     let file = dir.join("bridge.toml");
     std::fs::write(&file, "listen = \"127.0.0.1:0\"\nlisten_on = \"x\"\n").unwrap();
     let file_arg = file.to_str().unwrap();
-    let mut command = bridge(&["--config", file_arg]);
+    let mut command = child::command(BIN, &["--config", file_arg]);
     command.env("RUST_BACKTRACE", "1");
     assert_one_line_failure(
         &run(command, "unknown key"),
@@ -204,7 +191,7 @@ fn a_configuration_error_is_one_line_even_with_backtraces_on() {
     let missing = dir.join("missing.toml");
     assert_one_line_failure(
         &run(
-            bridge(&["--config", missing.to_str().unwrap()]),
+            child::command(BIN, &["--config", missing.to_str().unwrap()]),
             "missing file",
         ),
         &["missing.toml", "No such file"],
@@ -216,27 +203,9 @@ fn a_configuration_error_is_one_line_even_with_backtraces_on() {
 fn a_busy_port_is_one_line_naming_the_address() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = run(bridge(&["--listen", &addr]), "busy port");
+    let out = run(child::command(BIN, &["--listen", &addr]), "busy port");
     assert_one_line_failure(&out, &[&addr]);
     drop(taken);
-}
-
-/// `#key = value` and `#[section]` lines of the shipped file, uncommented.
-fn uncommented(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.strip_prefix('#') {
-            Some(rest)
-                if rest.starts_with('[')
-                    || rest.split_once(" = ").is_some_and(|(k, _)| {
-                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                    }) =>
-            {
-                rest
-            }
-            _ => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The keys the loader accepts in `section` (top level if empty), from its
@@ -272,7 +241,7 @@ fn the_packaged_config_loads_validates_and_names_every_key() {
 
     // Every commented-out setting is a real one (unknown keys are errors).
     let text = std::fs::read_to_string(&path).unwrap();
-    let all = Config::from_toml(&uncommented(&text)).unwrap();
+    let all = Config::from_toml(&uncommented_settings(&text)).unwrap();
     assert!(all.auth.is_some() && all.tls.enabled() && all.seal.keys_file.is_some());
     // ... and every key the loader accepts is in the file.
     for section in ["", "admin", "tls", "llng", "seal"] {

@@ -1,18 +1,75 @@
 //! Running one of the project's own binaries in a test: wait for it with a
-//! deadline, collect its output, stop it with SIGTERM, and the one shape
-//! every fatal error of a binary must have. Shared by the binaries' `cli.rs`
+//! deadline, collect its output, stop it with SIGTERM, and the shapes
+//! packaging relies on (the one-line fatal error, `--version` with the
+//! commit, shipped configs whose commented settings the loader accepts). Shared by the binaries' `cli.rs`
 //! tests, which check what packaging relies on.
 //!
 //! These are test helpers: they panic with a message saying what did not
 //! happen, as an assertion would.
 
 use std::io::Read as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a child may take to exit, or a file to show a text.
 const DEADLINE: Duration = Duration::from_secs(30);
+
+/// `bin` with `args`, without the caller's `RUST_LOG` and `RUST_BACKTRACE`
+/// (a test sets them itself where it checks what they change).
+pub fn command(bin: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE");
+    c
+}
+
+/// A scratch directory `<prefix>-<pid>-<name>` under the system's temp
+/// directory, made if missing.
+pub fn scratch_dir(prefix: &str, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{name}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("cannot make {}: {e}", dir.display());
+    }
+    dir
+}
+
+/// Asserts `out` is a successful `--version` of `name` at `version` that
+/// names a 12-hex commit: `NAME VERSION (commit 1a2b3c4d5e6f)`. Tests are
+/// built from a git checkout, so the build script found the commit.
+pub fn assert_version_names_commit(out: &Output, name: &str, version: &str) {
+    assert!(out.status.success(), "--version failed: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let prefix = format!("{name} {version} (commit ");
+    let commit = text
+        .trim_end()
+        .strip_prefix(&prefix)
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text:?} is not `{prefix}<commit>)`"));
+    assert_eq!(commit.len(), 12, "{text}");
+    assert!(commit.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+}
+
+/// A shipped config with every commented-out setting (`#key = value`, a
+/// lowercase key) and section header (`#[section]`) uncommented, so the
+/// real loader can check the keys the file documents.
+pub fn uncommented_settings(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix('#') {
+            Some(rest)
+                if rest.starts_with('[')
+                    || rest.split_once(" = ").is_some_and(|(k, _)| {
+                        k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    }) =>
+            {
+                rest
+            }
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Waits (polling, 30 s deadline) for `child` to exit; kills it and panics
 /// naming `what` when it does not.
