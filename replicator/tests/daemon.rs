@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{conn, converged, eventually, memcacheds};
+use common::{conn, converged, eventually, free_port, http_get, memcacheds};
 use session_core::Ttl;
 
 const BIN: &str = env!("CARGO_BIN_EXE_replicator");
@@ -41,27 +41,6 @@ fn help_explains_every_flag_and_bad_usage_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least two peers"));
     let out = Command::new(BIN).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

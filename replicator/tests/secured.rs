@@ -20,7 +20,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use backend_memcached::MemcachedStore;
 use backend_memcached::raw::RawConnection;
-use common::{eventually, fast};
+use common::{eventually, fast, free_port, http_get, keys};
 use replicator::{Replicator, Topology};
 use session_core::codec::{FLAGS_REPLICATED, FLAGS_SEALED};
 use session_core::{Keyring, SealConfig, Sessions, SessionsConfig, Store, Ttl};
@@ -163,27 +163,6 @@ impl World {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 /// The daemon, killed on drop (a failed assertion must not leave it running).
 struct Daemon(std::process::Child);
 
@@ -192,10 +171,6 @@ impl Drop for Daemon {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn keys(prefix: &str, n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 /// The binary, `--master URL --slave URL`: sets and deletes on the master
