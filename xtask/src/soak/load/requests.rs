@@ -172,18 +172,7 @@ pub(super) async fn patch(shared: &Shared, s: &Live, field: String, soap: bool, 
     let mut answer = if soap {
         let params =
             clients::soap_scalar("id", &json!(s.id)) + &clients::soap_struct("fields", &fields);
-        let mut a = clients::soap(&shared.http, &base, "updateSession", &params).await;
-        if a.outcome == Outcome::Ok
-            && a.body
-                .as_ref()
-                .and_then(Value::as_str)
-                .and_then(clients::soap_text)
-                .as_deref()
-                == Some("false")
-        {
-            a.outcome = Outcome::NotFound;
-        }
-        a
+        soap_found(shared, &base, "updateSession", &params).await
     } else {
         clients::json(
             &shared.http,
@@ -195,6 +184,23 @@ pub(super) async fn patch(shared: &Shared, s: &Live, field: String, soap: bool, 
     };
     answer.body = None;
     finish(shared, op, &answer);
+}
+
+/// A SOAP operation on one session that answers `false` when the session
+/// is unknown: recorded as not found, as the JSON mirror's 404 is.
+async fn soap_found(shared: &Shared, base: &str, operation: &str, params: &str) -> clients::Answer {
+    let mut a = clients::soap(&shared.http, base, operation, params).await;
+    if a.outcome == Outcome::Ok
+        && a.body
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(clients::soap_text)
+            .as_deref()
+            == Some("false")
+    {
+        a.outcome = Outcome::NotFound;
+    }
+    a
 }
 
 pub(super) async fn increment(shared: &Shared, s: &Live) {
@@ -225,18 +231,7 @@ pub(super) async fn logout(shared: &Shared, s: &Live, soap: bool) {
     let base = shared.endpoints.bridge(s.node).to_owned();
     let answer = if soap {
         let params = clients::soap_scalar("id", &json!(s.id));
-        let mut a = clients::soap(&shared.http, &base, "deleteSession", &params).await;
-        if a.outcome == Outcome::Ok
-            && a.body
-                .as_ref()
-                .and_then(Value::as_str)
-                .and_then(clients::soap_text)
-                .as_deref()
-                == Some("false")
-        {
-            a.outcome = Outcome::NotFound;
-        }
-        a
+        soap_found(shared, &base, "deleteSession", &params).await
     } else {
         clients::json(
             &shared.http,
