@@ -86,6 +86,7 @@ pub mod lock;
 pub mod memory;
 pub mod namespaced;
 pub mod principal;
+mod scan;
 pub mod seal;
 pub mod session;
 pub mod sessions;

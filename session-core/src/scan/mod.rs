@@ -1,0 +1,75 @@
+//! Scanning a stored session map without decoding it: where each top-level
+//! field's name and value lie in the stored bytes.
+//!
+//! A load keeps the stored bytes and this index instead of a decoded map
+//! (see [`crate::session`]): a field is decoded when first read, and a save
+//! copies the bytes of the fields it did not touch. That needs one rule
+//! above all: **a scan may only accept bytes the full decode accepts**, and
+//! decoding any field it found must give exactly the value the full decode
+//! gives for that field. `Session::get_value` has no error path, so a field
+//! that fails to decode later would have nowhere to go.
+//!
+//! So each scanner answers `None` not only for bytes it refuses but for any
+//! input it is not sure about (a lone surrogate escape, a float at the edge
+//! of the range, a deep nesting, a duplicate name it cannot compare). The
+//! caller then runs the full decode, which decides, with its own error
+//! message. `None` costs speed, never correctness; `Some` must always be
+//! right. The property tests and the `lazy_decode` fuzz target check
+//! exactly that, against the full decode.
+
+use std::ops::Range;
+
+pub(crate) mod json;
+pub(crate) mod msgpack;
+
+/// One top-level field of a stored map, located but not decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawField {
+    /// The field's name.
+    pub(crate) name: RawName,
+    /// The whole entry, as it is copied into a re-encoded map: for JSON
+    /// from the name's opening quote to the value's last byte; for
+    /// MessagePack the name's bytes followed by the value's.
+    pub(crate) entry: Range<usize>,
+    /// The value alone: a complete value of the format, decodable by itself.
+    pub(crate) value: Range<usize>,
+}
+
+/// A field name, as found in the stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RawName {
+    /// The name is these bytes of the input exactly (valid UTF-8, no escapes).
+    Span(Range<usize>),
+    /// The name had escapes; this is its decoded text.
+    Owned(Box<str>),
+}
+
+impl RawName {
+    /// True when this is the name `name` (compared as bytes, no UTF-8 check).
+    pub(crate) fn is(&self, bytes: &[u8], name: &str) -> bool {
+        match self {
+            RawName::Span(r) => bytes.get(r.clone()) == Some(name.as_bytes()),
+            RawName::Owned(s) => &**s == name,
+        }
+    }
+
+    /// The name as text, given the bytes the scan ran on.
+    pub(crate) fn as_str<'a>(&'a self, bytes: &'a [u8]) -> &'a str {
+        match self {
+            // The scanners only hand out spans of valid UTF-8; the empty
+            // fallback is never taken.
+            RawName::Span(r) => bytes
+                .get(r.clone())
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or_default(),
+            RawName::Owned(s) => s,
+        }
+    }
+}
+
+/// The fields of a stored map, each name once.
+///
+/// When the input names a field twice, the full decode keeps the last
+/// value, so the scanners keep only the last entry (in the place of the
+/// last one) and drop the earlier ones.
+pub(crate) type RawFields = Vec<RawField>;
