@@ -114,6 +114,14 @@ pub fn unpack(bytes: &[u8], flags: u32) -> Result<std::borrow::Cow<'_, [u8]>> {
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// [`unpack`] of bytes the caller gives away: no copy when they are plain.
+pub(crate) fn unpack_owned(bytes: Vec<u8>, flags: u32) -> Result<Vec<u8>> {
+    if !is_compressed(flags) {
+        return Ok(bytes);
+    }
+    unpack(&bytes, flags).map(std::borrow::Cow::into_owned)
+}
+
 /// The deepest nesting a session may have, enforced here on write and on
 /// read by every codec (defined beside [`SessionData`], which it bounds, so
 /// that [`storable`](crate::storable) need not import this module).
@@ -191,6 +199,21 @@ impl Codec {
     /// [`Error::Seal`] here (no keys): open it with
     /// [`SealConfig::decode_stored`](crate::seal::SealConfig::decode_stored).
     pub fn decode_stored(bytes: &[u8], flags: u32, key: &str) -> Result<SessionData> {
+        let codec = Codec::of_unsealed(flags, key)?;
+        codec.decode(&unpack(bytes, flags)?, key)
+    }
+
+    /// [`Codec::decode_stored`]'s checks without the decode: the codec the
+    /// flags name and the bytes it wrote (inflated when compressed), the
+    /// stored bytes themselves when they were not.
+    pub(crate) fn plain_stored(bytes: Vec<u8>, flags: u32, key: &str) -> Result<(Codec, Vec<u8>)> {
+        let codec = Codec::of_unsealed(flags, key)?;
+        Ok((codec, unpack_owned(bytes, flags)?))
+    }
+
+    /// The codec of a value read without seal keys: a sealed one cannot be
+    /// opened here.
+    fn of_unsealed(flags: u32, key: &str) -> Result<Codec> {
         if is_sealed(flags) {
             return Err(Error::Seal {
                 key: key.to_owned(),
@@ -198,8 +221,7 @@ impl Codec {
                 problem: crate::error::SealProblem::NoKeys,
             });
         }
-        let codec = Codec::from_flags(flags, key)?;
-        codec.decode(&unpack(bytes, flags)?, key)
+        Codec::from_flags(flags, key)
     }
 
     /// Encodes a session map; [`Error::Encode`] when it nests deeper than
@@ -256,7 +278,7 @@ impl Codec {
 
 /// Nesting depth of a value: 0 for a scalar, 1 for a flat list or map.
 /// Iterative, so a hostile value cannot overflow the stack here.
-fn depth(value: &Value) -> usize {
+pub(crate) fn depth(value: &Value) -> usize {
     // Most fields are scalars: no stack to allocate for them.
     if !matches!(value, Value::Array(_) | Value::Object(_)) {
         return 0;

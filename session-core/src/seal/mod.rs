@@ -265,18 +265,42 @@ impl SealConfig {
     /// Raw values (no format bits) are [`Error::NotASession`] as always.
     pub fn decode_stored(&self, bytes: &[u8], flags: u32, key: &str) -> Result<SessionData> {
         if !is_sealed(flags) {
-            if !self.accept_unsealed && !is_raw(flags) {
-                return Err(Error::Seal {
-                    key: key.to_owned(),
-                    key_id: None,
-                    problem: SealProblem::Unsealed,
-                });
-            }
+            self.check_unsealed(flags, key)?;
             return Codec::decode_stored(bytes, flags, key);
         }
         let codec = Codec::from_flags(flags, key)?;
         let plain = self.open(bytes, flags, key)?;
         codec.decode(&unpack(&plain, flags)?, key)
+    }
+
+    /// [`SealConfig::decode_stored`]'s checks without the decode: the codec
+    /// and its plain bytes, opened and inflated.
+    pub(crate) fn plain_stored(
+        &self,
+        bytes: Vec<u8>,
+        flags: u32,
+        key: &str,
+    ) -> Result<(Codec, Vec<u8>)> {
+        if !is_sealed(flags) {
+            self.check_unsealed(flags, key)?;
+            return Codec::plain_stored(bytes, flags, key);
+        }
+        let codec = Codec::from_flags(flags, key)?;
+        let plain = self.open(&bytes, flags, key)?;
+        Ok((codec, crate::codec::unpack_owned(plain, flags)?))
+    }
+
+    /// An unsealed session is refused unless `accept_unsealed` (a raw
+    /// value is no session either way; the codec says so).
+    fn check_unsealed(&self, flags: u32, key: &str) -> Result<()> {
+        if !self.accept_unsealed && !is_raw(flags) {
+            return Err(Error::Seal {
+                key: key.to_owned(),
+                key_id: None,
+                problem: SealProblem::Unsealed,
+            });
+        }
+        Ok(())
     }
 
     /// Whether a stored value is sealed under the current key, in the

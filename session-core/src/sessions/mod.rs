@@ -49,7 +49,7 @@ use crate::error::{Delivery, Error, Result};
 use crate::id::SessionId;
 use crate::local::LocalTier;
 use crate::principal::digest_field;
-use crate::session::{ID_FIELD, Session, SessionData, State};
+use crate::session::{Fields, ID_FIELD, Session, SessionData, State};
 use crate::stats::{Counters, SessionStats};
 use crate::store::{AddOutcome, Store, Ttl};
 
@@ -312,10 +312,11 @@ impl Sessions {
             && let Some(hit) = local.read(&key, self.servers.as_ref()).await?
             && !is_raw(hit.entry.flags)
         {
-            match self.decode(&hit.entry, &key, &id) {
-                Ok(data) => {
+            match self.read_loaded(hit.entry.value, hit.entry.flags, &key, &id) {
+                Ok(body) => {
                     Counters::bump(&self.counters.local_hits);
-                    let mut session = Session::new(id, data, hit.principal_version, State::Stored);
+                    let mut session =
+                        Session::loaded(id, body, hit.principal_version, State::Stored);
                     // Under `Validate` the copy was written and touched with
                     // the session's own expiry; a `MaxAge` copy's is capped.
                     if self.config.local_policy == LocalPolicy::Validate {
@@ -336,16 +337,22 @@ impl Sessions {
         };
         // A value that fails the seal answers like an unknown id (counted
         // and logged in `decode`): no oracle for a forged session.
-        let data = match self.decode(&entry, &key, &id) {
+        // The local tier keeps its own copy, written only once the value
+        // has been read as a session.
+        let (value, copy) = match &self.local {
+            Some(local) => (entry.value.clone(), Some((local, entry.value))),
+            None => (entry.value, None),
+        };
+        let body = match self.read_loaded(value, entry.flags, &key, &id) {
             Err(Error::Seal { .. }) => return Ok(None),
             other => other?,
         };
-        if let Some(local) = &self.local {
+        if let Some((local, value)) = copy {
             local
-                .write(&key, &entry.value, entry.flags, Some(entry.version))
+                .write(&key, &value, entry.flags, Some(entry.version))
                 .await;
         }
-        let mut session = Session::new(id, data, Some(entry.version), State::Stored);
+        let mut session = Session::loaded(id, body, Some(entry.version), State::Stored);
         session.remaining = entry.ttl;
         Ok(Some(session))
     }
@@ -376,7 +383,7 @@ impl Sessions {
         let stored = self.indexed_principal(&session.stored());
         self.index_remove_for(stored.as_deref(), &session.id)
             .await?;
-        let current = self.indexed_principal(session.data());
+        let current = self.indexed_principal(session);
         if current != stored {
             self.index_remove_for(current.as_deref(), &session.id)
                 .await?;
@@ -405,12 +412,12 @@ impl Sessions {
         if !self.servers.touch(&key, ttl).await? {
             return Ok(false);
         }
-        self.touch_rest(&key, session.data(), ttl).await?;
+        self.touch_rest(&key, session, ttl).await?;
         Ok(true)
     }
 
     /// After the session itself was touched: its reverse key and local copy.
-    async fn touch_rest(&self, key: &str, data: &SessionData, ttl: Ttl) -> Result<()> {
+    async fn touch_rest(&self, key: &str, data: &(impl Fields + Sync), ttl: Ttl) -> Result<()> {
         if let Some(reverse) = self.reverse_key_of(data) {
             self.servers.touch(&reverse, ttl).await?;
         }

@@ -85,7 +85,7 @@ impl Sessions {
             if let Some(local) = &self.local {
                 local.forget(&old_key).await;
             }
-            let user = self.principal_of(session.data());
+            let user = self.principal_of(session);
             self.index_remove_for(user.as_deref(), &old_id).await?;
             if !existed {
                 // Logged out (or expired) meanwhile: the copy must not live

@@ -50,11 +50,11 @@ impl Sessions {
     /// its data only when the stamp is not already right. Every save runs
     /// it, so the usual case (the stamp is right) allocates nothing.
     pub(super) fn stamp_session(&self, session: &mut Session) {
-        let Some((field, digest)) = self.principal_stamp(session.data()) else {
+        let Some((field, digest)) = self.principal_stamp(session) else {
             return;
         };
         let digest = digest.as_ref().and_then(|d| std::str::from_utf8(d).ok());
-        let right = match (session.data().get(field), digest) {
+        let right = match (session.get_value(field), digest) {
             (None, None) => true,
             (Some(Value::String(have)), Some(want)) => have == want,
             _ => false,
@@ -69,11 +69,11 @@ impl Sessions {
 
     /// The stamp field and the digest it should hold, as hex digits
     /// (`None`: absent), when a principal is configured.
-    fn principal_stamp(&self, data: &SessionData) -> Option<(&str, Option<[u8; 32]>)> {
+    fn principal_stamp(&self, data: &impl Fields) -> Option<(&str, Option<[u8; 32]>)> {
         let field = self.config.principal.as_ref()?;
         let stamp = self.stamp_field.as_deref()?;
         let digest = data
-            .get(field)
+            .field(field)
             .and_then(principal_str)
             .map(|p| md5_hex_bytes(p.as_bytes()));
         Some((stamp, digest))
@@ -101,7 +101,7 @@ impl Sessions {
     /// Writes the reverse key of a just-written session; on failure it stays
     /// pending for the next save.
     pub(super) async fn write_reverse_key(&self, session: &mut Session) -> Result<()> {
-        if let Some(reverse) = self.reverse_key_of(session.data()) {
+        if let Some(reverse) = self.reverse_key_of(session) {
             session.reverse_key_pending = true;
             let _ = self
                 .servers
@@ -129,11 +129,11 @@ impl Sessions {
     pub(super) fn reverse_beside(&self, session: &Session) -> Option<String> {
         let principal = self.config.principal.as_deref()?;
         let stamp = self.stamp_field.as_deref()?;
-        let kept = |field: &str| session.stored_field(field) == session.data().get(field);
+        let kept = |field: &str| session.stored_field(field) == session.get_value(field);
         if !(kept(principal) && kept(stamp)) {
             return None;
         }
-        self.reverse_key_of(session.data())
+        self.reverse_key_of(session)
     }
 
     /// The `cas` of a save and the `set` of its reverse key `reverse`,
@@ -174,7 +174,7 @@ impl Sessions {
     pub(super) async fn delete_reverse_key(&self, session: &Session) -> Result<()> {
         let Some(reverse) = self
             .reverse_key_of(&session.stored())
-            .or_else(|| self.reverse_key_of(session.data()))
+            .or_else(|| self.reverse_key_of(session))
         else {
             return Ok(());
         };

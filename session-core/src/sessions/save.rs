@@ -135,17 +135,17 @@ impl Sessions {
         }
         // The index first, so it never lacks a live session; again below if
         // a merge moved the session to another principal.
-        let mut indexed = self.indexed_principal(session.data());
-        self.index_upsert(session.data(), &session.id, ttl).await?;
+        let mut indexed = self.indexed_principal(session);
+        self.index_upsert(session, &session.id, ttl).await?;
         let mut attempts = 0;
         loop {
-            let now_principal = self.indexed_principal(session.data());
+            let now_principal = self.indexed_principal(session);
             if now_principal != indexed {
-                self.index_upsert(session.data(), &session.id, ttl).await?;
+                self.index_upsert(session, &session.id, ttl).await?;
                 indexed = now_principal;
             }
             attempts += 1;
-            let bytes = self.encode(session.data(), key)?;
+            let bytes = self.encode_session(session, key)?;
             // Stored handles have a version here (they were rebased above if
             // not); only a never-written `update_only` session has none.
             // The reverse key may go out beside the `cas` (`reverse.rs`).

@@ -18,7 +18,7 @@ use crate::codec::{Codec, FLAGS_PERL_COMPRESSED, FLAGS_SEALED, is_raw, is_sealed
 use crate::error::{Error, Result, SealProblem};
 use crate::id::SessionId;
 use crate::seal::SealConfig;
-use crate::session::{ID_FIELD, SessionData};
+use crate::session::{ID_FIELD, Loaded, Session, SessionData};
 use crate::stats::Counters;
 use crate::store::{CasOutcome, Entry};
 
@@ -52,7 +52,17 @@ impl Sessions {
     /// The stored form of `data` under `key`: the codec's bytes, sealed
     /// when a seal is configured (the key is its associated data).
     pub(super) fn encode(&self, data: &SessionData, key: &str) -> Result<Vec<u8>> {
-        let bytes = self.codec().encode(data)?;
+        self.sealed(self.codec().encode(data)?, key)
+    }
+
+    /// [`Sessions::encode`] of a handle's current data; the fields it
+    /// loaded and did not touch are copied as stored (see `Session::encode`).
+    pub(super) fn encode_session(&self, session: &Session, key: &str) -> Result<Vec<u8>> {
+        self.sealed(session.encode(self.codec())?, key)
+    }
+
+    /// The codec's bytes as stored: sealed when a seal is configured.
+    fn sealed(&self, bytes: Vec<u8>, key: &str) -> Result<Vec<u8>> {
         match &self.config.seal {
             Some(seal) => seal.seal_owned(bytes, self.write_flags(), key),
             None => Ok(bytes),
@@ -68,19 +78,42 @@ impl Sessions {
             Some(seal) => seal.decode_stored(&entry.value, entry.flags, key),
             None => Codec::decode_stored(&entry.value, entry.flags, key),
         };
-        if let Err(Error::Seal {
-            key_id, problem, ..
-        }) = &decoded
-        {
-            self.count_seal_failure(*problem);
-            tracing::warn!(%id, key_id = ?key_id, %problem, "session value refused by the seal");
-        }
-        let mut data = decoded?;
+        let mut data = self.seal_checked(decoded, id)?;
         // Usually already right: then no copy of the id is made.
         if data.get(ID_FIELD).and_then(Value::as_str) != Some(id.as_str()) {
             data.insert(ID_FIELD.to_owned(), Value::String(id.as_str().to_owned()));
         }
         Ok(data)
+    }
+
+    /// What a load keeps of a stored value it owns: the seal opened, the
+    /// bytes inflated, then scanned or decoded (see [`Loaded`]); the id is
+    /// checked by [`Session::loaded`]. Seal failures as in `decode`.
+    pub(super) fn read_loaded(
+        &self,
+        value: Vec<u8>,
+        flags: u32,
+        key: &str,
+        id: &SessionId,
+    ) -> Result<Loaded> {
+        let plain = match &self.config.seal {
+            Some(seal) => seal.plain_stored(value, flags, key),
+            None => Codec::plain_stored(value, flags, key),
+        };
+        let (codec, bytes) = self.seal_checked(plain, id)?;
+        Loaded::read(codec, bytes, key)
+    }
+
+    /// Counts and logs, once, a value the seal refused.
+    fn seal_checked<T>(&self, read: Result<T>, id: &SessionId) -> Result<T> {
+        if let Err(Error::Seal {
+            key_id, problem, ..
+        }) = &read
+        {
+            self.count_seal_failure(*problem);
+            tracing::warn!(%id, key_id = ?key_id, %problem, "session value refused by the seal");
+        }
+        read
     }
 
     /// Rewrites the session stored under `key` (a store key, as a scan

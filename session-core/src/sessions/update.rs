@@ -98,11 +98,11 @@ impl Sessions {
             return Ok(None);
         };
         // As in `load_id`: a value that fails the seal is no session.
-        let data = match self.decode(&entry, &key, id) {
+        let body = match self.read_loaded(entry.value, entry.flags, &key, id) {
             Err(Error::Seal { .. }) => return Ok(None),
             other => other?,
         };
-        let mut session = Session::new(id.clone(), data, Some(entry.version), State::Stored);
+        let mut session = Session::loaded(id.clone(), body, Some(entry.version), State::Stored);
         session.remaining = entry.ttl;
         Ok(Some(session))
     }

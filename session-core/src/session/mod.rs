@@ -10,14 +10,27 @@
 //! **This differs from the original**, whose MODIFIED bit is only set by
 //! writes to the top-level hash: `push @{$s{list}}, 2` was silently never
 //! saved there.
+//!
+//! A loaded session is not decoded up front (see `raw.rs`): it keeps the
+//! stored bytes, decodes a field when it is first read, and a save copies
+//! the bytes of the fields it did not touch. Every method answers exactly
+//! as if the whole map had been decoded on load; only the cost differs.
+
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
 use crate::store::{Ttl, Version};
+
+mod raw;
+
+pub(crate) use raw::Loaded;
+use raw::RawBody;
 
 /// The data of a session: a map of field names to JSON-like values
 /// (strings, numbers, booleans, null, nested lists and maps).
@@ -52,8 +65,15 @@ pub(crate) enum State {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub(crate) id: SessionId,
-    /// The fields as they are now.
+    /// The fields as they are now: those decoded or set, all of them when
+    /// `raw` is `None`. A field is in `data` or in `raw`, never in both.
     data: SessionData,
+    /// The stored fields not yet read for a change, undecoded.
+    raw: Option<Box<RawBody>>,
+    /// The whole map, built on the first call that needs one
+    /// ([`Session::data`], [`Session::iter`]) while `raw` holds fields; the
+    /// next change makes it `data` and drops `raw` (see `settle`).
+    full: OnceLock<SessionData>,
     /// The fields touched since the store last held this session, each
     /// with the value it had then (`None`: absent). What the store holds
     /// (the snapshot) is `data` with these put back. Changes go through
@@ -99,6 +119,8 @@ impl Session {
         Session {
             id,
             data,
+            raw: None,
+            full: OnceLock::new(),
             touched: Vec::new(),
             version,
             state,
@@ -106,6 +128,82 @@ impl Session {
             expiry: None,
             remaining: None,
         }
+    }
+
+    /// A session as loaded: decoded, or stored bytes to decode on demand.
+    /// The store key is the truth about the id: a `_session_id` that says
+    /// otherwise is replaced (as part of what the store holds, not as a
+    /// change).
+    pub(crate) fn loaded(
+        id: SessionId,
+        body: Loaded,
+        version: Option<Version>,
+        state: State,
+    ) -> Self {
+        let mut session = match body {
+            Loaded::Decoded(data) => Session::new(id, data, version, state),
+            Loaded::Raw(raw) => {
+                let mut session = Session::new(id, SessionData::new(), version, state);
+                session.raw = Some(raw);
+                session
+            }
+        };
+        if session.current(ID_FIELD).and_then(Value::as_str) != Some(session.id.as_str()) {
+            if let Some(raw) = &mut session.raw {
+                raw.take(ID_FIELD);
+            }
+            let id = Value::String(session.id.as_str().to_owned());
+            session.data.insert(ID_FIELD.to_owned(), id);
+        }
+        session
+    }
+
+    /// The current value of a field, wherever it is kept.
+    fn current(&self, field: &str) -> Option<&Value> {
+        match self.data.get(field) {
+            Some(v) => Some(v),
+            None => self.raw.as_ref().and_then(|raw| raw.get(field)),
+        }
+    }
+
+    /// The whole current map, built once while fields are still raw.
+    fn full(&self) -> &SessionData {
+        match &self.raw {
+            None => &self.data,
+            Some(raw) => self.full.get_or_init(|| {
+                let mut map = self.data.clone();
+                raw.decode_into(&mut map);
+                map
+            }),
+        }
+    }
+
+    /// Before a change: a whole map built by [`Session::full`] becomes the
+    /// data, so the change lands in the one map every reader sees.
+    fn settle(&mut self) {
+        if let Some(full) = self.full.take() {
+            self.data = full;
+            self.raw = None;
+        }
+    }
+
+    /// Moves a raw field into `data`, decoded, ready to be changed.
+    fn take_raw(&mut self, field: &str) {
+        if let Some((name, value)) = self.raw.as_mut().and_then(|raw| raw.take(field)) {
+            self.data.insert(name, value);
+        }
+    }
+
+    /// The stored form of the current data: the untouched fields' bytes
+    /// copied as loaded when `codec` is the one that wrote them, the rest
+    /// encoded ([`Codec::encode`]'s rules and errors).
+    pub(crate) fn encode(&self, codec: Codec) -> Result<Vec<u8>> {
+        if let Some(raw) = &self.raw
+            && let Some(bytes) = raw.encode_with(codec, &self.data)
+        {
+            return bytes;
+        }
+        codec.encode(self.full())
     }
 
     /// A fresh map holding only `_session_id`.
@@ -123,21 +221,20 @@ impl Session {
     /// Reads a field as `T`; `Ok(None)` when absent, [`Error::Field`] when it
     /// does not convert.
     pub fn get<T: DeserializeOwned>(&self, field: &str) -> Result<Option<T>> {
-        self.data
-            .get(field)
+        self.current(field)
             .map(|v| T::deserialize(v).map_err(|e| Error::field_conversion(field, e)))
             .transpose()
     }
 
     /// Reads a field as a JSON-like value.
     pub fn get_value(&self, field: &str) -> Option<&Value> {
-        self.data.get(field)
+        self.current(field)
     }
 
     /// Borrows a field mutably, to change it in place (changes at any depth
     /// are saved). `None` for absent fields and for `_session_id`.
     pub fn get_mut(&mut self, field: &str) -> Option<&mut Value> {
-        if field == ID_FIELD || !self.data.contains_key(field) {
+        if field == ID_FIELD || !self.contains(field) {
             return None;
         }
         self.field_mut(field)
@@ -161,7 +258,7 @@ impl Session {
 
     /// Removes a field; returns its value. `_session_id` cannot be removed.
     pub fn remove(&mut self, field: &str) -> Option<Value> {
-        if field == ID_FIELD || !self.data.contains_key(field) {
+        if field == ID_FIELD || !self.contains(field) {
             return None;
         }
         self.remove_field(field)
@@ -169,27 +266,28 @@ impl Session {
 
     /// True when the field is present.
     pub fn contains(&self, field: &str) -> bool {
-        self.data.contains_key(field)
+        self.data.contains_key(field) || self.raw.as_ref().is_some_and(|raw| raw.contains(field))
     }
 
     /// The fields and their values, in field-name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.data.iter().map(|(k, v)| (k.as_str(), v))
+        self.full().iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Number of fields, `_session_id` included.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.data.len() + self.raw.as_ref().map_or(0, |raw| raw.len())
     }
 
     /// Always false: `_session_id` is always present. Provided for symmetry with `len`.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
     }
 
-    /// The whole map, read-only.
+    /// The whole map, read-only. On a loaded session this decodes every
+    /// field not read yet; [`Session::get_value`] decodes only the one.
     pub fn data(&self) -> &SessionData {
-        &self.data
+        self.full()
     }
 
     /// True when the data differs from what the store held (deep comparison
@@ -197,11 +295,13 @@ impl Session {
     pub fn is_modified(&self) -> bool {
         self.touched
             .iter()
-            .any(|(field, old)| self.data.get(field) != old.as_ref())
+            .any(|(field, old)| self.current(field) != old.as_ref())
     }
 
     /// Keeps `field`'s stored value, once, before its first change.
     fn keep_old(&mut self, field: &str) {
+        self.settle();
+        self.take_raw(field);
         if !self.touched.iter().any(|(f, _)| f == field) {
             let old = self.data.get(field).cloned();
             self.touched.push((field.to_owned(), old));
@@ -222,7 +322,7 @@ impl Session {
 
     /// Removes any field; returns its value.
     pub(crate) fn remove_field(&mut self, field: &str) -> Option<Value> {
-        if !self.data.contains_key(field) {
+        if !self.contains(field) {
             return None;
         }
         self.keep_old(field);
@@ -233,7 +333,7 @@ impl Session {
     pub(crate) fn stored_field(&self, field: &str) -> Option<&Value> {
         match self.touched.iter().find(|(f, _)| f == field) {
             Some((_, old)) => old.as_ref(),
-            None => self.data.get(field),
+            None => self.current(field),
         }
     }
 
@@ -244,7 +344,7 @@ impl Session {
 
     /// The whole snapshot, copied (for the rare paths that need a map).
     fn stored_map(&self) -> SessionData {
-        let mut map = self.data.clone();
+        let mut map = self.full().clone();
         for (field, old) in &self.touched {
             match old {
                 Some(v) => map.insert(field.clone(), v.clone()),
@@ -275,12 +375,22 @@ impl Session {
             }
         }
         self.data = data;
+        self.raw = None;
+        self.full = OnceLock::new();
         self.touched = touched;
     }
 
     /// Takes `stored` as what the store holds, keeping the data.
     pub(crate) fn set_stored(&mut self, stored: SessionData) {
-        let data = std::mem::take(&mut self.data);
+        self.settle();
+        let data = match self.raw.take() {
+            Some(raw) => {
+                let mut data = std::mem::take(&mut self.data);
+                raw.decode_into(&mut data);
+                data
+            }
+            None => std::mem::take(&mut self.data),
+        };
         self.set_both(stored, data);
     }
 
@@ -325,7 +435,7 @@ impl Session {
     pub fn changes(&self) -> Changes {
         let mut changes = Changes::default();
         for (field, old) in &self.touched {
-            match self.data.get(field) {
+            match self.current(field) {
                 now if now == old.as_ref() => {}
                 Some(_) => changes.set.push(field.clone()),
                 None => changes.removed.push(field.clone()),
@@ -349,7 +459,7 @@ impl Session {
         theirs: &SessionData,
         prefer_mine: bool,
     ) -> (SessionData, Vec<String>) {
-        let mine = &self.data;
+        let mine = self.full();
         let mut merged = SessionData::new();
         let mut conflicts = Vec::new();
         let mut fields: Vec<&String> = mine
@@ -424,6 +534,12 @@ impl Fields for SessionData {
     }
 }
 
+impl Fields for Session {
+    fn field(&self, field: &str) -> Option<&Value> {
+        self.current(field)
+    }
+}
+
 /// The fields of a [`Session`] as the store held them.
 pub(crate) struct Stored<'a>(&'a Session);
 
@@ -444,154 +560,6 @@ fn reject_id_field(field: &str) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-    use serde_json::json;
-
-    use super::*;
-    use crate::codec::tests::{arb_data, arb_value};
-
-    fn stored(data: SessionData) -> Session {
-        let id = SessionId::parse("0123456789abcdef0123456789abcdef").unwrap();
-        let mut data = data;
-        data.insert(ID_FIELD.into(), Value::String(id.to_string()));
-        Session::new(id, data, Some(Version::new(1)), State::Stored)
-    }
-
-    #[test]
-    fn session_id_field_is_read_only() {
-        let mut s = stored(SessionData::new());
-        assert!(matches!(s.insert(ID_FIELD, "x"), Err(Error::Field { .. })));
-        assert!(s.remove(ID_FIELD).is_none());
-        assert!(s.get_mut(ID_FIELD).is_none());
-        assert_eq!(s.get::<String>(ID_FIELD).unwrap().unwrap(), s.id().as_str());
-        assert!(!s.is_modified());
-    }
-
-    #[test]
-    fn typed_reads_report_the_field() {
-        let mut s = stored(SessionData::new());
-        s.insert("n", "not a number").unwrap();
-        let err = s.get::<u32>("n").unwrap_err();
-        assert!(
-            matches!(err, Error::Field { ref field, .. } if field == "n"),
-            "{err}"
-        );
-        assert_eq!(s.get::<u32>("absent").unwrap(), None);
-    }
-
-    proptest! {
-        /// Any edit, however deep, is seen; undoing it is not a change.
-        #[test]
-        fn changes_are_seen_at_any_depth(data in arb_data(), field in "[a-z]{1,6}", value in arb_value()) {
-            let mut s = stored(data);
-            let before = s.data().clone();
-            let old = s.insert(field.clone(), value.clone()).unwrap();
-            let changed = old.as_ref() != Some(&value);
-            prop_assert_eq!(s.is_modified(), changed);
-            prop_assert_eq!(s.changes().set.contains(&field), changed);
-            match old {
-                Some(v) => { s.insert(field.clone(), v).unwrap(); }
-                None => { s.remove(&field); }
-            }
-            prop_assert!(!s.is_modified());
-            prop_assert_eq!(s.data(), &before);
-        }
-
-        /// After any edits, the handle still knows exactly what the store
-        /// holds, and `changes()` is the full comparison of the two maps.
-        #[test]
-        fn the_stored_view_survives_any_edits(
-            data in arb_data(),
-            edits in prop::collection::vec(("[a-e]", prop::option::of(arb_value()), any::<bool>()), 0..12),
-        ) {
-            let mut s = stored(data);
-            let before = s.data().clone();
-            for (field, value, in_place) in edits {
-                match (value, in_place) {
-                    (Some(v), true) => {
-                        if let Some(slot) = s.get_mut(&field) { *slot = v; }
-                    }
-                    (Some(v), false) => { s.insert(field, v).unwrap(); }
-                    (None, _) => { s.remove(&field); }
-                }
-            }
-            prop_assert_eq!(&s.stored_map(), &before);
-            let mut want = Changes::default();
-            for (k, v) in s.data() {
-                if before.get(k) != Some(v) { want.set.push(k.clone()); }
-            }
-            for k in before.keys() {
-                if !s.data().contains_key(k) { want.removed.push(k.clone()); }
-            }
-            prop_assert_eq!(s.is_modified(), !want.is_empty());
-            prop_assert_eq!(s.changes(), want);
-        }
-
-        #[test]
-        fn nested_edits_are_changes(data in arb_data()) {
-            let mut s = stored(data);
-            s.insert("deep", json!({"a": {"b": [1, 2]}})).unwrap();
-            s.mark_synced(None);
-            prop_assert!(!s.is_modified());
-            if let Some(list) = s.get_mut("deep").and_then(|v| v.pointer_mut("/a/b")).and_then(Value::as_array_mut) {
-                list.push(json!(3));
-            }
-            prop_assert!(s.is_modified());
-            prop_assert_eq!(s.changes().set, vec!["deep".to_owned()]);
-        }
-
-        /// A rebase keeps exactly our own changes on top of the other writer's data.
-        #[test]
-        fn rebase_keeps_own_changes_and_theirs(
-            base in arb_data(),
-            ours in prop::collection::btree_map("[a-z]{1,4}", arb_value(), 0..4),
-            removed in prop::collection::vec("[a-z]{1,4}", 0..3),
-            theirs in arb_data(),
-        ) {
-            let mut s = stored(base);
-            for (k, v) in &ours { s.insert(k.clone(), v.clone()).unwrap(); }
-            for k in &removed { s.remove(k); }
-            let own = s.changes();
-            let mine = s.data().clone();
-            let mut fresh = theirs.clone();
-            fresh.insert(ID_FIELD.into(), Value::String(s.id().to_string()));
-            s.rebase(fresh.clone(), Some(Version::new(2)));
-            for k in &own.set { prop_assert_eq!(s.data().get(k), mine.get(k)); }
-            for k in &own.removed { prop_assert!(!s.data().contains_key(k)); }
-            for (k, v) in &fresh {
-                if !own.set.contains(k) && !own.removed.contains(k) {
-                    prop_assert_eq!(s.data().get(k), Some(v));
-                }
-            }
-            prop_assert_eq!(s.version(), Some(Version::new(2)));
-        }
-
-        /// A field conflict is exactly a field both sides changed to
-        /// different values; the policy picks the side, nothing else moves.
-        #[test]
-        fn merge3_reports_exactly_the_fields_both_changed(
-            base in prop::collection::btree_map("[a-d]", 0..3i64, 0..4),
-            mine in prop::collection::btree_map("[a-d]", 0..3i64, 0..4),
-            theirs in prop::collection::btree_map("[a-d]", 0..3i64, 0..4),
-            prefer_mine in any::<bool>(),
-        ) {
-            let to_data = |m: &std::collections::BTreeMap<String, i64>| {
-                let mut d: SessionData = m.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-                d.insert(ID_FIELD.into(), json!("0123456789abcdef0123456789abcdef"));
-                d
-            };
-            let mut s = stored(to_data(&base));
-            s.replace_data(to_data(&mine));
-            let (merged, conflicts) = s.merge3(&to_data(&theirs), prefer_mine);
-            for f in ["a", "b", "c", "d"] {
-                let (b, m, t) = (base.get(f), mine.get(f), theirs.get(f));
-                let both = m != b && t != b && m != t;
-                prop_assert_eq!(conflicts.contains(&f.to_owned()), both);
-                let want = if both { if prefer_mine { m } else { t } } else if m != b { m } else { t };
-                let want = want.map(|v| json!(v));
-                prop_assert_eq!(merged.get(f), want.as_ref());
-            }
-        }
-    }
-}
+mod lazy_tests;
+#[cfg(test)]
+mod tests;
