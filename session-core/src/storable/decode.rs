@@ -4,8 +4,14 @@
 //! input cannot hurt: nesting stops at [`MAX_DEPTH`] (plus the top-level
 //! map), every length is checked against the bytes actually left before
 //! anything is read or reserved (a 4 GiB length in a 100-byte value is an
-//! error, not an allocation), and every collection reserves at most one
-//! slot per remaining input byte. Errors carry the opcode and its offset.
+//! error, not an allocation), and only the top-level collection reserves
+//! up to one slot per remaining input byte; nested ones reserve a few and
+//! grow with what they read. Errors carry the opcode and its offset.
+//!
+//! Strings are copied once, into the `String` the value keeps: an ASCII
+//! byte string a word at a time, and a map's entries are gathered first
+//! and the map built from them at once (issue #27 measured the per-char
+//! string building and the per-key map inserts at most of a decode).
 
 use serde_json::{Map, Number, Value};
 
@@ -18,6 +24,9 @@ const MIN_ITEM: usize = 1;
 /// The smallest encoding of one hash entry: a value opcode plus a 4-byte
 /// key length (flagged hashes add a flag byte, so this bound holds too).
 const MIN_ENTRY: usize = 5;
+/// Slots a nested list or map reserves at most before reading its items
+/// (see [`reserve`]).
+pub(super) const NESTED_RESERVE: usize = 8;
 
 /// Decodes a Storable image (`nfreeze` or `nstore`'s `pst0` file form).
 ///
@@ -242,7 +251,7 @@ impl<'a> Reader<'a> {
         let inner = self.enter(depth, SX_ARRAY, at)?;
         let len = self.length(SX_ARRAY, at)?;
         let len = self.bounded(len, MIN_ITEM, SX_ARRAY, at)?;
-        let mut items = Vec::with_capacity(len);
+        let mut items = Vec::with_capacity(reserve(len, depth));
         for _ in 0..len {
             items.push(self.value(inner)?);
         }
@@ -259,7 +268,11 @@ impl<'a> Reader<'a> {
         }
         let len = self.length(op, at)?;
         let len = self.bounded(len, MIN_ENTRY, op, at)?;
-        let mut map = Map::new();
+        // The entries in a vector first, then the map built from it at
+        // once: `BTreeMap::from_iter` sorts (already sorted in our own
+        // images) and fills its nodes in order, where an insert per key
+        // would compare it against the keys before it.
+        let mut entries = Vec::with_capacity(reserve(len, depth));
         for _ in 0..len {
             let value = self.value(inner)?;
             let key_at = self.pos;
@@ -288,14 +301,42 @@ impl<'a> Reader<'a> {
                 // Plain and SHV_K_WASUTF8 keys are both Latin-1 bytes.
                 latin1(key_bytes)
             };
-            // Perl's hv_store keeps the last of duplicate keys; so do we.
-            map.insert(key, value);
+            entries.push((key, value));
         }
-        Ok(Value::Object(map))
+        // Perl's hv_store keeps the last of duplicate keys, and so does
+        // `from_iter` (its sort is stable and it keeps the last of equals).
+        Ok(Value::Object(Map::from_iter(entries)))
+    }
+}
+
+/// How many slots a collection of `len` items (already bounded by the
+/// input left) reserves before its items are read. The top-level value
+/// takes them all. A nested one takes a few and grows with what it really
+/// reads, because every open level holds its reservation while the levels
+/// inside it are read: a hundred nested lists each declaring the rest of
+/// the input as their length would otherwise hold a hundred times the
+/// input, where a bounded few per level hold a small constant.
+pub(super) fn reserve(len: usize, depth: usize) -> usize {
+    if depth == 0 {
+        len
+    } else {
+        len.min(NESTED_RESERVE)
     }
 }
 
 /// Perl's view of a byte string: one character per byte, U+0000..=U+00FF.
 fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
+    // ASCII, the usual case, is the same bytes in UTF-8: checked and
+    // copied a word at a time (`from_utf8` cannot fail on ASCII, and the
+    // char loop below is the answer if it somehow did).
+    if bytes.is_ascii()
+        && let Ok(text) = std::str::from_utf8(bytes)
+    {
+        return text.to_owned();
+    }
+    // Each byte from 0x80 up takes two bytes in UTF-8.
+    let high = bytes.iter().filter(|&&b| b >= 0x80).count();
+    let mut text = String::with_capacity(bytes.len() + high);
+    text.extend(bytes.iter().map(|&b| char::from(b)));
+    text
 }

@@ -4,6 +4,13 @@
 //! The choices (which opcode for which value) are the table in the module
 //! docs of [`storable`](super); this file only follows it. Nesting is
 //! bounded by [`MAX_DEPTH`] like every codec, so the recursion is shallow.
+//!
+//! Everything goes into one buffer, reserved for the whole session up
+//! front, and strings go into it straight from their `&str`: an ASCII
+//! string's bytes are its Latin-1 bytes, and the rare other strings are
+//! converted char by char into the buffer, never into a `Vec` of their own
+//! (issue #27 measured the per-string `Vec` and the buffer's doublings at
+//! two thirds of an encode).
 
 use serde_json::{Map, Number, Value};
 
@@ -11,18 +18,55 @@ use super::ops::*;
 use super::{Problem, StorableError};
 use crate::session::{MAX_DEPTH, SessionData};
 
+/// Header, opcode and count of a hash (`SX_FLAG_HASH` adds a byte).
+const HASH_HEAD: usize = 2 + 1 + 1 + 4;
+/// Bytes an entry adds beyond its key and its value: a key flag byte (in
+/// flagged hashes) and the key's 4-byte length.
+const ENTRY_HEAD: usize = 1 + 4;
+/// What a nested list or map is guessed to take before it is written (the
+/// buffer grows past that if needed): the guess does not walk into
+/// containers, so hostile nesting costs nothing here.
+const CONTAINER_GUESS: usize = 32;
+
 /// Encodes a session map as Perl's `nfreeze(\%session)` would.
 pub fn encode_map(data: &SessionData) -> Result<Vec<u8>, StorableError> {
-    let mut w = Writer::new();
+    let mut w = Writer::new(map_size(data));
     w.map(data, 0)?;
     Ok(w.out)
 }
 
 /// Encodes any value as the image of a reference to it (`nfreeze(\$v)`).
 pub fn encode(value: &Value) -> Result<Vec<u8>, StorableError> {
-    let mut w = Writer::new();
+    let size = match value {
+        Value::Object(map) => map_size(map),
+        other => 2 + value_size(other),
+    };
+    let mut w = Writer::new(size);
     w.value(value, 0)?;
     Ok(w.out)
+}
+
+/// The size of a map's image, at most a few bytes over for a flat session
+/// (strings exactly, numbers at their longest), so that such a session is
+/// written without the buffer ever growing; nested containers are guessed.
+fn map_size(map: &Map<String, Value>) -> usize {
+    map.iter().fold(HASH_HEAD, |size, (key, value)| {
+        size.saturating_add(ENTRY_HEAD + key.len() + value_size(value))
+    })
+}
+
+/// An upper bound of a scalar's image (a string's Latin-1 form is never
+/// longer than its UTF-8; the rare u64 above `i64::MAX`, a string of up to
+/// 22 bytes, grows the buffer), a guess for a container.
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Null => 1,
+        Value::Bool(_) => 2,
+        // SX_INTEGER and SX_DOUBLE: the longest of the usual forms.
+        Value::Number(_) => 1 + 8,
+        Value::String(s) => 1 + 4 + s.len(),
+        Value::Array(_) | Value::Object(_) => CONTAINER_GUESS,
+    }
 }
 
 struct Writer {
@@ -30,12 +74,13 @@ struct Writer {
 }
 
 impl Writer {
-    fn new() -> Self {
-        Writer {
-            out: vec![(MAJOR << 1) | 1, MINOR_WRITTEN],
-        }
+    fn new(size: usize) -> Self {
+        let mut out = Vec::with_capacity(size);
+        out.extend_from_slice(&[(MAJOR << 1) | 1, MINOR_WRITTEN]);
+        Writer { out }
     }
 
+    #[cold]
     fn error(&self, problem: Problem, op: u8) -> StorableError {
         StorableError::new(problem, Some(op), self.out.len())
     }
@@ -99,25 +144,32 @@ impl Writer {
     fn string(&mut self, s: &str) -> Result<(), StorableError> {
         // Every char <= U+00FF: a byte string (Latin-1), which Perl holds
         // as exactly these characters; otherwise a UTF-8 flagged string.
-        if let Some(bytes) = latin1(s) {
-            self.pv(&bytes, SX_SCALAR, SX_LSCALAR)
-        } else {
-            self.pv(s.as_bytes(), SX_UTF8STR, SX_LUTF8STR)
+        match latin1_len(s) {
+            Some(len) => {
+                self.pv_head(len, SX_SCALAR, SX_LSCALAR)?;
+                put_latin1(&mut self.out, s, len);
+            }
+            None => {
+                self.pv_head(s.len(), SX_UTF8STR, SX_LUTF8STR)?;
+                self.out.extend_from_slice(s.as_bytes());
+            }
         }
+        Ok(())
     }
 
-    fn pv(&mut self, bytes: &[u8], short: u8, long: u8) -> Result<(), StorableError> {
-        if let Ok(len) = u8::try_from(bytes.len()) {
+    /// The opcode and length of a string of `len` bytes: the short form
+    /// when the length fits a byte.
+    fn pv_head(&mut self, len: usize, short: u8, long: u8) -> Result<(), StorableError> {
+        if let Ok(len) = u8::try_from(len) {
             self.out.extend_from_slice(&[short, len]);
         } else {
             let at = self.out.len();
             self.out.push(long);
-            if let Err(e) = self.length(bytes.len(), long) {
+            if let Err(e) = self.length(len, long) {
                 self.out.truncate(at);
                 return Err(e);
             }
         }
-        self.out.extend_from_slice(bytes);
         Ok(())
     }
 
@@ -137,7 +189,7 @@ impl Writer {
 
     fn map(&mut self, map: &Map<String, Value>, depth: usize) -> Result<(), StorableError> {
         // Keys beyond Latin-1 need the flagged form, with SHV_K_UTF8 on them.
-        let flagged = map.keys().any(|k| latin1(k).is_none());
+        let flagged = map.keys().any(|k| latin1_len(k).is_none());
         let op = if flagged { SX_FLAG_HASH } else { SX_HASH };
         let inner = self.enter(depth, op)?;
         self.out.push(op);
@@ -147,13 +199,13 @@ impl Writer {
         self.length(map.len(), op)?;
         for (key, value) in map {
             self.value(value, inner)?;
-            match latin1(key) {
-                Some(bytes) => {
+            match latin1_len(key) {
+                Some(len) => {
                     if flagged {
                         self.out.push(0);
                     }
-                    self.length(bytes.len(), op)?;
-                    self.out.extend_from_slice(&bytes);
+                    self.length(len, op)?;
+                    put_latin1(&mut self.out, key, len);
                 }
                 None => {
                     self.out.push(SHV_K_UTF8);
@@ -166,7 +218,33 @@ impl Writer {
     }
 }
 
-/// The Latin-1 bytes of `s`, if every char fits in one.
-fn latin1(s: &str) -> Option<Vec<u8>> {
-    s.chars().map(|c| u8::try_from(c).ok()).collect()
+/// How many chars `s` has if every one fits in a byte (U+0000..=U+00FF),
+/// else `None`. In UTF-8 those are the ASCII bytes and the two-byte
+/// sequences led by 0xC2 or 0xC3; any other lead byte is a char beyond.
+fn latin1_len(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    // The common case, checked a word at a time.
+    if bytes.is_ascii() {
+        return Some(bytes.len());
+    }
+    let mut continuations = 0;
+    for &b in bytes {
+        match b {
+            0x00..=0x7f | 0xc2 | 0xc3 => {}
+            0x80..=0xbf => continuations += 1,
+            _ => return None,
+        }
+    }
+    Some(bytes.len() - continuations)
+}
+
+/// Appends the Latin-1 bytes of `s`, whose `len` chars [`latin1_len`]
+/// found all within U+00FF (so the `try_from` never drops one).
+fn put_latin1(out: &mut Vec<u8>, s: &str, len: usize) {
+    // As many chars as bytes: all ASCII, already Latin-1.
+    if len == s.len() {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        out.extend(s.chars().filter_map(|c| u8::try_from(c).ok()));
+    }
 }

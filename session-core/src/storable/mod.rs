@@ -176,4 +176,6 @@ impl fmt::Display for Problem {
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;

@@ -236,6 +236,42 @@ fn long_strings_use_the_long_opcodes() {
 }
 
 #[test]
+fn the_last_of_duplicate_keys_wins_as_in_perl() {
+    // {a => 1, b => 2, a => 3} as Perl could write it: hv_store keeps 3.
+    let mut b = vec![5, 11, SX_HASH, 0, 0, 0, 3];
+    for (value, key) in [(1u8, b'a'), (2, b'b'), (3, b'a')] {
+        b.extend_from_slice(&[SX_BYTE, 128 + value, 0, 0, 0, 1, key]);
+    }
+    assert_eq!(decode(&b).unwrap(), json!({"a": 3, "b": 2}));
+}
+
+#[test]
+fn only_the_top_level_reserves_what_it_declares() {
+    use super::decode::{NESTED_RESERVE, reserve};
+    // Lengths are bounded by the input left before this is asked.
+    assert_eq!(reserve(1_000, 0), 1_000);
+    assert_eq!(reserve(1_000, 1), NESTED_RESERVE);
+    assert_eq!(reserve(1_000, 100), NESTED_RESERVE);
+    assert_eq!(reserve(3, 5), 3);
+    // A chain of nested lists each declaring as many items as there are
+    // bytes after its count (the most the bound lets through) is read to
+    // its end and refused there, as before.
+    let mut bytes = vec![5, 11, SX_ARRAY, 0, 0, 0, 0];
+    let mut counts = vec![3];
+    for _ in 0..50 {
+        bytes.extend_from_slice(&[SX_REF, SX_ARRAY, 0, 0, 0, 0]);
+        counts.push(bytes.len() - 4);
+    }
+    let total = bytes.len();
+    for at in counts {
+        let left = u32::try_from(total - at - 4).unwrap();
+        bytes[at..at + 4].copy_from_slice(&left.to_be_bytes());
+    }
+    let err = decode(&bytes).unwrap_err();
+    assert_eq!(err.problem, Problem::Truncated { needed: 1 }, "{err}");
+}
+
+#[test]
 fn trailing_bytes_are_refused() {
     let err = decode(b"\x05\x0b\x05\x05").unwrap_err();
     assert_eq!(
