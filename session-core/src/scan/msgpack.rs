@@ -74,7 +74,10 @@ pub(crate) fn scan(bytes: &[u8]) -> Option<RawFields> {
                 ..
             }) = fields.last()
         {
-            ascending = bytes.get(last.clone()) < bytes.get(name.clone());
+            ascending = match (bytes.get(last.clone()), bytes.get(name.clone())) {
+                (Some(a), Some(b)) => before(a, b),
+                _ => false,
+            };
         }
         fields.push(RawField {
             name: RawName::Span(name),
@@ -147,6 +150,31 @@ fn name_bytes<'a>(bytes: &'a [u8], field: &'a RawField) -> &'a [u8] {
     }
 }
 
+/// True when `bytes` are UTF-8. Most session strings are ASCII, and
+/// `str::from_utf8` costs about four instructions a byte on short
+/// strings, so a check for ASCII eight bytes at a time goes first.
+fn is_utf8(bytes: &[u8]) -> bool {
+    let (words, rest) = bytes.as_chunks::<8>();
+    let mut acc = words.iter().fold(0, |acc, w| acc | u64::from_ne_bytes(*w));
+    // The last few bytes: as the word ending the string when there is one
+    // (overlapping the words before), else one by one, without branches.
+    match bytes.last_chunk::<8>() {
+        Some(last) => acc |= u64::from_ne_bytes(*last),
+        None => acc |= u64::from(rest.iter().fold(0, |acc, &b| acc | b)),
+    }
+    acc & 0x8080_8080_8080_8080 == 0 || std::str::from_utf8(bytes).is_ok()
+}
+
+/// True when name `a` sorts before name `b`, as the encoder's `BTreeMap`
+/// orders them. The first bytes nearly always decide, and comparing them
+/// here saves a call to `memcmp` per field.
+fn before(a: &[u8], b: &[u8]) -> bool {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
+    }
+}
+
 /// A cursor over the input; every read checks the length first.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -191,8 +219,7 @@ impl Reader<'_> {
     /// The `n` bytes of a str's payload, which must be UTF-8.
     fn str_payload(&mut self, n: usize) -> Option<Range<usize>> {
         let range = self.take(n)?;
-        std::str::from_utf8(self.bytes.get(range.clone())?).ok()?;
-        Some(range)
+        is_utf8(self.bytes.get(range.clone())?).then_some(range)
     }
 
     /// A str of any width after its marker; its payload's range.

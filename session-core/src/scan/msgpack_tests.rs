@@ -526,3 +526,25 @@ fn every_single_byte_change_of_a_small_session() {
     }
     assert!(some > 1000 && none > 1000, "some {some}, none {none}");
 }
+
+/// The ASCII shortcut of the UTF-8 check agrees with `str::from_utf8` for
+/// every length around its word size and every place of a non-ASCII byte.
+#[test]
+fn the_utf8_check_agrees_with_std() {
+    for len in 0..=26 {
+        let ascii = vec![b'a'; len];
+        assert!(super::is_utf8(&ascii));
+        for at in 0..len {
+            for odd in [0x80, 0xc3, 0xff, 0x7f] {
+                let mut b = ascii.clone();
+                b[at] = odd;
+                assert_eq!(super::is_utf8(&b), std::str::from_utf8(&b).is_ok());
+            }
+            if at + 1 < len {
+                let mut b = ascii.clone();
+                b[at..at + 2].copy_from_slice("é".as_bytes());
+                assert!(super::is_utf8(&b));
+            }
+        }
+    }
+}
