@@ -39,8 +39,10 @@ pub struct Config {
     /// Parallel copiers per link (keys are split among them by hash, so
     /// one key is always handled by one copier, in order).
     pub shards: usize,
-    /// Keys waiting per copier; a full queue drops the event and schedules
-    /// a resync (nothing is lost, it is copied by the resync).
+    /// Keys waiting per copier and lane (the feeds' lane and the
+    /// comparisons' lane each hold this many); a full feed lane drops the
+    /// event and schedules a resync (nothing is lost, it is copied by the
+    /// resync).
     pub queue_capacity: usize,
     /// Deadline of each request to a server (and of a connect).
     pub io_timeout: Duration,

@@ -123,7 +123,9 @@ impl KeyLists {
         m.key_list_differences
             .fetch_add(differing.len() as u64, Ordering::Relaxed);
         for key in differing {
-            let queue = queues.of(&key).clone();
+            // The bulk lane: a bulk write's thousands of in-flight keys
+            // must not hold up the feed's events.
+            let queue = queues.bulk_of(&key).clone();
             let job = Job::Key {
                 key,
                 ts: None,

@@ -48,11 +48,18 @@
 //!   same server (`watch fetchers`) takes numbers from the same counter and
 //!   makes comparisons more frequent, never fewer. A line that cannot be
 //!   read is counted and logged at most once a minute.
-//! - **Backpressure.** Feeds never block: a full queue drops the event,
+//! - **New writes first.** Each copier has two lanes: the feeds' keys go
+//!   on its feed lane, the comparisons' (a refill, key-list differences)
+//!   on its bulk lane, and the feed lane is served first (the bulk lane at
+//!   least once every 8 feed batches, so a refill is never starved). A new
+//!   write during a refill waits for at most one bulk batch (64 keys), not
+//!   behind the refill. Safe because values are read at copy time: a
+//!   refill's job that comes after the feed's reads the newer value.
+//! - **Backpressure.** Feeds never block: a full feed lane drops the event,
 //!   counts it (`skipped`) and schedules a resync, which copies it. The
 //!   resync task itself waits for room. Memory is bounded by
-//!   `shards × queue_capacity` keys (plus, between masters, the in-sync
-//!   memory below).
+//!   `2 × shards × queue_capacity` keys (plus, between masters, the
+//!   in-sync memory below).
 //!
 //! # master → slave
 //!
@@ -209,7 +216,8 @@
 //! - `monitor.rs`: per node, notices it coming back (or back empty).
 //! - `heartbeat.rs`: per source, the write that keeps memcached's logger
 //!   thread awake (feed lines in ms after an idle spell, not 100s of ms).
-//! - `queues.rs`: the copiers' jobs and queues (a key, one copier).
+//! - `queues.rs`: the copiers' jobs and lanes (a key, one copier; the
+//!   feed lane before the bulk lane).
 //! - `shared.rs`: what a link's tasks share (a leaf).
 //! - `run_marker.rs`: [`RUN_MARKER`] and telling one server run from the
 //!   next.

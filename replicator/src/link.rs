@@ -2,11 +2,12 @@
 //! peers of a mesh), its change feeds, its copiers and its resync task.
 //!
 //! Feeds read `watch` lines from each source and put keys on the copiers'
-//! bounded queues without waiting: a full queue drops the event, counts it
+//! bounded feed lanes (served before the comparisons' bulk lanes) without
+//! waiting: a full queue drops the event, counts it
 //! and schedules a resync (memcached itself drops watch lines for a slow
 //! reader, so blocking the feed would only move the loss there). The
-//! resync task enumerates every key of every node and queues them all,
-//! waiting for room (it is our own producer, so backpressure is safe).
+//! resync task enumerates every key of every node and queues them all on
+//! the bulk lanes, waiting for room (it is our own producer, so backpressure is safe).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use crate::gids::{GidWindow, line_gid};
 use crate::heartbeat::heartbeat;
 use crate::metrics::LinkMetrics;
 use crate::monitor::monitor;
-use crate::queues::{Job, Queues, shard_of};
+use crate::queues::{Job, Queues, lanes, shard_of};
 use crate::resync::resync_loop;
 use crate::run_marker::replicated;
 use crate::shared::{LinkShared, Mode, NodeHealth, RateLimit, pause};
@@ -89,7 +90,7 @@ impl Link {
         let mut senders = Vec::new();
         let mut copiers = Vec::new();
         for carried in split(carried, shared.config.shards) {
-            let (tx, rx) = mpsc::channel(shared.config.queue_capacity);
+            let (tx, rx) = lanes(shared.config.queue_capacity);
             senders.push(tx);
             copiers.push(tokio::spawn(
                 Copier::new(Arc::clone(&shared), rx, carried).run(),
@@ -297,7 +298,8 @@ async fn read_feed(
                     continue;
                 }
                 m.events.fetch_add(1, Ordering::Relaxed);
-                let queue = queues.of(&event.key);
+                // The feed lane: served before a refill's keys.
+                let queue = queues.feed_of(&event.key);
                 let job = Job::Key {
                     key: event.key,
                     ts: event.ts,

@@ -152,7 +152,7 @@ async fn save_state(
         return true;
     }
     let mut answers = Vec::new();
-    for queue in queues.0.iter() {
+    for queue in queues.bulk_lanes() {
         let (tx, rx) = oneshot::channel();
         tokio::select! {
             sent = queue.send(Job::Snapshot(tx)) => if sent.is_err() { return false },
@@ -227,7 +227,7 @@ async fn resync_once(
     m.resync_keys.store(0, Ordering::Relaxed);
     tracing::info!(link = %shared.name, keys = total, "resync: comparing every key");
     for (i, key) in keys.into_iter().enumerate() {
-        let queue = queues.of(&key).clone();
+        let queue = queues.bulk_of(&key).clone();
         let job = Job::Key {
             key,
             ts: None,
@@ -244,7 +244,8 @@ async fn resync_once(
         }
     }
     let mut waits = Vec::new();
-    for queue in queues.0.iter() {
+    // After its keys on the same lanes: answered once they are copied.
+    for queue in queues.bulk_lanes() {
         let (tx, rx) = oneshot::channel();
         tokio::select! {
             sent = queue.send(Job::Flush(tx)) => if sent.is_err() { return Ok(false) },

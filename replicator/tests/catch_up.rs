@@ -6,7 +6,11 @@
 //! cases run on 1.6.18 and on 1.6.38 (a deletions feed, so no key list
 //! hides a missed restart: issue #23), with the restart noticed by the
 //! monitor (restarted before its second look, 2 s apart) or by a copier
-//! (one write to copy; the monitor looks once a minute).
+//! (one write to copy; the monitor looks once a minute). Keys written again
+//! and again (and deleted, on 1.6.38) on the source while a restarted
+//! slave or peer is refilled end with their last value on both sides: the
+//! feed's copies go before the refill's, and a refill copy served after
+//! them must not put back what it listed.
 //!
 //! The 5 s are timed until every key is readable again (pipelined `mg`),
 //! then every key and value is compared. Measured on
@@ -238,5 +242,121 @@ async fn a_peer_killed_and_started_empty_has_10k_keys_back_at_once() {
     let snap = converged_on(&[a, b], true, LIMIT, &known).await;
     // Refilled, not wiped: the empty peer's absences are no deletes.
     assert_eq!(snap.len(), 10_000);
+    r.stop().await;
+}
+
+/// Keys of the refill that the client keeps writing while it runs.
+const HOT: usize = 50;
+/// Keys of the refill the client deletes while it runs (1.6.38: its
+/// deletions feed carries them; 1.6.18 without key lists would leave a
+/// delete to the periodic comparison, which these tests turn off).
+const DELETED: std::ops::Range<usize> = 50..60;
+
+/// Node `target` of `nodes` (`nodes[source]` holding 10 000 keys) is
+/// killed and started empty; while its refill runs, a client on the
+/// source overwrites `HOT` of the refill's keys and one new key round
+/// after round (and, when `deletes`, deletes `DELETED` once), until the
+/// target holds every key again, then once more. The feed's copies go
+/// before the refill's (a priority lane): a refill copy that comes after
+/// must read the newer value, never put back the one it listed. Every
+/// key ends with its last value on both sides, the deleted keys nowhere.
+async fn writes_during_a_refill_end_with_their_last_value(
+    nodes: &[common::Server],
+    source: usize,
+    target: usize,
+    mesh: bool,
+    deletes: bool,
+) {
+    let (src, dst) = (&nodes[source], &nodes[target]);
+    fill(src, "k", 10_000).await;
+    let known = keys("k", 10_000);
+    let all: Vec<&common::Server> = nodes.iter().collect();
+    converged_on(&all, mesh, Duration::from_secs(60), &known).await;
+    dst.stop().await.unwrap();
+    dst.start().await.unwrap();
+    let mut w = conn(src).await;
+    let mut round = 0usize;
+    let mut rounds_during_refill = 0;
+    let remaining: Vec<String> = known
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !deletes || !DELETED.contains(i))
+        .map(|(_, k)| k.clone())
+        .collect();
+    let started = Instant::now();
+    loop {
+        let value = format!("r{round}");
+        for key in known.iter().take(HOT).chain(["hot".to_owned()].iter()) {
+            w.set(key, value.as_bytes(), 3, Ttl::NEVER).await.unwrap();
+        }
+        if deletes && round == 0 {
+            for i in DELETED {
+                w.delete(&format!("k{i}")).await.unwrap();
+            }
+        }
+        round += 1;
+        let mut c = conn(dst).await;
+        let mut present = 0;
+        for chunk in remaining.chunks(1000) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            present += c.get_many(&refs).await.unwrap().iter().flatten().count();
+        }
+        if present == remaining.len() {
+            break;
+        }
+        rounds_during_refill += 1;
+        assert!(started.elapsed() < LIMIT, "the refill did not end");
+    }
+    // The last round, after the refill.
+    let last = format!("r{round}");
+    for key in known.iter().take(HOT).chain(["hot".to_owned()].iter()) {
+        w.set(key, last.as_bytes(), 3, Ttl::NEVER).await.unwrap();
+    }
+    assert!(
+        rounds_during_refill >= 1,
+        "no write landed while the refill ran"
+    );
+    eprintln!("{rounds_during_refill} rounds of writes during the refill");
+    let mut expected = known.clone();
+    expected.push("hot".to_owned());
+    let snap = converged_on(&all, mesh, LIMIT, &expected).await;
+    for (i, key) in known.iter().enumerate() {
+        if i < HOT {
+            assert_eq!(snap[key], (last.clone().into_bytes(), 3, false), "{key}");
+        } else if deletes && DELETED.contains(&i) {
+            assert!(!snap.contains_key(key), "{key} deleted, then put back");
+        } else {
+            assert_eq!(snap[key], (format!("v{i}").into_bytes(), 7, false), "{key}");
+        }
+    }
+    assert_eq!(snap["hot"], (last.into_bytes(), 3, false));
+    let deleted = if deletes { DELETED.len() } else { 0 };
+    assert_eq!(snap.len(), 10_000 - deleted + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_6_38_slave_written_during_its_refill_ends_with_the_last_values() {
+    let s = Kind::Feed.pair().await;
+    let mut config = fast(Topology::MasterSlave {
+        master: s[0].addr(),
+        slaves: vec![s[1].addr()],
+    });
+    config.resync_interval = None;
+    config.key_list_interval = None;
+    let r = Replicator::start(config).unwrap();
+    writes_during_a_refill_end_with_their_last_value(&s, 0, 1, false, true).await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_written_during_its_refill_ends_with_the_last_values() {
+    let s = memcacheds(2).await;
+    let mut config = fast(Topology::Mesh {
+        peers: vec![s[0].addr(), s[1].addr()],
+    });
+    config.resync_interval = None;
+    config.key_list_interval = None;
+    let r = Replicator::start(config).unwrap();
+    writes_during_a_refill_end_with_their_last_value(&s, 0, 1, true, false).await;
     r.stop().await;
 }
