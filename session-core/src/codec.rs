@@ -286,10 +286,18 @@ pub(crate) fn depth(value: &Value) -> usize {
     let mut deepest = 0;
     let mut stack = vec![(value, 0usize)];
     while let Some((v, d)) = stack.pop() {
-        deepest = deepest.max(d);
+        // A container counts one level whether or not it holds anything:
+        // an empty list nests as deep as a list of scalars (MessagePack's
+        // decoder counts it so, and would refuse what we had accepted).
         match v {
-            Value::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            Value::Array(items) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(items.iter().map(|i| (i, d + 1)));
+            }
+            Value::Object(map) => {
+                deepest = deepest.max(d + 1);
+                stack.extend(map.values().map(|i| (i, d + 1)));
+            }
             _ => {}
         }
     }
@@ -501,6 +509,34 @@ pub(crate) mod tests {
         for codec in [Codec::Json, Codec::MessagePack, Codec::Storable] {
             let bytes = codec.encode(&data).unwrap();
             assert_eq!(codec.decode(&bytes, "k").unwrap(), data);
+        }
+    }
+
+    /// Whatever nesting `encode` accepts, every codec reads back, also
+    /// when the innermost container is empty (MessagePack's decoder counts
+    /// an empty list as a level; `depth` used to count it as none, so 100
+    /// nested lists around an empty one were written and never read).
+    #[test]
+    fn what_is_written_at_the_depth_limit_is_read_back() {
+        for innermost in [json!([]), json!({}), json!(1), json!([1])] {
+            for levels in MAX_DEPTH - 2..=MAX_DEPTH + 1 {
+                let mut deep = innermost.clone();
+                for _ in 0..levels {
+                    deep = json!([deep]);
+                }
+                let mut data = SessionData::new();
+                data.insert("deep".into(), deep);
+                for codec in [Codec::Json, Codec::MessagePack, Codec::Storable] {
+                    if let Ok(bytes) = codec.encode(&data) {
+                        let back = codec.decode(&bytes, "k");
+                        assert_eq!(
+                            back.ok().as_ref(),
+                            Some(&data),
+                            "{codec:?} {levels} {innermost}"
+                        );
+                    }
+                }
+            }
         }
     }
 
