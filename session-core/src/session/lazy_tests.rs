@@ -116,6 +116,7 @@ proptest! {
         };
         prop_assert_eq!(saved(&got), saved(&want));
         prop_assert_eq!(&saved(&got), want.data());
+        prop_assert_eq!(got.into_data(), want.into_data());
     }
 
     /// A conflict's three-way merge and a rebase give the same result on a

@@ -290,6 +290,18 @@ impl Session {
         self.full()
     }
 
+    /// The whole map, given away: what [`Session::data`] would show,
+    /// without copying it.
+    pub fn into_data(mut self) -> SessionData {
+        if let Some(full) = self.full.take() {
+            return full;
+        }
+        if let Some(raw) = self.raw.take() {
+            raw.decode_into(&mut self.data);
+        }
+        self.data
+    }
+
     /// True when the data differs from what the store held (deep comparison
     /// of the fields touched).
     pub fn is_modified(&self) -> bool {
