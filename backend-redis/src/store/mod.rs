@@ -383,12 +383,13 @@ impl Store for RedisStore {
             let mut found = self.read_many("get_and_touch", &[key], Some(ttl)).await?;
             return Ok(found.pop().flatten());
         }
-        let mut cmd = scripts::call(&scripts::GET_AND_TOUCH, &self.full_key(key));
+        let full = self.full_key(key);
+        let mut cmd = scripts::call(&scripts::GET_AND_TOUCH, &full);
         cmd.arg(ttl_ms(ttl));
         let answer: Value = self
             .eval("get_and_touch", &scripts::GET_AND_TOUCH, cmd)
             .await?;
-        self.read_answer(key, answer)
+        self.read_answer(full, answer)
     }
 }
 
