@@ -182,3 +182,18 @@ fn first_error(answer: Vec<Value>) -> redis::RedisResult<Vec<Value>> {
     }
     Ok(answer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_error_in_the_answers_is_the_error() {
+        let error = redis::parse_redis_value(b"-WRONGTYPE not a string\r\n").unwrap();
+        assert!(matches!(error, Value::ServerError(_)), "{error:?}");
+        let e = first_error(vec![error, Value::Int(5)]).unwrap_err();
+        assert_eq!(e.code(), Some("WRONGTYPE"), "{e:?}");
+        let fine = vec![Value::BulkString(b"v".to_vec()), Value::Int(5)];
+        assert_eq!(first_error(fine.clone()).unwrap(), fine);
+    }
+}
