@@ -146,17 +146,12 @@ impl Scanner<'_> {
         let mut depth = 0usize;
         let mut maps: u128 = 0;
         loop {
-            // A value at `depth` open containers makes the field that deep
-            // (the measure of `codec::depth`: a scalar is 0, `[1]` is 1,
-            // `[]` is 0), and the encoder refuses MAX_DEPTH.
-            if depth >= MAX_DEPTH {
-                return None;
-            }
             match self.next()? {
                 b'"' => {
                     self.string()?;
                 }
                 b'{' => {
+                    self.check_room(depth)?;
                     self.skip_ws();
                     if self.peek() == Some(b'}') {
                         self.pos += 1;
@@ -168,6 +163,7 @@ impl Scanner<'_> {
                     }
                 }
                 b'[' => {
+                    self.check_room(depth)?;
                     self.skip_ws();
                     if self.peek() == Some(b']') {
                         self.pos += 1;
@@ -207,6 +203,16 @@ impl Scanner<'_> {
                 maps >>= 1;
             }
         }
+    }
+
+    /// `None` when a list or map opened inside `depth` open ones would make
+    /// the field nest [`MAX_DEPTH`] levels or more: the measure of
+    /// `codec::depth`, where every list or map counts one level, empty or
+    /// not (`1` is 0, `[]` and `[1]` are 1), and the encoder refuses
+    /// MAX_DEPTH.
+    #[inline]
+    fn check_room(&self, depth: usize) -> Option<()> {
+        (depth + 1 < MAX_DEPTH).then_some(())
     }
 
     /// Moves past a nested map's key and its colon, and the whitespace
