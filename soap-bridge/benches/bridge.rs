@@ -13,13 +13,27 @@
 //! Scenarios, each on `memory://` (1 GiB, so the run's new sessions fit)
 //! and on the benchmark memcached, at 1 and
 //! 16 concurrent connections (tasks for the raw ops):
-//! - `raw_get` / `soap_get`: read one of 16 existing sessions (one per task).
+//! - `raw_get` / `soap_get` / `json_get`: read one of 16 existing sessions
+//!   (one per task), raw, by SOAP `getSession` or by the JSON mirror's
+//!   `GET /sessions/{id}`.
 //! - `raw_set` / `soap_set`: write a new session of the same bytes
 //!   (`setSession` without `_session_id` is one `add`; the raw op a `set`).
 //!
 //! Each measurement is bounded by time and by request count (the load loop
-//! is `test_support::bench`'s); results go to `MEMORYCACHED_BENCH_OUT` as
-//! one JSON object per line, each `soap_*` row with its `raw_*` baseline.
+//! is `test_support::bench`'s), and taken in turns: [`ROUNDS`] slices each,
+//! every scenario once per round, so a neighbour's load on the shared
+//! machine falls on a row and its baseline alike. Results go to
+//! `MEMORYCACHED_BENCH_OUT` as one JSON object per line, each `soap_*` and
+//! `json_*` row with its `raw_*` baseline. `MEMORYCACHED_BENCH_ROWS` narrows
+//! the run to some rows (`test_support::bench::wanted`).
+//!
+//! For counting instructions (`valgrind --tool=callgrind`, repeatable where
+//! times are not), `MEMORYCACHED_BENCH_COUNT=<op>:<n>` makes only `n`
+//! requests `op` (`soap_get` or `json_get`) one after the other on one
+//! connection, on a one-thread runtime, and exits: on `memory://`, or on
+//! the store of `MEMORYCACHED_BENCH_COUNT_STORE` (a store URL). The count
+//! covers the bridge and this client; two runs with different `n` give one
+//! request's cost without the start-up (`docs/performance.md`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,6 +54,10 @@ use tokio::sync::Mutex;
 const CONNECTIONS: [usize; 2] = [1, 16];
 /// Most requests one task makes in one measurement (the time bound usually ends it first).
 const MAX_OPS_PER_TASK: u64 = 200_000;
+/// Slices each measurement is taken in, in turns with the other scenarios.
+const ROUNDS: u32 = 6;
+/// The scenarios of each store and level, in the order of a round.
+const SCENARIOS: [&str; 5] = ["raw_get", "soap_get", "json_get", "raw_set", "soap_set"];
 
 /// Runs `op` on `tasks` tasks for `time` (the shared load loop).
 async fn drive<F, Fut>(tasks: usize, time: Duration, op: F) -> Sample
@@ -104,6 +122,20 @@ fn soap_request(addr: std::net::SocketAddr, method: &str, params: &str) -> Vec<u
         body.len()
     )
     .into_bytes()
+}
+
+/// The JSON mirror's `GET /sessions/{id}`.
+fn json_get_request(addr: std::net::SocketAddr, id: &str) -> Vec<u8> {
+    format!("GET /sessions/{id} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+}
+
+/// `getSession(id)`, as SOAP::Lite sends it.
+fn soap_get_request(addr: std::net::SocketAddr, id: &str) -> Vec<u8> {
+    soap_request(
+        addr,
+        "getSession",
+        &format!("<c-gensym3 xsi:type=\"xsd:string\">{id}</c-gensym3>"),
+    )
 }
 
 /// `setSession`'s parameters: a typical SSO session (about 400 bytes stored).
@@ -173,6 +205,8 @@ struct Ctx {
     ids: Vec<String>,
     /// `getSession` of each task's session.
     gets: Vec<Vec<u8>>,
+    /// `GET /sessions/{id}` of each task's session.
+    json_gets: Vec<Vec<u8>>,
     /// `setSession` of a new session.
     set: Vec<u8>,
     /// One kept-alive connection per task.
@@ -203,14 +237,12 @@ impl Ctx {
                     .await?;
             }
             _ => {
-                let get = name == "soap_get";
-                let request = if get { &self.gets[t] } else { &self.set };
-                let (status, body) = self.conns[t].lock().await.call(request).await?;
-                let expect = if get {
-                    "jdupont"
-                } else {
-                    "<setSessionResponse"
+                let (request, expect) = match name {
+                    "soap_get" => (&self.gets[t], "jdupont"),
+                    "json_get" => (&self.json_gets[t], "jdupont"),
+                    _ => (&self.set, "<setSessionResponse"),
                 };
+                let (status, body) = self.conns[t].lock().await.call(request).await?;
                 if status != 200 || !body.contains(expect) {
                     bail!("{name} answered {status}: {body}");
                 }
@@ -218,6 +250,15 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// Writes a new session by `setSession` on `conn`; returns its id.
+async fn create(conn: &mut Conn, set: &[u8]) -> anyhow::Result<String> {
+    let (status, body) = conn.call(set).await?;
+    if status != 200 {
+        bail!("setSession answered {status}: {body}");
+    }
+    result_id(&body)
 }
 
 /// One store's scenarios.
@@ -237,6 +278,14 @@ async fn bench_store(
     }
     let conns = Arc::new(conns);
     for tasks in CONNECTIONS {
+        let row_of = |name: &str| format!("{label}/{name}/{tasks}");
+        let measured: Vec<&'static str> = SCENARIOS
+            .into_iter()
+            .filter(|name| bench::wanted(&row_of(name)))
+            .collect();
+        if measured.is_empty() {
+            continue;
+        }
         // Written afresh for each level: the benchmark memcached evicts (its
         // memory is filled on purpose), and a session read by no one during
         // the previous level's writes may be gone.
@@ -244,47 +293,43 @@ async fn bench_store(
         // One session per task, read by getSession / Store::get.
         let mut ids = Vec::new();
         for c in conns.iter() {
-            let (status, body) = c.lock().await.call(&set).await?;
-            if status != 200 {
-                bail!("setSession answered {status}: {body}");
-            }
-            ids.push(result_id(&body)?);
+            ids.push(create(&mut *c.lock().await, &set).await?);
         }
         let value = store
             .get(&ids[0])
             .await?
             .context("the session just written is not in the store")?;
         let (flags, value) = (value.flags, value.value);
-        let gets: Vec<Vec<u8>> = ids
-            .iter()
-            .map(|id| {
-                soap_request(
-                    addr,
-                    "getSession",
-                    &format!("<c-gensym3 xsi:type=\"xsd:string\">{id}</c-gensym3>"),
-                )
-            })
-            .collect();
         let ctx = Arc::new(Ctx {
             store: store.clone(),
+            gets: ids.iter().map(|id| soap_get_request(addr, id)).collect(),
+            json_gets: ids.iter().map(|id| json_get_request(addr, id)).collect(),
             ids,
-            gets,
             set,
             conns: conns.clone(),
             value,
             flags,
             run: format!("{:x}", std::process::id()),
         });
-        for name in ["raw_get", "soap_get", "raw_set", "soap_set"] {
-            let op = {
-                let ctx = ctx.clone();
-                move |t: usize, i: u64| ctx.clone().op(name, t, i)
-            };
-            drive(tasks, warm, op.clone()).await;
-            let sample = drive(tasks, time, op).await;
-            let mut row = Row::new(format!("{label}/{name}/{tasks}"));
-            if let Some(raw) = name.strip_prefix("soap_") {
-                row = row.baseline(format!("{label}/raw_{raw}/{tasks}"));
+        let op = |name: &'static str| {
+            let ctx = ctx.clone();
+            move |t: usize, i: u64| ctx.clone().op(name, t, i)
+        };
+        for &name in &measured {
+            drive(tasks, warm, op(name)).await;
+        }
+        let mut samples: Vec<Sample> = measured.iter().map(|_| Sample::default()).collect();
+        for _ in 0..ROUNDS {
+            for (sample, &name) in samples.iter_mut().zip(&measured) {
+                sample.absorb(drive(tasks, time / ROUNDS, op(name)).await);
+            }
+        }
+        for (name, sample) in measured.into_iter().zip(samples) {
+            let mut row = Row::new(row_of(name));
+            if let Some((kind, op)) = name.split_once('_')
+                && kind != "raw"
+            {
+                row = row.baseline(row_of(&format!("raw_{op}")));
             }
             out.record(row, sample)?;
         }
@@ -293,7 +338,47 @@ async fn bench_store(
     Ok(())
 }
 
+/// `MEMORYCACHED_BENCH_COUNT=<op>:<n>` (see the crate docs): `n`
+/// requests in a row on one connection and one thread, for an instruction
+/// count.
+fn count(spec: &str) -> anyhow::Result<()> {
+    let (op, n) = spec
+        .split_once(':')
+        .context("MEMORYCACHED_BENCH_COUNT is <op>:<n>, e.g. soap_get:2000")?;
+    let n: u64 = n
+        .parse()
+        .context("MEMORYCACHED_BENCH_COUNT: n is a number")?;
+    if !["soap_get", "json_get"].contains(&op) {
+        bail!("MEMORYCACHED_BENCH_COUNT: unknown operation {op:?} (soap_get or json_get)");
+    }
+    let url = std::env::var("MEMORYCACHED_BENCH_COUNT_STORE").unwrap_or("memory://".into());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let (addr, stop) = start_bridge(store_url::open_one(&url)?, &url).await?;
+        let mut conn = Conn::open(addr).await?;
+        let id = create(&mut conn, &soap_request(addr, "setSession", &set_params())).await?;
+        let request = if op == "soap_get" {
+            soap_get_request(addr, &id)
+        } else {
+            json_get_request(addr, &id)
+        };
+        for _ in 0..n {
+            let (status, body) = conn.call(&request).await?;
+            if status != 200 || !body.contains("jdupont") {
+                bail!("{op} answered {status}: {body}");
+            }
+        }
+        let _ = stop.send(());
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
+    if let Ok(spec) = std::env::var("MEMORYCACHED_BENCH_COUNT") {
+        return count(&spec);
+    }
     let env = BenchEnv::from_env()?;
     let addr = BenchEnv::servers(bench::MEMCACHED_ENV)?.remove(0);
     let (warm, time) = (env.warm, env.time);
