@@ -33,6 +33,15 @@ impl BodyError {
         }
     }
 
+    /// [`BodyError::status`]'s code as text, for metrics.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge(_) => "413",
+            BodyError::Timeout => "408",
+            BodyError::Broken(_) => "400",
+        }
+    }
+
     /// The text for the client.
     pub(crate) fn message(&self) -> String {
         match self {
@@ -64,5 +73,21 @@ pub(crate) async fn read_body(
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
         Ok(Err(e)) => Err(BodyError::Broken(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_the_status_codes() {
+        for e in [
+            BodyError::TooLarge(1),
+            BodyError::Timeout,
+            BodyError::Broken("x".into()),
+        ] {
+            assert_eq!(e.label(), e.status().as_str());
+        }
     }
 }

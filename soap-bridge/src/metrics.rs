@@ -24,10 +24,40 @@ struct Histogram {
     sum: f64,
 }
 
+/// One operation's counters.
+#[derive(Debug, Default)]
+struct Operation {
+    /// Requests by outcome.
+    outcomes: BTreeMap<String, u64>,
+    latency: Histogram,
+}
+
+impl Operation {
+    /// Counts one request that ended with `status` after `secs`.
+    fn record(&mut self, status: &str, secs: f64) {
+        match self.outcomes.get_mut(status) {
+            Some(n) => *n += 1,
+            None => {
+                self.outcomes.insert(status.to_owned(), 1);
+            }
+        }
+        let h = &mut self.latency;
+        h.count += 1;
+        h.sum += secs;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+    }
+}
+
+/// Keyed by name, looked up by `&str`: a request allocates nothing once
+/// its operation and outcome have been seen (they used to cost three
+/// `String`s per request).
 #[derive(Debug, Default)]
 struct Inner {
-    requests: BTreeMap<(String, String), u64>,
-    latency: BTreeMap<String, Histogram>,
+    operations: BTreeMap<String, Operation>,
     store_errors: BTreeMap<String, u64>,
 }
 
@@ -44,17 +74,13 @@ impl Metrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        *inner
-            .requests
-            .entry((operation.to_owned(), status.to_owned()))
-            .or_default() += 1;
-        let h = inner.latency.entry(operation.to_owned()).or_default();
         let secs = elapsed.as_secs_f64();
-        h.count += 1;
-        h.sum += secs;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
+        match inner.operations.get_mut(operation) {
+            Some(op) => op.record(status, secs),
+            None => {
+                let mut op = Operation::default();
+                op.record(status, secs);
+                inner.operations.insert(operation.to_owned(), op);
             }
         }
     }
@@ -75,18 +101,20 @@ impl Metrics {
         };
         out.push_str("# HELP soap_bridge_requests_total Requests by operation and outcome.\n");
         out.push_str("# TYPE soap_bridge_requests_total counter\n");
-        for ((op, status), n) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "soap_bridge_requests_total{{operation=\"{}\",status=\"{}\"}} {n}",
-                label(op),
-                label(status)
-            );
+        for (op, counters) in &inner.operations {
+            for (status, n) in &counters.outcomes {
+                let _ = writeln!(
+                    out,
+                    "soap_bridge_requests_total{{operation=\"{}\",status=\"{}\"}} {n}",
+                    label(op),
+                    label(status)
+                );
+            }
         }
         out.push_str("# HELP soap_bridge_request_duration_seconds Request latency by operation.\n");
         out.push_str("# TYPE soap_bridge_request_duration_seconds histogram\n");
-        for (op, h) in &inner.latency {
-            let op = label(op);
+        for (op, counters) in &inner.operations {
+            let (op, h) = (label(op), &counters.latency);
             for (bound, n) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(
                     out,

@@ -124,8 +124,19 @@ impl Service {
 
     /// A session's data; `None` when no such session exists.
     pub async fn get(&self, id: &str) -> Result<Option<SessionData>, OpError> {
+        self.get_with(id, SessionData::clone).await
+    }
+
+    /// What `render` makes of a session's data, read in place; `None` when
+    /// no such session exists. The read paths write their answer straight
+    /// from the loaded session this way, without a copy of its map.
+    pub async fn get_with<R>(
+        &self,
+        id: &str,
+        render: impl FnOnce(&SessionData) -> R,
+    ) -> Result<Option<R>, OpError> {
         let session = self.sessions.load(id).await.map_err(from_core)?;
-        Ok(session.map(|s| s.data().clone()))
+        Ok(session.map(|s| render(s.data())))
     }
 
     /// The original's `setSession`: a new session holding `fields`; returns

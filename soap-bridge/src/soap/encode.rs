@@ -31,141 +31,297 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
+/// What comes before the body: the XML declaration and the Envelope's start
+/// tag up to its namespace declarations.
+const HEAD_START: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope \
+     soap:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"";
+/// The Map namespace's declaration, present only when a Map is written.
+const APACHENS: &str = " xmlns:apachens=\"http://xml.apache.org/xml-soap\"";
+/// The rest of the Envelope's start tag and the Body's.
+const HEAD_END: &str = " xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+     xmlns:soapenc=\"http://schemas.xmlsoap.org/soap/encoding/\" \
+     xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" \
+     xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soap:Body>";
+/// What comes after the body.
+const TAIL: &str = "</soap:Body></soap:Envelope>";
+
 /// The XML declaration and Envelope around `body` (the content of
 /// `soap:Body`). `apachens` declares the Map namespace.
 pub fn envelope(body: &str, apachens: bool) -> String {
-    let mut out = String::with_capacity(body.len() + 420);
-    out.push_str(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soap:Envelope \
-         soap:encodingStyle=\"http://schemas.xmlsoap.org/soap/encoding/\"",
+    let mut out = String::with_capacity(
+        HEAD_START.len() + APACHENS.len() + HEAD_END.len() + body.len() + TAIL.len(),
     );
+    out.push_str(HEAD_START);
     if apachens {
-        out.push_str(" xmlns:apachens=\"http://xml.apache.org/xml-soap\"");
+        out.push_str(APACHENS);
     }
-    out.push_str(
-        " xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\" \
-         xmlns:soapenc=\"http://schemas.xmlsoap.org/soap/encoding/\" \
-         xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" \
-         xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soap:Body>",
-    );
+    out.push_str(HEAD_END);
     out.push_str(body);
-    out.push_str("</soap:Body></soap:Envelope>");
+    out.push_str(TAIL);
     out
 }
 
 /// The response to `method`: `result` as the one `<result xmlns="">`
 /// element, or an empty wrapper for operations without a result.
 pub fn response(method: &str, result: Option<&Value>) -> String {
-    let mut body = String::new();
+    response_with(method, |out, apachens| {
+        if let Some(value) = result {
+            write_tag(out, RESULT_OPEN, RESULT_CLOSE, value, apachens);
+        }
+    })
+}
+
+/// The response to `method` whose result is the map `data` (a session),
+/// written from the borrowed map: the same text as [`response`] with
+/// `Value::Object(data)`, without a copy of the map.
+pub fn map_response(method: &str, data: &Map<String, Value>) -> String {
+    response_with(method, |out, apachens| {
+        write_map_tag(out, RESULT_OPEN, RESULT_CLOSE, data, apachens);
+    })
+}
+
+/// The result element's start, in the empty namespace our WSDL declares
+/// its part in, and its end.
+const RESULT_OPEN: &str = "result xmlns=\"\"";
+/// See [`RESULT_OPEN`].
+const RESULT_CLOSE: &str = "result";
+
+/// The envelope and `<{method}Response>` around what `write` writes, in one
+/// buffer: written straight where it goes, the Map namespace's declaration
+/// put in the head afterwards only when `write` wrote a Map (why one
+/// buffer: the response used to be written in pieces and copied twice).
+fn response_with(method: &str, write: impl FnOnce(&mut String, &mut bool)) -> String {
+    // Most sessions fit, so a typical response grows at most once.
+    let mut out = String::with_capacity(1024);
+    out.push_str(HEAD_START);
+    let declaration_at = out.len();
+    out.push_str(HEAD_END);
+    out.push('<');
+    out.push_str(method);
+    out.push_str("Response xmlns=\"urn:MemcachedSOAPClass\">");
     let mut apachens = false;
-    let _ = write!(body, "<{method}Response xmlns=\"urn:MemcachedSOAPClass\">");
-    if let Some(value) = result {
-        let start = body.len() + "<result".len();
-        write_value(&mut body, "result", value, &mut apachens);
-        body.insert_str(start, " xmlns=\"\"");
+    write(&mut out, &mut apachens);
+    out.push_str("</");
+    out.push_str(method);
+    out.push_str("Response>");
+    out.push_str(TAIL);
+    if apachens {
+        out.insert_str(declaration_at, APACHENS);
     }
-    let _ = write!(body, "</{method}Response>");
-    envelope(&body, apachens)
+    out
 }
 
 /// Escapes text content: `&`, `<`, `>`, and CR (which XML parsers would turn
 /// into LF). `"` stays literal, as SOAP::Lite writes it.
 pub fn escape_text(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\r' => out.push_str("&#xD;"),
-            c => out.push(c),
-        }
-    }
+    push_escaped(&mut out, s);
     out
+}
+
+/// [`escape_text`] appended to `out`: the runs between the characters to
+/// escape are copied whole.
+fn push_escaped(out: &mut String, s: &str) {
+    let mut done = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let entity = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'\r' => "&#xD;",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices end on character bounds.
+        out.push_str(&s[done..i]);
+        out.push_str(entity);
+        done = i + 1;
+    }
+    out.push_str(&s[done..]);
 }
 
 /// Writes `value` as the element `name`.
 pub fn write_value(out: &mut String, name: &str, value: &Value, apachens: &mut bool) {
+    write_tag(out, name, name, value, apachens);
+}
+
+/// Writes the map `data` as the element `name`: the same text as
+/// [`write_value`] with `Value::Object(data)`, without a copy of the map.
+pub fn write_map(out: &mut String, name: &str, data: &Map<String, Value>, apachens: &mut bool) {
+    write_map_tag(out, name, name, data, apachens);
+}
+
+/// Starts an element: `<{open}` followed by `rest`.
+fn start(out: &mut String, open: &str, rest: &str) {
+    out.push('<');
+    out.push_str(open);
+    out.push_str(rest);
+}
+
+/// Ends an element: `</{close}>`.
+fn end(out: &mut String, close: &str) {
+    out.push_str("</");
+    out.push_str(close);
+    out.push('>');
+}
+
+/// Writes `value` as an element whose start tag begins with `open` (the
+/// name, with any attribute that precedes the typed ones) and whose end
+/// tag is `close` (the name).
+fn write_tag(out: &mut String, open: &str, close: &str, value: &Value, apachens: &mut bool) {
     match value {
-        Value::Null => {
-            let _ = write!(out, "<{name} xsi:nil=\"true\" />");
-        }
+        Value::Null => start(out, open, " xsi:nil=\"true\" />"),
         Value::Array(items) => {
             let ty = array_item_type(items);
+            start(out, open, " soapenc:arrayType=\"");
+            out.push_str(ty);
+            let _ = write!(out, "[{}]", items.len());
             if items.is_empty() {
-                let _ = write!(
-                    out,
-                    "<{name} soapenc:arrayType=\"{ty}[0]\" xsi:type=\"soapenc:Array\" />"
-                );
+                out.push_str("\" xsi:type=\"soapenc:Array\" />");
                 return;
             }
-            let _ = write!(
-                out,
-                "<{name} soapenc:arrayType=\"{ty}[{}]\" xsi:type=\"soapenc:Array\">",
-                items.len()
-            );
+            out.push_str("\" xsi:type=\"soapenc:Array\">");
             for item in items {
-                write_value(out, "item", item, apachens);
+                write_tag(out, "item", "item", item, apachens);
             }
-            let _ = write!(out, "</{name}>");
+            end(out, close);
         }
-        Value::Object(map) if map.is_empty() => {
-            let _ = write!(out, "<{name} />");
-        }
-        Value::Object(map) if map.keys().all(|k| is_element_name(k)) => {
-            let _ = write!(out, "<{name}>");
-            for (k, v) in map {
-                write_value(out, k, v, apachens);
-            }
-            let _ = write!(out, "</{name}>");
-        }
-        Value::Object(map) => {
-            *apachens = true;
-            let _ = write!(out, "<{name} xsi:type=\"apachens:Map\">");
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            for k in keys {
-                out.push_str("<item>");
-                write_scalar(out, "key", "xsd:string", &escape_text(k));
-                if let Some(v) = map.get(k.as_str()) {
-                    write_value(out, "value", v, apachens);
-                }
-                out.push_str("</item>");
-            }
-            let _ = write!(out, "</{name}>");
-        }
-        Value::Bool(b) => write_scalar(out, name, "xsd:boolean", if *b { "true" } else { "false" }),
-        Value::Number(n) => write_scalar(out, name, number_type(n), &n.to_string()),
-        Value::String(s) => {
-            let (ty, text) = string_form(s);
-            write_scalar(out, name, ty, &text);
-        }
+        Value::Object(map) => write_map_tag(out, open, close, map, apachens),
+        Value::Bool(b) => write_scalar(out, open, close, "xsd:boolean", |out| {
+            out.push_str(if *b { "true" } else { "false" });
+        }),
+        Value::Number(n) => write_scalar(out, open, close, number_type(n), |out| {
+            let _ = write!(out, "{n}");
+        }),
+        Value::String(s) => write_string(out, open, close, s),
     }
 }
 
-fn write_scalar(out: &mut String, name: &str, ty: &str, text: &str) {
-    if text.is_empty() {
-        let _ = write!(out, "<{name} xsi:type=\"{ty}\" />");
+/// A map as a struct (all keys element names), an `apachens:Map`, or an
+/// empty element.
+fn write_map_tag(
+    out: &mut String,
+    open: &str,
+    close: &str,
+    map: &Map<String, Value>,
+    apachens: &mut bool,
+) {
+    if map.is_empty() {
+        start(out, open, " />");
+    } else if map.keys().all(|k| is_element_name(k)) {
+        start(out, open, ">");
+        for (k, v) in map {
+            write_tag(out, k, k, v, apachens);
+        }
+        end(out, close);
     } else {
-        let _ = write!(out, "<{name} xsi:type=\"{ty}\">{text}</{name}>");
+        *apachens = true;
+        start(out, open, " xsi:type=\"apachens:Map\">");
+        let mut keys: Vec<&String> = map.keys().collect();
+        keys.sort();
+        for k in keys {
+            out.push_str("<item>");
+            write_string_as(out, "key", "key", "xsd:string", |out| push_escaped(out, k));
+            if let Some(v) = map.get(k.as_str()) {
+                write_tag(out, "value", "value", v, apachens);
+            }
+            out.push_str("</item>");
+        }
+        end(out, close);
     }
 }
 
-/// The `xsi:type` of a string and its escaped text (see the module table).
-fn string_form(s: &str) -> (&'static str, String) {
-    let printable_ascii = |c: char| matches!(c, '\t' | '\n' | '\r' | '\x20'..='\x7f');
-    if s.chars().all(printable_ascii) {
-        return ("xsd:string", escape_text(s));
+/// A scalar whose text `text` writes (never empty).
+fn write_scalar(
+    out: &mut String,
+    open: &str,
+    close: &str,
+    ty: &str,
+    text: impl FnOnce(&mut String),
+) {
+    start(out, open, " xsi:type=\"");
+    out.push_str(ty);
+    out.push_str("\">");
+    text(out);
+    end(out, close);
+}
+
+/// A string scalar of type `ty` whose escaped text `text` writes; an
+/// empty text makes an empty element.
+fn write_string_as(
+    out: &mut String,
+    open: &str,
+    close: &str,
+    ty: &str,
+    text: impl FnOnce(&mut String),
+) {
+    start(out, open, " xsi:type=\"");
+    out.push_str(ty);
+    let before = out.len();
+    out.push_str("\">");
+    let text_at = out.len();
+    text(out);
+    if out.len() == text_at {
+        // Nothing written: `<{name} xsi:type="{ty}" />`.
+        out.truncate(before);
+        out.push_str("\" />");
+    } else {
+        end(out, close);
     }
+}
+
+/// A string in the form of the module table, written in place.
+fn write_string(out: &mut String, open: &str, close: &str, s: &str) {
     let b64 = base64::engine::general_purpose::STANDARD;
+    match string_type(s) {
+        StringForm::Text => write_string_as(out, open, close, "xsd:string", |out| {
+            push_escaped(out, s);
+        }),
+        StringForm::Latin1 => write_string_as(out, open, close, "xsd:base64Binary", |out| {
+            let bytes: Vec<u8> = s.chars().filter_map(|c| u8::try_from(c).ok()).collect();
+            b64.encode_string(bytes, out);
+        }),
+        StringForm::Utf8Bytes => write_string_as(out, open, close, "xsd:base64Binary", |out| {
+            b64.encode_string(s.as_bytes(), out);
+        }),
+    }
+}
+
+/// How a string is written (see the module table).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StringForm {
+    /// `xsd:string`, escaped text.
+    Text,
+    /// `xsd:base64Binary` of its code points as bytes (all ≤ 0xFF).
+    Latin1,
+    /// `xsd:base64Binary` of its UTF-8 (characters XML cannot carry).
+    Utf8Bytes,
+}
+
+/// The form of a string: printable ASCII is text; other strings of code
+/// points ≤ 0xFF are Latin-1 bytes; the rest text when XML can carry it.
+fn string_type(s: &str) -> StringForm {
+    // On bytes: every byte of a non-ASCII character is ≥ 0x80, so this is
+    // the check on characters.
+    if s.bytes()
+        .all(|b| matches!(b, b'\t' | b'\n' | b'\r' | 0x20..=0x7f))
+    {
+        return StringForm::Text;
+    }
     if s.chars().all(|c| u32::from(c) <= 0xff) {
-        let bytes: Vec<u8> = s.chars().filter_map(|c| u8::try_from(c).ok()).collect();
-        return ("xsd:base64Binary", b64.encode(bytes));
+        return StringForm::Latin1;
     }
     if s.chars().all(xml_char) {
-        ("xsd:string", escape_text(s))
+        StringForm::Text
     } else {
-        ("xsd:base64Binary", b64.encode(s.as_bytes()))
+        StringForm::Utf8Bytes
+    }
+}
+
+/// The `xsi:type` of a string (see the module table).
+fn string_xsi_type(s: &str) -> &'static str {
+    match string_type(s) {
+        StringForm::Text => "xsd:string",
+        StringForm::Latin1 | StringForm::Utf8Bytes => "xsd:base64Binary",
     }
 }
 
@@ -192,7 +348,7 @@ fn number_type(n: &Number) -> &'static str {
 fn array_item_type(items: &[Value]) -> &'static str {
     let ty = |v: &Value| -> Option<&'static str> {
         match v {
-            Value::String(s) => Some(string_form(s).0),
+            Value::String(s) => Some(string_xsi_type(s)),
             Value::Number(n) => Some(number_type(n)),
             Value::Bool(_) => Some("xsd:boolean"),
             Value::Array(_) => Some("soapenc:Array"),
@@ -233,10 +389,125 @@ pub fn session_value(data: &Map<String, Value>) -> Value {
 }
 
 #[cfg(test)]
+#[path = "encode_reference.rs"]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::soap::parse::{parse_tree, to_value};
     use serde_json::json;
+
+    /// A deterministic stream of session-like values (xorshift64), with
+    /// every branch of the writer: each kind of string, number, nesting,
+    /// struct and Map keys.
+    struct Values(u64);
+
+    impl Values {
+        fn next(&mut self, below: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % below as u64) as usize
+        }
+
+        fn text(&mut self, pieces: &[&str]) -> String {
+            (0..self.next(4))
+                .map(|_| pieces[self.next(pieces.len())])
+                .collect()
+        }
+
+        fn value(&mut self, depth: usize) -> Value {
+            const TEXT: &[&str] = &[
+                "a",
+                "Jean",
+                "&",
+                "<",
+                ">",
+                "\r",
+                "\n",
+                "\t",
+                "\"",
+                "'",
+                "\u{e9}",
+                "\u{65e5}",
+                "\u{1}",
+                "\u{fffe}",
+                "]]>",
+                " ",
+                "\u{1f600}",
+                "\u{7f}",
+            ];
+            const KEYS: &[&str] = &[
+                "uid",
+                "_session_id",
+                "xml",
+                "a b",
+                "1",
+                "\u{e9}",
+                "k.v-x",
+                "&",
+                "Z",
+            ];
+            let kinds = if depth >= 3 { 7 } else { 9 };
+            match self.next(kinds) {
+                0 => Value::Null,
+                1 => Value::Bool(self.next(2) == 1),
+                2 => Value::from([0_i64, -1, 77777, 2_147_483_648, -5_000_000_000][self.next(5)]),
+                3 => Value::from(u64::MAX - self.next(3) as u64),
+                4 => Value::from([1.5_f64, 0.1, 1e300, -2.25, 3.0][self.next(5)]),
+                5 | 6 => Value::String(self.text(TEXT)),
+                7 => Value::Array((0..self.next(4)).map(|_| self.value(depth + 1)).collect()),
+                _ => Value::Object(
+                    (0..self.next(5))
+                        .map(|_| (self.text(KEYS), self.value(depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+
+    /// The writer gives, byte for byte, what the writer before it gave
+    /// (kept in `encode_reference.rs`) on thousands of varied values.
+    #[test]
+    fn writes_what_the_reference_writer_wrote() {
+        let mut values = Values(0x9e37_79b9_7f4a_7c15);
+        let mut maps = 0;
+        for _ in 0..5000 {
+            let v = values.value(0);
+            let ours = response("getSession", Some(&v));
+            assert_eq!(ours, reference::response("getSession", Some(&v)), "{v}");
+            if let Value::Object(map) = &v {
+                maps += 1;
+                assert_eq!(map_response("getSession", map), ours, "{v}");
+            }
+            let (mut a, mut b) = (String::new(), String::new());
+            let (mut a_ns, mut b_ns) = (false, false);
+            write_value(&mut a, "value", &v, &mut a_ns);
+            reference::write_value(&mut b, "value", &v, &mut b_ns);
+            assert_eq!((a, a_ns), (b, b_ns), "{v}");
+        }
+        assert!(maps > 500, "only {maps} maps");
+        assert_eq!(
+            response("status", None),
+            reference::response("status", None)
+        );
+        let mut plain = String::new();
+        write_map(
+            &mut plain,
+            "attributes",
+            data().as_object().unwrap(),
+            &mut false,
+        );
+        let mut old = String::new();
+        reference::write_value(&mut old, "attributes", &data(), &mut false);
+        assert_eq!(plain, old);
+        for s in ["", "a&b<c>d\re", "caf\u{e9} & <x>", "&&&"] {
+            assert_eq!(escape_text(s), reference::escape_text(s));
+        }
+        assert_eq!(envelope("<x/>", true), reference::envelope("<x/>", true));
+        assert_eq!(envelope("", false), reference::envelope("", false));
+    }
 
     /// The captured getSession response, parsed and converted, must equal
     /// what our encoder produces for the same data parsed the same way.

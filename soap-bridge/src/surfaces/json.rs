@@ -168,11 +168,18 @@ async fn json_create(State(state): State<AppState>, request: Request) -> Respons
 async fn json_get(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
-    json_op(&state, "get", &headers, || async {
-        match state.service.get(&id).await {
-            Ok(Some(data)) => axum::Json(Value::Object(data)).into_response(),
+    // The headers borrowed from the request (a `HeaderMap` extractor
+    // copies them all), the answer written from the loaded session in
+    // place (no copy of its map).
+    json_op(&state, "get", request.headers(), || async {
+        match state
+            .service
+            .get_with(&id, |data| axum::Json(data).into_response())
+            .await
+        {
+            Ok(Some(response)) => response,
             Ok(None) => op_error(&state, &OpError::NotFound(id.clone())),
             Err(e) => op_error(&state, &e),
         }

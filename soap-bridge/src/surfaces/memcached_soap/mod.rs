@@ -32,7 +32,6 @@ use axum::routing::get;
 use self::dispatch::{check_soap_action, metric_name};
 use crate::body::read_body;
 use crate::credentials::{authorized, challenge};
-use crate::soap::encode::response;
 use crate::soap::parse::parse_call;
 use crate::soap::wsdl::wsdl;
 use crate::soap::{Fault, FaultCode};
@@ -99,7 +98,7 @@ async fn soap_post(State(state): State<AppState>, request: Request) -> Response 
     let start = Instant::now();
     let (parts, body) = request.into_parts();
     let (op, status, response) = soap_exchange(&state, &parts.headers, body).await;
-    state.metrics.observe(op, &status, start.elapsed());
+    state.metrics.observe(op, status, start.elapsed());
     response
 }
 
@@ -108,12 +107,12 @@ async fn soap_exchange(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> (&'static str, String, Response) {
+) -> (&'static str, &'static str, Response) {
     let body = match read_body(&state.config, headers, body).await {
         Ok(b) => b,
         Err(e) => {
             let r = fault_response(e.status(), &Fault::client(e.message()));
-            return ("unparsed", e.status().as_u16().to_string(), r);
+            return ("unparsed", e.label(), r);
         }
     };
     let call = match parse_call(&body) {
@@ -121,7 +120,7 @@ async fn soap_exchange(
         Err(f) => {
             return (
                 "unparsed",
-                "soap:Client".into(),
+                "soap:Client",
                 fault_response(StatusCode::INTERNAL_SERVER_ERROR, &f),
             );
         }
@@ -131,7 +130,7 @@ async fn soap_exchange(
     if let Err(f) = check_soap_action(action, &call.method) {
         return (
             op,
-            "soap:Client".into(),
+            "soap:Client",
             fault_response(StatusCode::INTERNAL_SERVER_ERROR, &f),
         );
     }
@@ -142,14 +141,10 @@ async fn soap_exchange(
         );
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, challenge(&state.config));
-        return (op, "401".into(), r);
+        return (op, "401", r);
     }
     match dispatch::call(&state.service, &call).await {
-        Ok(result) => (
-            op,
-            "200".into(),
-            soap_response(StatusCode::OK, response(&call.method, Some(&result))),
-        ),
+        Ok(xml) => (op, "200", soap_response(StatusCode::OK, xml)),
         Err(f) => {
             if f.code == FaultCode::Server {
                 state.metrics.store_error("soap");
@@ -161,7 +156,7 @@ async fn soap_exchange(
             };
             (
                 op,
-                label.into(),
+                label,
                 fault_response(StatusCode::INTERNAL_SERVER_ERROR, &f),
             )
         }
