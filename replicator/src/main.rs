@@ -79,8 +79,9 @@ struct Args {
     #[arg(long, value_name = "N")]
     shards: Option<usize>,
 
-    /// Keys queued per copier before events are dropped and left to a
-    /// resync [default: 10000].
+    /// Keys queued per copier and lane (new writes, and a comparison's
+    /// copies) before events are dropped and left to a resync
+    /// [default: 10000].
     #[arg(long, value_name = "N")]
     queue_capacity: Option<usize>,
 
