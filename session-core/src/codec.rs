@@ -38,8 +38,8 @@ use std::io::Read;
 
 use serde_json::Value;
 
+use crate::data::SessionData;
 use crate::error::{Cause, Error, Result};
-use crate::session::SessionData;
 
 /// Flags of a raw string value (no codec): the reverse-principal key.
 pub const FLAGS_RAW: u32 = 0;
@@ -125,7 +125,7 @@ pub(crate) fn unpack_owned(bytes: Vec<u8>, flags: u32) -> Result<Vec<u8>> {
 /// The deepest nesting a session may have, enforced here on write and on
 /// read by every codec (defined beside [`SessionData`], which it bounds, so
 /// that [`storable`](crate::storable) need not import this module).
-pub use crate::session::MAX_DEPTH;
+pub use crate::data::MAX_DEPTH;
 
 /// A session encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

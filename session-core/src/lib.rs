@@ -77,6 +77,7 @@ pub mod codec;
 pub mod config;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod data;
 pub mod error;
 pub mod id;
 mod index;

@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 
 use super::{RawField, RawFields, RawName};
-use crate::session::MAX_DEPTH;
+use crate::data::MAX_DEPTH;
 
 // The open containers of a value are one bit each in a u128.
 const _: () = assert!(MAX_DEPTH < 128, "the container bits are a u128");

@@ -32,7 +32,7 @@
 use std::ops::Range;
 
 use super::{RawField, RawFields, RawName};
-use crate::session::MAX_DEPTH;
+use crate::data::MAX_DEPTH;
 
 /// The prefix of the map keys serde_json's `Value` treats specially when
 /// its `raw_value` or `arbitrary_precision` feature is on.

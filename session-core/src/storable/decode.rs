@@ -17,7 +17,7 @@ use serde_json::{Map, Number, Value};
 
 use super::ops::*;
 use super::{Problem, StorableError};
-use crate::session::MAX_DEPTH;
+use crate::data::MAX_DEPTH;
 
 /// The smallest encoding of one array item: a one-byte opcode.
 const MIN_ITEM: usize = 1;

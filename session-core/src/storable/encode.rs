@@ -16,7 +16,7 @@ use serde_json::{Map, Number, Value};
 
 use super::ops::*;
 use super::{Problem, StorableError};
-use crate::session::{MAX_DEPTH, SessionData};
+use crate::data::{MAX_DEPTH, SessionData};
 
 /// Header, opcode and count of a hash (`SX_FLAG_HASH` adds a byte).
 const HASH_HEAD: usize = 2 + 1 + 1 + 4;

@@ -6,7 +6,7 @@ use serde_json::{Map, Number, Value};
 
 use super::super::ops::*;
 use super::super::{Problem, StorableError};
-use crate::session::MAX_DEPTH;
+use crate::data::MAX_DEPTH;
 
 /// The smallest encoding of one array item: a one-byte opcode.
 const MIN_ITEM: usize = 1;

@@ -6,7 +6,7 @@ use serde_json::{Map, Number, Value};
 
 use super::super::ops::*;
 use super::super::{Problem, StorableError};
-use crate::session::{MAX_DEPTH, SessionData};
+use crate::data::{MAX_DEPTH, SessionData};
 
 /// Encodes a session map as Perl's `nfreeze(\%session)` would.
 pub fn encode_map(data: &SessionData) -> Result<Vec<u8>, StorableError> {
