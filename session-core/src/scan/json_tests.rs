@@ -374,21 +374,7 @@ proptest! {
 
 #[test]
 fn the_bench_session_scans_with_spans() {
-    let data: SessionData = json!({
-        "uid": "own1",
-        "cn": "Jean Dupont",
-        "mail": "jean.dupont@example.org",
-        "givenName": "Jean",
-        "sn": "Dupont",
-        "groups": "admins; staff; vpn-users",
-        "ipAddr": "192.0.2.10",
-        "_utime": 1_700_000_000u64,
-        "authenticationLevel": 2,
-        "profile": "p".repeat(200),
-    })
-    .as_object()
-    .unwrap()
-    .clone();
+    let data = super::super::bench_session();
     let bytes = Codec::Json.encode(&data).unwrap();
     assert!(check(&bytes));
     let fields = scan(&bytes).unwrap();

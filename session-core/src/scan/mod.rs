@@ -73,3 +73,24 @@ impl RawName {
 /// value, so the scanners keep only the last entry (in the place of the
 /// last one) and drop the earlier ones.
 pub(crate) type RawFields = Vec<RawField>;
+
+/// The benches' 10-field session (the bench crate's `ten_fields`), for the
+/// scanners' tests.
+#[cfg(test)]
+pub(crate) fn bench_session() -> crate::data::SessionData {
+    let serde_json::Value::Object(map) = serde_json::json!({
+        "uid": "own1",
+        "cn": "Jean Dupont",
+        "mail": "jean.dupont@example.org",
+        "givenName": "Jean",
+        "sn": "Dupont",
+        "groups": "admins; staff; vpn-users",
+        "ipAddr": "192.0.2.10",
+        "_utime": 1_700_000_000u64,
+        "authenticationLevel": 2,
+        "profile": "p".repeat(200),
+    }) else {
+        unreachable!("a json! object is an object")
+    };
+    map
+}

@@ -109,7 +109,7 @@ fn nested(depth: usize, inner: Option<Value>) -> Vec<u8> {
 
 #[test]
 fn the_bench_session_is_scanned() {
-    let data = memorycached_like_session();
+    let data = super::super::bench_session();
     let bytes = Codec::MessagePack.encode(&data).unwrap();
     assert!(check(&bytes));
     let fields = scan(&bytes).unwrap();
@@ -117,25 +117,6 @@ fn the_bench_session_is_scanned() {
     let mut keys: Vec<_> = data.keys().map(String::as_str).collect();
     keys.sort_unstable();
     assert_eq!(names, keys);
-}
-
-/// The benches' 10-field session (bench's `ten_fields`).
-fn memorycached_like_session() -> SessionData {
-    let Value::Object(map) = json!({
-        "uid": "own1",
-        "cn": "Jean Dupont",
-        "mail": "jean.dupont@example.org",
-        "givenName": "Jean",
-        "sn": "Dupont",
-        "groups": "admins; staff; vpn-users",
-        "ipAddr": "192.0.2.10",
-        "_utime": 1_700_000_000u64,
-        "authenticationLevel": 2,
-        "profile": "p".repeat(200),
-    }) else {
-        unreachable!()
-    };
-    map
 }
 
 #[test]
@@ -294,7 +275,7 @@ fn what_the_decode_refuses_or_changes_is_none() {
     // re-emit them), and serde_json's reserved key prefix (with its
     // `raw_value` feature, such a first key makes the map a JSON text).
     let mut trailing = Codec::MessagePack
-        .encode(&memorycached_like_session())
+        .encode(&super::super::bench_session())
         .unwrap();
     trailing.push(0xc0);
     assert_eq!(scan(&trailing), None);
