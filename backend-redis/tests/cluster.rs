@@ -233,8 +233,11 @@ async fn a_paused_master_fails_its_keys_by_timeout_only() {
     // The other masters keep serving. Measured with redis 1.8.1: the first
     // call after the paused node's timeout may itself time out once (the
     // client refreshes its slot map, asking the paused node too); the
-    // next ones answer at once.
-    common::others_keep_serving(&store, &keys, 1, 2, |e| e.is_timeout()).await;
+    // next ones answer at once. On a loaded machine the refresh itself can
+    // time out more than once in a row (three times in one CI run with a
+    // build beside it), so four are allowed: still a bound, not a retry
+    // until it works.
+    common::others_keep_serving(&store, &keys, 1, 4, |e| e.is_timeout()).await;
 
     cluster.nodes()[1].unpause().await.unwrap();
     let found = common::until_served(&store, &keys[1], std::time::Duration::from_secs(10)).await;

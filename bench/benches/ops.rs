@@ -44,7 +44,9 @@
 //! runs only `n` operations one after the other on one thread and exits:
 //! `load`, `save` (load, one field changed, save) or `psave` (the same
 //! with `uid` as principal), on a `MemoryStore`, or on the store of
-//! `MEMORYCACHED_BENCH_COUNT_STORE` (a `memcached://` URL). Two runs with
+//! `MEMORYCACHED_BENCH_COUNT_STORE` (a `memcached://` URL); `tower_load`
+//! and `tower_save` do the same on tower-sessions' `MemoryStore`, the
+//! peer of the `memory/…` rows of the peers bench. Two runs with
 //! different `n` give the cost of one operation without the start-up
 //! (`docs/performance.md`).
 
@@ -255,8 +257,13 @@ fn count(spec: &str) -> anyhow::Result<()> {
     let n: u64 = n
         .parse()
         .context("MEMORYCACHED_BENCH_COUNT: n is a number")?;
+    if let Some(op) = op.strip_prefix("tower_") {
+        return count_tower(op, n);
+    }
     if !["load", "save", "psave"].contains(&op) {
-        bail!("MEMORYCACHED_BENCH_COUNT: unknown operation {op:?} (load, save or psave)");
+        bail!(
+            "MEMORYCACHED_BENCH_COUNT: unknown operation {op:?} (load, save, psave, tower_load or tower_save)"
+        );
     }
     let config = SessionsConfig {
         timeout: Ttl::seconds(600),
@@ -279,6 +286,37 @@ fn count(spec: &str) -> anyhow::Result<()> {
             if op != "load" {
                 s.insert("seen", i)?;
                 sessions.save(&mut s).await?;
+            }
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// The counting mode's `tower_load` / `tower_save`: the same session (the
+/// benches' ten fields), loaded (and saved with one field changed) `n`
+/// times through tower-sessions' `MemoryStore`.
+fn count_tower(op: &str, n: u64) -> anyhow::Result<()> {
+    use tower_sessions_core::SessionStore as _;
+    use tower_sessions_core::session::{Id, Record};
+    if !["load", "save"].contains(&op) {
+        bail!("MEMORYCACHED_BENCH_COUNT: unknown operation tower_{op} (tower_load or tower_save)");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = tower_sessions_memory_store::MemoryStore::default();
+        let mut record = Record {
+            id: Id::default(),
+            data: ten_fields("own1").into_iter().collect(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::seconds(600),
+        };
+        store.create(&mut record).await?;
+        for i in 0..n {
+            let mut r = store.load(&record.id).await?.context("record gone")?;
+            if op == "save" {
+                r.data.insert("seen".to_owned(), serde_json::json!(i));
+                store.save(&r).await?;
             }
         }
         anyhow::Ok(())

@@ -176,3 +176,55 @@ fn untouched_fields_are_copied_byte_for_byte() {
     assert!(saved.contains(r#""f":1.50"#), "{saved}");
     assert!(saved.contains(r#""uid":"other""#), "{saved}");
 }
+
+/// A load compares the stored `_session_id` with the key's id on its bytes
+/// when they are spelled as our encoders spell them; any other spelling of
+/// the same id is still the same id (not replaced, so the entry is copied
+/// as stored), and any other id is replaced.
+#[test]
+fn the_stored_id_is_compared_whatever_its_spelling() {
+    let json = |id_json: &str| format!(r#"{{"_session_id":{id_json},"uid":"jdoe"}}"#).into_bytes();
+    // MessagePack: a 2-entry map, then the id (32 bytes) as a str8 (its
+    // shortest header) or a str16.
+    let msgpack = |header: &[u8], id: &str| {
+        let mut b = vec![0x82, 0xab];
+        b.extend_from_slice(ID_FIELD.as_bytes());
+        b.extend_from_slice(header);
+        b.extend_from_slice(id.as_bytes());
+        b.extend_from_slice(&[0xa3, b'u', b'i', b'd', 0xa4, b'j', b'd', b'o', b'e']);
+        b
+    };
+    let escaped = format!(r#""\u0030{}""#, &ID[1..]);
+    let cases: Vec<(Codec, Vec<u8>, bool)> = vec![
+        (Codec::Json, json(&format!("\"{ID}\"")), true),
+        (Codec::Json, json(&escaped), true),
+        (Codec::Json, json(&format!("\"{}\"", &ID[1..])), false),
+        (Codec::Json, json(&format!("\"{ID}0\"")), false),
+        (Codec::Json, json("32"), false),
+        (Codec::MessagePack, msgpack(&[0xd9, 32], ID), true),
+        (Codec::MessagePack, msgpack(&[0xda, 0, 32], ID), true),
+        (Codec::MessagePack, msgpack(&[0xa0 | 31], &ID[1..]), false),
+    ];
+    for (codec, bytes, same) in cases {
+        let body = Loaded::read(codec, bytes.clone(), "k").unwrap();
+        assert!(
+            matches!(body, Loaded::Raw(_)),
+            "{codec:?} {bytes:?} not scanned"
+        );
+        let s = Session::loaded(id(), body, Some(Version::new(1)), State::Stored);
+        assert_eq!(s.get_value(ID_FIELD), Some(&Value::String(ID.into())));
+        assert!(!s.is_modified());
+        let saved = s.encode(codec).unwrap();
+        // The same id's entry is copied as stored; another id's is rewritten.
+        assert_eq!(
+            saved == bytes,
+            same,
+            "{codec:?}: {:?} -> {:?}",
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&saved)
+        );
+        let decoded = codec.decode(&saved, "k").unwrap();
+        assert_eq!(decoded.get(ID_FIELD), Some(&Value::String(ID.into())));
+        assert_eq!(decoded.get("uid"), Some(&Value::String("jdoe".into())));
+    }
+}

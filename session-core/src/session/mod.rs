@@ -136,7 +136,14 @@ impl Session {
                 session
             }
         };
-        if session.current(ID_FIELD).and_then(Value::as_str) != Some(session.id.as_str()) {
+        let plain_id = session.data.is_empty()
+            && session
+                .raw
+                .as_ref()
+                .is_some_and(|raw| raw.holds_id(ID_FIELD, &session.id));
+        if !plain_id
+            && session.current(ID_FIELD).and_then(Value::as_str) != Some(session.id.as_str())
+        {
             if let Some(raw) = &mut session.raw {
                 raw.take(ID_FIELD);
             }

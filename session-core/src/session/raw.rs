@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::codec::{Codec, MAX_DEPTH};
 use crate::error::{Error, Result};
+use crate::id::SessionId;
 use crate::scan::{self, RawField};
 use crate::session::SessionData;
 
@@ -100,6 +101,37 @@ impl RawBody {
     pub(crate) fn get(&self, field: &str) -> Option<&Value> {
         let slot = self.slot(field)?;
         Some(slot.value.get_or_init(|| self.decode_slot(slot)))
+    }
+
+    /// True when `field` is still in the body and its stored value is the
+    /// string `id` written the way our encoders write it (JSON: between
+    /// quotes; MessagePack: the shortest string header). An id is
+    /// hexadecimal, so JSON never escapes it. False does not mean
+    /// "different": another writer may have spelled the same string
+    /// otherwise (an escape, a longer header), so the caller then compares
+    /// decoded values. A load checks its `_session_id` this way instead of
+    /// decoding it into a `String` to compare.
+    pub(crate) fn holds_id(&self, field: &str, id: &SessionId) -> bool {
+        let Some(span) = self
+            .slot(field)
+            .and_then(|slot| self.bytes.get(slot.field.value.clone()))
+        else {
+            return false;
+        };
+        let id = id.as_str().as_bytes();
+        let (head, tail): (&[u8], &[u8]) = match self.codec {
+            Codec::Json => (b"\"", b"\""),
+            Codec::MessagePack => match id.len() {
+                n @ 0..32 => (&[0xa0 | n as u8], b""),
+                n @ 32..256 => (&[0xd9, n as u8], b""),
+                _ => return false,
+            },
+            _ => return false,
+        };
+        span.len() == head.len() + id.len() + tail.len()
+            && span.starts_with(head)
+            && span.ends_with(tail)
+            && span.get(head.len()..span.len() - tail.len()) == Some(id)
     }
 
     /// True when `field` is still in the body.
