@@ -228,3 +228,22 @@ fn the_stored_id_is_compared_whatever_its_spelling() {
         assert_eq!(decoded.get("uid"), Some(&Value::String("jdoe".into())));
     }
 }
+
+/// The quick compare on bytes never says "equal" for a string that only
+/// looks equal: `"a\b"` in JSON is `a` and a backspace.
+#[test]
+fn a_quick_compare_on_bytes_is_never_fooled_by_an_escape() {
+    let bytes = br#"{"k":"a\b","plain":"x"}"#.to_vec();
+    let Loaded::Raw(raw) = Loaded::read(Codec::Json, bytes, "k").unwrap() else {
+        panic!("not scanned");
+    };
+    assert!(!raw.holds_str("k", r"a\b"));
+    assert!(
+        !raw.holds_str("k", "a\u{8}"),
+        "an escape is left to the decode"
+    );
+    assert_eq!(raw.get("k"), Some(&Value::String("a\u{8}".into())));
+    assert!(raw.holds_str("plain", "x"));
+    assert!(!raw.holds_str("plain", "y"));
+    assert!(!raw.holds_str("absent", "x"));
+}

@@ -136,12 +136,7 @@ impl Session {
                 session
             }
         };
-        let plain_id = session.data.is_empty()
-            && session
-                .raw
-                .as_ref()
-                .is_some_and(|raw| raw.holds_id(ID_FIELD, &session.id));
-        if !plain_id
+        if !session.holds_str(ID_FIELD, session.id.as_str())
             && session.current(ID_FIELD).and_then(Value::as_str) != Some(session.id.as_str())
         {
             if let Some(raw) = &mut session.raw {
@@ -151,6 +146,21 @@ impl Session {
             session.data.insert(ID_FIELD.to_owned(), id);
         }
         session
+    }
+
+    /// True when `field` is still as stored and its stored bytes spell the
+    /// string `want` the way our encoders do (see `RawBody::holds_str`): a
+    /// quick "equal" with no decode. False means "compare the values".
+    pub(crate) fn holds_str(&self, field: &str, want: &str) -> bool {
+        self.raw
+            .as_ref()
+            .is_some_and(|raw| raw.holds_str(field, want))
+    }
+
+    /// True when `field` was changed (or removed, or added) since the store
+    /// last held this session, even if back to its stored value.
+    pub(crate) fn is_touched(&self, field: &str) -> bool {
+        self.touched.iter().any(|(f, _)| f == field)
     }
 
     /// The current value of a field, wherever it is kept.

@@ -18,7 +18,6 @@ use serde_json::Value;
 
 use crate::codec::{Codec, MAX_DEPTH};
 use crate::error::{Error, Result};
-use crate::id::SessionId;
 use crate::scan::{self, RawField};
 use crate::session::SessionData;
 
@@ -104,34 +103,38 @@ impl RawBody {
     }
 
     /// True when `field` is still in the body and its stored value is the
-    /// string `id` written the way our encoders write it (JSON: between
-    /// quotes; MessagePack: the shortest string header). An id is
-    /// hexadecimal, so JSON never escapes it. False does not mean
-    /// "different": another writer may have spelled the same string
-    /// otherwise (an escape, a longer header), so the caller then compares
-    /// decoded values. A load checks its `_session_id` this way instead of
-    /// decoding it into a `String` to compare.
-    pub(crate) fn holds_id(&self, field: &str, id: &SessionId) -> bool {
+    /// string `want` spelled the way our encoders spell it: JSON, `want`
+    /// between quotes with no escape in it; MessagePack, `want` after the
+    /// shortest string header. False does not mean "different": another
+    /// writer may have spelled the same string otherwise (an escape, a
+    /// longer header), so the caller then compares decoded values. A load
+    /// checks its `_session_id`, and a save the principal's stamp, this way
+    /// instead of decoding the field into a `String` to compare it.
+    pub(crate) fn holds_str(&self, field: &str, want: &str) -> bool {
         let Some(span) = self
             .slot(field)
             .and_then(|slot| self.bytes.get(slot.field.value.clone()))
         else {
             return false;
         };
-        let id = id.as_str().as_bytes();
+        let want = want.as_bytes();
         let (head, tail): (&[u8], &[u8]) = match self.codec {
-            Codec::Json => (b"\"", b"\""),
-            Codec::MessagePack => match id.len() {
+            // The span is one JSON string the scan accepted: it has no raw
+            // control byte and no bare quote inside, so its contents equal
+            // `want` as text exactly when they equal it as bytes and hold
+            // no backslash (the only way to write an escape).
+            Codec::Json if !want.contains(&b'\\') => (b"\"", b"\""),
+            Codec::MessagePack => match want.len() {
                 n @ 0..32 => (&[0xa0 | n as u8], b""),
                 n @ 32..256 => (&[0xd9, n as u8], b""),
                 _ => return false,
             },
             _ => return false,
         };
-        span.len() == head.len() + id.len() + tail.len()
+        span.len() == head.len() + want.len() + tail.len()
             && span.starts_with(head)
             && span.ends_with(tail)
-            && span.get(head.len()..span.len() - tail.len()) == Some(id)
+            && span.get(head.len()..span.len() - tail.len()) == Some(want)
     }
 
     /// True when `field` is still in the body.

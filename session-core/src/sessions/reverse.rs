@@ -54,11 +54,14 @@ impl Sessions {
             return;
         };
         let digest = digest.as_ref().and_then(|d| std::str::from_utf8(d).ok());
-        let right = match (session.get_value(field), digest) {
-            (None, None) => true,
-            (Some(Value::String(have)), Some(want)) => have == want,
-            _ => false,
-        };
+        // Usually the stamp is as stored and right: seen on its bytes,
+        // without decoding it.
+        let right = digest.is_some_and(|want| session.holds_str(field, want))
+            || match (session.get_value(field), digest) {
+                (None, None) => true,
+                (Some(Value::String(have)), Some(want)) => have == want,
+                _ => false,
+            };
         if !right {
             match digest {
                 Some(d) => session.set_field(field.to_owned(), Value::String(d.to_owned())),
@@ -129,7 +132,10 @@ impl Sessions {
     pub(super) fn reverse_beside(&self, session: &Session) -> Option<String> {
         let principal = self.config.principal.as_deref()?;
         let stamp = self.stamp_field.as_deref()?;
-        let kept = |field: &str| session.stored_field(field) == session.get_value(field);
+        // A field never touched since the load is as stored, no compare needed.
+        let kept = |field: &str| {
+            !session.is_touched(field) || session.stored_field(field) == session.get_value(field)
+        };
         if !(kept(principal) && kept(stamp)) {
             return None;
         }
