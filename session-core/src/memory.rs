@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::key::validate_key;
 use crate::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version, check_write,
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ItemMemo, ScanCursor, ScanPage,
+    Store, Ttl, Version, check_write,
 };
 
 /// Bytes counted per item on top of its key and value (bookkeeping).
@@ -92,6 +92,14 @@ struct Item {
     flags: u32,
     version: u64,
     deadline: Option<Instant>,
+    /// What a session load learnt from `value` (see [`ItemMemo`]). Made
+    /// at the item's second read, not with the write: a session written
+    /// after each load (load, change, save) is read once per value, and
+    /// keeping its scan would only cost a copy. A write makes a new item,
+    /// so a memo never outlives the bytes it describes.
+    memo: Option<ItemMemo>,
+    /// Whether the item was read with [`Store::get_with_memo`] before.
+    read_before: bool,
 }
 
 impl Item {
@@ -191,6 +199,8 @@ impl MemoryStore {
                 flags,
                 version,
                 deadline,
+                memo: None,
+                read_before: false,
             },
         );
         Ok(Version::new(version))
@@ -252,6 +262,27 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.purge(now);
         Ok(inner.live(key).map(|item| item.entry(now)))
+    }
+
+    fn keeps_memos(&self) -> bool {
+        true
+    }
+
+    async fn get_with_memo(&self, key: &str) -> Result<Option<(Entry, Option<ItemMemo>)>> {
+        validate_key(key)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
+        let Some(item) = inner.items.get_mut(key) else {
+            return Ok(None);
+        };
+        let memo = if item.read_before {
+            Some(item.memo.get_or_insert_with(ItemMemo::default).clone())
+        } else {
+            item.read_before = true;
+            None
+        };
+        Ok(Some((item.entry(now), memo)))
     }
 
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {

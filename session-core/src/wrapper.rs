@@ -70,8 +70,8 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::store::{
-    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ScanCursor, ScanPage, Store, Ttl,
-    Version,
+    AddOutcome, Capabilities, CasOutcome, DeleteOutcome, Entry, ItemMemo, ScanCursor, ScanPage,
+    Store, Ttl, Version,
 };
 
 /// The future a [`Store`] method returns, as `async_trait` writes it.
@@ -100,6 +100,29 @@ pub trait StoreWrapper: Debug + Send + Sync + 'static {
         Self: 'async_trait,
     {
         self.inner().get(key)
+    }
+
+    /// [`Store::get_with_memo`]. Not forwarded by default: this wrapper's
+    /// own `get` answers, with no memo, since a wrapper may change keys or
+    /// values and the inner store's memo belongs to the inner item. A
+    /// wrapper that changes neither may forward it.
+    fn get_with_memo<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> StoreFuture<'async_trait, Option<(Entry, Option<ItemMemo>)>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let get = StoreWrapper::get(self, key);
+        Box::pin(async move { Ok(get.await?.map(|entry| (entry, None))) })
+    }
+
+    /// [`Store::keeps_memos`]: false unless the wrapper forwards
+    /// `get_with_memo` (see there).
+    fn keeps_memos(&self) -> bool {
+        false
     }
 
     /// [`Store::add`].
@@ -278,6 +301,22 @@ impl<W: StoreWrapper> Store for W {
         StoreWrapper::get(self, key)
     }
 
+    fn get_with_memo<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> StoreFuture<'async_trait, Option<(Entry, Option<ItemMemo>)>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        StoreWrapper::get_with_memo(self, key)
+    }
+
+    fn keeps_memos(&self) -> bool {
+        StoreWrapper::keeps_memos(self)
+    }
+
     fn add<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         key: &'life1 str,
@@ -435,5 +474,22 @@ impl<S: Store + ?Sized> StoreWrapper for Arc<S> {
 
     fn inner(&self) -> &S {
         self
+    }
+
+    /// The same store, the same items: its memo is this one's.
+    fn get_with_memo<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+    ) -> StoreFuture<'async_trait, Option<(Entry, Option<ItemMemo>)>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner().get_with_memo(key)
+    }
+
+    fn keeps_memos(&self) -> bool {
+        self.inner().keeps_memos()
     }
 }

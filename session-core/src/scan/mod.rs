@@ -67,6 +67,20 @@ impl RawName {
     }
 }
 
+/// A scan's result kept beside the stored item it was made of (see
+/// [`crate::store::ItemMemo`]): valid for exactly those bytes, read by
+/// that codec.
+#[derive(Debug)]
+pub(crate) struct ScanMemo {
+    /// The codec the bytes were scanned as.
+    pub(crate) codec: crate::codec::Codec,
+    /// The length of the bytes scanned: a cheap check that a memo meets
+    /// the bytes it was made of.
+    pub(crate) len: usize,
+    /// The scan's fields.
+    pub(crate) fields: RawFields,
+}
+
 /// The fields of a stored map, each name once.
 ///
 /// When the input names a field twice, the full decode keeps the last

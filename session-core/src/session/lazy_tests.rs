@@ -27,7 +27,7 @@ fn eager(stored: &SessionData) -> Session {
 /// back scanned, not decoded (the codecs' own output is always scanned).
 fn lazy(stored: &SessionData, codec: Codec) -> Session {
     let bytes = codec.encode(stored).unwrap();
-    let body = Loaded::read(codec, bytes, "k").unwrap();
+    let body = Loaded::read(codec, bytes, "k", None).unwrap();
     assert!(
         matches!(body, Loaded::Raw(_)),
         "{codec:?} output was not scanned"
@@ -169,7 +169,7 @@ fn a_wrong_stored_id_is_replaced_not_changed() {
 fn untouched_fields_are_copied_byte_for_byte() {
     // A float written with more digits than a re-encode would print.
     let bytes = br#"{"_session_id":"0123456789abcdef0123456789abcdef","f":1.50,"uid":"jdoe"}"#;
-    let body = Loaded::read(Codec::Json, bytes.to_vec(), "k").unwrap();
+    let body = Loaded::read(Codec::Json, bytes.to_vec(), "k", None).unwrap();
     let mut s = Session::loaded(id(), body, Some(Version::new(1)), State::Stored);
     s.insert("uid", "other").unwrap();
     let saved = String::from_utf8(s.encode(Codec::Json).unwrap()).unwrap();
@@ -206,7 +206,7 @@ fn the_stored_id_is_compared_whatever_its_spelling() {
         (Codec::MessagePack, msgpack(&[0xa0 | 31], &ID[1..]), false),
     ];
     for (codec, bytes, same) in cases {
-        let body = Loaded::read(codec, bytes.clone(), "k").unwrap();
+        let body = Loaded::read(codec, bytes.clone(), "k", None).unwrap();
         assert!(
             matches!(body, Loaded::Raw(_)),
             "{codec:?} {bytes:?} not scanned"
@@ -234,7 +234,7 @@ fn the_stored_id_is_compared_whatever_its_spelling() {
 #[test]
 fn a_quick_compare_on_bytes_is_never_fooled_by_an_escape() {
     let bytes = br#"{"k":"a\b","plain":"x"}"#.to_vec();
-    let Loaded::Raw(raw) = Loaded::read(Codec::Json, bytes, "k").unwrap() else {
+    let Loaded::Raw(raw) = Loaded::read(Codec::Json, bytes, "k", None).unwrap() else {
         panic!("not scanned");
     };
     assert!(!raw.holds_str("k", r"a\b"));

@@ -18,8 +18,9 @@ use serde_json::Value;
 
 use crate::codec::{Codec, MAX_DEPTH};
 use crate::error::{Error, Result};
-use crate::scan::{self, RawField};
+use crate::scan::{self, RawField, ScanMemo};
 use crate::session::SessionData;
+use crate::store::ItemMemo;
 
 /// A session's data as a load found it.
 #[derive(Debug)]
@@ -34,9 +35,40 @@ impl Loaded {
     /// Reads the plain (unsealed, inflated) bytes `codec` wrote: scanned
     /// when the codec allows it and the scan is sure, decoded in full
     /// otherwise, with the full decode's errors.
-    pub(crate) fn read(codec: Codec, bytes: Vec<u8>, key: &str) -> Result<Loaded> {
+    ///
+    /// `memo` is the stored item's (see [`ItemMemo`]), given only when
+    /// `bytes` are that item's bytes as stored: a scan already left there
+    /// is used instead of scanning again (when it is for this codec and
+    /// this length of bytes), and a new scan is left there for the next
+    /// read. Bytes the scan is not sure of leave nothing, so every read
+    /// decodes them in full, as without a memo.
+    pub(crate) fn read(
+        codec: Codec,
+        bytes: Vec<u8>,
+        key: &str,
+        memo: Option<&ItemMemo>,
+    ) -> Result<Loaded> {
+        if let Some(known) = memo.and_then(ItemMemo::get)
+            && known.codec == codec
+            && known.len == bytes.len()
+        {
+            return Ok(Loaded::Raw(Box::new(RawBody::with_fields(
+                codec,
+                bytes,
+                known.fields.iter().cloned(),
+            ))));
+        }
         match RawBody::scan(codec, bytes) {
-            Ok(raw) => Ok(Loaded::Raw(Box::new(raw))),
+            Ok(raw) => {
+                if let Some(memo) = memo {
+                    memo.set(ScanMemo {
+                        codec,
+                        len: raw.bytes.len(),
+                        fields: raw.slots.iter().map(|s| s.field.clone()).collect(),
+                    });
+                }
+                Ok(Loaded::Raw(Box::new(raw)))
+            }
             Err(bytes) => codec.decode(&bytes, key).map(Loaded::Decoded),
         }
     }
@@ -74,19 +106,28 @@ impl RawBody {
             _ => None,
         };
         match found {
-            Some(fields) => Ok(RawBody {
-                codec,
-                bytes,
-                slots: fields
-                    .into_iter()
-                    .map(|field| Slot {
-                        field,
-                        value: OnceLock::new(),
-                        live: true,
-                    })
-                    .collect(),
-            }),
+            Some(fields) => Ok(RawBody::with_fields(codec, bytes, fields)),
             None => Err(bytes),
+        }
+    }
+
+    /// A body of `bytes` whose fields a scan of them found.
+    fn with_fields(
+        codec: Codec,
+        bytes: Vec<u8>,
+        fields: impl IntoIterator<Item = RawField>,
+    ) -> Self {
+        RawBody {
+            codec,
+            bytes,
+            slots: fields
+                .into_iter()
+                .map(|field| Slot {
+                    field,
+                    value: OnceLock::new(),
+                    live: true,
+                })
+                .collect(),
         }
     }
 

@@ -58,6 +58,8 @@ mod index;
 #[cfg(test)]
 mod index_tests;
 mod locking;
+#[cfg(test)]
+mod memo_tests;
 mod regenerate;
 pub(crate) mod retry;
 mod reverse;
@@ -110,6 +112,8 @@ pub struct Sessions {
     /// `<principal>_MD5`, the stamp field, named once here rather than
     /// formatted on every save.
     stamp_field: Option<Arc<str>>,
+    /// [`Store::keeps_memos`] of `servers`, asked once.
+    store_keeps_memos: bool,
 }
 
 impl Sessions {
@@ -119,6 +123,7 @@ impl Sessions {
         config.validate()?;
         let stamp_field = config.principal.as_deref().map(|p| digest_field(p).into());
         Ok(Sessions {
+            store_keeps_memos: servers.keeps_memos(),
             servers,
             local: None,
             config: Arc::new(config),
@@ -327,8 +332,14 @@ impl Sessions {
                 Err(e) => tracing::warn!(%id, error = %e, "undecodable local copy ignored"),
             }
         }
-        let found = self.servers.get(&key).await?;
-        let Some(entry) = found.filter(|e| !is_raw(e.flags)) else {
+        // Only an in-process store keeps memos; asking any other store for
+        // one would cost an extra boxed future per load for nothing.
+        let found = if self.store_keeps_memos {
+            self.servers.get_with_memo(&key).await?
+        } else {
+            self.servers.get(&key).await?.map(|entry| (entry, None))
+        };
+        let Some((entry, memo)) = found.filter(|(e, _)| !is_raw(e.flags)) else {
             Counters::bump(&self.counters.not_found);
             if let Some(local) = &self.local {
                 local.forget(&key).await;
@@ -343,7 +354,7 @@ impl Sessions {
             Some(local) => (entry.value.clone(), Some((local, entry.value))),
             None => (entry.value, None),
         };
-        let body = match self.read_loaded(value, entry.flags, &key, &id) {
+        let body = match self.read_loaded_with_memo(value, entry.flags, &key, &id, memo.as_ref()) {
             Err(Error::Seal { .. }) => return Ok(None),
             other => other?,
         };

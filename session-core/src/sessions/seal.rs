@@ -14,13 +14,15 @@
 use serde_json::Value;
 
 use super::Sessions;
-use crate::codec::{Codec, FLAGS_PERL_COMPRESSED, FLAGS_SEALED, is_raw, is_sealed, unpack};
+use crate::codec::{
+    Codec, FLAGS_PERL_COMPRESSED, FLAGS_SEALED, is_compressed, is_raw, is_sealed, unpack,
+};
 use crate::error::{Error, Result, SealProblem};
 use crate::id::SessionId;
 use crate::seal::SealConfig;
 use crate::session::{ID_FIELD, Loaded, Session, SessionData};
 use crate::stats::Counters;
-use crate::store::{CasOutcome, Entry};
+use crate::store::{CasOutcome, Entry, ItemMemo};
 
 /// What [`Sessions::reseal`] did with one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,12 +98,28 @@ impl Sessions {
         key: &str,
         id: &SessionId,
     ) -> Result<Loaded> {
+        self.read_loaded_with_memo(value, flags, key, id, None)
+    }
+
+    /// [`Sessions::read_loaded`] of an item that came with a memo (an
+    /// in-process store's, see [`ItemMemo`]). The memo is used only for
+    /// values stored as they are read (not sealed, not compressed): its
+    /// spans then describe exactly the bytes at hand.
+    pub(super) fn read_loaded_with_memo(
+        &self,
+        value: Vec<u8>,
+        flags: u32,
+        key: &str,
+        id: &SessionId,
+        memo: Option<&ItemMemo>,
+    ) -> Result<Loaded> {
+        let as_stored = self.config.seal.is_none() && !is_compressed(flags);
         let plain = match &self.config.seal {
             Some(seal) => seal.plain_stored(value, flags, key),
             None => Codec::plain_stored(value, flags, key),
         };
         let (codec, bytes) = self.seal_checked(plain, id)?;
-        Loaded::read(codec, bytes, key)
+        Loaded::read(codec, bytes, key, memo.filter(|_| as_stored))
     }
 
     /// Counts and logs, once, a value the seal refused.
