@@ -107,6 +107,18 @@ impl Item {
         key.len() + value.len() + ITEM_OVERHEAD
     }
 
+    /// What this item counts against `max_bytes`: its cost, plus its
+    /// value's size again once it has a memo (the memo's budget, see
+    /// `ItemMemo::set_within`).
+    fn held(&self, key: &str) -> usize {
+        let memo = if self.memo.is_some() {
+            self.value.len()
+        } else {
+            0
+        };
+        Item::cost(key, &self.value) + memo
+    }
+
     fn entry(&self, now: Instant) -> Entry {
         let ttl = match self.deadline {
             None => Ttl::NEVER,
@@ -171,10 +183,7 @@ impl MemoryStore {
         ttl: Ttl,
         now: Instant,
     ) -> Result<Version> {
-        let old_cost = inner
-            .items
-            .get(key)
-            .map_or(0, |item| Item::cost(key, &item.value));
+        let old_cost = inner.items.get(key).map_or(0, |item| item.held(key));
         let new_cost = Item::cost(key, value);
         let used_after = inner.used - old_cost + new_cost;
         if used_after > self.config.max_bytes {
@@ -224,7 +233,7 @@ impl Inner {
     fn remove(&mut self, key: &str) -> bool {
         match self.items.remove(key) {
             Some(item) => {
-                self.used -= Item::cost(key, &item.value);
+                self.used -= item.held(key);
                 if let Some(d) = item.deadline {
                     self.deadlines.remove(&(d, key.to_owned()));
                 }
@@ -273,16 +282,22 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.purge(now);
+        let max_bytes = self.config.max_bytes;
+        let inner = &mut *inner;
         let Some(item) = inner.items.get_mut(key) else {
             return Ok(None);
         };
-        let memo = if item.read_before {
-            Some(item.memo.get_or_insert_with(ItemMemo::default).clone())
-        } else {
+        if !item.read_before {
             item.read_before = true;
-            None
-        };
-        Ok(Some((item.entry(now), memo)))
+            return Ok(Some((item.entry(now), None)));
+        }
+        // A memo is charged its budget (the value's size again) when it is
+        // made, and only made while that fits under `max_bytes`.
+        if item.memo.is_none() && inner.used + item.value.len() <= max_bytes {
+            inner.used += item.value.len();
+            item.memo = Some(ItemMemo::with_budget(item.value.len()));
+        }
+        Ok(Some((item.entry(now), item.memo.clone())))
     }
 
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
@@ -433,6 +448,40 @@ mod tests {
             .build()
             .unwrap()
             .block_on(f)
+    }
+
+    /// A memo is made at a value's second read, charged the value's size
+    /// again, only while that fits, and freed with the item.
+    #[test]
+    fn memos_are_charged_and_freed_with_their_item() {
+        let store = MemoryStore::with_config(MemoryStoreConfig {
+            max_bytes: 1400,
+            max_value_size: 500,
+        })
+        .unwrap();
+        block_on(async {
+            store.set("a", &[1; 400], 0, Ttl::NEVER).await.unwrap();
+            let plain = store.used_bytes();
+            let (_, first) = store.get_with_memo("a").await.unwrap().unwrap();
+            assert!(first.is_none());
+            assert_eq!(store.used_bytes(), plain);
+            let (_, second) = store.get_with_memo("a").await.unwrap().unwrap();
+            assert!(second.is_some());
+            assert_eq!(store.used_bytes(), plain + 400);
+            // A second item whose memo would pass the limit gets none.
+            store.set("b", &[2; 400], 0, Ttl::NEVER).await.unwrap();
+            for _ in 0..3 {
+                let (entry, memo) = store.get_with_memo("b").await.unwrap().unwrap();
+                assert_eq!(entry.value, vec![2; 400]);
+                assert!(memo.is_none());
+            }
+            // A new value drops the old memo and its charge.
+            store.set("a", &[3; 400], 0, Ttl::NEVER).await.unwrap();
+            assert_eq!(store.used_bytes(), 2 * plain);
+            assert!(store.delete("a").await.unwrap());
+            assert!(store.delete("b").await.unwrap());
+            assert_eq!(store.used_bytes(), 0);
+        });
     }
 
     #[test]

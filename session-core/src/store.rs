@@ -99,22 +99,43 @@ pub struct Entry {
 /// read of the same item skips that work: today, where each top-level field
 /// lies in the bytes (a load's scan, about half of its CPU on that store).
 ///
-/// Opaque: a store creates one per stored value (`ItemMemo::default()`,
-/// with the write or at a later read) and hands a clone out with reads of
+/// Opaque: a store creates one per stored value
+/// ([`ItemMemo::with_budget`], with the write or at a later read) and hands a clone out with reads of
 /// that value ([`Store::get_with_memo`]); a new value must never keep an
 /// old memo.
-#[derive(Debug, Clone, Default)]
-pub struct ItemMemo(std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::scan::ScanMemo>>>);
+///
+/// A memo has a budget in bytes, which the store counts against its
+/// memory: what is learnt is kept only if it fits (a scan is about 20
+/// bytes per field, so a value of many tiny fields keeps none).
+#[derive(Debug, Clone)]
+pub struct ItemMemo(std::sync::Arc<MemoCell>);
+
+#[derive(Debug)]
+struct MemoCell {
+    budget: usize,
+    scan: std::sync::OnceLock<crate::scan::ScanMemo>,
+}
 
 impl ItemMemo {
-    /// What was learnt of the item, if a read left it.
-    pub(crate) fn get(&self) -> Option<&crate::scan::ScanMemo> {
-        self.0.get().map(|m| &**m)
+    /// An empty memo that may keep up to `budget` bytes.
+    pub fn with_budget(budget: usize) -> Self {
+        ItemMemo(std::sync::Arc::new(MemoCell {
+            budget,
+            scan: std::sync::OnceLock::new(),
+        }))
     }
 
-    /// Leaves `memo` for the next read (the first read's wins).
+    /// What was learnt of the item, if a read left it.
+    pub(crate) fn get(&self) -> Option<&crate::scan::ScanMemo> {
+        self.0.scan.get()
+    }
+
+    /// Leaves `memo` for the next read if it fits the budget (the first
+    /// read's wins).
     pub(crate) fn set(&self, memo: crate::scan::ScanMemo) {
-        let _ = self.0.set(std::sync::Arc::new(memo));
+        if memo.size() <= self.0.budget {
+            let _ = self.0.scan.set(memo);
+        }
     }
 }
 

@@ -55,17 +55,16 @@ impl Loaded {
             return Ok(Loaded::Raw(Box::new(RawBody::with_fields(
                 codec,
                 bytes,
-                known.fields.iter().cloned(),
+                known.fields(),
             ))));
         }
         match RawBody::scan(codec, bytes) {
             Ok(raw) => {
                 if let Some(memo) = memo {
-                    memo.set(ScanMemo {
-                        codec,
-                        len: raw.bytes.len(),
-                        fields: raw.slots.iter().map(|s| s.field.clone()).collect(),
-                    });
+                    let fields = raw.slots.iter().map(|s| &s.field);
+                    if let Some(packed) = ScanMemo::pack(codec, raw.bytes.len(), fields) {
+                        memo.set(packed);
+                    }
                 }
                 Ok(Loaded::Raw(Box::new(raw)))
             }

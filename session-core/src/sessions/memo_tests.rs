@@ -14,7 +14,11 @@ use crate::namespaced::Namespaced;
 use crate::session::SessionData;
 use crate::store::{Store, Ttl};
 
+/// A session of five fields; `profile` is repeated to 200 bytes, so that
+/// the scan fits the memo's budget (the value's size), as it does for any
+/// session of a few hundred bytes.
 fn fields(profile: &str) -> SessionData {
+    let profile = profile.repeat(200);
     let Value::Object(map) = json!({"uid": "jdoe", "cn": "Jean", "n": 7, "profile": profile})
     else {
         unreachable!("a json! object is an object")
@@ -51,11 +55,11 @@ async fn a_second_load_reuses_the_scan_and_a_write_starts_afresh() {
         assert_eq!(memo_set(&store, &key).await, Some(true), "{codec:?}");
         let second = s.load_id(&id).await.unwrap().unwrap();
         assert_eq!(second.data(), first.data());
-        assert_eq!(second.get_value("profile"), Some(&json!("a")));
+        assert_eq!(second.get_value("profile"), Some(&json!("a".repeat(200))));
 
         // A save writes a new value: no memo until it is read twice.
         let mut changed = second;
-        changed.insert("profile", "b").unwrap();
+        changed.insert("profile", "b".repeat(200)).unwrap();
         s.save(&mut changed).await.unwrap();
         assert_eq!(
             memo_set(&store, &key).await,
@@ -64,7 +68,7 @@ async fn a_second_load_reuses_the_scan_and_a_write_starts_afresh() {
         );
         let third = s.load_id(&id).await.unwrap().unwrap();
         assert_eq!(memo_set(&store, &key).await, Some(true));
-        assert_eq!(third.get_value("profile"), Some(&json!("b")));
+        assert_eq!(third.get_value("profile"), Some(&json!("b".repeat(200))));
         assert_eq!(third.data(), changed.data());
 
         // Another writer's bytes of the same length under the key, read
@@ -80,7 +84,7 @@ async fn a_second_load_reuses_the_scan_and_a_write_starts_afresh() {
             .unwrap();
         for _ in 0..3 {
             let again = s.load_id(&id).await.unwrap().unwrap();
-            assert_eq!(again.get_value("profile"), Some(&json!("c")));
+            assert_eq!(again.get_value("profile"), Some(&json!("c".repeat(200))));
             assert_eq!(again.data(), &{
                 let mut want = other.clone();
                 want.insert("_session_id".into(), json!(id.as_str()));
@@ -111,4 +115,31 @@ async fn a_wrapper_that_changes_keys_hands_out_no_memo() {
     let (_, second) = shared.get_with_memo("k").await.unwrap().unwrap();
     assert!(first.is_none() && second.is_some());
     assert!(!Store::keeps_memos(&wrapped) && shared.keeps_memos());
+}
+
+/// What does not fit the memo's budget (many tiny fields) or cannot be
+/// packed (a name with an escape) is not kept: every load scans, and reads
+/// the same.
+#[tokio::test]
+async fn a_scan_that_does_not_fit_or_pack_is_not_kept() {
+    let store = Arc::new(MemoryStore::new());
+    let s = sessions(store.clone(), Codec::Json);
+    let tiny: String = (0..40).map(|i| format!(r#","f{i}":{i}"#)).collect();
+    let escaped = r#","caf\u00e9":"x""#;
+    for extra in [tiny.as_str(), escaped] {
+        let id = s.create().await.unwrap().id().clone();
+        let key = s.key_of(&id);
+        let flags = store.get(&key).await.unwrap().unwrap().flags;
+        let bytes = format!(r#"{{"_session_id":"{}"{extra}}}"#, id.as_str());
+        store
+            .set(&key, bytes.as_bytes(), flags, Ttl::seconds(60))
+            .await
+            .unwrap();
+        let want = Codec::Json.decode(bytes.as_bytes(), "k").unwrap();
+        for _ in 0..3 {
+            let loaded = s.load_id(&id).await.unwrap().unwrap();
+            assert_eq!(loaded.data(), &want);
+        }
+        assert_eq!(memo_set(&store, &key).await, Some(false), "{extra}");
+    }
 }
