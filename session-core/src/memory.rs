@@ -10,6 +10,14 @@
 //! the items whose deadline has passed in O(expired · log n), and reads also
 //! check the deadline of the item they return. With no task to start, the
 //! store needs no runtime and works in any executor.
+//!
+//! Values are kept as the bytes written, as a networked store keeps them,
+//! so one code path (codecs, seals, size limits) serves every store. What
+//! that costs a load, scanning the bytes again, is paid once per value: from
+//! a value's second read on, [`Store::get_with_memo`] hands out an
+//! [`ItemMemo`] in which the session layer leaves its scan for the next
+//! read. A memo is charged against `max_bytes` (the value's size again) and
+//! goes with its value; a write makes a new item with none.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
