@@ -16,8 +16,10 @@
 //! that costs a load, scanning the bytes again, is paid once per value: from
 //! a value's second read on, [`Store::get_with_memo`] hands out an
 //! [`ItemMemo`] in which the session layer leaves its scan for the next
-//! read. A memo is charged against `max_bytes` (the value's size again) and
-//! goes with its value; a write makes a new item with none.
+//! read. A memo is charged against `max_bytes` (the value's size again),
+//! made only in room no item uses, given up (all of them) when a write
+//! needs that room, and goes with its value; a write makes a new item
+//! with none. So memos never make a write fail with [`Error::StoreFull`].
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
@@ -39,8 +41,9 @@ const ITEM_OVERHEAD: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryStoreConfig {
     /// Total bytes (keys + values + bookkeeping) the store may hold.
-    /// A write past it, once expired items are dropped, fails with
-    /// [`Error::StoreFull`] instead of evicting live sessions. Default 64 MiB.
+    /// A write past it, once expired items and every memo (see the module
+    /// docs) are dropped, fails with [`Error::StoreFull`] instead of
+    /// evicting live sessions. Default 64 MiB.
     pub max_bytes: usize,
     /// The largest value a write accepts. Default 1 MiB, memcached's default.
     pub max_value_size: usize,
@@ -88,8 +91,11 @@ struct Inner {
     items: HashMap<String, Item>,
     /// Deadlines of the items that expire, for cheap purging.
     deadlines: BTreeSet<(Instant, String)>,
-    /// Bytes accounted to live items.
+    /// Bytes accounted to live items (keys, values, bookkeeping).
     used: usize,
+    /// Bytes accounted to memos (see [`Item::memo`]): within `max_bytes`
+    /// together with `used`, but given up whenever a write needs the room.
+    memo_used: usize,
     /// The last version handed out; versions are never reused.
     last_version: u64,
 }
@@ -115,16 +121,14 @@ impl Item {
         key.len() + value.len() + ITEM_OVERHEAD
     }
 
-    /// What this item counts against `max_bytes`: its cost, plus its
-    /// value's size again once it has a memo (the memo's budget, see
-    /// `ItemMemo::set_within`).
-    fn held(&self, key: &str) -> usize {
-        let memo = if self.memo.is_some() {
+    /// The memo's budget and charge: the value's size again, once the
+    /// item has a memo.
+    fn memo_cost(&self) -> usize {
+        if self.memo.is_some() {
             self.value.len()
         } else {
             0
-        };
-        Item::cost(key, &self.value) + memo
+        }
     }
 
     fn entry(&self, now: Instant) -> Entry {
@@ -157,9 +161,12 @@ impl MemoryStore {
         })
     }
 
-    /// Bytes currently accounted to live (and not yet purged) items.
+    /// Bytes currently accounted to live (and not yet purged) items,
+    /// memos included (see the module docs: a memo is given up whenever a
+    /// write needs its room).
     pub fn used_bytes(&self) -> usize {
-        self.lock().used
+        let inner = self.lock();
+        inner.used + inner.memo_used
     }
 
     /// Number of items, expired ones dropped first.
@@ -191,9 +198,16 @@ impl MemoryStore {
         ttl: Ttl,
         now: Instant,
     ) -> Result<Version> {
-        let old_cost = inner.items.get(key).map_or(0, |item| item.held(key));
+        let old_cost = inner
+            .items
+            .get(key)
+            .map_or(0, |item| Item::cost(key, &item.value));
         let new_cost = Item::cost(key, value);
         let used_after = inner.used - old_cost + new_cost;
+        // Memos are a cache: a write that needs their room gets it.
+        if used_after + inner.memo_used > self.config.max_bytes {
+            inner.drop_memos();
+        }
         if used_after > self.config.max_bytes {
             return Err(Error::StoreFull {
                 needed: new_cost,
@@ -237,11 +251,22 @@ impl Inner {
         }
     }
 
+    /// Gives up every memo and its charge (handed-out clones stay valid:
+    /// they describe values that did not change). O(items), and only when
+    /// a write would otherwise not fit.
+    fn drop_memos(&mut self) {
+        for item in self.items.values_mut() {
+            item.memo = None;
+        }
+        self.memo_used = 0;
+    }
+
     /// Removes an item and its bookkeeping; returns whether it existed.
     fn remove(&mut self, key: &str) -> bool {
         match self.items.remove(key) {
             Some(item) => {
-                self.used -= item.held(key);
+                self.used -= Item::cost(key, &item.value);
+                self.memo_used -= item.memo_cost();
                 if let Some(d) = item.deadline {
                     self.deadlines.remove(&(d, key.to_owned()));
                 }
@@ -300,9 +325,9 @@ impl Store for MemoryStore {
             return Ok(Some((item.entry(now), None)));
         }
         // A memo is charged its budget (the value's size again) when it is
-        // made, and only made while that fits under `max_bytes`.
-        if item.memo.is_none() && inner.used + item.value.len() <= max_bytes {
-            inner.used += item.value.len();
+        // made, and only made in room no item uses.
+        if item.memo.is_none() && inner.used + inner.memo_used + item.value.len() <= max_bytes {
+            inner.memo_used += item.value.len();
             item.memo = Some(ItemMemo::with_budget(item.value.len()));
         }
         Ok(Some((item.entry(now), item.memo.clone())))
@@ -488,6 +513,23 @@ mod tests {
             assert_eq!(store.used_bytes(), 2 * plain);
             assert!(store.delete("a").await.unwrap());
             assert!(store.delete("b").await.unwrap());
+            assert_eq!(store.used_bytes(), 0);
+            // Memos never make a write fail: a write that needs their room
+            // takes it.
+            store.set("a", &[4; 400], 0, Ttl::NEVER).await.unwrap();
+            store.get_with_memo("a").await.unwrap();
+            let (_, memo) = store.get_with_memo("a").await.unwrap().unwrap();
+            assert!(memo.is_some());
+            assert_eq!(store.used_bytes(), plain + 400);
+            store.set("b", &[5; 400], 0, Ttl::NEVER).await.unwrap();
+            store.set("c", &[6; 400], 0, Ttl::NEVER).await.unwrap();
+            assert_eq!(store.used_bytes(), 3 * plain);
+            let (entry, memo) = store.get_with_memo("a").await.unwrap().unwrap();
+            assert_eq!(entry.value, vec![4; 400]);
+            assert!(memo.is_none(), "no room for a memo now");
+            assert!(store.delete("a").await.unwrap());
+            assert!(store.delete("b").await.unwrap());
+            assert!(store.delete("c").await.unwrap());
             assert_eq!(store.used_bytes(), 0);
         });
     }

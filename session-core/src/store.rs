@@ -99,14 +99,14 @@ pub struct Entry {
 /// read of the same item skips that work: today, where each top-level field
 /// lies in the bytes (a load's scan, about half of its CPU on that store).
 ///
-/// Opaque: a store creates one per stored value
-/// ([`ItemMemo::with_budget`], with the write or at a later read) and hands a clone out with reads of
-/// that value ([`Store::get_with_memo`]); a new value must never keep an
-/// old memo.
+/// Opaque, and made only by this crate's `MemoryStore`: one per stored
+/// value, handed out (cloned) with reads of that value
+/// ([`Store::get_with_memo`]); a new value never keeps an old memo. Other
+/// stores cannot make one and answer `None`.
 ///
 /// A memo has a budget in bytes, which the store counts against its
-/// memory: what is learnt is kept only if it fits (a scan is about 20
-/// bytes per field, so a value of many tiny fields keeps none).
+/// memory: what is learnt is kept only if it fits (a scan takes 24 bytes
+/// per field plus about 40, so a value of many tiny fields keeps none).
 #[derive(Debug, Clone)]
 pub struct ItemMemo(std::sync::Arc<MemoCell>);
 
@@ -117,8 +117,10 @@ struct MemoCell {
 }
 
 impl ItemMemo {
-    /// An empty memo that may keep up to `budget` bytes.
-    pub fn with_budget(budget: usize) -> Self {
+    /// An empty memo that may keep up to `budget` bytes. Only this crate's
+    /// `MemoryStore` makes memos: what a memo holds is trusted to describe
+    /// the value it comes with.
+    pub(crate) fn with_budget(budget: usize) -> Self {
         ItemMemo(std::sync::Arc::new(MemoCell {
             budget,
             scan: std::sync::OnceLock::new(),

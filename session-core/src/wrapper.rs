@@ -1,5 +1,8 @@
 //! [`StoreWrapper`]: a [`Store`] around another store that writes only the
-//! methods it changes; every other one is forwarded to the wrapped store.
+//! methods it changes; every other one is forwarded to the wrapped store,
+//! except [`Store::get_with_memo`] and [`Store::keeps_memos`], which a
+//! wrapper answers itself (its own `get`, no memo) unless it overrides them:
+//! a wrapper may change keys or values, and a memo belongs to one value.
 //!
 //! A wrapper (a key prefix, a delay, a fault at one moment, a metric) used
 //! to restate all thirteen methods of [`Store`] to change one or two, and a

@@ -319,7 +319,7 @@ impl Session {
     fn keep_old(&mut self, field: &str) {
         self.settle();
         self.take_raw(field);
-        if !self.touched.iter().any(|(f, _)| f == field) {
+        if !self.is_touched(field) {
             let old = self.data.get(field).cloned();
             self.touched.push((field.to_owned(), old));
         }

@@ -112,7 +112,10 @@ pub struct Sessions {
     /// `<principal>_MD5`, the stamp field, named once here rather than
     /// formatted on every save.
     stamp_field: Option<Arc<str>>,
-    /// [`Store::keeps_memos`] of `servers`, asked once.
+    /// Whether loads ask `servers` for memos: it keeps them
+    /// ([`Store::keeps_memos`]) and values are read as stored (no seal;
+    /// a memo is only used for such values, so it would be charged for
+    /// nothing).
     store_keeps_memos: bool,
 }
 
@@ -123,7 +126,7 @@ impl Sessions {
         config.validate()?;
         let stamp_field = config.principal.as_deref().map(|p| digest_field(p).into());
         Ok(Sessions {
-            store_keeps_memos: servers.keeps_memos(),
+            store_keeps_memos: servers.keeps_memos() && config.seal.is_none(),
             servers,
             local: None,
             config: Arc::new(config),
