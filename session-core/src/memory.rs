@@ -93,7 +93,7 @@ struct Inner {
     deadlines: BTreeSet<(Instant, String)>,
     /// Bytes accounted to live items (keys, values, bookkeeping).
     used: usize,
-    /// Bytes accounted to memos (see [`Item::memo`]): within `max_bytes`
+    /// Bytes accounted to memos (see [`Item::reads`]): within `max_bytes`
     /// together with `used`, but given up whenever a write needs the room.
     memo_used: usize,
     /// The last version handed out; versions are never reused.
@@ -106,14 +106,23 @@ struct Item {
     flags: u32,
     version: u64,
     deadline: Option<Instant>,
-    /// What a session load learnt from `value` (see [`ItemMemo`]). Made
-    /// at the item's second read, not with the write: a session written
-    /// after each load (load, change, save) is read once per value, and
-    /// keeping its scan would only cost a copy. A write makes a new item,
-    /// so a memo never outlives the bytes it describes.
-    memo: Option<ItemMemo>,
-    /// Whether the item was read with [`Store::get_with_memo`] before.
-    read_before: bool,
+    /// Reads with [`Store::get_with_memo`] so far, and the memo once made.
+    reads: Reads,
+}
+
+/// An item's reads and memo. A memo (see [`ItemMemo`]) is made at the
+/// value's second read, not with the write: a session written after each
+/// load (load, change, save) is read once per value, and keeping its scan
+/// would only cost a copy. A write makes a new item, so a memo never
+/// outlives the bytes it describes.
+#[derive(Debug)]
+enum Reads {
+    /// Not read with `get_with_memo` yet.
+    Unread,
+    /// Read, and no memo kept (the first read, no room, or given up).
+    Read,
+    /// Read, and this memo kept, charged the value's size.
+    Kept(ItemMemo),
 }
 
 impl Item {
@@ -124,10 +133,9 @@ impl Item {
     /// The memo's budget and charge: the value's size again, once the
     /// item has a memo.
     fn memo_cost(&self) -> usize {
-        if self.memo.is_some() {
-            self.value.len()
-        } else {
-            0
+        match self.reads {
+            Reads::Kept(_) => self.value.len(),
+            Reads::Unread | Reads::Read => 0,
         }
     }
 
@@ -230,8 +238,7 @@ impl MemoryStore {
                 flags,
                 version,
                 deadline,
-                memo: None,
-                read_before: false,
+                reads: Reads::Unread,
             },
         );
         Ok(Version::new(version))
@@ -256,7 +263,9 @@ impl Inner {
     /// a write would otherwise not fit.
     fn drop_memos(&mut self) {
         for item in self.items.values_mut() {
-            item.memo = None;
+            if let Reads::Kept(_) = item.reads {
+                item.reads = Reads::Read;
+            }
         }
         self.memo_used = 0;
     }
@@ -320,17 +329,22 @@ impl Store for MemoryStore {
         let Some(item) = inner.items.get_mut(key) else {
             return Ok(None);
         };
-        if !item.read_before {
-            item.read_before = true;
-            return Ok(Some((item.entry(now), None)));
-        }
         // A memo is charged its budget (the value's size again) when it is
         // made, and only made in room no item uses.
-        if item.memo.is_none() && inner.used + inner.memo_used + item.value.len() <= max_bytes {
-            inner.memo_used += item.value.len();
-            item.memo = Some(ItemMemo::with_budget(item.value.len()));
+        let len = item.value.len();
+        match &item.reads {
+            Reads::Unread => item.reads = Reads::Read,
+            Reads::Read if inner.used + inner.memo_used + len <= max_bytes => {
+                inner.memo_used += len;
+                item.reads = Reads::Kept(ItemMemo::with_budget(len));
+            }
+            Reads::Read | Reads::Kept(_) => {}
         }
-        Ok(Some((item.entry(now), item.memo.clone())))
+        let memo = match &item.reads {
+            Reads::Kept(memo) => Some(memo.clone()),
+            Reads::Unread | Reads::Read => None,
+        };
+        Ok(Some((item.entry(now), memo)))
     }
 
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {

@@ -320,7 +320,7 @@ impl Sessions {
             && let Some(hit) = local.read(&key, self.servers.as_ref()).await?
             && !is_raw(hit.entry.flags)
         {
-            match self.read_loaded(hit.entry.value, hit.entry.flags, &key, &id) {
+            match self.read_loaded(hit.entry.value, hit.entry.flags, &key, &id, None) {
                 Ok(body) => {
                     Counters::bump(&self.counters.local_hits);
                     let mut session =
@@ -357,7 +357,7 @@ impl Sessions {
             Some(local) => (entry.value.clone(), Some((local, entry.value))),
             None => (entry.value, None),
         };
-        let body = match self.read_loaded_with_memo(value, entry.flags, &key, &id, memo.as_ref()) {
+        let body = match self.read_loaded(value, entry.flags, &key, &id, memo.as_ref()) {
             Err(Error::Seal { .. }) => return Ok(None),
             other => other?,
         };

@@ -91,21 +91,10 @@ impl Sessions {
     /// What a load keeps of a stored value it owns: the seal opened, the
     /// bytes inflated, then scanned or decoded (see [`Loaded`]); the id is
     /// checked by [`Session::loaded`]. Seal failures as in `decode`.
+    /// `memo` is the item's, if its store keeps them (see [`ItemMemo`]); it
+    /// is used only for values read as stored (not sealed, not
+    /// compressed), whose spans then describe exactly the bytes at hand.
     pub(super) fn read_loaded(
-        &self,
-        value: Vec<u8>,
-        flags: u32,
-        key: &str,
-        id: &SessionId,
-    ) -> Result<Loaded> {
-        self.read_loaded_with_memo(value, flags, key, id, None)
-    }
-
-    /// [`Sessions::read_loaded`] of an item that came with a memo (an
-    /// in-process store's, see [`ItemMemo`]). The memo is used only for
-    /// values stored as they are read (not sealed, not compressed): its
-    /// spans then describe exactly the bytes at hand.
-    pub(super) fn read_loaded_with_memo(
         &self,
         value: Vec<u8>,
         flags: u32,

@@ -98,7 +98,7 @@ impl Sessions {
             return Ok(None);
         };
         // As in `load_id`: a value that fails the seal is no session.
-        let body = match self.read_loaded(entry.value, entry.flags, &key, id) {
+        let body = match self.read_loaded(entry.value, entry.flags, &key, id, None) {
             Err(Error::Seal { .. }) => return Ok(None),
             other => other?,
         };
