@@ -215,6 +215,7 @@ impl Default for PrincipalIndex {
 /// | `backoff` | — | 1 ms doubling up to 100 ms, full jitter |
 /// | `principal_index` | — | none |
 /// | `seal` | — | none (values stored as the codec writes them) |
+/// | `reverse_key_refresh` | — | 60 s (the original: 0, every save) |
 ///
 /// The principal (`servers`) and read-first (`local`) stores are given to
 /// [`crate::Sessions::new`] and [`crate::Sessions::with_local`].
@@ -253,7 +254,19 @@ pub struct SessionsConfig {
     /// Seal every session value written, and require the seal on reads
     /// (see [`crate::seal`]); `None` stores the codec's bytes as they are.
     pub seal: Option<crate::seal::SealConfig>,
+    /// How long after this process wrote a session's reverse key a save
+    /// that keeps the session's user leaves the key alone (at most a day).
+    /// The key is written with an expiry this much longer than the
+    /// session's, so it still outlives the session. The original rewrites
+    /// it on every save, a third request per save; [`Duration::ZERO`] does
+    /// that. What the window trades is in `sessions/renewal.rs`: a lost
+    /// reverse key comes back within the window rather than at the next
+    /// save.
+    pub reverse_key_refresh: Duration,
 }
+
+/// The default [`SessionsConfig::reverse_key_refresh`].
+pub const DEFAULT_REVERSE_KEY_REFRESH: Duration = Duration::from_secs(60);
 
 impl Default for SessionsConfig {
     fn default() -> Self {
@@ -271,6 +284,7 @@ impl Default for SessionsConfig {
             backoff: Backoff::default(),
             principal_index: None,
             seal: None,
+            reverse_key_refresh: DEFAULT_REVERSE_KEY_REFRESH,
         }
     }
 }
@@ -344,6 +358,12 @@ impl SessionsConfig {
                     .into(),
             );
         }
+        if self.reverse_key_refresh > Duration::from_secs(86_400) {
+            return bad(format!(
+                "reverse_key_refresh {:?} is longer than a day",
+                self.reverse_key_refresh
+            ));
+        }
         if let LocalPolicy::MaxAge(d) = self.local_policy
             && d.is_zero()
         {
@@ -394,6 +414,10 @@ mod tests {
             },
             SessionsConfig {
                 principal_index: Some(PrincipalIndex::default()),
+                ..Default::default()
+            },
+            SessionsConfig {
+                reverse_key_refresh: Duration::from_secs(86_401),
                 ..Default::default()
             },
             SessionsConfig {

@@ -7,6 +7,7 @@
 //! local = "127.0.0.1:11211"        # optional read-first store
 //! timeout = 3600                   # session expiry in seconds, 0 = never
 //! principal = "uid"                # enables findByPrincipal
+//! reverse_key_refresh = 60         # seconds a save may skip rewriting the reverse key; 0 = every save
 //! codec = "json"                   # json | msgpack | storable
 //! body_limit = 1048576             # bytes
 //! header_timeout_ms = 5000
@@ -67,6 +68,10 @@ pub struct Config {
     pub timeout: u32,
     /// The field naming a session's user; needed by `findByPrincipal`.
     pub principal: Option<String>,
+    /// Seconds after this process wrote a session's reverse key during which
+    /// saves that keep the user leave it alone (session-core's
+    /// `reverse_key_refresh`); 0 rewrites it on every save, as the original.
+    pub reverse_key_refresh: u32,
     /// Encoding of new writes: `json`, `msgpack`, or `storable` (what the
     /// Perl original writes, so Perl nodes read the bridge's sessions).
     pub codec: String,
@@ -194,6 +199,7 @@ impl std::fmt::Debug for Config {
             .field("local", &self.local.as_deref().map(store_url::redact))
             .field("timeout", &self.timeout)
             .field("principal", &self.principal)
+            .field("reverse_key_refresh", &self.reverse_key_refresh)
             .field("codec", &self.codec)
             .field("body_limit", &self.body_limit)
             .field("header_timeout_ms", &self.header_timeout_ms)
@@ -342,6 +348,7 @@ impl Default for Config {
             local: None,
             timeout: 0,
             principal: None,
+            reverse_key_refresh: 60,
             codec: "json".into(),
             body_limit: 1 << 20,
             header_timeout_ms: 5_000,
@@ -462,6 +469,7 @@ impl Config {
                 Ttl::seconds(self.timeout)
             },
             principal: self.principal.clone(),
+            reverse_key_refresh: Duration::from_secs(self.reverse_key_refresh.into()),
             codec: self.codec()?,
             principal_index: self.principal_index.then(PrincipalIndex::default),
             seal: self.seal.seal_config()?,

@@ -46,7 +46,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Args {
     /// TOML file with the same settings (listen, store, local, timeout,
-    /// principal, codec, body_limit, header_timeout_ms, body_timeout_ms,
+    /// principal, reverse_key_refresh, codec, body_limit, header_timeout_ms, body_timeout_ms,
     /// shutdown_grace_ms, principal_index, [auth], [admin], [llng], [tls]); flags
     /// given here override it.
     #[arg(long, value_name = "FILE")]
@@ -77,6 +77,13 @@ struct Args {
     /// and enables findByPrincipal / GET /principals/{uid}.
     #[arg(long, value_name = "FIELD")]
     principal: Option<String>,
+
+    /// Seconds after this process wrote a session's reverse key during
+    /// which saves that keep the session's user leave it alone; the key is
+    /// written that much longer-lived than the session. 0 rewrites it on
+    /// every save, as the Perl original does [default: 60].
+    #[arg(long, value_name = "SECS")]
+    reverse_key_refresh: Option<u32>,
 
     /// Encoding of new writes: json (default), msgpack, or storable (exactly
     /// what the Perl original writes, for mixed Perl fleets). Reads accept
@@ -163,6 +170,9 @@ impl Args {
         }
         if let Some(v) = self.principal {
             config.principal = Some(v);
+        }
+        if let Some(v) = self.reverse_key_refresh {
+            config.reverse_key_refresh = v;
         }
         if let Some(v) = self.codec {
             config.codec = v;

@@ -22,7 +22,7 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// Shards of the turn map: tasks writing different sessions rarely meet
 /// on one shard's lock.
-const SHARDS: usize = 16;
+pub(super) const SHARDS: usize = 16;
 
 /// The turns of one shard, by the hash of the session key. Two keys with
 /// one hash share a turn: harmless (the queue is never needed for
@@ -34,7 +34,7 @@ type Turns = Mutex<HashMap<u64, Arc<AsyncMutex<()>>, BuildHasherDefault<Hashed>>
 /// (three times per save: enter, look up and leave). Hand-written: a
 /// dozen lines, not worth a dependency.
 #[derive(Debug, Default)]
-struct Hashed(u64);
+pub(super) struct Hashed(u64);
 
 impl Hasher for Hashed {
     fn finish(&self) -> u64 {
@@ -84,11 +84,15 @@ impl Gate {
     }
 
     fn shard(&self, hash: u64) -> &Turns {
-        // Middle bits pick the shard: the map inside takes its buckets from
-        // the low bits and its tags from the top seven (`Hashed`), and
-        // keys of one shard must not agree there.
-        &self.shards[((hash >> 32) % SHARDS as u64) as usize]
+        &self.shards[shard_of(hash)]
     }
+}
+
+/// The shard of a key hashed for a [`Hashed`] map. Middle bits pick it:
+/// the map inside takes its buckets from the low bits and its tags from the
+/// top seven, and keys of one shard must not agree there.
+pub(super) fn shard_of(hash: u64) -> usize {
+    ((hash >> 32) % SHARDS as u64) as usize
 }
 
 impl Drop for Turn<'_> {

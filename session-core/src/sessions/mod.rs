@@ -61,6 +61,7 @@ mod locking;
 #[cfg(test)]
 mod memo_tests;
 mod regenerate;
+mod renewal;
 pub(crate) mod retry;
 mod reverse;
 mod save;
@@ -109,6 +110,9 @@ pub struct Sessions {
     counters: Arc<Counters>,
     /// Turns at writing one session, shared by clones (see `gate.rs`).
     gate: Arc<gate::Gate>,
+    /// The reverse keys this process wrote lately, shared by clones (see
+    /// `renewal.rs`).
+    recent_reverse: Arc<renewal::RecentReverseKeys>,
     /// `<principal>_MD5`, the stamp field, named once here rather than
     /// formatted on every save.
     stamp_field: Option<Arc<str>>,
@@ -125,6 +129,7 @@ impl Sessions {
     pub fn new(servers: Arc<dyn Store>, config: SessionsConfig) -> Result<Self> {
         config.validate()?;
         let stamp_field = config.principal.as_deref().map(|p| digest_field(p).into());
+        let recent_reverse = Arc::new(renewal::RecentReverseKeys::new(config.reverse_key_refresh));
         Ok(Sessions {
             store_keeps_memos: servers.keeps_memos() && config.seal.is_none(),
             servers,
@@ -132,6 +137,7 @@ impl Sessions {
             config: Arc::new(config),
             counters: Arc::default(),
             gate: Arc::default(),
+            recent_reverse,
             stamp_field,
         })
     }
@@ -258,7 +264,7 @@ impl Sessions {
                 let mut session = Session::new(id.clone(), data, version, State::Stored);
                 session.expiry = expiry;
                 session.remaining = Some(ttl);
-                self.write_reverse_key(&mut session).await?;
+                self.write_reverse_key(&mut session, &key).await?;
                 Ok(Some(session))
             }
             AddOutcome::Exists => Ok(None),
@@ -393,6 +399,7 @@ impl Sessions {
         }
         session.state = State::Deleted;
         Counters::bump(&self.counters.deletes);
+        self.recent_reverse.forget(&key);
         self.delete_reverse_key(session).await?;
         let stored = self.indexed_principal(&session.stored());
         self.index_remove_for(stored.as_deref(), &session.id)
@@ -433,7 +440,9 @@ impl Sessions {
     /// After the session itself was touched: its reverse key and local copy.
     async fn touch_rest(&self, key: &str, data: &(impl Fields + Sync), ttl: Ttl) -> Result<()> {
         if let Some(reverse) = self.reverse_key_of(data) {
-            self.servers.touch(&reverse, ttl).await?;
+            self.servers
+                .touch(&reverse, self.recent_reverse.ttl(ttl))
+                .await?;
         }
         if let Some(local) = &self.local {
             local.touch(key).await;

@@ -80,8 +80,9 @@ impl Sessions {
             session.remaining = Some(ttl);
             // `set` points the reverse key at the new id; the old id's key
             // is the same key (same user), so nothing else to clean.
-            self.write_reverse_key(session).await?;
+            self.write_reverse_key(session, &key).await?;
             let existed = self.retire_old(session, &old_key, old_version).await?;
+            self.recent_reverse.forget(&old_key);
             if let Some(local) = &self.local {
                 local.forget(&old_key).await;
             }

@@ -12,6 +12,17 @@ use crate::principal::{md5_hex_bytes, principal_str, principal_string};
 use crate::session::{Fields, Session, SessionData};
 use crate::store::CasOutcome;
 
+/// What a save does with the session's reverse key; see
+/// [`Sessions::reverse_write`].
+pub(super) enum ReverseWrite {
+    /// Send this key's `set` together with the `cas`.
+    Beside(String),
+    /// Leave it: this process wrote it lately, and the save keeps the user.
+    Fresh,
+    /// Write it after the `cas` succeeds (if the session has one).
+    After,
+}
+
 impl Sessions {
     /// The live session of a user, through the reverse key `md5_hex(value)`.
     ///
@@ -101,45 +112,58 @@ impl Sessions {
         })
     }
 
-    /// Writes the reverse key of a just-written session; on failure it stays
-    /// pending for the next save.
-    pub(super) async fn write_reverse_key(&self, session: &mut Session) -> Result<()> {
+    /// Writes the reverse key of a just-written session under `key`; on
+    /// failure it stays pending for the next save.
+    pub(super) async fn write_reverse_key(&self, session: &mut Session, key: &str) -> Result<()> {
         if let Some(reverse) = self.reverse_key_of(session) {
             session.reverse_key_pending = true;
+            let ttl = self.recent_reverse.ttl(self.ttl_of(session));
             let _ = self
                 .servers
-                .set(
-                    &reverse,
-                    session.id.as_str().as_bytes(),
-                    FLAGS_RAW,
-                    self.ttl_of(session),
-                )
+                .set(&reverse, session.id.as_str().as_bytes(), FLAGS_RAW, ttl)
                 .await?;
+            self.recent_reverse.wrote(key, &reverse);
         }
         session.reverse_key_pending = false;
         Ok(())
     }
 
-    /// The reverse key a save of `session` may send beside its `cas`, at
-    /// once, instead of after it: when the save keeps the session's user
-    /// (its principal and stamp fields are as stored), the `set` rewrites
-    /// the key the session's last save wrote, so whatever the `cas` answers,
-    /// the key names a session of that user (a conflict leaves the session
-    /// there, and its merged retry writes the key again). `None` when the
-    /// save moves the session to another user, or to none: then the key is
-    /// written after the `cas` succeeds, never before (a refused save must
-    /// not move a user's key).
-    pub(super) fn reverse_beside(&self, session: &Session) -> Option<String> {
-        let principal = self.config.principal.as_deref()?;
-        let stamp = self.stamp_field.as_deref()?;
+    /// What a save of `session` (under `key`) does with its reverse key.
+    ///
+    /// When the save keeps the session's user (its principal and stamp
+    /// fields are as stored), the key it would write is the one the
+    /// session's last save wrote: [`ReverseWrite::Beside`] sends it
+    /// together with the `cas` instead of after it, since whatever the
+    /// `cas` answers, the key names a session of that user (a conflict
+    /// leaves the session there, and its merged retry writes the key
+    /// again); and [`ReverseWrite::Fresh`] skips it when this process
+    /// wrote it within `reverse_key_refresh` (`renewal.rs`).
+    /// [`ReverseWrite::After`] when the save moves the session to another
+    /// user, or to none: the key is written after the `cas` succeeds, never
+    /// before (a refused save must not move a user's key).
+    pub(super) fn reverse_write(&self, session: &Session, key: &str) -> ReverseWrite {
+        let (Some(principal), Some(stamp)) = (
+            self.config.principal.as_deref(),
+            self.stamp_field.as_deref(),
+        ) else {
+            return ReverseWrite::After;
+        };
         // A field never touched since the load is as stored, no compare needed.
         let kept = |field: &str| {
             !session.is_touched(field) || session.stored_field(field) == session.get_value(field)
         };
         if !(kept(principal) && kept(stamp)) {
-            return None;
+            return ReverseWrite::After;
         }
-        self.reverse_key_of(session)
+        match self.reverse_key_of(session) {
+            Some(reverse)
+                if !session.reverse_key_pending && self.recent_reverse.is_fresh(key, &reverse) =>
+            {
+                ReverseWrite::Fresh
+            }
+            Some(reverse) => ReverseWrite::Beside(reverse),
+            None => ReverseWrite::After,
+        }
     }
 
     /// The `cas` of a save and the `set` of its reverse key `reverse`,
@@ -158,8 +182,12 @@ impl Sessions {
         let flags = self.write_flags();
         let (cas, set) = tokio::join!(
             self.servers.cas(key, bytes, flags, ttl, version),
-            self.servers
-                .set(reverse, session.id.as_str().as_bytes(), FLAGS_RAW, ttl),
+            self.servers.set(
+                reverse,
+                session.id.as_str().as_bytes(),
+                FLAGS_RAW,
+                self.recent_reverse.ttl(ttl)
+            ),
         );
         (cas, set.map(|_| ()))
     }

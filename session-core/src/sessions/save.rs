@@ -1,6 +1,7 @@
 //! [`Sessions::save`] and its variants: the conditional write, the
 //! three-way merge on a conflict, the reverse key beside the `cas`.
 
+use super::reverse::ReverseWrite;
 use super::{SaveOutcome, Sessions, retry};
 use crate::config::{ConflictPolicy, FieldConflict};
 use crate::error::{Error, Result};
@@ -120,7 +121,7 @@ impl Sessions {
         self.stamp_session(session);
         if !session.is_modified() {
             if session.reverse_key_pending {
-                self.write_reverse_key(session).await?;
+                self.write_reverse_key(session, key).await?;
             }
             Counters::bump(&self.counters.saves_unchanged);
             return Ok(SaveOutcome::Unchanged);
@@ -148,19 +149,24 @@ impl Sessions {
             let bytes = self.encode_session(session, key)?;
             // Stored handles have a version here (they were rebased above if
             // not); only a never-written `update_only` session has none.
-            // The reverse key may go out beside the `cas` (`reverse.rs`).
+            // The reverse key may go out beside the `cas`, or not at all
+            // (`reverse.rs`).
             let mut beside = None;
+            let mut reverse_fresh = false;
             let outcome = match session.version {
                 Some(version) if session.state == State::Stored => {
-                    match self.reverse_beside(session) {
-                        Some(reverse) => {
+                    match self.reverse_write(session, key) {
+                        ReverseWrite::Beside(reverse) => {
                             let (cas, set) = self
                                 .cas_beside(session, key, &bytes, version, &reverse)
                                 .await;
                             beside = Some((reverse, set));
                             cas?
                         }
-                        None => self.servers.cas(key, &bytes, flags, ttl, version).await?,
+                        write => {
+                            reverse_fresh = matches!(write, ReverseWrite::Fresh);
+                            self.servers.cas(key, &bytes, flags, ttl, version).await?
+                        }
                     }
                 }
                 _ => match self.add_new(key, &bytes, flags, ttl).await? {
@@ -184,11 +190,13 @@ impl Sessions {
                     }
                     Counters::bump(&self.counters.saves_written);
                     match beside {
-                        Some((_, written)) => {
+                        Some((reverse, written)) => {
                             session.reverse_key_pending = written.is_err();
                             written?;
+                            self.recent_reverse.wrote(key, &reverse);
                         }
-                        None => self.write_reverse_key(session).await?,
+                        None if reverse_fresh => {}
+                        None => self.write_reverse_key(session, key).await?,
                     }
                     if replaced.is_some() && replaced != indexed {
                         self.index_remove_for(replaced.as_deref(), &session.id)
@@ -197,6 +205,7 @@ impl Sessions {
                     return Ok(SaveOutcome::Written { attempts });
                 }
                 CasOutcome::NotFound => {
+                    self.recent_reverse.forget(key);
                     if let Some((reverse, Ok(()))) = &beside {
                         self.unwrite_reverse_key(reverse, &session.id).await;
                     }

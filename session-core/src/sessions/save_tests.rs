@@ -1,10 +1,12 @@
 //! The reverse key beside the `cas` (`reverse.rs`): sent together with it
 //! when a save keeps the session's user, after it otherwise, and removed
-//! again when the `cas` finds the session gone.
+//! again when the `cas` finds the session gone; left alone within the
+//! refresh window after this process wrote it (`renewal.rs`).
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -85,12 +87,23 @@ fn user(uid: &str) -> SessionData {
 }
 
 /// Sessions with `uid` as principal on an [`Overlap`] store, and one
-/// session of `jdoe`'s (its id).
+/// session of `jdoe`'s (its id). The reverse key is written on every save,
+/// as the original does (no refresh window).
 async fn setup(conflict: ConflictPolicy) -> (Arc<Overlap>, Sessions, String) {
+    setup_with(conflict, Duration::ZERO).await
+}
+
+/// [`setup`] with a reverse-key refresh window.
+async fn setup_with(
+    conflict: ConflictPolicy,
+    refresh: Duration,
+) -> (Arc<Overlap>, Sessions, String) {
     let store = Arc::new(Overlap::default());
     let config = SessionsConfig {
         principal: Some("uid".into()),
         conflict,
+        timeout: Ttl::seconds(600),
+        reverse_key_refresh: refresh,
         ..SessionsConfig::default()
     };
     let sessions = Sessions::new(store.clone(), config).unwrap();
@@ -188,6 +201,96 @@ async fn a_failed_reverse_key_beside_the_cas_is_written_by_the_next_save() {
     assert_eq!(reverse_of(&store, "jdoe").await, None);
     store.fail_sets.store(false, Ordering::SeqCst);
     sessions.save(&mut s).await.unwrap();
+    assert_eq!(
+        reverse_of(&store, "jdoe").await.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+/// Loads the session, changes a field and saves it.
+async fn change(sessions: &Sessions, id: &str, n: i64) {
+    let mut s = sessions.load(id).await.unwrap().unwrap();
+    s.insert("seen", n).unwrap();
+    sessions.save(&mut s).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_save_within_the_refresh_window_leaves_the_reverse_key_alone() {
+    let (store, sessions, id) = setup_with(ConflictPolicy::Merge, Duration::from_secs(60)).await;
+    // Lost meanwhile (evicted, say): this process wrote it at `create`.
+    store.inner.delete(&md5_hex(b"jdoe")).await.unwrap();
+    change(&sessions, &id, 1).await;
+    let (peak, applied) = store.take_peak();
+    assert_eq!((peak, applied), (1, vec![id.clone()]), "only the cas");
+    assert_eq!(reverse_of(&store, "jdoe").await, None);
+    // Another process has not written it lately: its save does.
+    let other = Sessions::new(store.clone(), sessions.config().clone()).unwrap();
+    change(&other, &id, 2).await;
+    assert_eq!(store.take_peak().0, 2, "cas and set together");
+    assert_eq!(
+        reverse_of(&store, "jdoe").await.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_save_changing_the_user_writes_the_reverse_key_within_the_window() {
+    let (store, sessions, id) = setup_with(ConflictPolicy::Merge, Duration::from_secs(60)).await;
+    let mut s = sessions.load(&id).await.unwrap().unwrap();
+    s.insert("uid", "rdoe").unwrap();
+    sessions.save(&mut s).await.unwrap();
+    assert_eq!(store.take_peak().1, [id.clone(), md5_hex(b"rdoe")]);
+    // And back: the key of `jdoe` is written again, though it was written
+    // within the window (for the session's earlier user).
+    store.inner.delete(&md5_hex(b"jdoe")).await.unwrap();
+    s.insert("uid", "jdoe").unwrap();
+    sessions.save(&mut s).await.unwrap();
+    assert_eq!(
+        reverse_of(&store, "jdoe").await.as_deref(),
+        Some(id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn the_reverse_key_outlives_the_session_by_the_window() {
+    let (store, sessions, id) = setup_with(ConflictPolicy::Merge, Duration::from_secs(60)).await;
+    let ttl_of = |key: String| {
+        let store = store.clone();
+        async move { store.inner.get(&key).await.unwrap().unwrap().ttl.unwrap() }
+    };
+    let session = ttl_of(id.clone()).await.as_secs();
+    let reverse = ttl_of(md5_hex(b"jdoe")).await.as_secs();
+    assert!((599..=600).contains(&session), "session: {session} s");
+    assert!((659..=660).contains(&reverse), "reverse key: {reverse} s");
+    // A touch extends both, the key again by the window more.
+    let s = sessions.load(&id).await.unwrap().unwrap();
+    assert!(sessions.touch(&s).await.unwrap());
+    let reverse = ttl_of(md5_hex(b"jdoe")).await.as_secs();
+    assert!((659..=660).contains(&reverse), "reverse key: {reverse} s");
+}
+
+#[tokio::test]
+async fn a_save_after_the_window_writes_the_reverse_key_again() {
+    let window = Duration::from_millis(200);
+    let (store, sessions, id) = setup_with(ConflictPolicy::Merge, window).await;
+    let written = Instant::now();
+    store.inner.delete(&md5_hex(b"jdoe")).await.unwrap();
+    // Saves until one writes the key back (polled, not slept on).
+    let mut n = 0;
+    while reverse_of(&store, "jdoe").await.is_none() {
+        assert!(
+            written.elapsed() < Duration::from_secs(10),
+            "never written again"
+        );
+        n += 1;
+        change(&sessions, &id, n).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // (`written` was read just after the create noted its write.)
+    assert!(
+        written.elapsed() + Duration::from_millis(20) >= window,
+        "written again within the window"
+    );
     assert_eq!(
         reverse_of(&store, "jdoe").await.as_deref(),
         Some(id.as_str())

@@ -45,6 +45,21 @@ fn toml_and_validation() {
     )
     .unwrap();
     assert_eq!(c.principal.as_deref(), Some("uid"));
+    assert_eq!(
+        c.sessions_config().unwrap().reverse_key_refresh,
+        Duration::from_secs(60),
+        "the default refresh window"
+    );
+    let every_save = Config::from_toml("principal = \"uid\"\nreverse_key_refresh = 0\n").unwrap();
+    assert!(
+        every_save
+            .sessions_config()
+            .unwrap()
+            .reverse_key_refresh
+            .is_zero()
+    );
+    let too_long = Config::from_toml("reverse_key_refresh = 90000\n").unwrap();
+    assert!(too_long.validate().is_err(), "longer than a day");
     assert!(matches!(c.auth, Some(Auth::Bearer { .. })));
     assert!(!format!("{c:?}").contains("\"t\""));
     c.validate().unwrap();
