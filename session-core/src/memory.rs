@@ -21,7 +21,7 @@
 //! needs that room, and goes with its value; a write makes a new item
 //! with none. So memos never make a write fail with [`Error::StoreFull`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -89,8 +89,10 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     items: HashMap<String, Item>,
-    /// Deadlines of the items that expire, for cheap purging.
-    deadlines: BTreeSet<(Instant, String)>,
+    /// Deadlines of the items that expire, for cheap purging: by deadline
+    /// and the item's version (unique), so an entry is found again without
+    /// a copy of its key, and a rewrite moves the key's string over.
+    deadlines: BTreeMap<(Instant, u64), String>,
     /// Bytes accounted to live items (keys, values, bookkeeping).
     used: usize,
     /// Bytes accounted to memos (see [`Item::reads`]): within `max_bytes`
@@ -223,24 +225,57 @@ impl MemoryStore {
                 limit: self.config.max_bytes,
             });
         }
-        inner.remove(key);
         inner.last_version += 1;
         let version = inner.last_version;
         let deadline = ttl.as_duration().map(|d| now + d);
-        if let Some(d) = deadline {
-            inner.deadlines.insert((d, key.to_owned()));
+        let Inner {
+            items,
+            deadlines,
+            used,
+            memo_used,
+            ..
+        } = inner;
+        *used = *used - old_cost + new_cost;
+        match items.get_mut(key) {
+            // A rewrite (every save) replaces the item in place: one look-up,
+            // and the key's string and the value's buffer are reused.
+            Some(item) => {
+                *memo_used -= item.memo_cost();
+                let old_key = item
+                    .deadline
+                    .and_then(|d| deadlines.remove(&(d, item.version)));
+                if let Some(d) = deadline {
+                    deadlines.insert((d, version), old_key.unwrap_or_else(|| key.to_owned()));
+                }
+                // (A buffer far larger than the new value is not kept: the
+                // limit counts lengths, so it would hide memory.)
+                if item.value.capacity() > 2 * value.len().max(64) {
+                    item.value = value.to_vec();
+                } else {
+                    item.value.clear();
+                    item.value.extend_from_slice(value);
+                }
+                item.flags = flags;
+                item.version = version;
+                item.deadline = deadline;
+                item.reads = Reads::Unread;
+            }
+            None => {
+                if let Some(d) = deadline {
+                    deadlines.insert((d, version), key.to_owned());
+                }
+                items.insert(
+                    key.to_owned(),
+                    Item {
+                        value: value.to_vec(),
+                        flags,
+                        version,
+                        deadline,
+                        reads: Reads::Unread,
+                    },
+                );
+            }
         }
-        inner.used += new_cost;
-        inner.items.insert(
-            key.to_owned(),
-            Item {
-                value: value.to_vec(),
-                flags,
-                version,
-                deadline,
-                reads: Reads::Unread,
-            },
-        );
         Ok(Version::new(version))
     }
 }
@@ -248,8 +283,8 @@ impl MemoryStore {
 impl Inner {
     /// Drops every item whose deadline is at or before `now`.
     fn purge(&mut self, now: Instant) {
-        while let Some((deadline, _)) = self.deadlines.first() {
-            if *deadline > now {
+        while let Some((&(deadline, _), _)) = self.deadlines.first_key_value() {
+            if deadline > now {
                 break;
             }
             if let Some((_, key)) = self.deadlines.pop_first() {
@@ -277,7 +312,7 @@ impl Inner {
                 self.used -= Item::cost(key, &item.value);
                 self.memo_used -= item.memo_cost();
                 if let Some(d) = item.deadline {
-                    self.deadlines.remove(&(d, key.to_owned()));
+                    self.deadlines.remove(&(d, item.version));
                 }
                 true
             }
@@ -294,12 +329,14 @@ impl Inner {
         let Some(item) = self.items.get_mut(key) else {
             return false;
         };
-        if let Some(old) = item.deadline.take() {
-            self.deadlines.remove(&(old, key.to_owned()));
-        }
+        let old_key = item
+            .deadline
+            .take()
+            .and_then(|old| self.deadlines.remove(&(old, item.version)));
         item.deadline = ttl.as_duration().map(|d| now + d);
         if let Some(d) = item.deadline {
-            self.deadlines.insert((d, key.to_owned()));
+            self.deadlines
+                .insert((d, item.version), old_key.unwrap_or_else(|| key.to_owned()));
         }
         true
     }
@@ -345,6 +382,27 @@ impl Store for MemoryStore {
             Reads::Unread | Reads::Read => None,
         };
         Ok(Some((item.entry(now), memo)))
+    }
+
+    /// Kept as the item's memo when the item still has `version`, has none
+    /// yet, and the memo's charge (its budget, the value's size) fits in
+    /// room no item uses, as a memo made by a read.
+    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
+        let mut inner = self.lock();
+        let max_bytes = self.config.max_bytes;
+        let inner = &mut *inner;
+        let Some(item) = inner.items.get_mut(key) else {
+            return;
+        };
+        let cost = memo.budget();
+        if item.version == version.get()
+            && cost == item.value.len()
+            && !matches!(item.reads, Reads::Kept(_))
+            && inner.used + inner.memo_used + cost <= max_bytes
+        {
+            inner.memo_used += cost;
+            item.reads = Reads::Kept(memo);
+        }
     }
 
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {

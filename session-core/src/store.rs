@@ -99,10 +99,11 @@ pub struct Entry {
 /// read of the same item skips that work: today, where each top-level field
 /// lies in the bytes (a load's scan, about half of its CPU on that store).
 ///
-/// Opaque, and made only by this crate's `MemoryStore`: one per stored
-/// value, handed out (cloned) with reads of that value
-/// ([`Store::get_with_memo`]); a new value never keeps an old memo. Other
-/// stores cannot make one and answer `None`.
+/// Opaque, and made only by this crate (its `MemoryStore` on a value's
+/// second read, its session layer for a value it has just written, see
+/// [`Store::keep_memo`]): one per stored value, handed out (cloned) with
+/// reads of that value ([`Store::get_with_memo`]); a new value never keeps
+/// an old memo. Other stores cannot make one and answer `None`.
 ///
 /// A memo has a budget in bytes, which the store counts against its
 /// memory: what is learnt is kept only if it fits (a scan takes 24 bytes
@@ -125,6 +126,20 @@ impl ItemMemo {
             budget,
             scan: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// A memo already holding `scan`, learnt of a value of `budget` bytes
+    /// by whoever wrote it (see [`Store::keep_memo`]); `None` when the
+    /// scan does not fit the budget.
+    pub(crate) fn of_scan(budget: usize, scan: crate::scan::ScanMemo) -> Option<Self> {
+        let memo = ItemMemo::with_budget(budget);
+        memo.set(scan);
+        memo.get().is_some().then_some(memo)
+    }
+
+    /// The budget: what the memo may hold, and what a store charges for it.
+    pub(crate) fn budget(&self) -> usize {
+        self.0.budget
     }
 
     /// What was learnt of the item, if a read left it.
@@ -379,6 +394,16 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// false: reads go through `get`.
     fn keeps_memos(&self) -> bool {
         false
+    }
+
+    /// Offers `memo` for the item under `key` while it still has `version`:
+    /// what the session layer already knows of bytes it just wrote there
+    /// (a save's splice knows where each field landed), so that the next
+    /// read need not scan them. A store that keeps memos keeps it if it has
+    /// the room; the default drops it. A wrapper that changes keys or
+    /// values must drop it, as with [`Store::get_with_memo`].
+    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
+        let _ = (key, version, memo);
     }
 
     /// Reads an item and re-sets its expiry to `ttl` in one call (memcached

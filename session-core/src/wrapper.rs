@@ -128,6 +128,12 @@ pub trait StoreWrapper: Debug + Send + Sync + 'static {
         false
     }
 
+    /// [`Store::keep_memo`]: dropped unless the wrapper forwards
+    /// `get_with_memo` (the same reason).
+    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
+        let _ = (key, version, memo);
+    }
+
     /// [`Store::add`].
     fn add<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
@@ -320,6 +326,10 @@ impl<W: StoreWrapper> Store for W {
         StoreWrapper::keeps_memos(self)
     }
 
+    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
+        StoreWrapper::keep_memo(self, key, version, memo);
+    }
+
     fn add<'life0, 'life1, 'life2, 'async_trait>(
         &'life0 self,
         key: &'life1 str,
@@ -494,5 +504,9 @@ impl<S: Store + ?Sized> StoreWrapper for Arc<S> {
 
     fn keeps_memos(&self) -> bool {
         self.inner().keeps_memos()
+    }
+
+    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
+        self.inner().keep_memo(key, version, memo);
     }
 }

@@ -110,6 +110,19 @@ impl ScanMemo {
         Some(ScanMemo { codec, len, fields })
     }
 
+    /// The memo of `len` bytes by `codec` whose fields `spans` located.
+    pub(crate) fn of_spans(
+        codec: crate::codec::Codec,
+        len: usize,
+        spans: PackedSpans,
+    ) -> Option<Self> {
+        (!spans.lost).then(|| ScanMemo {
+            codec,
+            len,
+            fields: spans.fields.into_boxed_slice(),
+        })
+    }
+
     /// The fields as the scan found them.
     pub(crate) fn fields(&self) -> impl Iterator<Item = RawField> + '_ {
         self.fields.iter().map(|&[n0, n1, e0, e1, v0, v1]| {
@@ -125,6 +138,51 @@ impl ScanMemo {
     /// The bytes it holds, about.
     pub(crate) fn size(&self) -> usize {
         std::mem::size_of::<Self>() + std::mem::size_of_val(&*self.fields)
+    }
+}
+
+/// Field spans written down as they are made (a save's splice, which
+/// knows where each field lands), packed as a [`ScanMemo`] keeps them.
+#[derive(Debug, Default)]
+pub(crate) struct PackedSpans {
+    fields: Vec<[u32; 6]>,
+    /// A field could not be packed (a name with escapes, or bytes past
+    /// 4 GiB): no memo.
+    lost: bool,
+}
+
+impl PackedSpans {
+    /// Room for `n` fields.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        PackedSpans {
+            fields: Vec::with_capacity(n),
+            lost: false,
+        }
+    }
+
+    /// One field: its name's bytes (`None`: the name has escapes), its
+    /// whole entry and its value.
+    pub(crate) fn push(
+        &mut self,
+        name: Option<Range<usize>>,
+        entry: Range<usize>,
+        value: Range<usize>,
+    ) {
+        let at = |i: usize| u32::try_from(i).ok();
+        let packed = name.and_then(|n| {
+            Some([
+                at(n.start)?,
+                at(n.end)?,
+                at(entry.start)?,
+                at(entry.end)?,
+                at(value.start)?,
+                at(value.end)?,
+            ])
+        });
+        match packed {
+            Some(field) => self.fields.push(field),
+            None => self.lost = true,
+        }
     }
 }
 

@@ -119,6 +119,41 @@ proptest! {
         prop_assert_eq!(got.into_data(), want.into_data());
     }
 
+    /// What a save's splice says of its output (`encode_scanned`) is what
+    /// a scan of that output finds, and a load through it reads what the
+    /// full decode reads.
+    #[test]
+    fn a_splice_knows_what_a_scan_of_its_output_finds(
+        data in arb_data(),
+        steps in prop::collection::vec(arb_step(), 0..10),
+        codec in prop_oneof![Just(Codec::Json), Just(Codec::MessagePack)],
+    ) {
+        let stored = with_id(data);
+        let mut got = lazy(&stored, codec);
+        for step in &steps {
+            apply(&mut got, step);
+        }
+        let (bytes, spans) = got.encode_scanned(codec).unwrap();
+        prop_assert_eq!(&bytes, &got.encode(codec).unwrap());
+        let whole = codec.decode(&bytes, "k").unwrap();
+        let Some(spans) = spans else {
+            // Only a handle decoded in full, or a name with an escape.
+            return Ok(());
+        };
+        let scanned = match codec {
+            Codec::Json => crate::scan::json::scan(&bytes),
+            _ => crate::scan::msgpack::scan(&bytes),
+        };
+        if let Some(scanned) = scanned {
+            let packed = ScanMemo::pack(codec, bytes.len(), &scanned).unwrap();
+            prop_assert_eq!(spans.fields().collect::<Vec<_>>(), packed.fields().collect::<Vec<_>>());
+        }
+        let memo = crate::store::ItemMemo::of_scan(bytes.len() * 4, spans).unwrap();
+        let body = Loaded::read(codec, bytes, "k", Some(&memo)).unwrap();
+        let through = Session::loaded(id(), body, Some(Version::new(2)), State::Stored);
+        prop_assert_eq!(through.data(), &whole);
+    }
+
     /// A conflict's three-way merge and a rebase give the same result on a
     /// lazy handle; so does a save in the other codec (a codec change
     /// re-encodes everything).

@@ -25,6 +25,7 @@ use serde_json::Value;
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::id::SessionId;
+use crate::scan::{PackedSpans, ScanMemo};
 use crate::store::{Ttl, Version};
 
 mod raw;
@@ -204,11 +205,27 @@ impl Session {
     /// encoded ([`Codec::encode`]'s rules and errors).
     pub(crate) fn encode(&self, codec: Codec) -> Result<Vec<u8>> {
         if let Some(raw) = &self.raw
-            && let Some(bytes) = raw.encode_with(codec, &self.data)
+            && let Some(bytes) = raw.encode_with(codec, &self.data, None)
         {
             return bytes;
         }
         codec.encode(self.full())
+    }
+
+    /// [`Session::encode`], plus where each field lies in the result when
+    /// the untouched fields were copied (a splice knows that without a
+    /// scan; see [`crate::store::Store::keep_memo`]). `None` for a full
+    /// encode.
+    pub(crate) fn encode_scanned(&self, codec: Codec) -> Result<(Vec<u8>, Option<ScanMemo>)> {
+        if let Some(raw) = &self.raw {
+            let mut spans = PackedSpans::with_capacity(raw.len() + self.data.len());
+            if let Some(bytes) = raw.encode_with(codec, &self.data, Some(&mut spans)) {
+                let bytes = bytes?;
+                let memo = ScanMemo::of_spans(codec, bytes.len(), spans);
+                return Ok((bytes, memo));
+            }
+        }
+        Ok((codec.encode(self.full())?, None))
     }
 
     /// A fresh map holding only `_session_id`.

@@ -12,13 +12,14 @@
 //! value before its key, so a scan would have to walk every value anyway
 //! and the decode stays eager.
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use serde_json::Value;
 
 use crate::codec::{Codec, MAX_DEPTH};
 use crate::error::{Error, Result};
-use crate::scan::{self, RawField, ScanMemo};
+use crate::scan::{self, PackedSpans, RawField, RawName, ScanMemo};
 use crate::session::SessionData;
 use crate::store::ItemMemo;
 
@@ -238,12 +239,19 @@ impl RawBody {
     /// The stored form of this body's fields plus `own` (fields decoded
     /// or set since, none of them in the body), or `None` when `codec` is
     /// not the one that wrote the body. The body's fields are copied as
-    /// they were stored; only `own` is encoded.
-    pub(crate) fn encode_with(&self, codec: Codec, own: &SessionData) -> Option<Result<Vec<u8>>> {
+    /// they were stored; only `own` is encoded. With `spans`, also where
+    /// each field of the result lies, as a scan of it would find them
+    /// (checked against the scanners by the lazy property tests).
+    pub(crate) fn encode_with(
+        &self,
+        codec: Codec,
+        own: &SessionData,
+        spans: Option<&mut PackedSpans>,
+    ) -> Option<Result<Vec<u8>>> {
         if codec != self.codec {
             return None;
         }
-        Some(self.splice(own))
+        Some(self.splice(own, spans))
     }
 
     /// A kept field's stored entry (name and value).
@@ -253,7 +261,7 @@ impl RawBody {
         })
     }
 
-    fn splice(&self, own: &SessionData) -> Result<Vec<u8>> {
+    fn splice(&self, own: &SessionData, mut spans: Option<&mut PackedSpans>) -> Result<Vec<u8>> {
         let codec = self.codec;
         if let Some(field) = own
             .iter()
@@ -268,16 +276,37 @@ impl RawBody {
         let kept = self.slots.iter().filter(|s| s.live);
         let mut out = Vec::with_capacity(self.bytes.len() + 64);
         let failed = |e: crate::error::Cause| Error::encode_failed(codec.name(), e);
+        // A kept entry copied to `at`: its spans move with it.
+        let moved = |spans: &mut PackedSpans, field: &RawField, at: usize| {
+            let shift =
+                |r: &Range<usize>| r.start - field.entry.start + at..r.end - field.entry.start + at;
+            let name = match &field.name {
+                RawName::Span(r) => Some(shift(r)),
+                RawName::Owned(_) => None,
+            };
+            spans.push(name, shift(&field.entry), shift(&field.value));
+        };
         match codec {
             Codec::MessagePack => {
                 write_msgpack_map_len(&mut out, self.len() + own.len());
                 for slot in kept {
+                    let at = out.len();
                     out.extend_from_slice(self.entry(slot)?);
+                    if let Some(spans) = spans.as_deref_mut() {
+                        moved(spans, &slot.field, at);
+                    }
                 }
                 for (name, value) in own {
+                    let at = out.len();
                     rmp_serde::encode::write_named(&mut out, name).map_err(|e| failed(e.into()))?;
+                    let value_at = out.len();
                     rmp_serde::encode::write_named(&mut out, value)
                         .map_err(|e| failed(e.into()))?;
+                    if let Some(spans) = spans.as_deref_mut() {
+                        // A name is its header, then its bytes as they are.
+                        let name = value_at - name.len()..value_at;
+                        spans.push(Some(name), at..out.len(), value_at..out.len());
+                    }
                 }
             }
             _ => {
@@ -286,15 +315,27 @@ impl RawBody {
                     if out.len() > 1 {
                         out.push(b',');
                     }
+                    let at = out.len();
                     out.extend_from_slice(self.entry(slot)?);
+                    if let Some(spans) = spans.as_deref_mut() {
+                        moved(spans, &slot.field, at);
+                    }
                 }
                 for (name, value) in own {
                     if out.len() > 1 {
                         out.push(b',');
                     }
+                    let at = out.len();
                     serde_json::to_writer(&mut out, name).map_err(|e| failed(e.into()))?;
+                    let name_end = out.len();
                     out.push(b':');
+                    let value_at = out.len();
                     serde_json::to_writer(&mut out, value).map_err(|e| failed(e.into()))?;
+                    if let Some(spans) = spans.as_deref_mut() {
+                        // Between its quotes, unless an escape made it longer.
+                        let name = (name_end - at == name.len() + 2).then(|| at + 1..name_end - 1);
+                        spans.push(name, at..out.len(), value_at..out.len());
+                    }
                 }
                 out.push(b'}');
             }

@@ -7,7 +7,7 @@ use crate::config::{ConflictPolicy, FieldConflict};
 use crate::error::{Error, Result};
 use crate::session::{Session, State};
 use crate::stats::Counters;
-use crate::store::{AddOutcome, CasOutcome};
+use crate::store::{AddOutcome, CasOutcome, ItemMemo};
 
 impl Sessions {
     /// Writes the session's changes, if any.
@@ -146,7 +146,13 @@ impl Sessions {
                 indexed = now_principal;
             }
             attempts += 1;
-            let bytes = self.encode_session(session, key)?;
+            // A store that keeps memos is offered the new bytes' spans
+            // (such stores hold no seal: `store_keeps_memos`).
+            let (bytes, spans) = if self.store_keeps_memos {
+                session.encode_scanned(self.codec())?
+            } else {
+                (self.encode_session(session, key)?, None)
+            };
             // Stored handles have a version here (they were rebased above if
             // not); only a never-written `update_only` session has none.
             // The reverse key may go out beside the `cas`, or not at all
@@ -182,6 +188,11 @@ impl Sessions {
             };
             match outcome {
                 CasOutcome::Stored(version) => {
+                    if let (Some(spans), Some(version)) = (spans, version)
+                        && let Some(memo) = ItemMemo::of_scan(bytes.len(), spans)
+                    {
+                        self.servers.keep_memo(key, version, memo);
+                    }
                     let replaced = self.indexed_principal(&session.stored());
                     session.mark_synced(version);
                     session.remaining = Some(ttl);
