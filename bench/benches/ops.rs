@@ -13,7 +13,10 @@
 //! time). Every `Sessions` names `uid` as its principal, except
 //! `memcached1_plain`'s (one server, adaptive mode, [`PLAIN_OPS`]): without
 //! a principal there is no reverse key to write, so a save is one request,
-//! and load + save is two, like the floor's pair.
+//! and load + save is two, like the floor's pair. (With the default
+//! `reverse_key_refresh`, a save that keeps its user writes the reverse key
+//! only once a minute, so after a task's first save the two differ by the
+//! principal's bookkeeping, not by a request.)
 //!
 //! Operations (one operation = what one task does per loop), each task on
 //! its own 10-field session (about 400 bytes), so tasks never conflict:
