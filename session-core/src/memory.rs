@@ -237,8 +237,9 @@ impl MemoryStore {
         } = inner;
         *used = *used - old_cost + new_cost;
         match items.get_mut(key) {
-            // A rewrite (every save) replaces the item in place: one look-up,
-            // and the key's string and the value's buffer are reused.
+            // A rewrite (every save) replaces the item in place: no removal
+            // and re-insertion, and the key's string and the value's buffer
+            // are reused.
             Some(item) => {
                 *memo_used -= item.memo_cost();
                 let old_key = item

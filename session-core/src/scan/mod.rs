@@ -92,22 +92,16 @@ impl ScanMemo {
         len: usize,
         fields: impl IntoIterator<Item = &'a RawField>,
     ) -> Option<Self> {
-        let at = |i: usize| u32::try_from(i).ok();
-        let fields = fields
-            .into_iter()
-            .map(|f| match &f.name {
-                RawName::Span(n) => Some([
-                    at(n.start)?,
-                    at(n.end)?,
-                    at(f.entry.start)?,
-                    at(f.entry.end)?,
-                    at(f.value.start)?,
-                    at(f.value.end)?,
-                ]),
+        let fields = fields.into_iter();
+        let mut spans = PackedSpans::with_capacity(fields.size_hint().0);
+        for f in fields {
+            let name = match &f.name {
+                RawName::Span(n) => Some(n.clone()),
                 RawName::Owned(_) => None,
-            })
-            .collect::<Option<Box<[_]>>>()?;
-        Some(ScanMemo { codec, len, fields })
+            };
+            spans.push(name, f.entry.clone(), f.value.clone());
+        }
+        Self::of_spans(codec, len, spans)
     }
 
     /// The memo of `len` bytes by `codec` whose fields `spans` located.

@@ -42,7 +42,9 @@ struct Written {
     at: Instant,
 }
 
-type Shard = Mutex<HashMap<u64, Written, BuildHasherDefault<Hashed>>>;
+/// One shard's writes, by the hash of the session key.
+type Writes = HashMap<u64, Written, BuildHasherDefault<Hashed>>;
+type Shard = Mutex<Writes>;
 
 /// The reverse keys this process wrote, by the hash of the session key
 /// (a hash collision only costs a renewal, one window late at most).
@@ -116,10 +118,7 @@ impl RecentReverseKeys {
         self.lock(hash).remove(&hash);
     }
 
-    fn lock(
-        &self,
-        hash: u64,
-    ) -> std::sync::MutexGuard<'_, HashMap<u64, Written, BuildHasherDefault<Hashed>>> {
+    fn lock(&self, hash: u64) -> std::sync::MutexGuard<'_, Writes> {
         self.shards[shard_of(hash)]
             .lock()
             .unwrap_or_else(|p| p.into_inner())
