@@ -9,7 +9,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::key::printable;
+use crate::key::{every_byte, printable};
 
 /// The shortest id length that may be generated or accepted (64 bits).
 pub const MIN_ID_LENGTH: usize = 16;
@@ -53,7 +53,7 @@ impl SessionId {
     pub fn parse_with_length(s: &str, accepted: std::ops::RangeInclusive<usize>) -> Result<Self> {
         let reason = if s.is_empty() {
             "empty"
-        } else if !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        } else if !every_byte(s, |b| b.is_ascii_hexdigit()) {
             "not hexadecimal"
         } else if !accepted.contains(&s.len()) {
             "length not accepted"

@@ -27,7 +27,7 @@ pub fn validate_key(key: &str) -> Result<()> {
     // Every store call checks its key: the usual key (printable ASCII, no
     // space) passes in one cheap pass over its bytes, before the checks
     // that must decode Unicode.
-    if !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic()) {
+    if !key.is_empty() && key.len() <= MAX_KEY_LEN && every_byte(key, |b| b.is_ascii_graphic()) {
         return Ok(());
     }
     let reason = if key.is_empty() {
@@ -45,6 +45,15 @@ pub fn validate_key(key: &str) -> Result<()> {
         key: printable(key),
         reason,
     })
+}
+
+/// True when `test` holds for every byte of `s`. Unlike `Iterator::all`
+/// it does not stop at the first failure, which lets the compiler test 16
+/// or 32 bytes at a time: for the short strings checked on every call (keys,
+/// ids), a fraction of a byte-by-byte loop's cost.
+#[inline]
+pub(crate) fn every_byte(s: &str, test: impl Fn(u8) -> bool) -> bool {
+    s.bytes().fold(true, |ok, b| ok & test(b))
 }
 
 /// A bounded, printable copy of `s` for error messages.

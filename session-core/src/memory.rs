@@ -198,45 +198,60 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes `key` under the lock, after the caller decided it may.
-    fn write_locked(
+    /// Writes `key` if `when` allows it (after `check_write`), with one
+    /// look-up of the key in the common cases (a save's `cas` on an existing
+    /// item, a `set`): the item found is checked and rewritten in place.
+    fn write(
         &self,
-        inner: &mut Inner,
         key: &str,
         value: &[u8],
         flags: u32,
         ttl: Ttl,
-        now: Instant,
-    ) -> Result<Version> {
-        let old_cost = inner
-            .items
-            .get(key)
-            .map_or(0, |item| Item::cost(key, &item.value));
-        let new_cost = Item::cost(key, value);
-        let used_after = inner.used - old_cost + new_cost;
-        // Memos are a cache: a write that needs their room gets it.
-        if used_after + inner.memo_used > self.config.max_bytes {
-            inner.drop_memos();
-        }
-        if used_after > self.config.max_bytes {
-            return Err(Error::StoreFull {
-                needed: new_cost,
-                used: inner.used,
-                limit: self.config.max_bytes,
-            });
-        }
-        inner.last_version += 1;
-        let version = inner.last_version;
-        let deadline = ttl.as_duration().map(|d| now + d);
+        when: When,
+    ) -> Result<std::result::Result<Version, Refused>> {
+        check_write(key, value, self.config.max_value_size)?;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.purge(now);
         let Inner {
             items,
             deadlines,
             used,
             memo_used,
-            ..
-        } = inner;
-        *used = *used - old_cost + new_cost;
-        match items.get_mut(key) {
+            last_version,
+        } = &mut *inner;
+        let mut found = items.get_mut(key);
+        match (&found, when) {
+            (None, When::Version(_)) => return Ok(Err(Refused::NotFound)),
+            (Some(_), When::Absent) => return Ok(Err(Refused::Exists)),
+            (Some(item), When::Version(v)) if item.version != v => {
+                return Ok(Err(Refused::Conflict));
+            }
+            _ => {}
+        }
+        let old_cost = found
+            .as_ref()
+            .map_or(0, |item| Item::cost(key, &item.value));
+        let new_cost = Item::cost(key, value);
+        let used_after = *used - old_cost + new_cost;
+        // Memos are a cache: a write that needs their room gets it (rare,
+        // and O(items), so the item is looked up again afterwards).
+        if used_after + *memo_used > self.config.max_bytes {
+            drop_memos(items, memo_used);
+            found = items.get_mut(key);
+        }
+        if used_after > self.config.max_bytes {
+            return Err(Error::StoreFull {
+                needed: new_cost,
+                used: *used,
+                limit: self.config.max_bytes,
+            });
+        }
+        *last_version += 1;
+        let version = *last_version;
+        let deadline = ttl.as_duration().map(|d| now + d);
+        *used = used_after;
+        match found {
             // A rewrite (every save) replaces the item in place: no removal
             // and re-insertion, and the key's string and the value's buffer
             // are reused.
@@ -277,8 +292,39 @@ impl MemoryStore {
                 );
             }
         }
-        Ok(Version::new(version))
+        Ok(Ok(Version::new(version)))
     }
+}
+
+/// When [`MemoryStore::write`] may write.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    /// Always (`set`).
+    Always,
+    /// Only if the key holds no live item (`add`).
+    Absent,
+    /// Only if the key's item has this version (`cas`).
+    Version(u64),
+}
+
+/// Why [`MemoryStore::write`] did not write.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    NotFound,
+    Exists,
+    Conflict,
+}
+
+/// Gives up every memo and its charge (handed-out clones stay valid: they
+/// describe values that did not change). O(items), and only when a write
+/// would otherwise not fit.
+fn drop_memos(items: &mut HashMap<String, Item>, memo_used: &mut usize) {
+    for item in items.values_mut() {
+        if let Reads::Kept(_) = item.reads {
+            item.reads = Reads::Read;
+        }
+    }
+    *memo_used = 0;
 }
 
 impl Inner {
@@ -292,18 +338,6 @@ impl Inner {
                 self.remove(&key);
             }
         }
-    }
-
-    /// Gives up every memo and its charge (handed-out clones stay valid:
-    /// they describe values that did not change). O(items), and only when
-    /// a write would otherwise not fit.
-    fn drop_memos(&mut self) {
-        for item in self.items.values_mut() {
-            if let Reads::Kept(_) = item.reads {
-                item.reads = Reads::Read;
-            }
-        }
-        self.memo_used = 0;
     }
 
     /// Removes an item and its bookkeeping; returns whether it existed.
@@ -407,24 +441,18 @@ impl Store for MemoryStore {
     }
 
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
-        check_write(key, value, self.config.max_value_size)?;
-        let now = Instant::now();
-        let mut inner = self.lock();
-        inner.purge(now);
-        if inner.live(key).is_some() {
-            return Ok(AddOutcome::Exists);
+        match self.write(key, value, flags, ttl, When::Absent)? {
+            Ok(v) => Ok(AddOutcome::Stored(Some(v))),
+            Err(_) => Ok(AddOutcome::Exists),
         }
-        let v = self.write_locked(&mut inner, key, value, flags, ttl, now)?;
-        Ok(AddOutcome::Stored(Some(v)))
     }
 
     async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        check_write(key, value, self.config.max_value_size)?;
-        let now = Instant::now();
-        let mut inner = self.lock();
-        inner.purge(now);
-        self.write_locked(&mut inner, key, value, flags, ttl, now)
-            .map(Some)
+        match self.write(key, value, flags, ttl, When::Always)? {
+            Ok(v) => Ok(Some(v)),
+            // `Always` is never refused.
+            Err(_) => Ok(None),
+        }
     }
 
     async fn cas(
@@ -435,18 +463,13 @@ impl Store for MemoryStore {
         ttl: Ttl,
         expected: Version,
     ) -> Result<CasOutcome> {
-        check_write(key, value, self.config.max_value_size)?;
-        let now = Instant::now();
-        let mut inner = self.lock();
-        inner.purge(now);
-        match inner.live(key) {
-            None => Ok(CasOutcome::NotFound),
-            Some(item) if item.version != expected.get() => Ok(CasOutcome::Conflict),
-            Some(_) => {
-                let v = self.write_locked(&mut inner, key, value, flags, ttl, now)?;
-                Ok(CasOutcome::Stored(Some(v)))
-            }
-        }
+        Ok(
+            match self.write(key, value, flags, ttl, When::Version(expected.get()))? {
+                Ok(v) => CasOutcome::Stored(Some(v)),
+                Err(Refused::NotFound) => CasOutcome::NotFound,
+                Err(Refused::Conflict | Refused::Exists) => CasOutcome::Conflict,
+            },
+        )
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
@@ -604,6 +627,20 @@ mod tests {
             assert!(store.delete("b").await.unwrap());
             assert!(store.delete("c").await.unwrap());
             assert_eq!(store.used_bytes(), 0);
+            // So does a rewrite of the very item whose memo is in the way.
+            store.set("a", &[7; 400], 0, Ttl::NEVER).await.unwrap();
+            store.get_with_memo("a").await.unwrap();
+            let (_, memo) = store.get_with_memo("a").await.unwrap().unwrap();
+            assert!(memo.is_some());
+            store.set("b", &[8; 400], 0, Ttl::NEVER).await.unwrap();
+            let version = store.version("a").await.unwrap().unwrap();
+            let bigger = store
+                .cas("a", &[9; 490], 0, Ttl::NEVER, version)
+                .await
+                .unwrap();
+            assert!(matches!(bigger, CasOutcome::Stored(Some(_))), "{bigger:?}");
+            assert_eq!(store.used_bytes(), plain + (490 + 1 + ITEM_OVERHEAD));
+            assert_eq!(store.get("a").await.unwrap().unwrap().value, vec![9; 490]);
         });
     }
 
