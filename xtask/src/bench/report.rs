@@ -126,6 +126,21 @@ const MAIN: &[(&str, &str, &str, &str)] = &[
         "memcached/perl_load_save",
         ">= 5x at 1, >= 20x at 64",
     ),
+    // The Storable row's ceiling, from the same run: a bare set+get pair
+    // (no session layer at all) against Perl's path, and how close ours
+    // comes to that pair.
+    (
+        "ceiling: raw set+get pairs, our client / Perl Cache::Memcached's load+change+save",
+        "memcached/ours_raw_pair",
+        "memcached/perl_load_save",
+        "",
+    ),
+    (
+        "load+change+save, 1 memcached: ours (Storable) / raw set+get pairs",
+        "memcached/ours_load_save",
+        "memcached/ours_raw_pair",
+        "",
+    ),
     (
         "create, memory: ours / tower-sessions",
         "memory/ours_create",
