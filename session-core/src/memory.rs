@@ -201,6 +201,8 @@ impl MemoryStore {
     /// Writes `key` if `when` allows it (after `check_write`), with one
     /// look-up of the key in the common cases (a save's `cas` on an existing
     /// item, a `set`): the item found is checked and rewritten in place.
+    /// `memo`, which describes `value`, is kept with the new item if there
+    /// is room for it.
     fn write(
         &self,
         key: &str,
@@ -208,6 +210,7 @@ impl MemoryStore {
         flags: u32,
         ttl: Ttl,
         when: When,
+        memo: Option<ItemMemo>,
     ) -> Result<std::result::Result<Version, Refused>> {
         check_write(key, value, self.config.max_value_size)?;
         let now = Instant::now();
@@ -251,6 +254,19 @@ impl MemoryStore {
         let version = *last_version;
         let deadline = ttl.as_duration().map(|d| now + d);
         *used = used_after;
+        // A memo is charged its budget, the value's size again, as a
+        // read's memo is, and only kept in room no item uses.
+        let max_bytes = self.config.max_bytes;
+        let reads = |memo_used: &mut usize| match memo {
+            Some(memo)
+                if memo.budget() == value.len()
+                    && used_after + *memo_used + value.len() <= max_bytes =>
+            {
+                *memo_used += value.len();
+                Reads::Kept(memo)
+            }
+            _ => Reads::Unread,
+        };
         match found {
             // A rewrite (every save) replaces the item in place: no removal
             // and re-insertion, and the key's string and the value's buffer
@@ -274,7 +290,7 @@ impl MemoryStore {
                 item.flags = flags;
                 item.version = version;
                 item.deadline = deadline;
-                item.reads = Reads::Unread;
+                item.reads = reads(memo_used);
             }
             None => {
                 if let Some(d) = deadline {
@@ -287,7 +303,7 @@ impl MemoryStore {
                         flags,
                         version,
                         deadline,
-                        reads: Reads::Unread,
+                        reads: reads(memo_used),
                     },
                 );
             }
@@ -313,6 +329,14 @@ enum Refused {
     NotFound,
     Exists,
     Conflict,
+}
+
+fn cas_outcome(written: std::result::Result<Version, Refused>) -> CasOutcome {
+    match written {
+        Ok(v) => CasOutcome::Stored(Some(v)),
+        Err(Refused::NotFound) => CasOutcome::NotFound,
+        Err(Refused::Conflict | Refused::Exists) => CasOutcome::Conflict,
+    }
 }
 
 /// Gives up every memo and its charge (handed-out clones stay valid: they
@@ -419,36 +443,15 @@ impl Store for MemoryStore {
         Ok(Some((item.entry(now), memo)))
     }
 
-    /// Kept as the item's memo when the item still has `version`, has none
-    /// yet, and the memo's charge (its budget, the value's size) fits in
-    /// room no item uses, as a memo made by a read.
-    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
-        let mut inner = self.lock();
-        let max_bytes = self.config.max_bytes;
-        let inner = &mut *inner;
-        let Some(item) = inner.items.get_mut(key) else {
-            return;
-        };
-        let cost = memo.budget();
-        if item.version == version.get()
-            && cost == item.value.len()
-            && !matches!(item.reads, Reads::Kept(_))
-            && inner.used + inner.memo_used + cost <= max_bytes
-        {
-            inner.memo_used += cost;
-            item.reads = Reads::Kept(memo);
-        }
-    }
-
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
-        match self.write(key, value, flags, ttl, When::Absent)? {
+        match self.write(key, value, flags, ttl, When::Absent, None)? {
             Ok(v) => Ok(AddOutcome::Stored(Some(v))),
             Err(_) => Ok(AddOutcome::Exists),
         }
     }
 
     async fn set(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<Option<Version>> {
-        match self.write(key, value, flags, ttl, When::Always)? {
+        match self.write(key, value, flags, ttl, When::Always, None)? {
             Ok(v) => Ok(Some(v)),
             // `Always` is never refused.
             Err(_) => Ok(None),
@@ -463,13 +466,24 @@ impl Store for MemoryStore {
         ttl: Ttl,
         expected: Version,
     ) -> Result<CasOutcome> {
-        Ok(
-            match self.write(key, value, flags, ttl, When::Version(expected.get()))? {
-                Ok(v) => CasOutcome::Stored(Some(v)),
-                Err(Refused::NotFound) => CasOutcome::NotFound,
-                Err(Refused::Conflict | Refused::Exists) => CasOutcome::Conflict,
-            },
-        )
+        let written = self.write(key, value, flags, ttl, When::Version(expected.get()), None)?;
+        Ok(cas_outcome(written))
+    }
+
+    /// The memo is kept with the new item if there is room, charged as a
+    /// read's memo (the value's size again).
+    async fn cas_with_memo(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+        memo: ItemMemo,
+    ) -> Result<CasOutcome> {
+        let when = When::Version(expected.get());
+        let written = self.write(key, value, flags, ttl, when, Some(memo))?;
+        Ok(cas_outcome(written))
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {

@@ -100,8 +100,8 @@ pub struct Entry {
 /// lies in the bytes (a load's scan, about half of its CPU on that store).
 ///
 /// Opaque, and made only by this crate (its `MemoryStore` on a value's
-/// second read, its session layer for a value it has just written, see
-/// [`Store::keep_memo`]): one per stored value, handed out (cloned) with
+/// second read, its session layer for a value it is writing, see
+/// [`Store::cas_with_memo`]): one per stored value, handed out (cloned) with
 /// reads of that value ([`Store::get_with_memo`]); a new value never keeps
 /// an old memo. Other stores cannot make one and answer `None`.
 ///
@@ -129,7 +129,7 @@ impl ItemMemo {
     }
 
     /// A memo already holding `scan`, learnt of a value of `budget` bytes
-    /// by whoever wrote it (see [`Store::keep_memo`]); `None` when the
+    /// by whoever writes it (see [`Store::cas_with_memo`]); `None` when the
     /// scan does not fit the budget.
     pub(crate) fn of_scan(budget: usize, scan: crate::scan::ScanMemo) -> Option<Self> {
         let memo = ItemMemo::with_budget(budget);
@@ -396,14 +396,24 @@ pub trait Store: Debug + Send + Sync + 'static {
         false
     }
 
-    /// Offers `memo` for the item under `key` while it still has `version`:
-    /// what the session layer already knows of bytes it just wrote there
-    /// (a save's splice knows where each field landed), so that the next
-    /// read need not scan them. A store that keeps memos keeps it if it has
-    /// the room; the default drops it. A wrapper that changes keys or
-    /// values must drop it, as with [`Store::get_with_memo`].
-    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
-        let _ = (key, version, memo);
+    /// [`Store::cas`] of bytes the session layer already knows the shape
+    /// of (a save's splice knows where each field landed), with that
+    /// knowledge as `memo`, so that the next read of the new item need not
+    /// scan it. A store that keeps memos keeps it with the item it writes,
+    /// if it has the room; the default writes with `cas` and drops it. A
+    /// wrapper that changes keys or values must drop it, as with
+    /// [`Store::get_with_memo`].
+    async fn cas_with_memo(
+        &self,
+        key: &str,
+        value: &[u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+        memo: ItemMemo,
+    ) -> Result<CasOutcome> {
+        drop(memo);
+        self.cas(key, value, flags, ttl, expected).await
     }
 
     /// Reads an item and re-sets its expiry to `ttl` in one call (memcached

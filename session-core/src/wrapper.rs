@@ -128,10 +128,26 @@ pub trait StoreWrapper: Debug + Send + Sync + 'static {
         false
     }
 
-    /// [`Store::keep_memo`]: dropped unless the wrapper forwards
-    /// `get_with_memo` (the same reason).
-    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
-        let _ = (key, version, memo);
+    /// [`Store::cas_with_memo`]: this wrapper's own `cas`, the memo
+    /// dropped, unless the wrapper forwards `get_with_memo` (the same
+    /// reason).
+    fn cas_with_memo<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        value: &'life2 [u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+        memo: ItemMemo,
+    ) -> StoreFuture<'async_trait, CasOutcome>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        drop(memo);
+        StoreWrapper::cas(self, key, value, flags, ttl, expected)
     }
 
     /// [`Store::add`].
@@ -326,8 +342,22 @@ impl<W: StoreWrapper> Store for W {
         StoreWrapper::keeps_memos(self)
     }
 
-    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
-        StoreWrapper::keep_memo(self, key, version, memo);
+    fn cas_with_memo<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        value: &'life2 [u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+        memo: ItemMemo,
+    ) -> StoreFuture<'async_trait, CasOutcome>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        StoreWrapper::cas_with_memo(self, key, value, flags, ttl, expected, memo)
     }
 
     fn add<'life0, 'life1, 'life2, 'async_trait>(
@@ -506,7 +536,22 @@ impl<S: Store + ?Sized> StoreWrapper for Arc<S> {
         self.inner().keeps_memos()
     }
 
-    fn keep_memo(&self, key: &str, version: Version, memo: ItemMemo) {
-        self.inner().keep_memo(key, version, memo);
+    fn cas_with_memo<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        key: &'life1 str,
+        value: &'life2 [u8],
+        flags: u32,
+        ttl: Ttl,
+        expected: Version,
+        memo: ItemMemo,
+    ) -> StoreFuture<'async_trait, CasOutcome>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.inner()
+            .cas_with_memo(key, value, flags, ttl, expected, memo)
     }
 }

@@ -214,7 +214,7 @@ impl Session {
 
     /// [`Session::encode`], plus where each field lies in the result when
     /// the untouched fields were copied (a splice knows that without a
-    /// scan; see [`crate::store::Store::keep_memo`]). `None` for a full
+    /// scan; see [`crate::store::Store::cas_with_memo`]). `None` for a full
     /// encode.
     pub(crate) fn encode_scanned(&self, codec: Codec) -> Result<(Vec<u8>, Option<ScanMemo>)> {
         if let Some(raw) = &self.raw {

@@ -176,12 +176,12 @@ impl Sessions {
         key: &str,
         bytes: &[u8],
         version: crate::store::Version,
+        memo: Option<crate::store::ItemMemo>,
         reverse: &str,
     ) -> (Result<CasOutcome>, Result<()>) {
         let ttl = self.ttl_of(session);
-        let flags = self.write_flags();
         let (cas, set) = tokio::join!(
-            self.servers.cas(key, bytes, flags, ttl, version),
+            self.cas_session(key, bytes, ttl, version, memo),
             self.servers.set(
                 reverse,
                 session.id.as_str().as_bytes(),

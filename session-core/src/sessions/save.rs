@@ -148,8 +148,10 @@ impl Sessions {
             attempts += 1;
             // A store that keeps memos is offered the new bytes' spans
             // (such stores hold no seal: `store_keeps_memos`).
-            let (bytes, spans) = if self.store_keeps_memos {
-                session.encode_scanned(self.codec())?
+            let (bytes, memo) = if self.store_keeps_memos {
+                let (bytes, spans) = session.encode_scanned(self.codec())?;
+                let memo = spans.and_then(|spans| ItemMemo::of_scan(bytes.len(), spans));
+                (bytes, memo)
             } else {
                 (self.encode_session(session, key)?, None)
             };
@@ -164,14 +166,14 @@ impl Sessions {
                     match self.reverse_write(session, key) {
                         ReverseWrite::Beside(reverse) => {
                             let (cas, set) = self
-                                .cas_beside(session, key, &bytes, version, &reverse)
+                                .cas_beside(session, key, &bytes, version, memo, &reverse)
                                 .await;
                             beside = Some((reverse, set));
                             cas?
                         }
                         write => {
                             reverse_fresh = matches!(write, ReverseWrite::Fresh);
-                            self.servers.cas(key, &bytes, flags, ttl, version).await?
+                            self.cas_session(key, &bytes, ttl, version, memo).await?
                         }
                     }
                 }
@@ -188,11 +190,6 @@ impl Sessions {
             };
             match outcome {
                 CasOutcome::Stored(version) => {
-                    if let (Some(spans), Some(version)) = (spans, version)
-                        && let Some(memo) = ItemMemo::of_scan(bytes.len(), spans)
-                    {
-                        self.servers.keep_memo(key, version, memo);
-                    }
                     let replaced = self.indexed_principal(&session.stored());
                     session.mark_synced(version);
                     session.remaining = Some(ttl);
@@ -243,6 +240,27 @@ impl Sessions {
                     self.merge_on_principal(session, key, field).await?;
                 }
             }
+        }
+    }
+
+    /// A save's `cas`, with the new bytes' memo when the splice made one
+    /// (see [`crate::store::Store::cas_with_memo`]).
+    pub(super) async fn cas_session(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        ttl: crate::store::Ttl,
+        version: crate::store::Version,
+        memo: Option<ItemMemo>,
+    ) -> Result<CasOutcome> {
+        let flags = self.write_flags();
+        match memo {
+            Some(memo) => {
+                self.servers
+                    .cas_with_memo(key, bytes, flags, ttl, version, memo)
+                    .await
+            }
+            None => self.servers.cas(key, bytes, flags, ttl, version).await,
         }
     }
 
