@@ -282,3 +282,35 @@ fn a_quick_compare_on_bytes_is_never_fooled_by_an_escape() {
     assert!(!raw.holds_str("plain", "y"));
     assert!(!raw.holds_str("absent", "x"));
 }
+
+/// A save copies untouched entries that lie side by side in one run, and
+/// only those: entries apart by more than a comma (a writer's spaces) or
+/// with a dropped duplicate between them are copied one by one, so the
+/// duplicate never comes back and the spans still match the output.
+#[test]
+fn only_entries_side_by_side_are_copied_as_one_run() {
+    let stored = concat!(
+        r#"{ "_session_id":"0123456789abcdef0123456789abcdef" ,"a":1,"b":2,"a":3,"#,
+        r#""c":[1, 2],"d":"x","e":true}"#
+    );
+    let body = Loaded::read(Codec::Json, stored.as_bytes().to_vec(), "k", None).unwrap();
+    assert!(
+        matches!(body, Loaded::Raw(_)),
+        "a noisy writer's bytes are still scanned"
+    );
+    let mut s = Session::loaded(id(), body, Some(Version::new(1)), State::Stored);
+    s.insert("d", "y").unwrap();
+    let (bytes, spans) = s.encode_scanned(Codec::Json).unwrap();
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert_eq!(text.matches(r#""a":"#).count(), 1, "{text}");
+    assert!(text.contains(r#""c":[1, 2],"e":true"#), "{text}");
+    let mut want = Codec::Json.decode(stored.as_bytes(), "k").unwrap();
+    want.insert("d".into(), Value::from("y"));
+    assert_eq!(Codec::Json.decode(&bytes, "k").unwrap(), want);
+    let scanned = crate::scan::json::scan(&bytes).unwrap();
+    let packed = ScanMemo::pack(Codec::Json, bytes.len(), &scanned).unwrap();
+    assert_eq!(
+        spans.unwrap().fields().collect::<Vec<_>>(),
+        packed.fields().collect::<Vec<_>>()
+    );
+}

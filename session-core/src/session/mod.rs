@@ -195,8 +195,8 @@ impl Session {
 
     /// Moves a raw field into `data`, decoded, ready to be changed.
     fn take_raw(&mut self, field: &str) {
-        if let Some((name, value)) = self.raw.as_mut().and_then(|raw| raw.take(field)) {
-            self.data.insert(name, value);
+        if let Some(value) = self.raw.as_mut().and_then(|raw| raw.take(field)) {
+            self.data.insert(field.to_owned(), value);
         }
     }
 
@@ -350,6 +350,17 @@ impl Session {
 
     /// Sets any field (`_session_id` included); returns the previous value.
     pub(crate) fn set_field(&mut self, field: String, value: Value) -> Option<Value> {
+        self.settle();
+        // A field still raw (the usual change after a load) is decoded
+        // once, straight into what is kept for the merge and what is handed
+        // back: no stop in `data` on the way, and `field` is its key there.
+        if let Some(old) = self.raw.as_mut().and_then(|raw| raw.take(&field)) {
+            if !self.is_touched(&field) {
+                self.touched.push((field.clone(), Some(old.clone())));
+            }
+            self.data.insert(field, value);
+            return Some(old);
+        }
         self.keep_old(&field);
         self.data.insert(field, value)
     }

@@ -188,8 +188,9 @@ impl RawBody {
         self.slots.iter().filter(|s| s.live).count()
     }
 
-    /// Takes `field` out of the body, decoded: it is the caller's to keep.
-    pub(crate) fn take(&mut self, field: &str) -> Option<(String, Value)> {
+    /// Takes `field`'s value out of the body, decoded: it is the caller's
+    /// to keep (under the name the caller already has).
+    pub(crate) fn take(&mut self, field: &str) -> Option<Value> {
         let bytes = &self.bytes;
         let codec = self.codec;
         let slot = self
@@ -197,11 +198,10 @@ impl RawBody {
             .iter_mut()
             .find(|s| s.live && s.field.name.is(bytes, field))?;
         slot.live = false;
-        let value = match slot.value.take() {
+        Some(match slot.value.take() {
             Some(v) => v,
             None => decode_value(codec, bytes, &slot.field),
-        };
-        Some((slot.field.name.as_str(bytes).to_owned(), value))
+        })
     }
 
     /// Every field still in the body, decoded, added to `map` (which holds
@@ -254,11 +254,59 @@ impl RawBody {
         Some(self.splice(own, spans))
     }
 
-    /// A kept field's stored entry (name and value).
-    fn entry(&self, slot: &Slot) -> Result<&[u8]> {
-        self.bytes.get(slot.field.entry.clone()).ok_or_else(|| {
-            Error::unencodable(self.codec.name(), "a scanned field lies outside its bytes")
-        })
+    /// Copies the kept fields' entries to `out`, `separator` between
+    /// entries (JSON's comma; MessagePack has none), and notes where they
+    /// land. Entries that lie next to each other in the stored bytes (one
+    /// separator apart, as every compact writer leaves them) are copied as
+    /// one run: one copy for the untouched fields between two changed ones,
+    /// not one per field.
+    fn copy_kept(
+        &self,
+        out: &mut Vec<u8>,
+        mut spans: Option<&mut PackedSpans>,
+        separator: Option<u8>,
+    ) -> Result<()> {
+        let gap = usize::from(separator.is_some());
+        let next_to = |a: &RawField, b: &RawField| {
+            b.entry.start == a.entry.end + gap
+                && separator.is_none_or(|sep| self.bytes.get(a.entry.end) == Some(&sep))
+        };
+        let mut rest = &self.slots[..];
+        while let Some(first) = rest.iter().position(|s| s.live) {
+            rest = &rest[first..];
+            let len = 1 + rest
+                .windows(2)
+                .take_while(|w| w[1].live && next_to(&w[0].field, &w[1].field))
+                .count();
+            let (run, after) = rest.split_at(len);
+            rest = after;
+            let (Some(head), Some(tail)) = (run.first(), run.last()) else {
+                break;
+            };
+            if let Some(sep) = separator
+                && out.len() > 1
+            {
+                out.push(sep);
+            }
+            let from = head.field.entry.start;
+            let at = out.len();
+            let bytes = self.bytes.get(from..tail.field.entry.end).ok_or_else(|| {
+                Error::unencodable(self.codec.name(), "a scanned field lies outside its bytes")
+            })?;
+            out.extend_from_slice(bytes);
+            if let Some(spans) = spans.as_deref_mut() {
+                for slot in run {
+                    // Every span of the field moves by the same distance.
+                    let to = |r: &Range<usize>| r.start - from + at..r.end - from + at;
+                    let name = match &slot.field.name {
+                        RawName::Span(r) => Some(to(r)),
+                        RawName::Owned(_) => None,
+                    };
+                    spans.push(name, to(&slot.field.entry), to(&slot.field.value));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn splice(&self, own: &SessionData, mut spans: Option<&mut PackedSpans>) -> Result<Vec<u8>> {
@@ -273,29 +321,12 @@ impl RawBody {
                 format!("field {field:?} nests deeper than {MAX_DEPTH} levels"),
             ));
         }
-        let kept = self.slots.iter().filter(|s| s.live);
         let mut out = Vec::with_capacity(self.bytes.len() + 64);
         let failed = |e: crate::error::Cause| Error::encode_failed(codec.name(), e);
-        // A kept entry copied to `at`: its spans move with it.
-        let moved = |spans: &mut PackedSpans, field: &RawField, at: usize| {
-            let shift =
-                |r: &Range<usize>| r.start - field.entry.start + at..r.end - field.entry.start + at;
-            let name = match &field.name {
-                RawName::Span(r) => Some(shift(r)),
-                RawName::Owned(_) => None,
-            };
-            spans.push(name, shift(&field.entry), shift(&field.value));
-        };
         match codec {
             Codec::MessagePack => {
                 write_msgpack_map_len(&mut out, self.len() + own.len());
-                for slot in kept {
-                    let at = out.len();
-                    out.extend_from_slice(self.entry(slot)?);
-                    if let Some(spans) = spans.as_deref_mut() {
-                        moved(spans, &slot.field, at);
-                    }
-                }
+                self.copy_kept(&mut out, spans.as_deref_mut(), None)?;
                 for (name, value) in own {
                     let at = out.len();
                     rmp_serde::encode::write_named(&mut out, name).map_err(|e| failed(e.into()))?;
@@ -311,16 +342,7 @@ impl RawBody {
             }
             _ => {
                 out.push(b'{');
-                for slot in kept {
-                    if out.len() > 1 {
-                        out.push(b',');
-                    }
-                    let at = out.len();
-                    out.extend_from_slice(self.entry(slot)?);
-                    if let Some(spans) = spans.as_deref_mut() {
-                        moved(spans, &slot.field, at);
-                    }
-                }
+                self.copy_kept(&mut out, spans.as_deref_mut(), Some(b','))?;
                 for (name, value) in own {
                     if out.len() > 1 {
                         out.push(b',');
