@@ -95,37 +95,37 @@ struct Inner {
     deadlines: BTreeMap<(Instant, u64), String>,
     /// Bytes accounted to live items (keys, values, bookkeeping).
     used: usize,
-    /// Bytes accounted to memos (see [`Item::reads`]): within `max_bytes`
+    /// Bytes accounted to memos (see [`Item::memo`]): within `max_bytes`
     /// together with `used`, but given up whenever a write needs the room.
     memo_used: usize,
     /// The last version handed out; versions are never reused.
     last_version: u64,
 }
 
+/// One item. Kept small (64 bytes): a store of many sessions holds one
+/// per session and one per reverse key, and the map sizes its table in
+/// powers of two of them.
 #[derive(Debug)]
 struct Item {
     value: Vec<u8>,
-    flags: u32,
     version: u64,
     deadline: Option<Instant>,
-    /// Reads with [`Store::get_with_memo`] so far, and the memo once made.
-    reads: Reads,
+    /// The memo (see [`ItemMemo`]), charged the value's size. A memo is
+    /// made at the value's second read, not with the write: a session
+    /// written after each load (load, change, save) is read once per
+    /// value, and keeping its scan would only cost a copy; a save that
+    /// already knows its bytes' spans hands them over with the write
+    /// ([`Store::cas_with_memo`]). A write replaces the memo, so a memo
+    /// never outlives the bytes it describes.
+    memo: Option<ItemMemo>,
+    flags: u32,
+    /// Read with [`Store::get_with_memo`] since the write (with no memo
+    /// kept: the first read, no room, or given up).
+    read: bool,
 }
 
-/// An item's reads and memo. A memo (see [`ItemMemo`]) is made at the
-/// value's second read, not with the write: a session written after each
-/// load (load, change, save) is read once per value, and keeping its scan
-/// would only cost a copy. A write makes a new item, so a memo never
-/// outlives the bytes it describes.
-#[derive(Debug)]
-enum Reads {
-    /// Not read with `get_with_memo` yet.
-    Unread,
-    /// Read, and no memo kept (the first read, no room, or given up).
-    Read,
-    /// Read, and this memo kept, charged the value's size.
-    Kept(ItemMemo),
-}
+// The size the doc above promises.
+const _: () = assert!(std::mem::size_of::<Item>() <= 64);
 
 impl Item {
     fn cost(key: &str, value: &[u8]) -> usize {
@@ -135,9 +135,10 @@ impl Item {
     /// The memo's budget and charge: the value's size again, once the
     /// item has a memo.
     fn memo_cost(&self) -> usize {
-        match self.reads {
-            Reads::Kept(_) => self.value.len(),
-            Reads::Unread | Reads::Read => 0,
+        if self.memo.is_some() {
+            self.value.len()
+        } else {
+            0
         }
     }
 
@@ -257,15 +258,15 @@ impl MemoryStore {
         // A memo is charged its budget, the value's size again, as a
         // read's memo is, and only kept in room no item uses.
         let max_bytes = self.config.max_bytes;
-        let reads = |memo_used: &mut usize| match memo {
+        let keep = |memo_used: &mut usize| match memo {
             Some(memo)
                 if memo.budget() == value.len()
                     && used_after + *memo_used + value.len() <= max_bytes =>
             {
                 *memo_used += value.len();
-                Reads::Kept(memo)
+                Some(memo)
             }
-            _ => Reads::Unread,
+            _ => None,
         };
         match found {
             // A rewrite (every save) replaces the item in place: no removal
@@ -279,18 +280,22 @@ impl MemoryStore {
                 if let Some(d) = deadline {
                     deadlines.insert((d, version), old_key.unwrap_or_else(|| key.to_owned()));
                 }
-                // (A buffer far larger than the new value is not kept: the
-                // limit counts lengths, so it would hide memory.)
-                if item.value.capacity() > 2 * value.len().max(64) {
-                    item.value = value.to_vec();
-                } else {
+                // The buffer is reused when the new value fits it without
+                // leaving much of it unused (the limit counts lengths, so
+                // slack would hide memory); otherwise a buffer of the exact
+                // size replaces it (growing in place would double it).
+                let room = item.value.capacity();
+                if value.len() <= room && room <= value.len() + value.len() / 4 + 16 {
                     item.value.clear();
                     item.value.extend_from_slice(value);
+                } else {
+                    item.value = value.to_vec();
                 }
                 item.flags = flags;
                 item.version = version;
                 item.deadline = deadline;
-                item.reads = reads(memo_used);
+                item.memo = keep(memo_used);
+                item.read = false;
             }
             None => {
                 if let Some(d) = deadline {
@@ -300,10 +305,11 @@ impl MemoryStore {
                     key.to_owned(),
                     Item {
                         value: value.to_vec(),
-                        flags,
                         version,
                         deadline,
-                        reads: reads(memo_used),
+                        memo: keep(memo_used),
+                        flags,
+                        read: false,
                     },
                 );
             }
@@ -344,8 +350,8 @@ fn cas_outcome(written: std::result::Result<Version, Refused>) -> CasOutcome {
 /// would otherwise not fit.
 fn drop_memos(items: &mut HashMap<String, Item>, memo_used: &mut usize) {
     for item in items.values_mut() {
-        if let Reads::Kept(_) = item.reads {
-            item.reads = Reads::Read;
+        if item.memo.take().is_some() {
+            item.read = true;
         }
     }
     *memo_used = 0;
@@ -428,19 +434,15 @@ impl Store for MemoryStore {
         // A memo is charged its budget (the value's size again) when it is
         // made, and only made in room no item uses.
         let len = item.value.len();
-        match &item.reads {
-            Reads::Unread => item.reads = Reads::Read,
-            Reads::Read if inner.used + inner.memo_used + len <= max_bytes => {
+        if item.memo.is_none() {
+            if !item.read {
+                item.read = true;
+            } else if inner.used + inner.memo_used + len <= max_bytes {
                 inner.memo_used += len;
-                item.reads = Reads::Kept(ItemMemo::with_budget(len));
+                item.memo = Some(ItemMemo::with_budget(len));
             }
-            Reads::Read | Reads::Kept(_) => {}
         }
-        let memo = match &item.reads {
-            Reads::Kept(memo) => Some(memo.clone()),
-            Reads::Unread | Reads::Read => None,
-        };
-        Ok(Some((item.entry(now), memo)))
+        Ok(Some((item.entry(now), item.memo.clone())))
     }
 
     async fn add(&self, key: &str, value: &[u8], flags: u32, ttl: Ttl) -> Result<AddOutcome> {
@@ -655,6 +657,25 @@ mod tests {
             assert!(matches!(bigger, CasOutcome::Stored(Some(_))), "{bigger:?}");
             assert_eq!(store.used_bytes(), plain + (490 + 1 + ITEM_OVERHEAD));
             assert_eq!(store.get("a").await.unwrap().unwrap().value, vec![9; 490]);
+        });
+    }
+
+    /// A rewrite reuses the value's buffer only when that hides little
+    /// room: a growing value gets a buffer of its size, not a doubled one,
+    /// and a shrunk one does not keep the old buffer.
+    #[test]
+    fn a_rewrite_keeps_no_hidden_room() {
+        let store = MemoryStore::new();
+        block_on(async {
+            store.set("k", &[1; 400], 0, Ttl::NEVER).await.unwrap();
+            for len in [409, 409, 300, 420, 100] {
+                store.set("k", &vec![2; len], 0, Ttl::NEVER).await.unwrap();
+                let room = store.lock().items["k"].value.capacity();
+                assert!(
+                    room <= len + len / 4 + 16,
+                    "{len} bytes in a buffer of {room}"
+                );
+            }
         });
     }
 

@@ -29,11 +29,13 @@ use std::time::{Duration, Instant};
 use super::gate::{Hashed, SHARDS, shard_of};
 use crate::store::Ttl;
 
-/// Entries one shard keeps at most (16 shards: about 64k sessions written
-/// lately, some 2 MiB). A full shard drops what is past the window, and
-/// forgets everything when that is not enough: the cost of forgetting is
-/// one extra reverse-key write per session.
-const SHARD_CAPACITY: usize = 4096;
+/// Entries one shard keeps at most (16 shards: about 16k sessions written
+/// lately, about 1 MiB of tables at most, measured). A full shard drops
+/// what is past the window, and forgets everything when that is not
+/// enough: the cost of forgetting is one extra reverse-key write per
+/// session. (A process saving more distinct sessions than that per window
+/// renews their keys more often than the window says, never less.)
+const SHARD_CAPACITY: usize = 1024;
 
 /// One reverse-key write: which key (its hash) and when.
 #[derive(Debug, Clone, Copy)]
