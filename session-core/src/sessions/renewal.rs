@@ -30,7 +30,8 @@ use super::gate::{Hashed, SHARDS, shard_of};
 use crate::store::Ttl;
 
 /// Entries one shard keeps at most (16 shards: about 16k sessions written
-/// lately, about 1 MiB of tables at most, measured). A full shard drops
+/// lately; at most 16 tables of 2048 buckets of 33 bytes, about 1 MiB,
+/// where 4096 per shard took 8 MiB in a measure). A full shard drops
 /// what is past the window, and forgets everything when that is not
 /// enough: the cost of forgetting is one extra reverse-key write per
 /// session. (A process saving more distinct sessions than that per window
