@@ -6,20 +6,22 @@
 //! memcached backend is tested against real memcached servers.
 //!
 //! Expiry is lazy, in the manner of mini-redis's `db.rs` but without a
-//! background task: an ordered set of `(deadline, key)` lets every call drop
-//! the items whose deadline has passed in O(expired · log n), and reads also
-//! check the deadline of the item they return. With no task to start, the
-//! store needs no runtime and works in any executor.
+//! background task: an ordered map from `(deadline, version)` to the key
+//! lets every call first drop the items whose deadline has passed, in
+//! O(expired · log n), so what a call then finds is alive. With no task to
+//! start, the store needs no runtime and works in any executor.
 //!
 //! Values are kept as the bytes written, as a networked store keeps them,
 //! so one code path (codecs, seals, size limits) serves every store. What
 //! that costs a load, scanning the bytes again, is paid once per value: from
 //! a value's second read on, [`Store::get_with_memo`] hands out an
 //! [`ItemMemo`] in which the session layer leaves its scan for the next
-//! read. A memo is charged against `max_bytes` (the value's size again),
-//! made only in room no item uses, given up (all of them) when a write
-//! needs that room, and goes with its value; a write makes a new item
-//! with none. So memos never make a write fail with [`Error::StoreFull`].
+//! read, and a save that already knows where its fields landed hands its
+//! memo over with the write ([`Store::cas_with_memo`]). A memo is charged
+//! against `max_bytes` (the value's size again), kept only in room no item
+//! uses, given up (all of them) when a write needs that room, and goes with
+//! its value; any other write leaves the new value with none. So memos
+//! never make a write fail with [`Error::StoreFull`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
