@@ -201,6 +201,13 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether a memo for a value of `len` bytes fits: a memo is charged
+    /// its budget, the value's size again, and only kept in room no item
+    /// uses (`used` and `memo_used` as they would be without it).
+    fn memo_fits(&self, used: usize, memo_used: usize, len: usize) -> bool {
+        used + memo_used + len <= self.config.max_bytes
+    }
+
     /// Writes `key` if `when` allows it (after `check_write`), with one
     /// look-up of the key in the common cases (a save's `cas` on an existing
     /// item, a `set`): the item found is checked and rewritten in place.
@@ -257,13 +264,11 @@ impl MemoryStore {
         let version = *last_version;
         let deadline = ttl.as_duration().map(|d| now + d);
         *used = used_after;
-        // A memo is charged its budget, the value's size again, as a
-        // read's memo is, and only kept in room no item uses.
-        let max_bytes = self.config.max_bytes;
+        // A memo handed over is kept as a read's memo would be.
         let keep = |memo_used: &mut usize| match memo {
             Some(memo)
                 if memo.budget() == value.len()
-                    && used_after + *memo_used + value.len() <= max_bytes =>
+                    && self.memo_fits(used_after, *memo_used, value.len()) =>
             {
                 *memo_used += value.len();
                 Some(memo)
@@ -428,18 +433,16 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut inner = self.lock();
         inner.purge(now);
-        let max_bytes = self.config.max_bytes;
         let inner = &mut *inner;
         let Some(item) = inner.items.get_mut(key) else {
             return Ok(None);
         };
-        // A memo is charged its budget (the value's size again) when it is
-        // made, and only made in room no item uses.
+        // A memo is made at the second read (see `Item::memo`), if it fits.
         let len = item.value.len();
         if item.memo.is_none() {
             if !item.read {
                 item.read = true;
-            } else if inner.used + inner.memo_used + len <= max_bytes {
+            } else if self.memo_fits(inner.used, inner.memo_used, len) {
                 inner.memo_used += len;
                 item.memo = Some(ItemMemo::with_budget(len));
             }
